@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make search` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup search test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The pair that lies on this machine's disk first (pip takes it without a download).
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+search: $(STAMP)
+	$(BIN)/drltune search --dataset synthetic --trials 16 --max-epochs 8 --concurrent 2
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/dr_vs_baseline.py
+
+clean:
+	rm -rf $(VENV) studies/*.db studies/*/

@@ -1,0 +1,39 @@
+"""`drltune methods` and `drltune datasets`: what is registered, with each one's parameters."""
+from __future__ import annotations
+
+import click
+
+
+def _print_entries(entries) -> None:
+    for name, description, params in entries:
+        click.echo(f"{name}: {description}")
+        for p in params:
+            click.echo(f"    {p.describe()}")
+
+
+@click.command("methods")
+def methods_cmd() -> None:
+    """List the balancing methods and their parameters."""
+    from drltune.methods import METHODS
+
+    _print_entries((n, METHODS.get(n).description, METHODS.get(n).params) for n in METHODS)
+
+
+@click.command("datasets")
+def datasets_cmd() -> None:
+    """List the datasets and their parameters."""
+    from drltune.data import DATASETS
+
+    _print_entries((n, DATASETS.get(n).description, DATASETS.get(n).params) for n in DATASETS)
+
+
+@click.command("fusions")
+def fusions_cmd() -> None:
+    """List the fusion heads."""
+    from drltune.models.fusion import FUSIONS
+
+    for name in FUSIONS:
+        click.echo(f"{name}: {(FUSIONS.get(name).__doc__ or '').strip().splitlines()[0] if FUSIONS.get(name).__doc__ else ''}")
+
+
+COMMANDS = [methods_cmd, datasets_cmd, fusions_cmd]

@@ -1,0 +1,68 @@
+"""`drltune train`: run one TrialConfig (or each document of an exported file), then test once."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drltune.config import TrialConfig
+from drltune.errors import DrltuneError
+
+
+def _fmt(record: dict[str, Any]) -> str:
+    line = (f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  val_acc {record['val_acc']:.4f}  "
+            f"val_f1 {record['val_f1']:.4f}  audio {record['val_acc_audio']:.3f}  visual {record['val_acc_visual']:.3f}")
+    if record.get("reinit"):
+        line += (f"  re-init w_a {record['reinit_weight_audio']:.3f} w_v {record['reinit_weight_visual']:.3f}"
+                 f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
+                 f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})")
+    return line + f"  {record['seconds']:.1f}s"
+
+
+def run_one(cfg: TrialConfig, quiet: bool = False) -> dict[str, Any]:
+    from drltune.train import Trainer
+
+    trainer = Trainer(cfg)
+    result = trainer.fit(report=None if quiet else lambda epoch, rec: click.echo(_fmt(rec)))
+    click.echo(f"{cfg.method}/{cfg.fusion} seed {cfg.seed}: best_val_acc {result.best_val_acc:.4f} "
+               f"(epoch {result.best_epoch})  test_acc {result.test_acc:.4f}  test_f1 {result.test_f1:.4f}  "
+               f"audio {result.test_acc_audio:.3f}  visual {result.test_acc_visual:.3f}  {result.seconds:.1f}s")
+    return result.to_dict()
+
+
+@click.command("train")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TrialConfig YAML (one or more documents).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. params.alpha=2.")
+@click.option("--epochs", type=click.IntRange(1, 100_000), help="Train this many epochs instead.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Repeat over this many seeds (seed, seed+1, ...) and report mean ± std on test.")
+@click.option("--metrics-out", type=click.Path(dir_okay=False), help="Write the metrics as JSON here.")
+@click.option("--quiet", is_flag=True, help="Only print the summary lines.")
+def train_cmd(config_path, assignments, epochs, seeds, metrics_out, quiet) -> None:
+    """Train one configuration, select on validation, evaluate on test once."""
+    configs = TrialConfig.load_yaml(config_path) if config_path else [TrialConfig()]
+    runs = []
+    for cfg in configs:
+        cfg = cfg.with_overrides(list(assignments))
+        if epochs:
+            cfg = cfg.replace(epochs=epochs)
+        seed_runs = [run_one(cfg.replace(seed=cfg.seed + i), quiet) for i in range(seeds)]
+        if seeds > 1:
+            accs = [r["test_acc"] for r in seed_runs]
+            click.echo(f"test_acc over {seeds} seeds: {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}")
+        runs.extend(seed_runs)
+    if metrics_out:
+        payload: dict[str, Any] = runs[0] if len(runs) == 1 else {"runs": runs}
+        if len(runs) > 1:
+            accs = [r["test_acc"] for r in runs]
+            payload.update(test_acc_mean=statistics.mean(accs), test_acc_std=statistics.stdev(accs))
+        try:
+            Path(metrics_out).write_text(json.dumps(payload, indent=1))
+        except OSError as exc:
+            raise DrltuneError(f"cannot write {metrics_out}: {exc.strerror}") from None
+
+
+COMMANDS = [train_cmd]

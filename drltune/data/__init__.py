@@ -1,0 +1,15 @@
+"""Datasets behind a registry; importing this package registers the built-in ones."""
+from drltune.data.base import DataBundle, DatasetSpec, Split
+from drltune.data.registry import DATASETS
+from drltune.data import synthetic  # noqa: F401  (registers "synthetic")
+
+__all__ = ["DATASETS", "DataBundle", "DatasetSpec", "Split", "load_dataset"]
+
+
+def load_dataset(name: str, data_root: str | None, params: dict) -> DataBundle:
+    from drltune.errors import DrltuneError
+
+    spec = DATASETS.get(name)
+    if spec.needs_data_root and not data_root:
+        raise DrltuneError(f"dataset {name!r} needs --data-root (the folder made by `drltune prepare {name}`)")
+    return spec.load(data_root, params)

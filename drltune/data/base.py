@@ -1,0 +1,119 @@
+"""What every dataset hands the trainer: in-memory or memory-mapped arrays and on-device batches."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+from drltune.params import Param
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Split:
+    """One split: audio (N,1,F,T) float16/float32, visual (N,T,3,H,W) uint8, labels (N,) int64.
+
+    The arrays may be `np.memmap`s shared by every trial on a node; batches copy only their rows.
+    """
+
+    audio: np.ndarray
+    visual: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[np.ndarray]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            yield np.sort(order[start:start + batch_size])  # sorted rows read memmaps sequentially
+
+
+@dataclass
+class DataBundle:
+    train: Split
+    val: Split
+    test: Split
+    class_names: Sequence[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def audio_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.audio.shape[1:])
+
+    @property
+    def visual_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.visual.shape[1:])
+
+
+class DatasetSpec:
+    """A registered dataset: its parameters, the TrialConfig defaults that suit it, and a loader."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}
+    needs_data_root: ClassVar[bool] = True
+
+    @classmethod
+    def load(cls, data_root: str | None, params: dict[str, Any]) -> DataBundle:
+        raise NotImplementedError
+
+
+def to_device_batch(split: Split, rows: np.ndarray, device: torch.device, augment: bool,
+                    generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather rows, move them to the device, then normalise and (optionally) augment there."""
+    non_blocking = device.type == "cuda"
+    audio = torch.from_numpy(np.ascontiguousarray(split.audio[rows])).to(device, non_blocking=non_blocking).float()
+    visual = torch.from_numpy(np.ascontiguousarray(split.visual[rows])).to(device, non_blocking=non_blocking)
+    labels = torch.from_numpy(np.ascontiguousarray(split.labels[rows])).to(device, non_blocking=non_blocking).long()
+    visual = visual.float().div_(255.0)
+    if augment:
+        visual = augment_frames(visual, generator)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 1, 3, 1, 1)
+    return audio, (visual - mean) / std, labels
+
+
+def augment_frames(visual: torch.Tensor, generator: torch.Generator | None = None,
+                   scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Batched RandomResizedCrop + horizontal flip, one draw per clip (all its frames alike).
+
+    Runs on whatever device `visual` (B,T,3,H,W in [0,1]) lives on, via one `roi_align` call.
+    """
+    b, t, c, h, w = visual.shape
+    draw = lambda *shape: torch.rand(*shape, generator=generator).to(visual.device)  # noqa: E731
+    area = h * w * (scale[0] + (scale[1] - scale[0]) * draw(b))
+    log_r = torch.log(torch.tensor(ratio))
+    aspect = torch.exp(log_r[0] + (log_r[1] - log_r[0]) * draw(b))
+    cw = torch.sqrt(area * aspect).clamp(1, w)
+    ch = torch.sqrt(area / aspect).clamp(1, h)
+    x0 = (w - cw) * draw(b)
+    y0 = (h - ch) * draw(b)
+    boxes = torch.stack([x0, y0, x0 + cw, y0 + ch], dim=1)
+    boxes = boxes.repeat_interleave(t, dim=0)
+    idx = torch.arange(b * t, device=visual.device, dtype=visual.dtype).unsqueeze(1)
+    flat = visual.reshape(b * t, c, h, w)
+    out = roi_align(flat, torch.cat([idx, boxes.to(visual.dtype)], dim=1), output_size=(h, w),
+                    spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    flip = (draw(b) < 0.5).repeat_interleave(t).view(-1, 1, 1, 1)
+    out = torch.where(flip, out.flip(-1), out)
+    return out.view(b, t, c, h, w)
+
+
+def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Eval-time Resize((size, size)) for (N,3,H,W) float frames."""
+    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -1,0 +1,3 @@
+from drltune.registry import Registry
+
+DATASETS: Registry = Registry("dataset")

@@ -1,0 +1,64 @@
+"""The hooks a balancing method gives the trainer. A method is one file: a subclass + a registry line."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from drltune.errors import DrltuneError
+from drltune.params import Param
+from drltune.registry import Registry
+
+if TYPE_CHECKING:
+    from drltune.config import TrialConfig
+    from drltune.models import ModelOutput
+    from drltune.train.trainer import Trainer
+
+METHODS: Registry = Registry("method")
+
+
+class Method:
+    """Default behaviour is the plain multimodal baseline: CE on the fused logits, nothing else.
+
+    Hooks, in the order the trainer calls them: `setup` once after the model and optimiser
+    exist; per step `loss` then (after backward) `after_backward`; `on_epoch_end` after the
+    epoch's validation, returning extra metrics for that epoch's record (keys from
+    `metric_keys`, so that every epoch has the same keys).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]] = ()
+    metric_keys: ClassVar[tuple[str, ...]] = ()
+    fusions: ClassVar[Sequence[str] | None] = None  # None: every fusion works
+
+    def __init__(self, params: dict[str, Any], trainer: "Trainer") -> None:
+        self.p = params
+        self.trainer = trainer
+
+    @classmethod
+    def check(cls, params: dict[str, Any], cfg: "TrialConfig") -> None:
+        """Reject combinations the method cannot run (after each value was checked on its own)."""
+        if cls.fusions is not None and cfg.fusion not in cls.fusions:
+            raise DrltuneError(
+                f"fusion: method {cls.name!r} needs unimodal logits, which only {', '.join(cls.fusions)} define"
+            )
+
+    def setup(self) -> None:
+        pass
+
+    def loss(self, out: "ModelOutput", labels: torch.Tensor, epoch: int) -> torch.Tensor:
+        return F.cross_entropy(out.logits, labels)
+
+    def after_backward(self, out: "ModelOutput", labels: torch.Tensor, epoch: int) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,134 @@
+"""Diagnosing & Re-learning (Wei et al., ECCV 2024), as the official code (ours.py) does it.
+
+Every `reinit_epoch` epochs (after the epoch's training and evaluation, 0-indexed, epoch > 0,
+at most `reinit_num` times) each encoder is diagnosed: k-means (k = classes) on its pooled
+features of the training and the validation split, purity of each, gap = |P_train - P_val|,
+w = tanh(alpha * gap); then every encoder *parameter* becomes w * initial + (1 - w) * current.
+Faithful defaults (METHODS.md §2.2): BN buffers, the fusion head and the optimiser state are
+left alone; features are min-max scaled to [-1, 1] per matrix; KMeans(n_init=10, random_state=0);
+diagnosis without augmentation. Each quirk is a parameter.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from drltune.errors import DrltuneError
+from drltune.methods.base import METHODS, Method
+from drltune.params import Param
+
+MODALITIES = ("audio", "visual")
+
+
+def purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: int | str = 10,
+           seed: int = 0, scaling: str = "minmax") -> float:
+    """Accuracy of labelling each k-means cluster with its majority true class."""
+    x = np.asarray(features, dtype=np.float64)
+    if scaling == "minmax":
+        x = MinMaxScaler(feature_range=(-1, 1)).fit_transform(x)
+    elif scaling == "standardize":
+        x = StandardScaler().fit_transform(x)
+    clusters = KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init).fit_predict(x)
+    _, y = np.unique(labels, return_inverse=True)
+    votes = sum(np.bincount(y[clusters == c]).max() for c in np.unique(clusters))
+    return float(votes) / len(y)
+
+
+def reinit_weight(gap: float, alpha: float) -> float:
+    return math.tanh(alpha * gap)
+
+
+@torch.no_grad()
+def blend_(params: list[tuple[str, torch.nn.Parameter]], initial: dict[str, torch.Tensor], weight: float) -> None:
+    """In place, so the optimiser keeps tracking the same Parameter objects."""
+    for name, p in params:
+        p.copy_(weight * initial[name].to(p.device, p.dtype) + (1.0 - weight) * p)
+
+
+@METHODS.register("dr")
+class DiagnosingRelearning(Method):
+    name = "dr"
+    description = "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init toward initial weights"
+    params = (
+        Param("reinit_epoch", "int", 20, "re-init after every this many epochs", 1, 1000, is_epoch=True),
+        Param("reinit_num", "int", 3, "at most this many re-inits", 0, 100),
+        Param("alpha", "float", 3.0, "strength scaling: w = tanh(alpha * purity gap) (move_lambda)", 0.0, 100.0, log=True),
+        Param("diag_split", "choice", "val", "split compared with train in the diagnosis (test: BalanceMM)",
+              choices=("val", "test")),
+        Param("kmeans_n_init", "choice", 10, "KMeans restarts (10 = the official, pre-sklearn-1.4 default)",
+              choices=(10, 1, "auto")),
+        Param("feature_scaling", "choice", "minmax", "per-matrix feature scaling before k-means",
+              choices=("minmax", "none", "standardize")),
+        Param("blend_scope", "choice", "all", "encoder parameters blended: all (official) or conv weights only",
+              choices=("all", "conv")),
+        Param("reset_bn_buffers", "bool", False, "also restore BN running stats to their initial values"),
+        Param("reset_optimizer_state", "bool", False, "also clear the optimiser state (momentum) of the encoders"),
+    )
+    metric_keys = ("reinit", "purity_train_audio", "purity_val_audio", "purity_train_visual",
+                   "purity_val_visual", "reinit_weight_audio", "reinit_weight_visual")
+
+    @classmethod
+    def check(cls, params: dict[str, Any], cfg) -> None:
+        super().check(params, cfg)
+        if cfg.modality != "both":
+            raise DrltuneError("modality: dr re-initialises both encoders; use modality both")
+
+    def setup(self) -> None:
+        model = self.trainer.model
+        self.initial = {n: t.detach().clone() for n, t in model.state_dict().items()
+                        if n.startswith(("audio_net.", "visual_net."))}
+        self.count = 0
+
+    def due(self, epoch: int) -> bool:
+        """Official schedule: the counter ticks on every multiple, re-init only while count <= reinit_num."""
+        return epoch > 0 and epoch % self.p["reinit_epoch"] == 0
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        record: dict[str, Any] = {k: None for k in self.metric_keys}
+        record["reinit"] = False
+        if not self.due(epoch):
+            return record
+        self.count += 1
+        if self.count > self.p["reinit_num"]:
+            return record
+        t = self.trainer
+        train_a, train_v, train_y = t.features(t.data.train)
+        other = t.data.val if self.p["diag_split"] == "val" else t.data.test
+        val_a, val_v, val_y = t.features(other)
+        for modality, train_x, val_x in (("audio", train_a, val_a), ("visual", train_v, val_v)):
+            kw = dict(n_clusters=t.data.num_classes, n_init=self.p["kmeans_n_init"],
+                      scaling=self.p["feature_scaling"])
+            p_train = purity(train_x, train_y, **kw)
+            p_val = purity(val_x, val_y, **kw)
+            weight = reinit_weight(abs(p_train - p_val), self.p["alpha"])
+            self.reinit(modality, weight)
+            record.update({f"purity_train_{modality}": p_train, f"purity_val_{modality}": p_val,
+                           f"reinit_weight_{modality}": weight})
+        record["reinit"] = True
+        return record
+
+    def reinit(self, modality: str, weight: float) -> None:
+        model = self.trainer.model
+        params = model.encoder_parameters(modality)
+        if self.p["blend_scope"] == "conv":
+            params = [(n, p) for n, p in params if p.dim() == 4]
+        blend_(params, self.initial, weight)
+        if self.p["reset_bn_buffers"]:
+            with torch.no_grad():
+                for name, buf in model.named_buffers():
+                    if name in self.initial and name.startswith(f"{modality}_net."):
+                        buf.copy_(self.initial[name])
+        if self.p["reset_optimizer_state"]:
+            for _, p in params:
+                self.trainer.optimizer.state.pop(p, None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial": self.initial, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.initial, self.count = state["initial"], state["count"]

@@ -1,0 +1,4 @@
+from drltune.models.classifier import AVClassifier, ModelOutput
+from drltune.models.fusion import FUSIONS
+
+__all__ = ["AVClassifier", "ModelOutput", "FUSIONS"]

@@ -1,0 +1,48 @@
+"""Audio encoder + visual encoder + fusion head: the one model every method trains."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from drltune.models.encoders import AudioEncoder, VisualEncoder
+from drltune.models.fusion import FUSIONS
+
+ENCODER_PREFIXES = {"audio": "audio_net.", "visual": "visual_net."}
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    feat_a: torch.Tensor
+    feat_v: torch.Tensor
+
+
+class AVClassifier(nn.Module):
+    """`modality` "audio"/"visual" trains a unimodal model: the other encoder is skipped and fed as zeros."""
+
+    def __init__(self, num_classes: int, fusion: str = "concat", width: int = 64, modality: str = "both") -> None:
+        super().__init__()
+        self.audio_net = AudioEncoder(width)
+        self.visual_net = VisualEncoder(width)
+        self.fusion = FUSIONS.get(fusion)(self.audio_net.out_dim, num_classes)
+        self.modality = modality
+        self.num_classes = num_classes
+
+    def encode(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.audio_net(audio) if self.modality != "visual" else None
+        v = self.visual_net(visual) if self.modality != "audio" else None
+        if a is None:
+            a = torch.zeros_like(v)
+        if v is None:
+            v = torch.zeros_like(a)
+        return a, v
+
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor) -> ModelOutput:
+        a, v = self.encode(audio, visual)
+        return ModelOutput(self.fusion(a, v), a, v)
+
+    def encoder_parameters(self, modality: str) -> list[tuple[str, nn.Parameter]]:
+        prefix = ENCODER_PREFIXES[modality]
+        return [(n, p) for n, p in self.named_parameters() if n.startswith(prefix)]

@@ -1,0 +1,91 @@
+"""Fusion heads of the papers (METHODS.md §1.2); `a` is audio, `v` visual, both (B,D)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from drltune.registry import Registry
+
+FUSIONS: Registry = Registry("fusion")
+
+
+class Fusion(nn.Module):
+    """Fused logits, plus the unimodal logits that OGM-GE/PMR read (None where undefined)."""
+
+    has_unimodal_logits = False
+
+    def unimodal_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+    def auxiliary_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ARL's *_AUXI unimodal paths: the fused head fed one modality with the other zeroed."""
+        return self(a, torch.zeros_like(v)), self(torch.zeros_like(a), v)
+
+
+@FUSIONS.register("concat")
+class ConcatFusion(Fusion):
+    has_unimodal_logits = True
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc_out = nn.Linear(2 * dim, num_classes)
+        self.dim = dim
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(torch.cat([a, v], dim=1))
+
+    def unimodal_logits(self, a, v):
+        w, b = self.fc_out.weight, self.fc_out.bias
+        return a @ w[:, : self.dim].T + b / 2, v @ w[:, self.dim:].T + b / 2
+
+
+@FUSIONS.register("sum")
+class SumFusion(Fusion):
+    has_unimodal_logits = True
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc_x = nn.Linear(dim, num_classes)
+        self.fc_y = nn.Linear(dim, num_classes)
+
+    def forward(self, a, v):
+        return self.fc_x(a) + self.fc_y(v)
+
+    def unimodal_logits(self, a, v):
+        return self.fc_x(a), self.fc_y(v)
+
+    def auxiliary_logits(self, a, v):
+        return self.fc_x(a), self.fc_y(v)
+
+
+@FUSIONS.register("film")
+class FiLMFusion(Fusion):
+    """Audio conditions visual: fused = gamma(a) * v + beta(a)."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, 2 * dim)
+        self.fc_out = nn.Linear(dim, num_classes)
+        self.dim = dim
+
+    def forward(self, a, v):
+        gamma, beta = self.fc(a).split(self.dim, dim=1)
+        return self.fc_out(gamma * v + beta)
+
+
+@FUSIONS.register("gated")
+class GatedFusion(Fusion):
+    """Audio gates visual: logits = fc_out(sigmoid(fc_x(a)) * fc_y(v))."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc_x = nn.Linear(dim, dim)
+        self.fc_y = nn.Linear(dim, dim)
+        self.fc_out = nn.Linear(dim, num_classes)
+
+    def forward(self, a, v):
+        return self.fc_out(torch.sigmoid(self.fc_x(a)) * self.fc_y(v))
+
+    def auxiliary_logits(self, a, v):
+        ox, oy = self.fc_x(a), self.fc_y(v)
+        return self.fc_out(torch.sigmoid(ox) * ox), self.fc_out(torch.sigmoid(oy) * oy)

@@ -1,0 +1,185 @@
+"""One trial: build data, model, optimiser and method, then the epoch loop (read it top to bottom)."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from drltune.config import ResolvedConfig, TrialConfig, resolve
+from drltune.data import DataBundle, Split, load_dataset
+from drltune.data.base import to_device_batch
+from drltune.errors import DrltuneError
+from drltune.methods import METHODS
+from drltune.models import AVClassifier
+from drltune.train.metrics import accuracy, macro_f1
+
+Report = Callable[[int, dict[str, Any]], "bool | None"]  # return True to stop the trial early
+
+
+class NonFiniteLoss(DrltuneError):
+    """The loss became NaN or infinite: the trial stops instead of wasting epochs."""
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]]
+    best_val_acc: float
+    best_epoch: int
+    test_acc: float
+    test_f1: float
+    test_acc_audio: float
+    test_acc_visual: float
+    stopped_early: bool
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DrltuneError(f"device: {name} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, config: TrialConfig | ResolvedConfig, data: DataBundle | None = None) -> None:
+        self.cfg = config if isinstance(config, ResolvedConfig) else resolve(config)
+        c = self.cfg
+        self.device = pick_device(c.device)
+        self.data = data if data is not None else load_dataset(c.dataset, c.data_root, c.dataset_params)
+        seed_everything(c.seed)
+        self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality).to(self.device)
+        self.optimizer = self._build_optimizer()
+        self.scheduler = self._build_scheduler()
+        self.method = METHODS.get(c.method)(c.params, self)
+        self.shuffle_gen = torch.Generator().manual_seed(c.seed)
+        self.augment_gen = torch.Generator().manual_seed(c.seed + 1)
+        self.amp = self.device.type == "cuda"
+
+    # ---- construction -------------------------------------------------------------
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        c, params = self.cfg, self.model.parameters()
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
+        return cls(params, lr=c.lr, weight_decay=c.weight_decay)
+
+    def _build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        c = self.cfg
+        if c.lr_schedule == "step":
+            return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step, gamma=c.lr_gamma)
+        if c.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
+        return None
+
+    # ---- the loop -----------------------------------------------------------------
+    def fit(self, report: Report | None = None) -> TrainResult:
+        c, start = self.cfg, time.perf_counter()
+        self.method.setup()
+        history: list[dict[str, Any]] = []
+        best_acc, best_epoch, best_state = -1.0, -1, None
+        stopped = False
+        for epoch in range(c.epochs):
+            t0 = time.perf_counter()
+            train_loss, train_acc = self.train_epoch(epoch)
+            val = self.evaluate(self.data.val)
+            record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                      "val_acc": val["acc"], "val_f1": val["f1"], "val_loss": val["loss"],
+                      "val_acc_audio": val["acc_audio"], "val_acc_visual": val["acc_visual"],
+                      "lr": self.optimizer.param_groups[0]["lr"]}
+            selected_acc = val["acc"]
+            if c.selection == "test":  # paper-faithful (and optimistic): select on test
+                selected_acc = record["test_acc"] = self.evaluate(self.data.test)["acc"]
+            if selected_acc > best_acc:  # before the method's end-of-epoch hook, as in the DR code
+                best_acc, best_epoch = selected_acc, epoch
+                best_state = copy.deepcopy(self.model.state_dict())
+            record.update(self.method.on_epoch_end(epoch))
+            if self.scheduler is not None:
+                self.scheduler.step()
+            record["val_acc_best"] = max(r["val_acc"] for r in [*history, record])
+            record["seconds"] = time.perf_counter() - t0
+            history.append(record)
+            if report is not None and report(epoch, record):
+                stopped = True
+                break
+        self.model.load_state_dict(best_state)
+        test = self.evaluate(self.data.test)
+        return TrainResult(
+            history=history, best_val_acc=history[best_epoch]["val_acc"], best_epoch=best_epoch,
+            test_acc=test["acc"], test_f1=test["f1"], test_acc_audio=test["acc_audio"],
+            test_acc_visual=test["acc_visual"], stopped_early=stopped,
+            seconds=time.perf_counter() - start, config=c.config.to_dict())
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        c = self.cfg
+        self.model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for step, rows in enumerate(self.data.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen)):
+            audio, visual, labels = to_device_batch(self.data.train, rows, self.device, c.augment, self.augment_gen)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out = self.model(audio, visual)
+                loss = self.method.loss(out, labels, epoch)
+            if not math.isfinite(loss.item()):
+                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.method.after_backward(out, labels, epoch)
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            total_loss += loss.item() * len(labels)
+            correct += (out.logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    # ---- evaluation ---------------------------------------------------------------
+    @torch.no_grad()
+    def _forward_split(self, split: Split) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+        """Eval-mode pass without augmentation: pooled features, fused logits, mean CE."""
+        self.model.eval()
+        feats: dict[str, list[np.ndarray]] = {"a": [], "v": [], "logits": [], "logits_a": [], "logits_v": []}
+        loss, labels_all = 0.0, []
+        for rows in split.batches(max(self.cfg.batch_size, 256), shuffle=False):
+            audio, visual, labels = to_device_batch(split, rows, self.device, False, None)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out = self.model(audio, visual)
+                zero_a, zero_v = torch.zeros_like(out.feat_a), torch.zeros_like(out.feat_v)
+                logits_a = self.model.fusion(out.feat_a, zero_v)
+                logits_v = self.model.fusion(zero_a, out.feat_v)
+            loss += F.cross_entropy(out.logits.float(), labels, reduction="sum").item()
+            for key, t in (("a", out.feat_a), ("v", out.feat_v), ("logits", out.logits),
+                           ("logits_a", logits_a), ("logits_v", logits_v)):
+                feats[key].append(t.float().cpu().numpy())
+            labels_all.append(labels.cpu().numpy())
+        return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels_all), loss / len(split)
+
+    def evaluate(self, split: Split) -> dict[str, float]:
+        """Fused accuracy and macro-F1, and each modality's accuracy with the other one zeroed."""
+        out, labels, loss = self._forward_split(split)
+        k = self.data.num_classes
+        pred = out["logits"].argmax(1)
+        return {"acc": accuracy(pred, labels), "f1": macro_f1(pred, labels, k), "loss": loss,
+                "acc_audio": accuracy(out["logits_a"].argmax(1), labels),
+                "acc_visual": accuracy(out["logits_v"].argmax(1), labels)}
+
+    def features(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pooled audio and visual encoder features of a split (no augmentation), with labels."""
+        out, labels, _ = self._forward_split(split)
+        return out["a"], out["v"], labels
