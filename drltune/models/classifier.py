@@ -43,6 +43,18 @@ class AVClassifier(nn.Module):
         a, v = self.encode(audio, visual)
         return ModelOutput(self.fusion(a, v), a, v)
 
+    def unimodal_logits(self, out: ModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each modality's own logits for methods that compare modalities (OGM-GE, PMR, AGM).
+
+        The fusion's official decomposition where it has one (concat halves with bias/2, sum
+        branches); otherwise (FiLM, gated) the zero-padding path f(a, 0), f(0, v), which is
+        well defined where slicing the head is not (METHODS.md §1.2, §9).
+        """
+        split = self.fusion.unimodal_logits(out.feat_a, out.feat_v)
+        if split is not None:
+            return split
+        return self.fusion(out.feat_a, torch.zeros_like(out.feat_v)), self.fusion(torch.zeros_like(out.feat_a), out.feat_v)
+
     def encoder_parameters(self, modality: str) -> list[tuple[str, nn.Parameter]]:
         prefix = ENCODER_PREFIXES[modality]
         return [(n, p) for n, p in self.named_parameters() if n.startswith(prefix)]
