@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny data and one CPU thread, so the suite fits 2 cores."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+TINY_DATA = {"n_train": 60, "n_val": 24, "n_test": 24, "audio_freq": 16, "audio_time": 16, "image_size": 16}
+
+
+@pytest.fixture
+def tiny_config():
+    """A TrialConfig factory on tiny synthetic data with a width-4 ResNet-18."""
+    from drltune.config import TrialConfig
+
+    def make(**overrides):
+        base = {"epochs": 2, "batch_size": 16, "encoder_width": 4, "dataset_params": dict(TINY_DATA)}
+        base.update(overrides)
+        return TrialConfig.from_dict(base)
+
+    return make
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
