@@ -77,6 +77,9 @@ class TrialConfig:
             value = getattr(self, key)
             if value is None:
                 continue
+            if typ in (int, float) and isinstance(value, str):
+                value = _number_from_yaml(value)
+                setattr(self, key, value)
             ok = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
             if typ is float and isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, key, float(value))
@@ -139,6 +142,15 @@ class TrialConfig:
             else:
                 raise DrltuneError(f"--set {key!r}: only params.NAME and dataset_params.NAME may be nested")
         return TrialConfig.from_dict(data, where="--set")
+
+
+def _number_from_yaml(text: str) -> object:
+    """YAML 1.1 reads `1e-3` (no dot) as a string; users mean the number."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
 GLOBAL_DEFAULTS: dict[str, Any] = {

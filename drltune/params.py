@@ -39,6 +39,11 @@ class Param:
                     f"{key}: {value!r} is not one of {', '.join(map(str, self.choices))}"
                 )
             return value
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DrltuneError(f"{key}: expected a number, got {value!r}")
         if self.kind == "int":
