@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from drltune.data.base import to_device_batch
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.models import AVClassifier
+from drltune.train import checkpoint
 from drltune.train.metrics import accuracy, macro_f1
 
 Report = Callable[[int, dict[str, Any]], "bool | None"]  # return True to stop the trial early
@@ -90,13 +92,18 @@ class Trainer:
         return None
 
     # ---- the loop -----------------------------------------------------------------
-    def fit(self, report: Report | None = None) -> TrainResult:
+    def fit(self, report: Report | None = None, checkpoint_dir: str | os.PathLike | None = None) -> TrainResult:
+        """Train `epochs` epochs. With `checkpoint_dir`, the state is saved there after every epoch
+        (before `report` sees it) and a checkpoint already there is resumed after its epoch."""
         c, start = self.cfg, time.perf_counter()
         self.method.setup()
         history: list[dict[str, Any]] = []
         best_acc, best_epoch, best_state = -1.0, -1, None
         stopped = False
-        for epoch in range(c.epochs):
+        saved = checkpoint.load(checkpoint_dir, c.config.to_dict()) if checkpoint_dir is not None else None
+        if saved is not None:
+            history, best_acc, best_epoch, best_state = self._restore(saved)
+        for epoch in range(len(history), c.epochs):
             t0 = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch)
             val = self.evaluate(self.data.val)
@@ -116,6 +123,8 @@ class Trainer:
             record["val_acc_best"] = max(r["val_acc"] for r in [*history, record])
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
+            if checkpoint_dir is not None:
+                self._save(checkpoint_dir, history, best_acc, best_epoch, best_state)
             if report is not None and report(epoch, record):
                 stopped = True
                 break
@@ -126,6 +135,30 @@ class Trainer:
             test_acc=test["acc"], test_f1=test["f1"], test_acc_audio=test["acc_audio"],
             test_acc_visual=test["acc_visual"], stopped_early=stopped,
             seconds=time.perf_counter() - start, config=c.config.to_dict())
+
+    # ---- checkpoints ---------------------------------------------------------------
+    def _save(self, directory: str | os.PathLike, history: list[dict[str, Any]], best_acc: float,
+              best_epoch: int, best_state: dict[str, torch.Tensor] | None) -> None:
+        checkpoint.save(directory, {
+            "config": self.cfg.config.to_dict(), "history": history,
+            "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "method": self.method.state_dict(),
+            "shuffle_gen": self.shuffle_gen.get_state(), "augment_gen": self.augment_gen.get_state(),
+            "rng": checkpoint.rng_states(),
+        })
+
+    def _restore(self, saved: dict[str, Any]) -> tuple[list[dict[str, Any]], float, int, dict[str, torch.Tensor]]:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.method.load_state_dict(saved["method"])
+        self.shuffle_gen.set_state(saved["shuffle_gen"])
+        self.augment_gen.set_state(saved["augment_gen"])
+        checkpoint.set_rng_states(saved["rng"])
+        return saved["history"], saved["best_acc"], saved["best_epoch"], saved["best_state"]
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         c = self.cfg

@@ -1,0 +1,91 @@
+"""Per-epoch trial checkpoints: written atomically, read with `weights_only`, so a retried trial
+continues exactly where it stopped (same metrics as an uninterrupted run on CPU).
+
+Everything stored is a tensor or a plain type: RNG states become tensors, the history and the
+config become JSON strings. Loading never unpickles arbitrary objects.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drltune.errors import DrltuneError
+
+FILENAME = "trainer_state.pt"
+FORMAT = 1
+
+
+def checkpoint_path(directory: str | os.PathLike) -> Path:
+    return Path(directory) / FILENAME
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy scalars that a method may put in an epoch record."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def rng_states() -> dict[str, Any]:
+    """The global torch / numpy / python RNG states, as tensors and plain lists."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def set_rng_states(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
+def save(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write `state` (tensors / plain types; `history` and `config` may be any JSON data) atomically:
+    a crash mid-write leaves the previous checkpoint intact."""
+    path = checkpoint_path(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**state, "format": FORMAT,
+               "history": json.dumps(state["history"], default=_plain),
+               "config": json.dumps(state["config"], sort_keys=True, default=_plain)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load(directory: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The state saved in `directory`, or None when there is none; refuses another config's checkpoint."""
+    path = checkpoint_path(directory)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != FORMAT:
+            raise ValueError(f"format {state.get('format')!r}, expected {FORMAT}")
+        state["history"] = json.loads(state["history"])
+        saved_config = json.loads(state["config"])
+    except Exception as exc:  # a truncated or foreign file: say so, do not guess
+        first = (str(exc).splitlines() or [""])[0]
+        raise DrltuneError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {first}); "
+                           "delete it to start the trial over") from None
+    expected = json.loads(json.dumps(config, sort_keys=True, default=_plain))
+    if saved_config != expected:
+        changed = sorted(k for k in set(saved_config) | set(expected) if saved_config.get(k) != expected.get(k))
+        raise DrltuneError(f"checkpoint {path} belongs to another config (differs in {', '.join(changed)})")
+    return state

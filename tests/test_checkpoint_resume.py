@@ -1,0 +1,78 @@
+"""A trial cut off after epoch k and resumed from its per-epoch checkpoint ends exactly like an
+uninterrupted one, including across DR re-initialisations."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drltune.errors import DrltuneError
+from drltune.train import Trainer
+from drltune.train.checkpoint import checkpoint_path
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _stop_after(k: int):
+    def report(epoch, record):
+        if epoch == k:
+            raise Interrupted
+    return report
+
+
+def _comparable(result):
+    history = [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
+    return (history, result.best_val_acc, result.best_epoch, result.test_acc, result.test_f1,
+            result.test_acc_audio, result.test_acc_visual)
+
+
+def _model_equal(a: Trainer, b: Trainer) -> bool:
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+DR = {"method": "dr", "params": {"reinit_epoch": 2, "reinit_num": 2, "alpha": 3.0, "kmeans_n_init": 1}}
+
+
+@pytest.mark.parametrize("overrides, stop_at", [
+    (DR, 1),  # the next re-init (epoch 2) falls after the interruption
+    (DR, 2),  # interrupted right after a re-init
+    ({"method": "baseline", "augment": True, "lr_schedule": "step", "lr_step": 1, "lr_gamma": 0.5}, 0),
+])
+def test_resumed_trial_matches_uninterrupted(tiny_config, tmp_path, overrides, stop_at):
+    cfg = tiny_config(epochs=4, **overrides)
+    whole = Trainer(cfg)
+    expected = whole.fit()
+
+    with pytest.raises(Interrupted):
+        Trainer(cfg).fit(report=_stop_after(stop_at), checkpoint_dir=tmp_path)
+    seen = []
+    resumed = Trainer(cfg)
+    result = resumed.fit(report=lambda epoch, rec: seen.append(epoch), checkpoint_dir=tmp_path)
+
+    assert seen == list(range(stop_at + 1, 4)), "resume continues after the last completed epoch"
+    assert _comparable(result) == _comparable(expected)
+    assert _model_equal(resumed, whole)
+    if overrides is DR:
+        assert [r["reinit"] for r in result.history] == [False, False, True, False]
+        assert resumed.method.count == whole.method.count == 1
+
+
+def test_checkpoint_is_weights_only_and_atomic(tiny_config, tmp_path):
+    cfg = tiny_config(epochs=1, **DR)
+    Trainer(cfg).fit(checkpoint_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [checkpoint_path(tmp_path).name]  # no temp file left
+    state = torch.load(checkpoint_path(tmp_path), weights_only=True)
+    fresh = Trainer(cfg).model.state_dict()  # same seed: the DR snapshot is the initial model
+    initial = state["method"]["initial"]
+    assert initial and all(torch.equal(t, fresh[name]) for name, t in initial.items())
+
+
+def test_checkpoint_of_another_config_or_corrupt_is_refused(tiny_config, tmp_path):
+    Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path)
+    with pytest.raises(DrltuneError, match="another config.*lr"):
+        Trainer(tiny_config(epochs=1, lr=0.5)).fit(checkpoint_dir=tmp_path)
+    checkpoint_path(tmp_path).write_bytes(b"\x00junk")
+    with pytest.raises(DrltuneError, match="cannot be read"):
+        Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path)
