@@ -1,0 +1,55 @@
+"""Pieces shared by the methods that compare modalities per batch (OGM-GE, PMR, AGM)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+import torch
+
+
+def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Sum over the batch of the softmax probability of the true class (OGM-GE/PMR's score s)."""
+    probs = torch.softmax(logits.detach().float(), dim=1)
+    return probs.gather(1, labels.view(-1, 1)).sum().item()
+
+
+def in_window(epoch: int, starts: int, ends: int) -> bool:
+    """Modulation windows are inclusive at both ends, as `starts <= epoch <= ends` in the repos."""
+    return starts <= epoch <= ends
+
+
+class StepMeans:
+    """Per-step values averaged into one per-epoch metric each (None for a key never added)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, **values: float) -> None:
+        for key, value in values.items():
+            self.sums[key] += float(value)
+            self.counts[key] += 1
+
+    def pop(self) -> dict[str, Any]:
+        """The epoch's means, then start over for the next epoch."""
+        out = {k: (self.sums[k] / self.counts[k] if self.counts[k] else None) for k in self.keys}
+        self.reset()
+        return out
+
+
+def check_window(params: dict[str, Any], starts: str = "modulation_starts", ends: str = "modulation_ends") -> None:
+    """An empty window silently disables a method, so it is an error."""
+    from drltune.errors import DrltuneError
+
+    if params[starts] > params[ends]:
+        raise DrltuneError(f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})")
+
+
+def grads_in_scope(params: Iterable[tuple[str, torch.nn.Parameter]], scope: str) -> list[torch.Tensor]:
+    """Encoder gradients a modulation touches: 4-D conv weights only ("conv") or every one ("all")."""
+    grads = [p.grad for _, p in params if p.grad is not None]
+    return [g for g in grads if g.dim() == 4] if scope == "conv" else grads
