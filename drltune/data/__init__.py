@@ -2,6 +2,7 @@
 from drltune.data.base import DataBundle, DatasetSpec, Split
 from drltune.data.registry import DATASETS
 from drltune.data import synthetic  # noqa: F401  (registers "synthetic")
+from drltune.data import cremad  # noqa: F401  (registers "cremad")
 
 __all__ = ["DATASETS", "DataBundle", "DatasetSpec", "Split", "load_dataset"]
 

@@ -1,0 +1,234 @@
+"""`drltune prepare cremad`: the published CREMA-D (or a preprocessed copy) -> the prepared layout.
+
+Resumable: a clip whose audio feature and frame folder are already in OUT is skipped; each clip is
+committed by renames, so an interrupted run never leaves a half-written clip that looks done.
+A clip that cannot be read is skipped, listed on the console and in OUT/prepare_report.txt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from drltune.data.audio import FRONTENDS, audio_feature
+from drltune.data.cremad import CLASS_NAMES, CLIP_NAME
+from drltune.data.prepared import listing
+from drltune.data.splits import Rows, check_known, read_split, stratified_split, write_split
+from drltune.data.video import frame_files, frames_per_second, save_frames
+from drltune.errors import DrltuneError
+
+PUBLISHED = ("AudioWAV", "VideoFlash")
+PREPROCESSED = ("audio", "frames")
+VIDEO_SUFFIXES = (".flv", ".mp4")
+REPORT = "prepare_report.txt"
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / val / test when no paper split fits
+
+
+@dataclass
+class PrepareSummary:
+    prepared: int = 0
+    reused: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # clip -> why
+    split_source: str = ""
+    split_sizes: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_actor: bool = False,
+                   audio_frontend: str = "fbank", seed: int = 0,
+                   echo: Callable[[str], None] = print) -> PrepareSummary:
+    """Make OUT (audio/, frames/, splits/, prepare.json, prepare_report.txt) from RAW."""
+    if audio_frontend not in FRONTENDS:
+        raise DrltuneError(f"--audio-frontend: {audio_frontend!r} is not one of {', '.join(FRONTENDS)}")
+    raw, out = raw.expanduser().resolve(), out.expanduser().resolve()
+    if not raw.is_dir():
+        raise DrltuneError(f"--raw {raw} does not exist or is not a folder")
+    source = _source_layout(raw)
+    options = {"dataset": "cremad", "source": source, "audio_frontend": audio_frontend, "fps": 1}
+    _start_out(out, options)
+    summary = PrepareSummary()
+    clips = _raw_clips(raw, source, summary)
+    for clip, paths in tqdm(sorted(clips.items()), desc="prepare cremad", unit="clip"):
+        if (out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir():
+            summary.reused += 1
+            continue
+        try:
+            _prepare_clip(clip, paths, out, source, audio_frontend)
+            summary.prepared += 1
+        except Exception as exc:  # a corrupt clip must not stop the run; it is reported below
+            summary.skipped[clip] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    done = {c for c in clips if c not in summary.skipped}
+    splits, summary.split_source = _choose_splits(raw_names=set(clips) | set(summary.skipped), done=done,
+                                                  splits_dir=splits_dir, by_actor=by_actor, seed=seed,
+                                                  summary=summary)
+    (out / "splits").mkdir(exist_ok=True)
+    for name, rows in splits.items():
+        write_split(out / "splits" / f"{name}.csv", rows)
+        summary.split_sizes[name] = len(rows)
+    shapes = {np.load(out / "audio" / f"{c}.npy", mmap_mode="r").shape for c in sorted(done)[:1]}
+    record = {**options, "audio_shape": list(next(iter(shapes), ())), "split_source": summary.split_source}
+    _write_json(out / "prepare.json", record)
+    _write_report(out / REPORT, summary.skipped)
+    for clip, why in sorted(summary.skipped.items()):
+        echo(f"skipped {clip}: {why}")
+    return summary
+
+
+def _source_layout(raw: Path) -> str:
+    if all((raw / d).is_dir() for d in PUBLISHED):
+        return "published"
+    if all((raw / d).is_dir() for d in PREPROCESSED):
+        return "preprocessed"
+    raise DrltuneError(f"--raw {raw}: expected the published CREMA-D layout (AudioWAV/*.wav and VideoFlash/*.flv) "
+                       f"or a preprocessed one (audio/<clip>.npy and frames/<clip>/*.jpg); found {listing(raw)}")
+
+
+def _start_out(out: Path, options: dict) -> None:
+    """Create OUT, refusing to resume into a folder prepared with other options (it would mix features)."""
+    previous = out / "prepare.json"
+    if previous.is_file():
+        try:
+            old = json.loads(previous.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        changed = {k: old.get(k) for k in options if old.get(k) != options[k]}
+        if changed:
+            raise DrltuneError(f"--out {out} was prepared with {', '.join(f'{k}={v}' for k, v in changed.items())}; "
+                               f"use the same options to resume, or a new --out")
+    try:
+        for sub in ("audio", "frames"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DrltuneError(f"cannot create --out {out}: {exc.strerror}") from None
+    _write_json(previous, options)
+
+
+def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tuple[Path, Path]]:
+    """{clip: (audio path, video path or frame folder)}; badly named or one-modality clips go to `skipped`."""
+    if source == "published":
+        audio = {p.stem: p for p in (raw / "AudioWAV").glob("*.wav")}
+        video = {p.stem: p for p in (raw / "VideoFlash").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES}
+    else:
+        audio = {p.stem: p for p in (raw / "audio").glob("*.npy")}
+        video = {p.name: p for p in (raw / "frames").iterdir() if p.is_dir()}
+    if not audio and not video:
+        found = f"{listing(raw / PUBLISHED[0])} / {listing(raw / PUBLISHED[1])}" if source == "published" else ""
+        raise DrltuneError(f"--raw {raw}: no clips found in its {source} layout {found}".strip())
+    clips = {}
+    for clip in sorted(set(audio) | set(video)):
+        match = CLIP_NAME.match(clip)
+        if not match or match["emotion"] not in CLASS_NAMES:
+            summary.skipped[clip] = "name is not ActorID_Sentence_EMOTION_Level with a CREMA-D emotion"
+        elif clip not in audio:
+            summary.skipped[clip] = "no audio (missing .wav / .npy)"
+        elif clip not in video:
+            summary.skipped[clip] = "no video (missing .flv / frame folder)"
+        else:
+            clips[clip] = (audio[clip], video[clip])
+    return clips
+
+
+def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, frontend: str) -> None:
+    """Decode one clip into OUT: frames first, the audio feature last (its presence marks the clip done)."""
+    audio_src, video_src = paths
+    if source == "published":
+        feature = audio_feature(str(audio_src), frontend)
+        frames = frames_per_second(str(video_src))
+    else:
+        feature = np.load(audio_src)
+        if feature.ndim != 2 or not np.isfinite(feature).all():
+            raise ValueError(f"expected a finite 2-D audio feature, got shape {feature.shape}")
+        frames = [_read_image(p) for p in frame_files(video_src)]
+        if not frames:
+            raise ValueError("no frame images")
+    tmp_frames = out / "frames" / f".{clip}.tmp"
+    shutil.rmtree(tmp_frames, ignore_errors=True)
+    save_frames(frames, tmp_frames)
+    final_frames = out / "frames" / clip
+    if final_frames.exists():
+        shutil.rmtree(final_frames)
+    os.replace(tmp_frames, final_frames)
+    tmp_audio = out / "audio" / f".{clip}.tmp.npy"
+    np.save(tmp_audio, feature.astype(np.float32))
+    os.replace(tmp_audio, out / "audio" / f"{clip}.npy")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _label(clip: str) -> str:
+    return CLIP_NAME.match(clip)["emotion"]
+
+
+def _choose_splits(raw_names: set[str], done: set[str], splits_dir: Path | None, by_actor: bool, seed: int,
+                   summary: PrepareSummary) -> tuple[dict[str, Rows], str]:
+    """The user's split CSVs, else the papers' when they fit the clips, else a stratified split."""
+    if splits_dir is not None:
+        splits = _read_split_dir(splits_dir.expanduser())
+        for name, rows in splits.items():
+            check_known(rows, raw_names, f"--splits {splits_dir}/{name}.csv")
+        source = f"user ({splits_dir})"
+    else:
+        splits = _shipped_splits()
+        if all(clip in raw_names for rows in splits.values() for clip, _ in rows):
+            source = "paper (DR my_train/val/test)"
+        else:
+            rows = [(clip, _label(clip)) for clip in sorted(done)]
+            group_of = (lambda clip: CLIP_NAME.match(clip)["actor"]) if by_actor else None
+            parts = stratified_split(rows, SPLIT_FRACTIONS, seed=seed, group_of=group_of)
+            splits = dict(zip(("train", "val", "test"), parts))
+            source = f"stratified by class{' and actor' if by_actor else ''} (seed {seed}, 80/10/10)"
+    kept = {name: [(c, lab) for c, lab in rows if c in done] for name, rows in splits.items()}
+    for name, rows in splits.items():
+        for clip, _ in rows:
+            if clip not in done:
+                summary.skipped.setdefault(clip, "unreadable")
+                summary.skipped[clip] += f" (left out of {name})"
+    return kept, source
+
+
+def _read_split_dir(folder: Path) -> dict[str, Rows]:
+    """train/val/test.csv, or DR's my_train/val/test.csv (my_train is then the training split)."""
+    if not folder.is_dir():
+        raise DrltuneError(f"--splits {folder} does not exist or is not a folder")
+    train = folder / "my_train.csv" if (folder / "my_train.csv").is_file() else folder / "train.csv"
+    files = {"train": train, "val": folder / "val.csv", "test": folder / "test.csv"}
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        raise DrltuneError(f"--splits {folder}: expected train.csv (or my_train.csv), val.csv and test.csv; "
+                           f"found {listing(folder)}")
+    splits = {name: read_split(path) for name, path in files.items()}
+    for name, rows in splits.items():
+        bad = sorted({label for _, label in rows if label not in CLASS_NAMES})
+        if bad:
+            raise DrltuneError(f"{files[name]}: unknown label(s) {', '.join(bad[:5])}; valid: {', '.join(CLASS_NAMES)}")
+    return splits
+
+
+def _shipped_splits() -> dict[str, Rows]:
+    base = resources.files("drltune") / "resources" / "cremad-splits"
+    with resources.as_file(base) as folder:
+        return {"train": read_split(folder / "my_train.csv"), "val": read_split(folder / "val.csv"),
+                "test": read_split(folder / "test.csv")}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def _write_report(path: Path, skipped: dict[str, str]) -> None:
+    lines = [f"# clips left out by drltune prepare: {len(skipped)}", *(f"{c}\t{w}" for c, w in sorted(skipped.items()))]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,103 @@
+"""The prepared layout every real dataset is read from, and the checks that give clear errors.
+
+    ROOT/audio/<clip>.npy          one audio feature per clip (2-D: frames x mel bins, or freq x time)
+    ROOT/frames/<clip>/*.jpg       the clip's frames at 1 fps, in name order
+    ROOT/splits/{train,val,test}.csv   `clip,LABEL` rows
+    ROOT/prepare.json              how `drltune prepare` made it (absent for a folder made elsewhere)
+    ROOT/cache/                    the memory-mapped arrays built on first use (see cache.py)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from drltune.data.base import DataBundle
+from drltune.data.cache import cached_splits
+from drltune.data.splits import check_known, read_split
+from drltune.errors import DrltuneError
+
+SPLITS = ("train", "val", "test")
+
+
+def existing_root(data_root: str | None, dataset: str) -> Path:
+    if not data_root:
+        raise DrltuneError(f"dataset {dataset!r} needs --data-root (the folder made by `drltune prepare {dataset}`)")
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise DrltuneError(f"data root {root} does not exist or is not a folder")
+    return root
+
+
+def listing(root: Path, limit: int = 8) -> str:
+    """What a folder holds, for 'expected X, found Y' errors."""
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if not names:
+        return "an empty folder"
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
+
+
+def require_layout(root: Path, dataset: str, folders: Sequence[str], expected: str) -> None:
+    """Every folder in `folders` must exist under root, else say what was expected and found."""
+    missing = [f for f in folders if not (root / f).is_dir()]
+    if missing:
+        raise DrltuneError(f"{root} is not a prepared {dataset} folder: expected {expected}; "
+                           f"found {listing(root)} (run `drltune prepare {dataset}` first?)")
+
+
+def clips_in(folder: Path, suffix: str | None) -> set[str]:
+    """Clip names in a folder: files with `suffix` (stem), or sub-folders when suffix is None."""
+    if suffix is None:
+        return {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return {p.stem for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")}
+
+
+def labelled_splits(root: Path, class_names: Sequence[str], known: set[str],
+                    rows_of: Callable[[str], list[tuple[str, str]]] | None = None) -> dict[str, list[tuple[str, int]]]:
+    """{split: [(clip, label id)]} from ROOT/splits/<split>.csv, each clip checked to exist."""
+    ids = {name: i for i, name in enumerate(class_names)}
+    out = {}
+    for split in SPLITS:
+        path = root / "splits" / f"{split}.csv"
+        rows = rows_of(split) if rows_of else read_split(path)
+        bad = sorted({label for _, label in rows if label not in ids})
+        if bad:
+            raise DrltuneError(f"{path}: unknown label(s) {', '.join(bad[:5])}; valid: {', '.join(class_names)}")
+        check_known(rows, known, str(path))
+        out[split] = [(clip, ids[label]) for clip, label in rows]
+    return out
+
+
+def prepare_record(root: Path) -> dict[str, Any]:
+    """What `drltune prepare` recorded (front-end, sources), or {} for a folder prepared elsewhere."""
+    path = root / "prepare.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DrltuneError(f"{path} is unreadable ({exc}); re-run `drltune prepare`") from None
+
+
+def audio_array(path: Path) -> np.ndarray:
+    """A per-clip audio feature as (C, F, T): 2-D arrays get a channel axis."""
+    arr = np.load(path)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise DrltuneError(f"{path}: expected a 2-D audio feature, got shape {arr.shape}")
+    return arr
+
+
+def bundle(root: Path, name: str, class_names: Sequence[str], splits: dict[str, list[tuple[str, int]]],
+           key_parts: dict[str, Any], read_clip: Callable[[str], tuple[np.ndarray, np.ndarray]],
+           info: dict[str, Any] | None = None) -> DataBundle:
+    """A DataBundle over the node-shared memory-mapped cache of `splits` (built on first use)."""
+    arrays = cached_splits(root / "cache", name, {"dataset": name, **key_parts}, splits, read_clip)
+    return DataBundle(arrays["train"], arrays["val"], arrays["test"], class_names=tuple(class_names),
+                      info={"data_root": str(root), **key_parts, **(info or {})})
