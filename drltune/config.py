@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from drltune import safe_yaml
 from drltune.errors import DrltuneError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -99,10 +100,10 @@ class TrialConfig:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+            docs = [d for d in safe_yaml.load_all(text) if d is not None]
         except FileNotFoundError:
             raise DrltuneError(f"config file not found: {path}") from None
-        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DrltuneError(f"{path}: not a valid YAML file ({first})") from None
         except OSError as exc:
@@ -131,8 +132,8 @@ class TrialConfig:
                 raise DrltuneError(f"--set {item!r}: expected key=value")
             key, raw = item.split("=", 1)
             try:
-                value = yaml.safe_load(raw) if raw.strip() else None
-            except yaml.YAMLError:
+                value = safe_yaml.load(raw) if raw.strip() else None
+            except (yaml.YAMLError, RecursionError):
                 value = raw
             parts = key.strip().split(".")
             if len(parts) == 2 and parts[0] in ("params", "dataset_params"):
@@ -203,7 +204,7 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
         if getattr(out, key) not in allowed:
             raise DrltuneError(f"{key}: {getattr(out, key)!r} is not one of {', '.join(allowed)}")
     positive = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "encoder_width": (1, 4096),
-                "lr_step": (1, 100_000)}
+                "lr_step": (1, 100_000), "seed": (0, 2**32 - 1)}
     for key, (lo, hi) in positive.items():
         if not lo <= getattr(out, key) <= hi:
             raise DrltuneError(f"{key}: {getattr(out, key)} is outside [{lo}, {hi}]")
@@ -213,7 +214,8 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
             raise DrltuneError(f"{key}: {getattr(out, key)} is outside the valid range ({lo}, {hi}]")
     if out.device not in ("auto", "cpu") and not out.device.startswith("cuda"):
         raise DrltuneError(f"device: {out.device!r} must be auto, cpu or cuda[:N]")
-    params = resolve_params(method.params, out.params, where="params")
+    params = resolve_params(method.params, {**dataset.method_defaults.get(out.method, {}), **out.params},
+                            where="params")
     method.check(params, out)
     dataset_params = resolve_params(dataset.params, out.dataset_params, where="dataset_params")
     return ResolvedConfig(config=out, params=params, dataset_params=dataset_params)

@@ -44,6 +44,8 @@ def run_one(cfg: TrialConfig, quiet: bool = False) -> dict[str, Any]:
 def train_cmd(config_path, assignments, epochs, seeds, metrics_out, quiet) -> None:
     """Train one configuration, select on validation, evaluate on test once."""
     configs = TrialConfig.load_yaml(config_path) if config_path else [TrialConfig()]
+    if metrics_out and not Path(metrics_out).resolve().parent.is_dir():  # say so before training, not after
+        raise DrltuneError(f"--metrics-out {metrics_out}: directory {Path(metrics_out).parent} does not exist")
     runs = []
     for cfg in configs:
         cfg = cfg.with_overrides(list(assignments))
