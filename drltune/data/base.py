@@ -66,6 +66,7 @@ class DatasetSpec:
     description: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     defaults: ClassVar[dict[str, Any]] = {}
+    method_defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # per method, overriding its declared defaults
     needs_data_root: ClassVar[bool] = True
 
     @classmethod

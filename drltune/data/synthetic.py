@@ -36,12 +36,13 @@ class Synthetic(DatasetSpec):
         Param("audio_time", "int", 32, "spectrogram time steps (T)", 16, 4096),
         Param("frames", "int", 2, "visual frames per clip", 1, 16),
         Param("image_size", "int", 32, "frame height and width", 16, 512),
-        Param("audio_snr", "float", 1.0, "audio template amplitude over unit noise", 0.0, 100.0),
-        Param("visual_snr", "float", 0.5, "visual template amplitude over unit noise", 0.0, 100.0),
-        Param("audio_reliability", "float", 0.75, "fraction of clips whose audio shows the true class", 0.0, 1.0),
-        Param("visual_reliability", "float", 0.8, "fraction of clips whose frames show the true class", 0.0, 1.0),
+        Param("audio_snr", "float", 3.0, "audio template amplitude over unit noise", 0.0, 100.0),
+        Param("visual_snr", "float", 1.5, "visual template amplitude over unit noise", 0.0, 100.0),
+        Param("audio_reliability", "float", 0.7, "fraction of clips whose audio shows the true class", 0.0, 1.0),
+        Param("visual_reliability", "float", 0.9, "fraction of clips whose frames show the true class", 0.0, 1.0),
     )
     defaults = {"epochs": 12, "batch_size": 32, "encoder_width": 8, "lr": 0.01, "optimizer": "sgd"}
+    method_defaults = {"dr": {"reinit_epoch": 4, "reinit_num": 2}}  # the papers' 20/3 are for 90 epochs
 
     @classmethod
     def load(cls, data_root: str | None, params: dict[str, Any]) -> DataBundle:
