@@ -1,0 +1,70 @@
+"""Stored trials back to `TrialConfig` YAML that `drltune train --config` runs as is.
+
+The stored config is the exact one the trial trained (epochs and seed included), so training
+it again on CPU reproduces the trial's best_val_acc. The storage URL is not written: it may
+carry a password.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from drltune.config import TrialConfig, resolve
+from drltune.errors import DrltuneError
+
+
+def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = ()) -> list[FrozenTrial]:
+    """The trials named by number, else the `top` best complete ones (1 when nothing is asked)."""
+    trials = study.get_trials(deepcopy=False)
+    if numbers:
+        by_number = {t.number: t for t in trials}
+        missing = [n for n in numbers if n not in by_number]
+        if missing:
+            raise DrltuneError(f"study {study.study_name!r} has no trial {missing[0]} (trials 0..{len(trials) - 1})")
+        return [by_number[n] for n in numbers]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        states = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState
+                           if any(t.state == s for t in trials)) or "no trials"
+        raise DrltuneError(f"study {study.study_name!r} has no complete trial ({states}); pick one with --trial N")
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: (-t.value if reverse else t.value, t.number))[: top or 1]
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
+    data = trial.user_attrs.get("config")
+    if data is None:
+        raise DrltuneError(f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) has no stored config")
+    cfg = resolve(TrialConfig.from_dict(data, where=f"trial {trial.number}'s stored config"))
+    # Every default written out, so a later change of a default cannot change what this file trains.
+    return cfg.config.replace(params=cfg.params, dataset_params=cfg.dataset_params)
+
+
+def trial_meta(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    meta: dict[str, Any] = {"study": study.study_name, "trial": trial.number, "state": trial.state.name,
+                            "value": trial.value, "best_epoch": trial.user_attrs.get("best_epoch")}
+    if trial.state != TrialState.COMPLETE:
+        steps = trial.intermediate_values
+        meta["epochs_run"] = trial.user_attrs.get("epochs_run", len(steps))
+        meta["best_val_acc_so_far"] = max(steps.values()) if steps else None
+    for key in ("test_acc", "ray_trial_id"):
+        if key in trial.user_attrs:
+            meta[key] = trial.user_attrs[key]
+    return meta
+
+
+def export_yaml(study: optuna.Study, trials: list[FrozenTrial]) -> str:
+    """One YAML document per trial: a comment line, the `meta` mapping, then the TrialConfig keys."""
+    docs = []
+    for trial in trials:
+        cfg, meta = trial_config(study, trial), trial_meta(study, trial)
+        if trial.state == TrialState.COMPLETE:
+            head = f"# study {study.study_name}, trial {trial.number}: best_val_acc {trial.value:.4f} " \
+                   f"at epoch {meta['best_epoch']} of {cfg.epochs}"
+        else:
+            head = f"# study {study.study_name}, trial {trial.number} was {trial.state.name} after " \
+                   f"{meta['epochs_run']} epoch(s); this config trains all {cfg.epochs}"
+        docs.append(f"{head}\n# run it: drltune train --config FILE  (meta is ignored by train)\n{cfg.to_yaml(meta)}")
+    return "---\n".join(docs)

@@ -1,0 +1,139 @@
+"""Open a study read-only and turn its trials into pandas frames (the notebook API).
+
+Reading never writes: a SQLite URL or journal path to a missing file is an error, not a
+new empty database, and Optuna's table creation is skipped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from drltune.errors import DrltuneError
+
+DEFAULT_STORAGE = "sqlite:///studies/drltune.db"
+
+# Per-trial numbers the search stores as user attrs (contract with `drltune search`).
+RESULT_ATTRS = ("best_epoch", "epochs_run", "val_acc_audio", "val_acc_visual", "test_acc", "test_f1",
+                "test_acc_audio", "test_acc_visual")
+TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", *RESULT_ATTRS, "duration_s", "error")
+HISTORY_KEYS = ("train_loss", "val_acc", "val_f1", "val_acc_audio", "val_acc_visual", "val_acc_best", "reinit")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for in-memory or non-SQLite URLs)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DrltuneError(f"storage: {url!r} is not a database URL") from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def open_storage(storage: str) -> optuna.storages.BaseStorage:
+    """An existing storage: an SQLAlchemy URL or a journal file path; never creates one."""
+    if "://" not in storage:
+        path = Path(storage)
+        if not path.is_file():
+            raise DrltuneError(f"storage: journal file {storage} does not exist")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    path = _sqlite_path(storage)
+    if path is not None and not path.is_file():
+        raise DrltuneError(f"storage: {path} does not exist (no study has been run with --storage {storage})")
+    try:
+        return optuna.storages.RDBStorage(storage, skip_table_creation=True)
+    except Exception as exc:  # SQLAlchemy / driver errors: report the first line only
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DrltuneError(f"storage: cannot open {storage}: {first}") from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    try:
+        return sorted(s.study_name for s in storage.get_all_studies())
+    except Exception as exc:  # e.g. a SQLite file that holds no Optuna tables
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DrltuneError(f"storage: not an Optuna storage ({first})") from None
+
+
+def open_study(study: str, storage: str = DEFAULT_STORAGE) -> optuna.Study:
+    """Load an existing study; a missing one is a one-line error listing the stored names."""
+    backend = open_storage(storage)
+    names = study_names(backend)
+    if study not in names:
+        listed = ", ".join(names) if names else "none"
+        raise DrltuneError(f"no study named {study!r} in {storage}; existing studies: {listed}")
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    return optuna.load_study(study_name=study, storage=backend)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def trial_method(trial: optuna.trial.FrozenTrial) -> str | None:
+    return trial.params.get("method") or (trial.user_attrs.get("config") or {}).get("method")
+
+
+def trial_fusion(trial: optuna.trial.FrozenTrial) -> str | None:
+    return trial.params.get("fusion") or (trial.user_attrs.get("config") or {}).get("fusion")
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, value, method, fusion, results, then `params_<name>` columns."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        steps = t.intermediate_values
+        row: dict[str, Any] = {
+            "number": t.number, "state": t.state.name, "value": t.value, "method": trial_method(t),
+            "fusion": trial_fusion(t),
+            "epochs_run": t.user_attrs.get("epochs_run", (max(steps) + 1) if steps else 0),
+        }
+        for key in RESULT_ATTRS[2:]:
+            row[key] = _number(t.user_attrs.get(key))
+        row["best_epoch"] = t.user_attrs.get("best_epoch")
+        row["best_val_acc"] = max(steps.values()) if steps else None  # so far, for pruned/running ones
+        row["duration_s"] = t.duration.total_seconds() if t.duration is not None else None
+        row["error"] = t.user_attrs.get("error")
+        row.update({f"params_{k}": v for k, v in t.params.items()})
+        rows.append(row)
+    params = sorted({k for row in rows for k in row if k.startswith("params_")})
+    frame = pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *params])
+    for col in ("best_epoch", "epochs_run", *params):  # integers stay integers next to missing values
+        values = [row[col] for row in rows if row.get(col) is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def history_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per (trial, epoch): the stored per-epoch record, or the intermediate val_acc alone."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        records = t.user_attrs.get("history") or [{"epoch": s, "val_acc": v}
+                                                  for s, v in sorted(t.intermediate_values.items())]
+        for rec in records:
+            row = {"number": t.number, "state": t.state.name, "method": trial_method(t),
+                   "fusion": trial_fusion(t), "epoch": rec.get("epoch")}
+            row.update({k: rec.get(k) for k in HISTORY_KEYS})
+            rows.append(row)
+    columns = ["number", "state", "method", "fusion", "epoch", *HISTORY_KEYS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load(study: str, storage: str = DEFAULT_STORAGE) -> pd.DataFrame:
+    """The trials of a stored study as a DataFrame, for notebooks.
+
+    >>> df = drltune.explore.load("synthetic", "sqlite:///studies/drltune.db")  # doctest: +SKIP
+    >>> df[df.state == "COMPLETE"].groupby("method").value.max()                # doctest: +SKIP
+    """
+    return trials_frame(open_study(study, storage))

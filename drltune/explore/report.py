@@ -1,0 +1,194 @@
+"""One self-contained HTML page per study: plotly.js is inlined once, so it opens offline."""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from drltune.errors import DrltuneError
+from drltune.explore.load import _sqlite_path
+from drltune.explore.summary import Summary, _table
+
+# DR's parameters as the search names them, with the axis labels a reader understands.
+DR_AXES = {"params_dr.reinit_epoch": "re-init interval (epochs)", "params_dr.alpha": "alpha (strength)",
+           "params_dr.reinit_num": "re-init count (max)"}
+ACC = "validation accuracy"
+LAYOUT = dict(template="plotly_white", height=440, margin=dict(l=70, r=30, t=60, b=60),
+              font=dict(size=13), legend=dict(title_text=""))
+
+
+def default_report_path(study: str, storage: str) -> Path:
+    """`studies/<study>/report.html` beside a SQLite file's folder, else under ./studies."""
+    db = _sqlite_path(storage) if "://" in storage else Path(storage)
+    base = db.parent if db is not None else Path("studies")
+    return base / re.sub(r"[^A-Za-z0-9._-]+", "_", study) / "report.html"
+
+
+def _colours(methods: list[str]) -> dict[str, str]:
+    palette = qualitative.D3
+    return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(methods)))}
+
+
+def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure | None:
+    """Each complete trial's value by trial number, pruned ones at their best before the stop, best so far."""
+    scored = trials[trials["best_val_acc"].notna()]
+    if scored.empty:
+        return None
+    fig = go.Figure()
+    for method, group in scored[scored["state"] == "COMPLETE"].groupby("method"):
+        fig.add_scatter(x=group["number"], y=group["value"], mode="markers", name=f"{method} (complete)",
+                        marker=dict(color=colours[method], size=10), customdata=group[["fusion"]],
+                        hovertemplate="trial %{x}<br>val_acc %{y:.4f}<br>fusion %{customdata[0]}<extra></extra>")
+    other = scored[scored["state"] != "COMPLETE"]
+    if not other.empty:
+        fig.add_scatter(x=other["number"], y=other["best_val_acc"], mode="markers", name="pruned / running (so far)",
+                        marker=dict(color="grey", symbol="x", size=9), customdata=other[["state", "method"]],
+                        hovertemplate="trial %{x} %{customdata[0]}<br>%{customdata[1]}<br>best so far %{y:.4f}"
+                                      "<extra></extra>")
+    complete = trials[trials["state"] == "COMPLETE"].sort_values("number")
+    if not complete.empty:
+        fig.add_scatter(x=complete["number"], y=complete["value"].cummax(), mode="lines", name="best so far",
+                        line=dict(color="black", shape="hv"))
+    fig.update_layout(title="Optimisation history", xaxis_title="trial number", yaxis_title=f"best {ACC}", **LAYOUT)
+    return fig
+
+
+def curves_figure(history: pd.DataFrame, colours: dict[str, str]) -> go.Figure | None:
+    """Per-epoch val_acc of every trial; pruned trials dashed and ending in a cross where they were stopped."""
+    if history.empty:
+        return None
+    fig, shown = go.Figure(), set()
+    dash = {"COMPLETE": "solid", "PRUNED": "dash", "RUNNING": "dot", "FAIL": "dot"}
+    for number, group in history.sort_values(["number", "epoch"]).groupby("number"):
+        state, method = group["state"].iloc[0], group["method"].iloc[0]
+        end = "x" if state == "PRUNED" else "circle"
+        fig.add_scatter(x=group["epoch"], y=group["val_acc"], mode="lines+markers", legendgroup=method,
+                        name=method, showlegend=method not in shown, opacity=0.85,
+                        line=dict(color=colours[method], dash=dash.get(state, "solid"), width=1.5),
+                        marker=dict(size=[4] * (len(group) - 1) + [9], symbol=[end] * len(group)),
+                        hovertemplate=f"trial {number} ({state.lower()}, {method})<br>epoch %{{x}}"
+                                      "<br>val_acc %{y:.4f}<extra></extra>")
+        shown.add(method)
+    fig.update_layout(title="Learning curves (colour: method; dashed and x: pruned; dotted: running)",
+                      xaxis_title="epoch (0-based)", yaxis_title=ACC, **LAYOUT)
+    fig.update_xaxes(dtick=1 if history["epoch"].max() <= 20 else None)
+    return fig
+
+
+def by_group_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure | None:
+    """Box plots with every complete trial as a point, by method and by fusion."""
+    complete = trials[trials["state"] == "COMPLETE"]
+    if complete.empty:
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("by balancing method", "by fusion"), horizontal_spacing=0.1)
+    for col, key in ((1, "method"), (2, "fusion")):
+        for name, group in complete.groupby(key):
+            colour = colours.get(name, "#555") if key == "method" else None
+            fig.add_box(x=[name] * len(group), y=group["value"], name=str(name), boxpoints="all", jitter=0.4,
+                        pointpos=0, marker=dict(color=colour), customdata=group[["number"]], showlegend=False,
+                        hovertemplate="trial %{customdata[0]}<br>val_acc %{y:.4f}<extra></extra>", row=1, col=col)
+        fig.update_xaxes(title_text=key, row=1, col=col)
+        fig.update_yaxes(title_text=f"best {ACC}", row=1, col=col)
+    fig.update_layout(title="Accuracy of the complete trials by method and by fusion", **LAYOUT)
+    return fig
+
+
+def dr_figure(trials: pd.DataFrame) -> go.Figure | None:
+    """Parallel coordinates: DR's re-init interval, alpha and count against the trial's accuracy."""
+    axes = [c for c in DR_AXES if c in trials]
+    dr = trials[(trials["state"] == "COMPLETE") & (trials["method"] == "dr")].dropna(subset=axes)
+    if not axes or dr.empty:
+        return None
+    dims = [dict(label=DR_AXES[c], values=dr[c].astype(float)) for c in axes]
+    dims.append(dict(label=f"best {ACC}", values=dr["value"]))
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=dr["value"], colorscale="Viridis", showscale=True,
+                                                            colorbar=dict(title=dict(text="val acc")))))
+    fig.update_layout(title=f"DR parameters against accuracy ({len(dr)} complete DR trials)", **LAYOUT)
+    fig.update_layout(margin=dict(l=80, r=80, t=110, b=40))
+    return fig
+
+
+def importance_figure(importances: dict[str, float]) -> go.Figure | None:
+    if not importances:
+        return None
+    names = list(importances)[::-1]  # largest at the top
+    fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(title="Parameter importances (Optuna PED-ANOVA, complete trials)",
+                      xaxis_title="importance (sums to 1)", yaxis_title="parameter", **LAYOUT)
+    fig.update_layout(height=max(300, 120 + 32 * len(names)))
+    return fig
+
+
+def modality_figure(top: pd.DataFrame) -> go.Figure | None:
+    """Fused vs audio-only vs visual-only validation accuracy at the best epoch of the best trials."""
+    best = top[(top["state"] == "COMPLETE") & top["val_acc_audio"].notna()]
+    if best.empty:
+        return None
+    labels = [f"#{n} {m}/{f}" for n, m, f in zip(best["number"], best["method"], best["fusion"])]
+    fig = go.Figure()
+    for key, name in (("value", "fused (both)"), ("val_acc_audio", "audio only"), ("val_acc_visual", "visual only")):
+        fig.add_bar(x=labels, y=best[key], name=name, hovertemplate="%{x}<br>" + name + " %{y:.4f}<extra></extra>")
+    fig.update_layout(title="Per-modality accuracy of the best trials (validation, at the best epoch)",
+                      xaxis_title="trial (number method/fusion)", yaxis_title=ACC, barmode="group", **LAYOUT)
+    return fig
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>drltune study {title}</title>
+<style>body{{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 16px;color:#222}}
+pre{{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}}
+.note{{color:#a33;font-weight:bold}} section{{margin-bottom:28px}} .missing{{color:#666;font-style:italic}}</style>
+</head><body>
+<h1>drltune study <code>{title}</code></h1>
+{body}
+</body></html>
+"""
+
+
+def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> str:
+    """The whole page; a plot that has nothing to show is replaced by one sentence that says why."""
+    colours = _colours([m for m in trials["method"].dropna()] if not trials.empty else [])
+    counts = ", ".join(f"{n} {k}" for k, n in summary.counts.items())
+    parts = [f"<p>{sum(summary.counts.values())} trials: {counts}"
+             + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "") + ".</p>"]
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.notes]
+    parts.append(f"<section><h2>Top trials</h2><pre>{html.escape(_table(summary.top))}</pre></section>")
+    plots = [
+        ("Optimisation history", history_figure(trials, colours), "no trial has reported an accuracy"),
+        ("Learning curves", curves_figure(history, colours), "no trial has reported an epoch"),
+        ("Accuracy by method and fusion", by_group_figure(trials, colours), "no complete trial"),
+        ("DR parameters", dr_figure(trials), "no complete DR trial with its parameters"),
+        ("Parameter importances", importance_figure(summary.importances),
+         next((n for n in summary.notes if "importance" in n), "no complete trial")),
+        ("Per-modality accuracy", modality_figure(summary.top), "no complete trial"),
+    ]
+    first = True
+    for heading, fig, why in plots:
+        if fig is None:
+            parts.append(f'<section><h2>{heading}</h2><p class="missing">Not shown: {html.escape(why)}.</p></section>')
+            continue
+        div = pio.to_html(fig, full_html=False, include_plotlyjs=first, config={"displaylogo": False})
+        first = False
+        parts.append(f"<section><h2>{heading}</h2>{div}</section>")
+    failed = trials[trials["state"] == "FAIL"] if not trials.empty else trials
+    if not failed.empty:
+        rows = "\n".join(f"trial {n}: {e}" for n, e in zip(failed["number"], failed["error"].fillna("(no error stored)")))
+        parts.append(f"<section><h2>Failed trials</h2><pre>{html.escape(rows)}</pre></section>")
+    return PAGE.format(title=html.escape(summary.study), body="\n".join(parts))
+
+
+def write_report(path: str | Path, summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_html(summary, trials, history), encoding="utf-8")
+    except OSError as exc:
+        raise DrltuneError(f"cannot write the report {path}: {exc.strerror}") from None
+    return path

@@ -1,0 +1,149 @@
+"""What a finished (or running) study says: top trials, best per method and fusion, counts, importances."""
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from drltune.explore.load import trials_frame
+
+STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+# The short table of the terminal: what a user compares trials by.
+TABLE_COLUMNS = ["number", "state", "score", "method", "fusion", "epochs_run", "best_epoch", "test_acc", "params"]
+
+
+@dataclass
+class Summary:
+    """Everything `drltune explore` prints; `score` is the value of a complete trial, else its best so far."""
+
+    study: str
+    dataset: str | None
+    counts: dict[str, int]
+    top: pd.DataFrame
+    best_by_method: pd.DataFrame
+    best_by_fusion: pd.DataFrame
+    importances: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def key_params(row: pd.Series) -> str:
+    """`lr=0.01 dr.alpha=2` for a row: the trial's sampled parameters besides method and fusion."""
+    items = []
+    for col, value in row.items():
+        name = str(col).removeprefix("params_")
+        if not str(col).startswith("params_") or name in ("method", "fusion") or pd.isna(value):
+            continue
+        items.append(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(items)
+
+
+def ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials that have a score, complete ones first, each group best first; failed trials are left out."""
+    if frame.empty:
+        return frame.assign(score=pd.Series(dtype=float), params=pd.Series(dtype=str))
+    frame = frame.assign(score=frame["value"].where(frame["state"] == "COMPLETE", frame["best_val_acc"]),
+                         params=frame.apply(key_params, axis=1))
+    frame = frame[frame["score"].notna()]
+    order = (frame["state"] != "COMPLETE").astype(int)
+    return frame.assign(_order=order).sort_values(["_order", "score", "number"], ascending=[True, False, True]).drop(
+        columns="_order").reset_index(drop=True)
+
+
+def importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
+    """Optuna's default evaluator (PED-ANOVA) on complete trials, or a one-line reason why not."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}, f"parameter importances need at least 2 complete trials (have {len(complete)})"
+    if len({t.value for t in complete}) < 2:
+        return {}, f"parameter importances: all {len(complete)} complete trials have the same value"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError) as exc:
+        return {}, f"parameter importances could not be computed: {exc}"
+    return {k: float(v) for k, v in result.items()}, None
+
+
+def summarize(study: optuna.Study, top: int = 10) -> Summary:
+    frame = trials_frame(study)
+    counts = {label: int((frame["state"] == state).sum()) for state, label in STATES.items()}
+    other = len(frame) - sum(counts.values())
+    if other:
+        counts["other"] = other
+    scored = ranked(frame)
+    by_method = scored.drop_duplicates("method").reset_index(drop=True)
+    by_fusion = scored.drop_duplicates("fusion").reset_index(drop=True)
+    imp, imp_note = importances(study) if not frame.empty else ({}, None)
+    notes = []
+    if frame.empty:
+        notes.append("the study has no trials yet")
+    elif counts["failed"] == len(frame):
+        errors = frame["error"].dropna()
+        notes.append(f"every trial failed ({len(frame)})" + (f"; first error: {errors.iloc[0]}" if len(errors) else ""))
+    elif counts["complete"] == 0:
+        notes.append("no trial has completed yet: rows show the best val_acc so far")
+    if counts["running"]:
+        notes.append(f"{counts['running']} trial(s) still running: this is a snapshot")
+    if imp_note and not frame.empty and counts["failed"] < len(frame):
+        notes.append(imp_note)
+    return Summary(study=study.study_name, dataset=study.user_attrs.get("dataset"), counts=counts,
+                   top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
+                   importances=imp, notes=notes)
+
+
+# ---- rendering ------------------------------------------------------------------------
+def _aligned(frame: pd.DataFrame) -> str:
+    """Left-aligned plain-text columns (pandas right-aligns strings, which reads badly for names)."""
+    cells = [[str(c) for c in frame.columns], *[[str(v) for v in row] for row in frame.itertuples(index=False)]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def _table(frame: pd.DataFrame, first: str | None = None) -> str:
+    if frame.empty:
+        return "  (none)"
+    cols = ([first] if first else []) + [c for c in TABLE_COLUMNS if c != first]
+    shown = frame[cols].rename(columns={"number": "trial", "score": "val_acc", "epochs_run": "epochs"})
+    for col, fmt in (("val_acc", "{:.4f}"), ("test_acc", "{:.4f}"), ("epochs", "{}"), ("best_epoch", "{}")):
+        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else fmt.format(v))
+    return _aligned(shown)
+
+
+def render_table(s: Summary) -> str:
+    counts = ", ".join(f"{n} {k}" for k, n in s.counts.items())
+    lines = [f"study {s.study}" + (f" (dataset {s.dataset})" if s.dataset else "")
+             + f": {sum(s.counts.values())} trials: {counts}"]
+    lines += [f"note: {n}" for n in s.notes]
+    lines += ["", f"top {len(s.top)} trials (val_acc: best validation accuracy; complete trials first)",
+              _table(s.top), "", "best trial per method", _table(s.best_by_method, "method"),
+              "", "best trial per fusion", _table(s.best_by_fusion, "fusion")]
+    if s.importances:
+        lines += ["", f"parameter importances (Optuna PED-ANOVA over {s.counts['complete']} complete trials)"]
+        width = max(len(k) for k in s.importances)
+        lines += [f"  {k:<{width}}  {v:6.3f}  {'#' * round(v * 40)}" for k, v in s.importances.items()]
+    return "\n".join(lines)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    frame = frame.drop(columns=["params"], errors="ignore")
+    return json.loads(frame.to_json(orient="records", double_precision=15))
+
+
+def render_json(s: Summary) -> str:
+    payload = {"study": s.study, "dataset": s.dataset, "counts": s.counts, "notes": s.notes,
+               "top": _records(s.top), "best_by_method": _records(s.best_by_method),
+               "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances}
+    return json.dumps(payload, indent=1)
+
+
+def render_csv(s: Summary) -> str:
+    """The top-trials table with every column (one parameter per `params_<name>` column)."""
+    buffer = io.StringIO()
+    s.top.drop(columns=["params"], errors="ignore").to_csv(buffer, index=False)
+    return buffer.getvalue()
