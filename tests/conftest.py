@@ -29,3 +29,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a PostgreSQL test database (.ci/run starts one and sets DRLTUNE_TEST_POSTGRES_URL)."""
+    import os
+
+    import sqlalchemy
+
+    url = os.environ.get("DRLTUNE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: set DRLTUNE_TEST_POSTGRES_URL (.ci/run starts one on loopback)")
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # unreachable server, missing driver: skip and say which
+        pytest.skip(f"PostgreSQL at DRLTUNE_TEST_POSTGRES_URL not reachable: {str(exc).splitlines()[0]}")
+    return url
