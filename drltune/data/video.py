@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -14,6 +13,8 @@ def frames_per_second(path: str, per_second: int = 1) -> list[np.ndarray]:
     """RGB frames (H,W,3) uint8 kept like the OGM/DR `video2frame_update`: the first `per_second`
     evenly spaced frames of every *whole* second (a trailing partial second is dropped).
     A clip shorter than one second keeps its first frame, so no clip ends up without frames."""
+    import av  # the `media` extra; only `prepare` decodes video
+
     with av.open(path) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
