@@ -1,0 +1,65 @@
+"""Each peer method trains on the built-in data on CPU, changes training measurably and resumes exactly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drltune.methods import METHODS
+from drltune.train import Trainer
+
+# method -> (params, its two per-modality metrics, what their epoch means must satisfy)
+PEERS = {
+    "ogm_ge": ({"alpha": 0.8}, ("ogm_coeff_audio", "ogm_coeff_visual"),
+               lambda a, v: min(a, v) < 1.0),  # some step slowed the dominant encoder
+    "pmr": ({"alpha": 2.0}, ("pmr_coeff_audio", "pmr_coeff_visual"),
+            lambda a, v: a + v == pytest.approx(2.0)),  # every step: alpha for exactly one modality
+    "arl": ({"start": 0, "gamma": 4.0}, ("arl_weight_audio", "arl_weight_visual"),
+            lambda a, v: a + v == pytest.approx(1.0) and a != v),  # softmax weights, asymmetric
+}
+
+
+def _final_weights(trainer: Trainer) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gated"])
+@pytest.mark.parametrize("method", sorted(PEERS))
+def test_method_trains_and_differs_from_the_baseline(tiny_config, method, fusion):
+    params, keys, holds = PEERS[method]
+    trainer = Trainer(tiny_config(method=method, fusion=fusion, params=params))
+    result = trainer.fit()
+    baseline = Trainer(tiny_config(method="baseline", fusion=fusion))
+    baseline.fit()
+
+    assert not torch.equal(_final_weights(trainer), _final_weights(baseline)), "the method changed nothing"
+    last = result.history[-1]
+    assert set(METHODS.get(method).metric_keys) <= set(last)
+    for key in keys:
+        assert last[key] is not None and math.isfinite(last[key])
+    assert holds(last[keys[0]], last[keys[1]]), last
+    assert 0.0 <= result.test_acc <= 1.0
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", sorted(PEERS))
+def test_resumed_trial_matches_uninterrupted(tiny_config, tmp_path, method):
+    cfg = tiny_config(epochs=3, method=method, params=PEERS[method][0], augment=True)
+    whole = Trainer(cfg)
+    expected = whole.fit()
+
+    def stop_after_0(epoch, record):
+        if epoch == 0:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        Trainer(cfg).fit(report=stop_after_0, checkpoint_dir=tmp_path)
+    resumed = Trainer(cfg)
+    result = resumed.fit(checkpoint_dir=tmp_path)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(result.history) == strip(expected.history)
+    assert torch.equal(_final_weights(resumed), _final_weights(whole))
