@@ -42,6 +42,9 @@ class TrialConfig:
     selection: str = "val"
     modality: str = "both"
     device: str = "auto"
+    # CPU threads for torch (None: torch's default). Part of the result on CPU: the same config on
+    # another thread count sums floats in another order, so an exact reproduction needs the same.
+    threads: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     dataset_params: dict[str, Any] = field(default_factory=dict)
 
@@ -72,7 +75,7 @@ class TrialConfig:
             "lr_schedule": str, "lr_step": int, "lr_gamma": float, "batch_size": int,
             "encoder_width": int, "augment": bool, "grad_clip": float, "selection": str,
             "modality": str, "device": str, "params": dict, "dataset_params": dict,
-            "data_root": str,
+            "data_root": str, "threads": int,
         }
         for key, typ in spec.items():
             value = getattr(self, key)
@@ -212,6 +215,8 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
                           "lr_gamma": (0.0, 1.0), "grad_clip": (0.0, 1e6)}.items():
         if not lo <= getattr(out, key) <= hi or (key == "lr" and out.lr <= 0):
             raise DrltuneError(f"{key}: {getattr(out, key)} is outside the valid range ({lo}, {hi}]")
+    if out.threads is not None and not 1 <= out.threads <= 1024:
+        raise DrltuneError(f"threads: {out.threads} is outside [1, 1024]")
     if out.device not in ("auto", "cpu") and not out.device.startswith("cuda"):
         raise DrltuneError(f"device: {out.device!r} must be auto, cpu or cuda[:N]")
     params = resolve_params(method.params, {**dataset.method_defaults.get(out.method, {}), **out.params},

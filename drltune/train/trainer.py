@@ -65,6 +65,8 @@ class Trainer:
         self.cfg = config if isinstance(config, ResolvedConfig) else resolve(config)
         c = self.cfg
         self.device = pick_device(c.device)
+        if c.threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(c.threads)
         self.data = data if data is not None else load_dataset(c.dataset, c.data_root, c.dataset_params)
         seed_everything(c.seed)
         self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality).to(self.device)
