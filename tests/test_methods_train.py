@@ -11,6 +11,8 @@ from drltune.train import Trainer
 
 # method -> (params, its two per-modality metrics, what their epoch means must satisfy)
 PEERS = {
+    "agm": ({"alpha": 0.5}, ("agm_coeff_audio", "agm_coeff_visual"),
+            lambda a, v: a != v),  # one encoder boosted relative to the other
     "ogm_ge": ({"alpha": 0.8}, ("ogm_coeff_audio", "ogm_coeff_visual"),
                lambda a, v: min(a, v) < 1.0),  # some step slowed the dominant encoder
     "pmr": ({"alpha": 2.0}, ("pmr_coeff_audio", "pmr_coeff_visual"),
