@@ -2,7 +2,13 @@
 uninterrupted one, including across DR re-initialisations."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
+import yaml
 import torch
 
 from drltune.errors import DrltuneError
@@ -76,3 +82,40 @@ def test_checkpoint_of_another_config_or_corrupt_is_refused(tiny_config, tmp_pat
     checkpoint_path(tmp_path).write_bytes(b"\x00junk")
     with pytest.raises(DrltuneError, match="cannot be read"):
         Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path)
+
+
+KILL_SCRIPT = """
+import sys, yaml
+from drltune.config import TrialConfig
+from drltune.train import Trainer
+Trainer(TrialConfig.from_dict(yaml.safe_load(sys.argv[1]))).fit(checkpoint_dir=sys.argv[2])
+"""
+
+
+def test_process_killed_inside_dr_reinit_resumes_exactly(tiny_config, tmp_path, monkeypatch):
+    """SIGKILL of the training process in the middle of DR's re-initialisation at epoch 2; the
+    resumed run (epoch 2 redone from the epoch-1 checkpoint) equals an uninterrupted one."""
+    cfg = tiny_config(epochs=4, threads=1, **DR)
+    fired = tmp_path / "fired"
+    env = {**os.environ, "DRLTUNE_FAULTS": f"dr_reinit:2:kill:{fired}"}
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, yaml.safe_dump(cfg.to_dict()), str(tmp_path / "ck")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL and fired.exists(), proc.stderr[-2000:]
+
+    monkeypatch.setenv("DRLTUNE_FAULTS", f"dr_reinit:2:kill:{fired}")  # already fired: not again
+    seen = []
+    result = Trainer(cfg).fit(report=lambda epoch, rec: seen.append(epoch), checkpoint_dir=tmp_path / "ck")
+    monkeypatch.delenv("DRLTUNE_FAULTS")
+    assert seen == [2, 3]
+    assert _comparable(result) == _comparable(Trainer(cfg).fit())
+
+
+@pytest.mark.parametrize("action, error", [("nan", "loss became nan at epoch 1"), ("raise", "injected fault")])
+def test_injected_faults_surface_as_errors(tiny_config, monkeypatch, action, error):
+    from drltune.train import NonFiniteLoss
+
+    monkeypatch.setenv("DRLTUNE_FAULTS", f"epoch_start:1:{action}")
+    seen = []
+    with pytest.raises(NonFiniteLoss if action == "nan" else RuntimeError, match=error):
+        Trainer(tiny_config(epochs=3)).fit(report=lambda epoch, rec: seen.append(epoch))
+    assert seen == [0], "the trial stops at the faulty epoch instead of wasting the others"

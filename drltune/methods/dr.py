@@ -18,6 +18,7 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from drltune import faults
 from drltune.errors import DrltuneError
 from drltune.methods.base import METHODS, Method
 from drltune.params import Param
@@ -96,6 +97,7 @@ class DiagnosingRelearning(Method):
         self.count += 1
         if self.count > self.p["reinit_num"]:
             return record
+        faults.inject("dr_reinit", epoch)  # tests kill or stall a search right here
         t = self.trainer
         train_a, train_v, train_y = t.features(t.data.train)
         other = t.data.val if self.p["diag_split"] == "val" else t.data.test

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from drltune.config import ResolvedConfig, TrialConfig, resolve
+from drltune import faults
 from drltune.data import DataBundle, Split, load_dataset
 from drltune.data.base import to_device_batch
 from drltune.errors import DrltuneError
@@ -107,6 +108,7 @@ class Trainer:
             history, best_acc, best_epoch, best_state = self._restore(saved)
         for epoch in range(len(history), c.epochs):
             t0 = time.perf_counter()
+            faults.inject("epoch_start", epoch, self.model)
             train_loss, train_acc = self.train_epoch(epoch)
             val = self.evaluate(self.data.val)
             record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -130,6 +132,7 @@ class Trainer:
             if report is not None and report(epoch, record):
                 stopped = True
                 break
+            faults.inject("epoch_end", epoch)
         self.model.load_state_dict(best_state)
         test = self.evaluate(self.data.test)
         return TrainResult(
