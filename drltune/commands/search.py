@@ -1,0 +1,83 @@
+"""`drltune search` (Ray Tune runs trials, Optuna samples and prunes) and `drltune dashboard`."""
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from drltune.search.pruning import PRUNERS
+from drltune.search.samplers import SAMPLERS
+
+
+@click.command("search")
+@click.option("--dataset", default="synthetic", show_default=True, help="Registered dataset (see `drltune datasets`).")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Prepared dataset folder (real datasets).")
+@click.option("--space", "space_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Search space YAML [default: search_spaces/default.yaml of drltune].")
+@click.option("--trials", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
+              help="Finished trials the study should reach (earlier runs count).")
+@click.option("--study", "study_name", help="Study name [default: DATASET-SPACE_NAME].")
+@click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
+              help="Optuna pruner, wrapped to be re-init aware.")
+@click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
+@click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
+@click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True)
+@click.option("--gpus-per-trial", type=click.FloatRange(0.0), default=0.0, show_default=True,
+              help="Fractions let several small trials share one GPU.")
+@click.option("--address", help="Join this Ray cluster (e.g. auto, 10.0.0.5:6379, ray://head:10001).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seed of every trial's training and of the sampler.")
+@click.option("--timeout", type=click.FloatRange(0.0, min_open=True), help="Stop after this many seconds.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120.")
+def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, max_epochs,
+               concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout, overrides) -> None:
+    """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
+    from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
+
+    spec = SearchSpec(
+        dataset=dataset, data_root=data_root, space_file=space_file or DEFAULT_SPACE, trials=trials,
+        study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, max_epochs=max_epochs,
+        concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
+        seed=seed, timeout=timeout, overrides=list(overrides),
+        command=shlex.join(["drltune", *sys.argv[1:]]))
+    run_search(spec, echo=click.echo)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("dashboard")
+@click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+def dashboard_cmd(storage, host, port) -> None:
+    """Open optuna-dashboard on a search's storage (loopback only unless you say otherwise)."""
+    import optuna_dashboard
+
+    from drltune.errors import DrltuneError
+    from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
+
+    url = resolve_storage_url(storage)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise DrltuneError(f"no study database at {path}; run `drltune search` first or pass --storage")
+    if not is_loopback(host):
+        click.echo(f"warning: binding to {host}: optuna-dashboard has unauthenticated endpoints that can "
+                   "change or delete studies; expose it only on a trusted network", err=True)
+    click.echo(f"optuna-dashboard on {display_url(url)}: http://{host}:{port}  (Ctrl-C to stop)")
+    optuna_dashboard.run_server(open_storage(url), host=host, port=port)
+
+
+COMMANDS = [search_cmd, dashboard_cmd]

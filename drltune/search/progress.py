@@ -1,0 +1,71 @@
+"""One readable line per finished trial (instead of Ray's tables), and the closing summary."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from drltune.search.study import counted, is_interrupted
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a trial, for the progress display."""
+
+    number: int
+    state: str  # "complete", "pruned", "failed", "interrupted"
+    epochs: int
+    value: float | None
+    detail: str = ""
+
+
+def params_text(params: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def best_complete(study: optuna.Study) -> FrozenTrial | None:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(trials, key=lambda t: t.value) if trials else None
+
+
+class Progress:
+    """Prints `#N <outcome> | done/total: complete, pruned, failed, running | best value (#M config)`."""
+
+    def __init__(self, study: optuna.Study, total: int, echo: Callable[[str], None],
+                 running: Callable[[], int]) -> None:
+        self.study, self.total, self.echo, self.running = study, total, echo, running
+
+    def __call__(self, outcome: Outcome) -> None:
+        what = {"complete": f"complete after {outcome.epochs} epochs, best val_acc {outcome.value or 0:.4f}",
+                "pruned": f"pruned after {outcome.epochs} epochs (best val_acc {outcome.value or 0:.4f})",
+                "failed": f"FAILED: {outcome.detail}",
+                "interrupted": "interrupted (queued for the next run)"}[outcome.state]
+        self.echo(f"#{outcome.number} {what}\n    {self.status()}")
+
+    def status(self) -> str:
+        trials = self.study.get_trials(deepcopy=False)
+        n = {state: sum(1 for t in trials if t.state == state and not is_interrupted(t))
+             for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        line = (f"[{counted(self.study)}/{self.total}] complete {n[TrialState.COMPLETE]}, "
+                f"pruned {n[TrialState.PRUNED]}, failed {n[TrialState.FAIL]}, running {self.running()}")
+        best = best_complete(self.study)
+        if best is not None:
+            line += f" | best {best.value:.4f} (#{best.number} {params_text(best.params)})"
+        return line
+
+
+def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
+    """The best complete trials: value, test accuracy, best epoch and configuration."""
+    trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                    key=lambda t: t.value, reverse=True)[:top]
+    if not trials:
+        return ["no complete trial yet"]
+    lines = [f"best {len(trials)} configurations of study {study.study_name!r} (value = best val_acc):"]
+    for rank, t in enumerate(trials, 1):
+        test = t.user_attrs.get("test_acc")
+        lines.append(f"{rank:>2}. #{t.number:<4} val_acc {t.value:.4f}  test_acc "
+                     f"{'n/a' if test is None else f'{test:.4f}'}  best epoch {t.user_attrs.get('best_epoch')}  "
+                     f"{params_text(t.params)}")
+    return lines

@@ -1,0 +1,211 @@
+"""`drltune search`: one study, Optuna deciding, Ray Tune executing (see bridge.py for the split)."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+
+import drltune
+from drltune.config import TrialConfig, resolve
+from drltune.errors import DrltuneError
+from drltune.search.space import SearchSpace, load_space
+from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
+
+DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "default.yaml"
+
+# Before Ray is imported: no Tune loggers (CSV/JSON/TensorBoard files) and no Ray progress tables.
+RAY_QUIET_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
+                 "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_DEDUP_LOGS": "0",
+                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60"}
+
+
+@dataclass
+class SearchSpec:
+    """Everything `drltune search` was asked for."""
+
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    space_file: Path = DEFAULT_SPACE
+    trials: int = 20
+    study_name: str | None = None
+    storage: str | None = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    max_epochs: int | None = None
+    concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
+    seed: int = 0
+    timeout: float | None = None
+    overrides: list[str] = field(default_factory=list)
+    command: str = ""
+
+
+def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
+    """Dataset, the space's fixed keys, then --set; epochs and seed are set by the search."""
+    cfg = TrialConfig.from_dict({"dataset": spec.dataset, "data_root": spec.data_root, "seed": spec.seed,
+                                 **fixed}, where=f"{spec.space_file}: fixed")
+    return cfg.with_overrides(spec.overrides)
+
+
+def check_budget(spec: SearchSpec) -> int:
+    """The epoch budget of each trial: --max-epochs, else the dataset's default epochs."""
+    if spec.max_epochs is not None:
+        return spec.max_epochs
+    return resolve(base_config(spec, {})).epochs
+
+
+class _Stop:
+    """Ctrl-C and --timeout end the run cleanly: no new trials, running ones stopped and retired."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.interrupted = threading.Event()
+
+    def reason(self) -> str | None:
+        if self.interrupted.is_set():
+            return "interrupted by Ctrl-C"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "stopped by --timeout"
+        return None
+
+
+def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.Study:
+    """Create or resume the study, run the remaining trials on Ray Tune, print the best configs."""
+    from drltune.search.pruning import make_pruner
+    from drltune.search.progress import summary_lines
+    from drltune.search.samplers import make_sampler
+    from drltune.search.study import counted, open_study, retire_stale
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    max_epochs = check_budget(spec)
+    space = load_space(spec.space_file, max_epochs)
+    base = base_config(spec, space.fixed).replace(epochs=max_epochs)
+    resolve(base)  # dataset, fixed values and --set are checked before anything is stored
+
+    url = resolve_storage_url(spec.storage)
+    storage = open_storage(url)
+    name = spec.study_name or f"{spec.dataset}-{space.path.stem}"
+    pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials)
+    previous = _count_existing(storage, name)
+    sampler, sampler_args = make_sampler(spec.sampler, spec.seed + previous, spec.trials)
+    attrs = {"dataset": spec.dataset, "space": space.text, "space_file": str(space.path.resolve()),
+             "drltune_version": drltune.__version__, "command": spec.command, "max_epochs": max_epochs,
+             "pruner": spec.pruner, "sampler": spec.sampler, "pruner_args": pruner_args,
+             "sampler_args": sampler_args}
+    study, existed = open_study(name, storage, sampler, pruner, attrs)
+
+    path = sqlite_path(url)
+    echo(f"study {name!r} in {display_url(url)}" + (f"  ({path.resolve()})" if path else ""))
+    echo(f"space {space.path}: " + "; ".join(space.describe()))
+    for note in space.notes:
+        echo(f"epoch budget: {note}")
+    if existed:
+        stale = retire_stale(study)
+        echo(f"resuming: {counted(study)} finished trials kept"
+             + (f", {stale} interrupted trials closed as FAIL and queued again" if stale else ""))
+    remaining = spec.trials - counted(study)
+    if remaining <= 0:
+        echo(f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run")
+    else:
+        echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, "
+             f"sampler {spec.sampler}, pruner {spec.pruner} (re-init aware)")
+        _run_tune(spec, study, space, base, remaining, echo)
+    for line in summary_lines(study):
+        echo(line)
+    echo(f"open the dashboard: drltune dashboard --storage {display_url(url)}   (then http://127.0.0.1:8080)")
+    return study
+
+
+def _count_existing(storage: optuna.storages.BaseStorage, name: str) -> int:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: TrialConfig,
+              remaining: int, echo: Callable[[str], None]) -> None:
+    for key, value in RAY_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+    from ray import tune
+
+    from drltune.search.bridge import OptunaBridge, PruningScheduler, StopSearch, trial_name
+    from drltune.search.progress import Progress
+    from drltune.search.trainable import run_trial
+
+    stop = _Stop(spec.timeout)
+    progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live))
+    threads = max(1, math.floor(spec.cpus_per_trial))
+    bridge = OptunaBridge(study, space, base, remaining, threads=threads, on_outcome=progress,
+                          stop_reason=stop.reason)
+
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        _init_ray(spec, ray)
+    results_dir = (sqlite_path(resolve_storage_url(spec.storage)) or Path.cwd() / "studies").parent / "ray"
+    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=bridge, scheduler=PruningScheduler(bridge), num_samples=-1,
+                                    max_concurrent_trials=spec.concurrent, reuse_actors=True,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(
+            name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(results_dir),
+            verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=0),
+            log_to_file=True),
+    )
+    previous_handler = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        echo("stopping: running trials will be closed and retried next time (Ctrl-C again to abort)")
+        stop.interrupted.set()
+        signal.signal(signal.SIGINT, previous_handler)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tuner.fit()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous_handler)
+        closed = bridge.close_open(stop.reason() or "interrupted: the search ended before this trial finished")
+        if started_ray:
+            ray.shutdown()
+    if stop.reason():
+        echo(f"{stop.reason()}: {closed} running trials closed and queued for the next run")
+        if stop.interrupted.is_set():
+            raise KeyboardInterrupt
+
+
+def _init_ray(spec: SearchSpec, ray: Any) -> None:
+    """Local in-process Ray by default; `--address` joins a running cluster. Ray stays quiet."""
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
+                              "configure_logging": True}
+    if spec.address:
+        kwargs["address"] = spec.address
+    else:
+        kwargs.update(include_dashboard=False, num_cpus=max(os.cpu_count() or 1,
+                                                           math.ceil(spec.concurrent * spec.cpus_per_trial)))
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {spec.address}" if spec.address else "a local Ray instance"
+        raise DrltuneError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}") from None
+    for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -1,0 +1,343 @@
+"""Search spaces from YAML: a categorical `method` whose own parameters exist only when it is chosen.
+
+File format (documented for users at the top of search_spaces/default.yaml):
+
+    epochs: 90            # the epoch budget the epoch-valued numbers below were written for
+    fixed: {KEY: VALUE}   # TrialConfig keys every trial gets, not searched
+    space:                # TrialConfig keys that are searched (lr, batch_size, optimizer, fusion, ...)
+      KEY: SPEC
+    methods:              # the categorical `method`; a block holds that method's parameters
+      NAME: {PARAM: SPEC} # or `defaults` / {} (declared defaults), or `declared` (declared ranges)
+
+SPEC is a scalar (a fixed value), `{choices: [...]}`, `{low, high, log?, step?}`, or, for a
+method parameter, `declared` (the range the method declares). In the Optuna study the method's
+parameters are named `<method>.<param>` so that equal names of two methods never collide.
+"""
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+import yaml
+
+from drltune.config import TrialConfig
+from drltune.errors import DrltuneError
+from drltune.params import Param
+
+FILE_KEYS = ("epochs", "fixed", "space", "methods")
+NOT_SEARCHABLE = {"dataset", "data_root", "method", "epochs", "seed", "params", "dataset_params"}
+NOT_FIXABLE = {"dataset", "data_root", "method", "epochs", "seed", "params"}
+EPOCH_KEYS = {"lr_step"}  # TrialConfig keys counted in epochs (method params say so with Param.is_epoch)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched or fixed value: `name` is its Optuna parameter name (`lr`, `dr.alpha`)."""
+
+    name: str
+    kind: str  # "fixed", "categorical", "int" or "float"
+    value: Any = None
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+
+    @property
+    def searched(self) -> bool:
+        return self.kind != "fixed"
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def describe(self) -> str:
+        if self.kind == "fixed":
+            return f"{self.name}={self.value!r}"
+        if self.kind == "categorical":
+            return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"
+        extra = " log" if self.log else (f" step {self.step:g}" if self.step else "")
+        return f"{self.name} in [{self.low:g}, {self.high:g}]{extra}"
+
+
+@dataclass
+class SearchSpace:
+    """A loaded space, already fitted to the search's epoch budget."""
+
+    path: Path
+    text: str
+    epochs: int | None
+    fixed: dict[str, Any]
+    top: list[Dimension]
+    methods: dict[str, list[Dimension]]
+    notes: list[str] = field(default_factory=list)  # what the epoch scaling did, for the output
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Define-by-run: the TrialConfig keys of one trial, method parameters under `params`."""
+        values = {d.name: d.suggest(trial) for d in self.top}
+        method = trial.suggest_categorical("method", list(self.methods))
+        prefix = f"{method}."
+        values["params"] = {d.name[len(prefix):]: d.suggest(trial) for d in self.methods[method]}
+        return {**values, "method": method}
+
+    def config_for(self, trial: optuna.Trial, base: TrialConfig) -> TrialConfig:
+        """`base` (dataset, epochs, seed, fixed keys) with this trial's sampled values applied."""
+        return TrialConfig.from_dict({**base.to_dict(), **self.sample(trial)}, where=f"trial {trial.number}")
+
+    def describe(self) -> list[str]:
+        lines = [d.describe() for d in self.top]
+        lines.append(f"method in {{{', '.join(self.methods)}}}")
+        for name, dims in self.methods.items():
+            lines.extend(f"  {d.describe()}" for d in dims)
+        return lines
+
+
+def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
+    """Read and check a space file; epoch-valued numbers are scaled to `max_epochs`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DrltuneError(f"search space file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DrltuneError(f"cannot read search space {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DrltuneError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return parse_space(data, max_epochs, path=path, text=text)
+    except DrltuneError as exc:
+        raise DrltuneError(f"{path}: {exc}") from None
+
+
+def parse_space(data: Any, max_epochs: int, path: Path = Path("<space>"), text: str = "") -> SearchSpace:
+    if not isinstance(data, dict):
+        raise DrltuneError("expected a mapping with keys " + ", ".join(FILE_KEYS))
+    unknown = sorted(str(k) for k in data if k not in FILE_KEYS)
+    if unknown:
+        raise DrltuneError(f"unknown key(s) {', '.join(unknown)}; valid: {', '.join(FILE_KEYS)}")
+    epochs = data.get("epochs")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise DrltuneError(f"epochs: expected a positive integer, got {epochs!r}")
+    scaler = _EpochScaler(epochs, max_epochs)
+    fixed = _mapping(data.get("fixed"), "fixed")
+    for key in fixed:
+        if key in NOT_FIXABLE or key not in _CONFIG_TYPES:
+            raise DrltuneError(f"fixed.{key}: not a TrialConfig key that a space may fix "
+                               f"(valid: {', '.join(sorted(set(_CONFIG_TYPES) - NOT_FIXABLE))})")
+        if key in EPOCH_KEYS:
+            fixed[key] = scaler.value(f"fixed.{key}", fixed[key])
+    top = []
+    for key, spec in _mapping(data.get("space"), "space").items():
+        if key in NOT_SEARCHABLE or key not in _CONFIG_TYPES:
+            raise DrltuneError(f"space.{key}: not a searchable TrialConfig key "
+                               f"(valid: {', '.join(sorted(set(_CONFIG_TYPES) - NOT_SEARCHABLE))})")
+        if key in fixed:
+            raise DrltuneError(f"space.{key}: also given under fixed; keep one")
+        dim = _dimension(key, spec, _CONFIG_TYPES[key], where=f"space.{key}")
+        top.append(scaler.dimension(dim, f"space.{key}") if key in EPOCH_KEYS else dim)
+    methods = _methods(data.get("methods"), scaler)
+    return SearchSpace(path=path, text=text, epochs=epochs, fixed=fixed, top=top, methods=methods,
+                       notes=scaler.notes)
+
+
+# ---- parsing helpers -----------------------------------------------------------------------------
+def _config_types() -> dict[str, str]:
+    """TrialConfig field -> "int" | "float" | "bool" | "str" | "dict", read from its annotations."""
+    hints = typing.get_type_hints(TrialConfig)
+    out = {}
+    for f in fields(TrialConfig):
+        if typing.get_origin(hints[f.name]) is dict:
+            out[f.name] = "dict"
+            continue
+        args = set(typing.get_args(hints[f.name])) or {hints[f.name]}
+        for typ, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
+            if typ in args:
+                out[f.name] = name
+                break
+        else:
+            out[f.name] = "dict"
+    return out
+
+
+_CONFIG_TYPES = _config_types()
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DrltuneError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
+
+
+def _number(value: Any, kind: str, where: str) -> float | int:
+    """YAML 1.1 reads `1e-3` as a string: accept numeric strings, reject anything else."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise DrltuneError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DrltuneError(f"{where}: expected a finite number, got {value!r}")
+    if kind == "int":
+        if float(value) != int(value):
+            raise DrltuneError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _scalar(value: Any, kind: str, where: str) -> Any:
+    if kind in ("int", "float"):
+        return _number(value, kind, where)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise DrltuneError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise DrltuneError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(value, (dict, list)):
+        raise DrltuneError(f"{where}: expected a single value, got {type(value).__name__}")
+    return value  # a "choice" parameter: its own validation names the allowed values
+
+
+def _dimension(name: str, spec: Any, kind: str, where: str) -> Dimension:
+    """Parse one SPEC; `kind` is the value type ("int", "float", "bool", "str" or "choice")."""
+    if not isinstance(spec, dict):
+        return Dimension(name, "fixed", value=_scalar(spec, kind, where))
+    keys = set(spec)
+    if "choices" in keys:
+        if keys != {"choices"}:
+            raise DrltuneError(f"{where}: `choices` cannot be combined with {', '.join(sorted(keys - {'choices'}))}")
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise DrltuneError(f"{where}.choices: expected a non-empty list")
+        values = tuple(_scalar(c, kind, f"{where}.choices") for c in choices)
+        if len(set(map(repr, values))) != len(values):
+            raise DrltuneError(f"{where}.choices: repeated values")
+        return Dimension(name, "categorical", choices=values)
+    allowed = {"low", "high", "log", "step"}
+    if not keys <= allowed or not {"low", "high"} <= keys:
+        bad = sorted(keys - allowed) or ["low/high missing"]
+        raise DrltuneError(f"{where}: a range needs low and high (optional log, step); got {', '.join(bad)}")
+    if kind not in ("int", "float"):
+        raise DrltuneError(f"{where}: a {kind} value cannot take a low/high range; use choices")
+    low = _number(spec["low"], kind, f"{where}.low")
+    high = _number(spec["high"], kind, f"{where}.high")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise DrltuneError(f"{where}.log: expected true or false, got {log!r}")
+    step = None if spec.get("step") is None else _number(spec["step"], kind, f"{where}.step")
+    if low > high:
+        raise DrltuneError(f"{where}: low {low} is above high {high}")
+    if log and low <= 0:
+        raise DrltuneError(f"{where}: a log range needs low > 0, got {low}")
+    if log and step is not None:
+        raise DrltuneError(f"{where}: log and step cannot be combined")
+    if step is not None and step <= 0:
+        raise DrltuneError(f"{where}.step: must be positive, got {step}")
+    return Dimension(name, kind, low=low, high=high, step=step, log=log)
+
+
+def _methods(value: Any, scaler: "_EpochScaler") -> dict[str, list[Dimension]]:
+    from drltune.methods import METHODS
+
+    blocks = _mapping(value, "methods")
+    if not blocks:
+        raise DrltuneError("methods: name at least one method (e.g. `baseline: {}`)")
+    out = {}
+    for name, block in blocks.items():
+        where = f"methods.{name}"
+        if name not in METHODS:
+            raise DrltuneError(f"{where}: unknown method; valid: {', '.join(METHODS.names())}")
+        declared = {p.name: p for p in METHODS.get(name).params}
+        if block in ("defaults", None):
+            block = {}
+        elif block == "declared":
+            block = {p.name: "declared" for p in declared.values() if p.kind in ("int", "float")}
+        block = _mapping(block, where)
+        unknown = sorted(set(block) - set(declared))
+        if unknown:
+            raise DrltuneError(f"{where}: unknown parameter(s) {', '.join(unknown)}; "
+                               f"valid: {', '.join(declared) or 'none'}")
+        dims = []
+        for pname, spec in block.items():
+            param, pwhere = declared[pname], f"{where}.{pname}"
+            dim = _param_dimension(f"{name}.{pname}", param, spec, pwhere)
+            if param.is_epoch:
+                dim = scaler.dimension(dim, pwhere)
+            _check_against(param, dim, pwhere)
+            dims.append(dim)
+        out[name] = dims
+    return out
+
+
+def _param_dimension(name: str, param: Param, spec: Any, where: str) -> Dimension:
+    if spec == "declared":
+        if param.kind == "bool":
+            return Dimension(name, "categorical", choices=(False, True))
+        if param.kind == "choice":
+            return Dimension(name, "categorical", choices=tuple(param.choices))
+        if param.low is None or param.high is None:
+            raise DrltuneError(f"{where}: declares no range; give low and high")
+        if param.log and param.low <= 0:
+            raise DrltuneError(f"{where}: the declared range [{param.low}, {param.high}] is log-scaled "
+                               "but starts at 0; give low > 0 and high")
+        return Dimension(name, param.kind, low=param.low, high=param.high, log=param.log)
+    return _dimension(name, spec, param.kind, where)
+
+
+def _check_against(param: Param, dim: Dimension, where: str) -> None:
+    """Every value a trial could get must pass the method's own validation (names the bad key)."""
+    values: Sequence[Any] = {"fixed": (dim.value,), "categorical": dim.choices}.get(dim.kind, (dim.low, dim.high))
+    for v in values:
+        try:
+            param.validate(v, "")
+        except DrltuneError as exc:
+            raise DrltuneError(f"{where}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+class _EpochScaler:
+    """Maps epoch counts written for the space's `epochs` onto the search's `max_epochs`."""
+
+    def __init__(self, space_epochs: int | None, max_epochs: int) -> None:
+        self.factor = max_epochs / space_epochs if space_epochs else 1.0
+        self.max_epochs = max_epochs
+        self.notes: list[str] = []
+        self.how = (f"scaled x{self.factor:.3g} ({space_epochs} -> {max_epochs} epochs), rounded, clipped to "
+                    f"[1, {max_epochs}]" if space_epochs else f"clipped to [1, {max_epochs}] (no `epochs` in the space)")
+
+    def scale(self, value: float) -> int:
+        return int(min(self.max_epochs, max(1, round(value * self.factor))))
+
+    def value(self, where: str, value: Any) -> int:
+        out = self.scale(_number(value, "int", where))
+        self.notes.append(f"{where}: {value} -> {out} ({self.how})")
+        return out
+
+    def dimension(self, dim: Dimension, where: str) -> Dimension:
+        if dim.kind == "fixed":
+            return Dimension(dim.name, "fixed", value=self.value(where, dim.value))
+        if dim.kind == "categorical":
+            scaled = tuple(dict.fromkeys(self.scale(_number(c, "int", where)) for c in dim.choices))
+            self.notes.append(f"{where}: {list(dim.choices)} -> {list(scaled)} ({self.how})")
+            return Dimension(dim.name, "categorical", choices=scaled)
+        low, high = self.scale(dim.low), self.scale(dim.high)
+        step = None if dim.step is None else max(1, round(dim.step * self.factor))
+        if step is not None:
+            high = low + (high - low) // step * step
+        self.notes.append(f"{where}: [{dim.low:g}, {dim.high:g}] -> [{low}, {high}]"
+                          + (f" step {step}" if step else "") + f" ({self.how})")
+        return Dimension(dim.name, "int", low=low, high=high, step=step, log=dim.log and low > 0)

@@ -1,0 +1,40 @@
+"""What a Ray worker runs for one trial: a TrialConfig through the drltune Trainer, one report per epoch.
+
+Each epoch goes to Ray as `{"epoch", "val_acc", "record"}` (the record as JSON, so that nested
+or None values arrive unchanged). The last epoch is reported once, after the test evaluation,
+together with the test metrics: that final result is how the driver knows a trial finished.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FINAL_KEYS = ("best_val_acc", "best_epoch", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
+
+
+def epoch_result(record: dict[str, Any]) -> dict[str, Any]:
+    return {"epoch": int(record["epoch"]), "val_acc": float(record["val_acc"]),
+            "record": json.dumps(record, default=float)}
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable; `config` is {"trial": TrialConfig dict, "threads": int}."""
+    import torch
+    from ray import tune
+
+    from drltune.config import TrialConfig, resolve
+    from drltune.train import Trainer
+
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    resolved = resolve(TrialConfig.from_dict(config["trial"]))
+    last = resolved.epochs - 1
+
+    def report(epoch: int, record: dict[str, Any]) -> bool:
+        if epoch < last:
+            tune.report(epoch_result(record))
+        return False  # Ray stops a pruned trial itself
+
+    result = Trainer(resolved).fit(report=report)
+    final = epoch_result(result.history[-1])
+    final.update({key: getattr(result, key) for key in FINAL_KEYS})
+    tune.report(final)
