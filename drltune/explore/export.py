@@ -6,6 +6,7 @@ carry a password.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import optuna
@@ -13,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune.config import TrialConfig, resolve
 from drltune.errors import DrltuneError
+from drltune.explore.summary import STATES
 
 
 def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = ()) -> list[FrozenTrial]:
@@ -26,8 +28,8 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
         return [by_number[n] for n in numbers]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        states = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState
-                           if any(t.state == s for t in trials)) or "no trials"
+        counts = Counter(STATES.get(t.state.name, t.state.name.lower()) for t in trials)
+        states = ", ".join(f"{n} {label}" for label, n in counts.items()) or "no trials"
         raise DrltuneError(f"study {study.study_name!r} has no complete trial ({states}); pick one with --trial N")
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     return sorted(complete, key=lambda t: (-t.value if reverse else t.value, t.number))[: top or 1]

@@ -66,14 +66,17 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
 
 
 def open_study(study: str, storage: str = DEFAULT_STORAGE) -> optuna.Study:
-    """Load an existing study; a missing one is a one-line error listing the stored names."""
+    """Load an existing study with trials; a missing or empty one is a one-line error listing the stored names."""
     backend = open_storage(storage)
     names = study_names(backend)
     if study not in names:
         listed = ", ".join(names) if names else "none"
         raise DrltuneError(f"no study named {study!r} in {storage}; existing studies: {listed}")
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    return optuna.load_study(study_name=study, storage=backend)
+    loaded = optuna.load_study(study_name=study, storage=backend)
+    if not loaded.get_trials(deepcopy=False):
+        raise DrltuneError(f"study {study!r} in {storage} has no trials yet; existing studies: {', '.join(names)}")
+    return loaded
 
 
 def _number(value: Any) -> float | None:

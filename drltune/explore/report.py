@@ -99,16 +99,34 @@ def by_group_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure 
     return fig
 
 
+def _padded_range(values: pd.Series) -> tuple[float, float]:
+    """The values' range, widened when they are all equal (a zero-width axis has no ticks)."""
+    low, high = float(values.min()), float(values.max())
+    return (low - 0.01, high + 0.01) if high - low < 1e-9 else (low, high)
+
+
+def _dimension(label: str, values: pd.Series) -> dict:
+    """A parallel-coordinates axis; few distinct values get exactly those ticks (no 1.2 re-inits)."""
+    low, high = _padded_range(values)
+    dim = dict(label=label, values=values, range=[low, high])
+    distinct = sorted(values.unique())
+    if len(distinct) <= 8:
+        dim.update(tickvals=distinct, ticktext=[f"{v:.4g}" for v in distinct])
+    return dim
+
+
 def dr_figure(trials: pd.DataFrame) -> go.Figure | None:
     """Parallel coordinates: DR's re-init interval, alpha and count against the trial's accuracy."""
     axes = [c for c in DR_AXES if c in trials]
     dr = trials[(trials["state"] == "COMPLETE") & (trials["method"] == "dr")].dropna(subset=axes)
     if not axes or dr.empty:
         return None
-    dims = [dict(label=DR_AXES[c], values=dr[c].astype(float)) for c in axes]
-    dims.append(dict(label=f"best {ACC}", values=dr["value"]))
-    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=dr["value"], colorscale="Viridis", showscale=True,
-                                                            colorbar=dict(title=dict(text="val acc")))))
+    dims = [_dimension(DR_AXES[c], dr[c].astype(float)) for c in axes]
+    dims.append(_dimension(f"best {ACC}", dr["value"]))
+    low, high = _padded_range(trials.loc[trials["state"] == "COMPLETE", "value"])
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(
+        color=dr["value"], colorscale="Viridis", cmin=low, cmax=high, showscale=True,
+        colorbar=dict(title=dict(text="val acc")))))
     fig.update_layout(title=f"DR parameters against accuracy ({len(dr)} complete DR trials)", **LAYOUT)
     fig.update_layout(margin=dict(l=80, r=80, t=110, b=40))
     return fig
@@ -119,6 +137,7 @@ def importance_figure(importances: dict[str, float]) -> go.Figure | None:
         return None
     names = list(importances)[::-1]  # largest at the top
     fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h",
+                           texttemplate="%{x:.3f}", textposition="outside", cliponaxis=False,
                            hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_layout(title="Parameter importances (Optuna PED-ANOVA, complete trials)",
                       xaxis_title="importance (sums to 1)", yaxis_title="parameter", **LAYOUT)
@@ -154,7 +173,7 @@ pre{{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}}
 
 def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> str:
     """The whole page; a plot that has nothing to show is replaced by one sentence that says why."""
-    colours = _colours([m for m in trials["method"].dropna()] if not trials.empty else [])
+    colours = _colours(list(trials["method"].dropna()))
     counts = ", ".join(f"{n} {k}" for k, n in summary.counts.items())
     parts = [f"<p>{sum(summary.counts.values())} trials: {counts}"
              + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "") + ".</p>"]
@@ -177,7 +196,7 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
         div = pio.to_html(fig, full_html=False, include_plotlyjs=first, config={"displaylogo": False})
         first = False
         parts.append(f"<section><h2>{heading}</h2>{div}</section>")
-    failed = trials[trials["state"] == "FAIL"] if not trials.empty else trials
+    failed = trials[trials["state"] == "FAIL"]
     if not failed.empty:
         rows = "\n".join(f"trial {n}: {e}" for n, e in zip(failed["number"], failed["error"].fillna("(no error stored)")))
         parts.append(f"<section><h2>Failed trials</h2><pre>{html.escape(rows)}</pre></section>")

@@ -79,18 +79,16 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
     scored = ranked(frame)
     by_method = scored.drop_duplicates("method").reset_index(drop=True)
     by_fusion = scored.drop_duplicates("fusion").reset_index(drop=True)
-    imp, imp_note = importances(study) if not frame.empty else ({}, None)
+    imp, imp_note = importances(study)
     notes = []
-    if frame.empty:
-        notes.append("the study has no trials yet")
-    elif counts["failed"] == len(frame):
+    if counts["failed"] == len(frame):
         errors = frame["error"].dropna()
         notes.append(f"every trial failed ({len(frame)})" + (f"; first error: {errors.iloc[0]}" if len(errors) else ""))
     elif counts["complete"] == 0:
         notes.append("no trial has completed yet: rows show the best val_acc so far")
     if counts["running"]:
         notes.append(f"{counts['running']} trial(s) still running: this is a snapshot")
-    if imp_note and not frame.empty and counts["failed"] < len(frame):
+    if imp_note and counts["failed"] < len(frame):
         notes.append(imp_note)
     return Summary(study=study.study_name, dataset=study.user_attrs.get("dataset"), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
@@ -131,15 +129,20 @@ def render_table(s: Summary) -> str:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    frame = frame.drop(columns=["params"], errors="ignore")
-    return json.loads(frame.to_json(orient="records", double_precision=15))
+    """Rows as plain dicts with missing values as None (pandas' to_json rounds floats to 15 digits)."""
+    rows = frame.drop(columns=["params"], errors="ignore").astype(object)
+    return rows.where(rows.notna(), None).to_dict(orient="records")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)  # numpy scalars
 
 
 def render_json(s: Summary) -> str:
     payload = {"study": s.study, "dataset": s.dataset, "counts": s.counts, "notes": s.notes,
                "top": _records(s.top), "best_by_method": _records(s.best_by_method),
                "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances}
-    return json.dumps(payload, indent=1)
+    return json.dumps(payload, indent=1, default=_plain)
 
 
 def render_csv(s: Summary) -> str:
