@@ -93,6 +93,8 @@ class OptunaBridge(Searcher):
             self.started += 1
             try:
                 cfg = self.space.config_for(trial, self.base)
+                if cfg.threads is None:  # part of a CPU result: stored so that an exported trial reproduces
+                    cfg = cfg.replace(threads=self.threads)
                 resolve(cfg)
             except DrltuneError as exc:  # e.g. a method that cannot run with the sampled fusion
                 self._tell(trial, TrialState.FAIL, {"error": f"invalid configuration: {exc}"})
