@@ -27,7 +27,7 @@ import torch
 
 from drltune.errors import DrltuneError
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, check_window, in_window
+from drltune.methods.common import StepMeans, autocast, check_window, in_window
 from drltune.params import Param
 
 MODALITIES = ("audio", "visual")
@@ -95,6 +95,10 @@ class AGM(Method):
     @torch.no_grad()
     def padded_logits(self, out) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """f(a,v), f(0,v), f(a,0) — see `padding`."""
+        with autocast(self.trainer):
+            return self._padded_logits(out)
+
+    def _padded_logits(self, out) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         model = self.trainer.model
         if self.p["padding"] == "feature":
             a, v = out.feat_a.detach(), out.feat_v.detach()

@@ -7,6 +7,12 @@ from typing import Any, Iterable, Sequence
 import torch
 
 
+def autocast(trainer) -> torch.autocast:
+    """The trainer's mixed precision, for extra passes that run outside its training step
+    (after backward the features are bfloat16 on CUDA while the head's weights are float32)."""
+    return torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=trainer.amp)
+
+
 def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Sum over the batch of the softmax probability of the true class (OGM-GE/PMR's score s)."""
     probs = torch.softmax(logits.detach().float(), dim=1)

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, check_window, grads_in_scope, in_window, true_class_score
+from drltune.methods.common import (StepMeans, autocast, check_window, grads_in_scope, in_window,
+                                    true_class_score)
 from drltune.params import Param
 
 EPS = 1e-12  # keeps the ratio finite if every true-class probability underflows
@@ -78,7 +79,7 @@ class OGMGE(Method):
 
     def after_backward(self, out, labels: torch.Tensor, epoch: int) -> None:
         model = self.trainer.model
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.trainer):
             logits_a, logits_v = model.unimodal_logits(out)
         score_a, score_v = true_class_score(logits_a, labels), true_class_score(logits_v, labels)
         k_a, k_v = ogm_coefficients(score_a, score_v, self.p["alpha"])

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from drltune.data.base import to_device_batch
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, check_window, in_window, true_class_score
+from drltune.methods.common import StepMeans, autocast, check_window, in_window, true_class_score
 from drltune.params import Param
 
 
@@ -117,7 +117,7 @@ class PMR(Method):
             if i >= take:
                 break
             audio, visual, y = to_device_batch(split, rows, t.device, c.augment, self.augment_gen)
-            with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.amp):
+            with autocast(t):
                 out = t.model(audio, visual)
             feats_a.append(out.feat_a.float())
             feats_v.append(out.feat_v.float())
