@@ -1,0 +1,105 @@
+"""Re-init-aware pruning: a DR trial's post-re-init dip must not get it pruned; a bad trial still is."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from drltune.search.pruning import REINIT_ATTR, ReinitAwarePruner, make_pruner, running_best
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Six baseline trials that climb steadily, then a DR trial: re-init at the end of epoch 2,
+# dip at epoch 3 (below every baseline), then above them all.
+BASELINES = [[0.30, 0.40, 0.50, 0.55, 0.60, 0.62, 0.63, 0.64]] * 3 + [[0.28, 0.38, 0.48, 0.53, 0.58, 0.60, 0.61, 0.62]] * 3
+DR_CURVE = [0.30, 0.42, 0.52, 0.40, 0.58, 0.66, 0.68, 0.70]
+REINIT_EPOCH = 2
+
+
+def study_with_baselines(pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for curve in BASELINES:
+        trial = study.ask()
+        for step, value in enumerate(curve):
+            trial.report(value, step)
+            trial.should_prune()  # SuccessiveHalving records its rungs here
+        study.tell(trial, max(curve))
+    return study
+
+
+def first_pruned_step(study: optuna.Study, curve: list[float], reinits: list[int]) -> int | None:
+    trial = study.ask()
+    for step, value in enumerate(curve):
+        trial.report(value, step)
+        if step in reinits:
+            trial.set_user_attr(REINIT_ATTR, [r for r in reinits if r <= step])
+        if trial.should_prune():
+            return step
+    return None
+
+
+def median() -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+
+
+def test_plain_median_prunes_the_dr_dip_and_the_aware_pruner_keeps_it():
+    plain = study_with_baselines(median())
+    assert first_pruned_step(plain, DR_CURVE, [REINIT_EPOCH]) == REINIT_EPOCH + 1  # killed in its dip
+
+    aware = study_with_baselines(ReinitAwarePruner(median(), final_step=len(DR_CURVE) - 1))
+    assert first_pruned_step(aware, DR_CURVE, [REINIT_EPOCH]) is None  # kept: it ends up the best
+
+
+def test_aware_pruner_still_prunes_a_trial_that_stays_bad_after_the_grace_window():
+    bad = [0.30, 0.42, 0.52, 0.20, 0.25, 0.30]
+    # grace = max(2, interval / 2) = 2 epochs after the re-init at epoch 2: judged again at epoch 5
+    aware = study_with_baselines(ReinitAwarePruner(median(), final_step=7))
+    assert first_pruned_step(aware, bad, [REINIT_EPOCH]) == 5
+    aware = study_with_baselines(ReinitAwarePruner(median(), final_step=7))
+    assert first_pruned_step(aware, bad, []) == 3  # no re-init, no grace: pruned in the dip
+
+
+def test_sha_judges_best_so_far_so_a_dip_at_a_rung_is_not_fatal():
+    def sha() -> optuna.pruners.BasePruner:
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+
+    curve = [0.30, 0.42, 0.52, 0.62, 0.45, 0.66, 0.67, 0.68]  # the rung at step 4 lands in a dip
+    plain = study_with_baselines(sha())
+    assert first_pruned_step(plain, curve, []) == 4
+    aware = study_with_baselines(ReinitAwarePruner(sha(), final_step=7, min_grace=0))
+    assert first_pruned_step(aware, curve, []) is None
+
+
+@pytest.mark.parametrize("name", ["median", "sha", "hyperband"])
+def test_the_final_step_is_never_pruned(name):
+    pruner, args = make_pruner(name, max_epochs=4, n_trials=8)
+    assert args["name"] == name and args["reinit_aware"]
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(6):
+        trial = study.ask()
+        for step in range(4):
+            trial.report(0.9, step)
+            trial.should_prune()
+        study.tell(trial, 0.9)
+    pruned_early = 0
+    for _ in range(6):  # Hyperband puts some trials in brackets that only judge late
+        worst = study.ask()
+        pruned_early += any(worst.report(0.01, step) or worst.should_prune() for step in range(3))
+        study.tell(worst, state=optuna.trial.TrialState.PRUNED)
+    assert pruned_early > 0  # bad trials are pruned early ...
+    for _ in range(6):
+        last = study.ask()
+        last.report(0.01, 3)  # ... but a trial that reached its final epoch is finished, not pruned
+        assert not last.should_prune()
+        study.tell(last, 0.01)
+
+
+def test_running_best_keeps_nan_out_and_does_not_touch_the_stored_trial():
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    for step, value in enumerate([0.2, float("nan"), 0.5, 0.3]):
+        trial.report(value, step)
+    frozen = study._storage.get_trial(trial._trial_id)
+    view = running_best(frozen, study.direction)
+    assert [view.intermediate_values[s] for s in range(4)][2:] == [0.5, 0.5]
+    assert view.intermediate_values[1] == 0.2
+    assert frozen.intermediate_values[3] == 0.3

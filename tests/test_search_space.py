@@ -1,0 +1,98 @@
+"""Search space files: conditional method parameters, epoch scaling, one-line errors naming the key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from drltune.config import TrialConfig, resolve
+from drltune.errors import DrltuneError
+from drltune.search.space import load_space, parse_space
+
+DEFAULT = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def space(text: str, max_epochs: int = 8):
+    return parse_space(yaml.safe_load(text), max_epochs)
+
+
+def test_default_space_samples_valid_configs_with_method_params_only_for_their_method():
+    s = load_space(DEFAULT, max_epochs=8)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        cfg = s.config_for(trial, TrialConfig(epochs=8, encoder_width=4))
+        resolve(cfg)  # every sampled configuration is runnable
+        method = trial.params["method"]
+        seen.add(method)
+        own = {k for k in trial.params if "." in k}
+        assert all(k.startswith(f"{method}.") for k in own)
+        assert set(cfg.params) == {k.split(".", 1)[1] for k in own}
+        study.tell(trial, 0.5)
+    assert {"baseline", "dr"} <= seen
+
+
+def test_epoch_params_are_scaled_to_the_budget_and_the_scaling_is_reported():
+    s = space("epochs: 90\nmethods:\n  dr:\n    reinit_epoch: {low: 10, high: 30, step: 5}\n"
+              "    reinit_num: 2\n", max_epochs=9)
+    (dim,) = [d for d in s.methods["dr"] if d.name == "dr.reinit_epoch"]
+    assert (dim.low, dim.high, dim.step) == (1, 3, 1)
+    assert any("dr.reinit_epoch" in n and "90 -> 9" in n for n in s.notes)
+    fixed = space("epochs: 90\nmethods:\n  dr: {reinit_epoch: 20}\n", max_epochs=6)
+    assert fixed.methods["dr"][0].value == 1  # clipped to at least 1 epoch
+    big = space("epochs: 10\nmethods:\n  dr: {reinit_epoch: {choices: [5, 50]}}\n", max_epochs=20)
+    assert big.methods["dr"][0].choices == (10, 20)  # scaled x2, clipped to the budget
+
+
+def test_declared_block_searches_the_methods_declared_numeric_ranges():
+    s = space("methods:\n  dr: {reinit_num: declared, diag_split: declared}\n  baseline: defaults\n")
+    dims = {d.name: d for d in s.methods["dr"]}
+    assert (dims["dr.reinit_num"].low, dims["dr.reinit_num"].high) == (0, 100)
+    assert dims["dr.diag_split"].choices == ("val", "test")
+    assert s.methods["baseline"] == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("methods: {}", "methods: name at least one method"),
+    ("methods: {nope: {}}", "methods.nope: unknown method"),
+    ("methods: {dr: {alpha_typo: 1.0}}", "methods.dr: unknown parameter(s) alpha_typo"),
+    ("methods: {dr: {alpha: {low: 2, high: 1}}}", "methods.dr.alpha: low 2.0 is above high 1.0"),
+    ("methods: {dr: {alpha: {low: 0, high: 1, log: true}}}", "methods.dr.alpha: a log range needs low > 0"),
+    ("methods: {dr: {alpha: declared}}", "methods.dr.alpha: the declared range"),
+    ("methods: {dr: {reinit_num: {low: 1.5, high: 3}}}", "methods.dr.reinit_num.low: expected an integer"),
+    ("methods: {dr: {diag_split: {choices: [val, train]}}}", "methods.dr.diag_split: 'train' is not one of"),
+    ("methods: {dr: {alpha: {choices: []}}}", "methods.dr.alpha.choices: expected a non-empty list"),
+    ("methods: {baseline: {}}\nspace: {lr: {low: x, high: 1}}", "space.lr.low: expected a number"),
+    ("methods: {baseline: {}}\nspace: {seed: 3}", "space.seed: not a searchable TrialConfig key"),
+    ("methods: {baseline: {}}\nspace: {fusion: {low: 1, high: 2}}", "space.fusion: a str value cannot take"),
+    ("methods: {baseline: {}}\nspace: {lr: {low: 0.1, high: 1, step: 0.1, log: true}}", "space.lr: log and step"),
+    ("methods: {baseline: {}}\nfixed: {lr: 0.1}\nspace: {lr: {low: 0.1, high: 1}}", "space.lr: also given under fixed"),
+    ("methods: {baseline: {}}\nepochs: -3", "epochs: expected a positive integer"),
+    ("methods: {baseline: {}}\nbudget: 3", "unknown key(s) budget"),
+    ("- a list", "expected a mapping"),
+])
+def test_malformed_spaces_get_one_line_errors_naming_the_key(text, message):
+    with pytest.raises(DrltuneError) as err:
+        space(text)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_1_1_exponent_strings_are_numbers(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("methods: {baseline: {}}\nspace: {lr: {low: 1e-4, high: 1e-1, log: true}}\n")
+    (dim,) = load_space(path, 4).top
+    assert (dim.low, dim.high, dim.log) == (1e-4, 0.1, True)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(DrltuneError, match="search space file not found"):
+        load_space(tmp_path / "missing.yaml", 4)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: [unclosed\n")
+    with pytest.raises(DrltuneError, match=r"bad\.yaml: not valid YAML"):
+        load_space(bad, 4)

@@ -1,0 +1,88 @@
+"""Storage URLs (default under the current directory), study resume checks, the dashboard command."""
+from __future__ import annotations
+
+import json
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from drltune.cli import cli
+from drltune.errors import DrltuneError
+from drltune.search.pruning import make_pruner
+from drltune.search.samplers import make_sampler
+from drltune.search.storage import default_storage_url, display_url, open_storage, resolve_storage_url
+from drltune.search.study import counted, open_study, retire_stale
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ATTRS = {"dataset": "synthetic", "max_epochs": 4, "space": "methods: {baseline: {}}"}
+
+
+def test_default_storage_lives_in_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_storage_url(None) == default_storage_url() == f"sqlite:///{tmp_path.resolve()}/studies/drltune.db"
+    open_storage(None)
+    assert (tmp_path / "studies" / "drltune.db").exists()
+
+
+@pytest.mark.parametrize("url, message", [("not a url", "not a database URL"),
+                                          ("sqlite://", "in-memory SQLite"),
+                                          ("nosuchdb://x/y", "cannot open storage")])
+def test_bad_storage_urls_are_one_line_errors(url, message):
+    with pytest.raises(DrltuneError, match=message):
+        open_storage(url)
+
+
+def test_passwords_are_never_printed():
+    assert "secret" not in display_url("postgresql://user:secret@db.example/drltune")
+
+
+def _open(storage, **attrs):
+    pruner, _ = make_pruner("median", 4, 8)
+    sampler, _ = make_sampler("tpe", 0, 8)
+    return open_study("s", storage, sampler, pruner, {**ATTRS, **attrs})
+
+
+def test_resume_refuses_a_changed_space_or_budget_and_retires_stale_trials(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db")
+    study, existed = _open(storage)
+    assert not existed and study.user_attrs["max_epochs"] == 4
+    done = study.ask({"method": optuna.distributions.CategoricalDistribution(["baseline"])})
+    study.tell(done, 0.5)
+    stale = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1.0)})
+    with pytest.raises(DrltuneError, match="max_epochs was 4, now 6"):
+        _open(storage, max_epochs=6)
+    with pytest.raises(DrltuneError, match="the search space file changed"):
+        _open(storage, space="methods: {dr: {}}")
+    study, existed = _open(storage)
+    assert existed and retire_stale(study) == 1
+    closed = study.trials[stale.number]
+    assert closed.state == optuna.trial.TrialState.FAIL and closed.user_attrs["interrupted"]
+    assert "interrupted" in closed.user_attrs["error"]
+    assert counted(study) == 1  # the interrupted trial does not count toward --trials
+    retry = study.ask()  # ... and its parameters come back first
+    assert retry.user_attrs["retry_of"] == stale.number
+    assert retry.suggest_float("lr", 1e-4, 1.0) == stale.params["lr"]
+
+
+def test_dashboard_serves_the_study_and_warns_off_loopback(tmp_path, monkeypatch):
+    import optuna_dashboard
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    _open(open_storage(url))
+    app = optuna_dashboard.wsgi(open_storage(url))
+    environ = {"PATH_INFO": "/api/studies"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, h, exc_info=None: status.append(s)))
+    assert status[0].startswith("200") and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["s"]
+
+    calls = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: calls.append((host, port)))
+    out = CliRunner().invoke(cli, ["dashboard", "--storage", url])
+    assert out.exit_code == 0 and calls[-1] == ("127.0.0.1", 8080) and "warning" not in out.output
+    out = CliRunner().invoke(cli, ["dashboard", "--storage", url, "--host", "0.0.0.0", "--port", "9000"])
+    assert calls[-1] == ("0.0.0.0", 9000) and "unauthenticated" in out.output
+    out = CliRunner().invoke(cli, ["dashboard", "--storage", f"sqlite:///{tmp_path}/none.db"])
+    assert out.exit_code != 0 and "no study database" in str(out.exception)
