@@ -54,6 +54,7 @@ def _grads(trainer, epoch_seen_by_hooks: int):
 def test_gradscale_multiplies_each_encoders_grads_by_one_plus_w(tiny_config):
     trainer = Trainer(tiny_config(method="arl", params={"start": 0}))
     trainer.method.setup()
+    trainer.method.setup()  # a second setup must not stack a second scaling hook
     trainer.method.weights = {"audio": 0.25, "visual": 0.6}
     plain = _grads(trainer, epoch_seen_by_hooks=0)  # epoch <= start: identity
     scaled = _grads(trainer, epoch_seen_by_hooks=1)

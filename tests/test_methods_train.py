@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 
+from drltune.config import TrialConfig, resolve
+from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.train import Trainer
 
@@ -42,6 +44,12 @@ def test_method_trains_and_differs_from_the_baseline(tiny_config, method, fusion
         assert last[key] is not None and math.isfinite(last[key])
     assert holds(last[keys[0]], last[keys[1]]), last
     assert 0.0 <= result.test_acc <= 1.0
+
+
+@pytest.mark.parametrize("method", sorted(PEERS))
+def test_unimodal_runs_are_rejected(method):
+    with pytest.raises(DrltuneError, match="modality: .* use modality both"):
+        resolve(TrialConfig(method=method, modality="visual"))
 
 
 class Interrupted(Exception):

@@ -25,9 +25,8 @@ from typing import Any
 
 import torch
 
-from drltune.errors import DrltuneError
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, autocast, check_window, in_window
+from drltune.methods.common import StepMeans, autocast, check_window, in_window, require_both_modalities
 from drltune.params import Param
 
 MODALITIES = ("audio", "visual")
@@ -78,14 +77,15 @@ class AGM(Method):
     def check(cls, params: dict[str, Any], cfg) -> None:
         super().check(params, cfg)
         check_window(params)
-        if cfg.modality != "both":
-            raise DrltuneError("modality: agm compares both modalities; use modality both")
+        require_both_modalities(cls.name, cfg)
 
     def setup(self) -> None:
         self.running = {m: 0.0 for m in MODALITIES}
         self.iteration = 0
         self.means = StepMeans(self.metric_keys)
         self.inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        if getattr(self, "handle", None) is not None:  # setup twice must not hook twice
+            self.handle.remove()
         self.handle = self.trainer.model.register_forward_pre_hook(self._keep_inputs)
 
     def _keep_inputs(self, module, args) -> None:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans
+from drltune.methods.common import StepMeans, require_both_modalities
 from drltune.params import Param
 
 
@@ -84,11 +84,18 @@ class ARL(Method):
     )
     metric_keys = ("arl_weight_audio", "arl_weight_visual")
 
+    @classmethod
+    def check(cls, params: dict[str, Any], cfg) -> None:
+        super().check(params, cfg)
+        require_both_modalities(cls.name, cfg)
+
     def setup(self) -> None:
         self.epoch = 0  # the epoch whose forwards the hooks see
         self.weights = {"audio": 0.5, "visual": 0.5}
         self.means = StepMeans(self.metric_keys)
         model = self.trainer.model
+        for handle in getattr(self, "handles", ()):  # setup twice must not scale twice
+            handle.remove()
         self.handles = [encoder.net.layer4.register_forward_hook(self._scale_hook(modality))
                         for modality, encoder in (("audio", model.audio_net), ("visual", model.visual_net))]
 

@@ -1,10 +1,12 @@
-"""Pieces shared by the methods that compare modalities per batch (OGM-GE, PMR, AGM)."""
+"""Pieces shared by the peer balancing methods (OGM-GE, PMR, ARL, AGM)."""
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 import torch
+
+from drltune.errors import DrltuneError
 
 
 def autocast(trainer) -> torch.autocast:
@@ -49,10 +51,14 @@ class StepMeans:
 
 def check_window(params: dict[str, Any], starts: str = "modulation_starts", ends: str = "modulation_ends") -> None:
     """An empty window silently disables a method, so it is an error."""
-    from drltune.errors import DrltuneError
-
     if params[starts] > params[ends]:
         raise DrltuneError(f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})")
+
+
+def require_both_modalities(method: str, cfg: Any) -> None:
+    """Balancing compares the two modalities; a unimodal run has nothing to balance."""
+    if cfg.modality != "both":
+        raise DrltuneError(f"modality: {method} balances audio against visual; use modality both")
 
 
 def grads_in_scope(params: Iterable[tuple[str, torch.nn.Parameter]], scope: str) -> list[torch.Tensor]:

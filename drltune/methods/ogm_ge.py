@@ -27,7 +27,7 @@ import torch
 
 from drltune.methods.base import METHODS, Method
 from drltune.methods.common import (StepMeans, autocast, check_window, grads_in_scope, in_window,
-                                    true_class_score)
+                                    require_both_modalities, true_class_score)
 from drltune.params import Param
 
 EPS = 1e-12  # keeps the ratio finite if every true-class probability underflows
@@ -73,6 +73,7 @@ class OGMGE(Method):
     def check(cls, params: dict[str, Any], cfg) -> None:
         super().check(params, cfg)
         check_window(params)
+        require_both_modalities(cls.name, cfg)
 
     def setup(self) -> None:
         self.means = StepMeans(self.metric_keys)

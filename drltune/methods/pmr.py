@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from drltune.data.base import to_device_batch
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, autocast, check_window, in_window, true_class_score
+from drltune.methods.common import (StepMeans, autocast, check_window, in_window, require_both_modalities,
+                                    true_class_score)
 from drltune.params import Param
 
 
@@ -95,6 +96,7 @@ class PMR(Method):
     def check(cls, params: dict[str, Any], cfg) -> None:
         super().check(params, cfg)
         check_window(params)
+        require_both_modalities(cls.name, cfg)
 
     def setup(self) -> None:
         seed = self.trainer.cfg.seed

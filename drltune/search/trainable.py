@@ -28,13 +28,30 @@ def run_trial(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     resolved = resolve(TrialConfig.from_dict(config["trial"]))
     last = resolved.epochs - 1
+    with tempfile.TemporaryDirectory(prefix="drltune-trial-") as local:
+        resumed_from = _restore_checkpoint(tune.get_checkpoint(), Path(local))
 
-    def report(epoch: int, record: dict[str, Any]) -> bool:
-        if epoch < last:
-            tune.report(epoch_result(record))
-        return False  # Ray stops a pruned trial itself
+        def report(epoch: int, record: dict[str, Any]) -> bool:
+            if epoch < last:  # the trainer has just saved this epoch in `local`: Ray keeps a copy
+                tune.report(epoch_result(record), checkpoint=tune.Checkpoint.from_directory(local))
+            return False  # Ray stops a pruned trial itself
 
-    result = Trainer(resolved).fit(report=report)
+        try:
+            result = Trainer(resolved).fit(report=report, checkpoint_dir=local)
+        except Exception as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
+            traceback.print_exc()  # the whole story in the worker's log
+            tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000]})
+            return
     final = epoch_result(result.history[-1])
-    final.update({key: getattr(result, key) for key in FINAL_KEYS})
+    final.update({key: getattr(result, key) for key in FINAL_KEYS}, resumed_from_epoch=resumed_from)
     tune.report(final)
+
+
+def _restore_checkpoint(checkpoint: Any, local: Path) -> int | None:
+    """After a worker died (Ray retries the trial, --max-failures), put its last per-epoch checkpoint
+    where the trainer resumes from; returns the last completed epoch it holds."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as saved:
+        shutil.copy2(Path(saved) / CHECKPOINT_FILE, local / CHECKPOINT_FILE)
+    return len(json.loads(torch_load_history(local)) if False else []) or _last_epoch(local)
