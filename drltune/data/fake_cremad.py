@@ -48,8 +48,8 @@ def write_cremad_raw(root: Path, n_clips: int = 12, seconds: float = 2.2, width:
         with av.open(str(root / "VideoFlash" / f"{name}.flv"), "w", format="flv") as container:
             stream = container.add_stream("flv", rate=fps)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for _ in range(int(fps * seconds)):
-                img = np.clip(colour + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            noisy = np.clip(colour + rng.normal(0, 20, (4, height, width, 3)), 0, 255).astype(np.uint8)
+            for i in range(int(fps * seconds)):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(noisy[i % 4], format="rgb24")))
             container.mux(stream.encode())
     return names

@@ -7,7 +7,13 @@ together with the test metrics: that final result is how the driver knows a tria
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
 from typing import Any
+
+from drltune.train.checkpoint import checkpoint_path, completed_epochs
 
 FINAL_KEYS = ("best_val_acc", "best_epoch", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
 
@@ -53,5 +59,5 @@ def _restore_checkpoint(checkpoint: Any, local: Path) -> int | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as saved:
-        shutil.copy2(Path(saved) / CHECKPOINT_FILE, local / CHECKPOINT_FILE)
-    return len(json.loads(torch_load_history(local)) if False else []) or _last_epoch(local)
+        shutil.copy2(checkpoint_path(saved), checkpoint_path(local))
+    return completed_epochs(local) - 1

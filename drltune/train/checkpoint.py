@@ -69,6 +69,14 @@ def save(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
+def completed_epochs(directory: str | os.PathLike) -> int:
+    """How many epochs the checkpoint in `directory` holds (0 without one)."""
+    path = checkpoint_path(directory)
+    if not path.exists():
+        return 0
+    return len(json.loads(torch.load(path, map_location="cpu", weights_only=True)["history"]))
+
+
 def load(directory: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any] | None:
     """The state saved in `directory`, or None when there is none; refuses another config's checkpoint."""
     path = checkpoint_path(directory)

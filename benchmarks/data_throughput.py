@@ -1,0 +1,162 @@
+"""Samples per second and peak memory of drltune's data path against the papers' way, on the same data.
+
+Generates a CREMA-D-shaped raw folder (WAV + 480x360 FLV, like the published clips) in a temp dir,
+runs `prepare` on it (1 fps JPEG frames + fbank features, the papers' on-disk layout) and then times:
+
+  cached     drltune: rows of the memory-mapped uint8/float16 cache (224x224, 2 frames), batched
+             RandomResizedCrop + flip + normalisation on tensors (`to_device_batch(augment=True)`)
+  reference  the official DR/OGM code's way: a torch DataLoader whose Dataset opens each frame JPEG
+             with PIL, applies torchvision RandomResizedCrop(224) + flip + ToTensor + Normalize on the
+             CPU per sample, and loads the per-clip audio array
+
+Both get the same CPU budget (--cpus: torch threads for `cached`, DataLoader workers for
+`reference`). Each path runs in its own process, so its peak RSS (ru_maxrss; for `reference`
+the main process plus its largest worker) is its own.
+
+    .venv/bin/python benchmarks/data_throughput.py --clips 320 --cpus 2
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_cached(root: str, batch: int, epochs: int, cpus: int, device: str, queue: mp.Queue) -> None:
+    from drltune.data import load_dataset
+    from drltune.data.base import to_device_batch
+
+    torch.set_num_threads(cpus)
+    split = load_dataset("cremad", root, {"frames": 2, "image_size": 224}).train
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    seen, start = 0, time.perf_counter()
+    for epoch in range(epochs + 1):  # epoch 0 warms up (page cache, allocator) and is not timed
+        if epoch == 1:
+            seen, start = 0, time.perf_counter()
+        for rows in split.batches(batch, shuffle=True, generator=gen):
+            audio, visual, labels = to_device_batch(split, rows, dev, True, gen)
+            seen += len(labels)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    queue.put(("cached", seen / (time.perf_counter() - start), peak_rss_mib(), tuple(visual.shape)))
+
+
+class PaperDataset(torch.utils.data.Dataset):
+    """What the DR/OGM CREMA-D datasets do per item in train mode (METHODS.md §7.1)."""
+
+    def __init__(self, root: Path, split: str, frames: int = 2) -> None:
+        from torchvision import transforms
+
+        from drltune.data.cremad import CLASS_NAMES
+        from drltune.data.splits import read_split
+
+        self.root, self.frames = root, frames
+        self.items = [(clip, CLASS_NAMES.index(label)) for clip, label in read_split(root / "splits" / f"{split}.csv")]
+        self.transform = transforms.Compose([
+            transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        clip, label = self.items[i]
+        audio = torch.from_numpy(np.load(self.root / "audio" / f"{clip}.npy")).unsqueeze(0)
+        files = sorted((self.root / "frames" / clip).iterdir())
+        seg = max(len(files) // self.frames, 1)
+        picks = [min(s * seg + np.random.randint(seg), len(files) - 1) for s in range(self.frames)]
+        images = []
+        for p in picks:
+            with Image.open(files[p]) as img:
+                images.append(self.transform(img.convert("RGB")))
+        return audio, torch.stack(images), label
+
+
+def run_reference(root: str, batch: int, epochs: int, cpus: int, device: str, queue: mp.Queue) -> None:
+    torch.set_num_threads(1)
+    loader = torch.utils.data.DataLoader(PaperDataset(Path(root), "train"), batch_size=batch, shuffle=True,
+                                         num_workers=cpus, pin_memory=device == "cuda", persistent_workers=True)
+    dev = torch.device(device)
+    seen, start = 0, time.perf_counter()
+    for epoch in range(epochs + 1):  # epoch 0 starts the workers and warms up; it is not timed
+        if epoch == 1:
+            seen, start = 0, time.perf_counter()
+        for audio, visual, labels in loader:
+            visual = visual.to(dev)
+            seen += len(labels)
+    rate = seen / (time.perf_counter() - start)
+    del loader  # joins the workers, so RUSAGE_CHILDREN covers them
+    queue.put(("reference", rate, peak_rss_mib() + peak_rss_mib(resource.RUSAGE_CHILDREN), tuple(visual.shape)))
+
+
+def measure(target, *args) -> tuple:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=320)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=2, help="timed passes over the training split per path (after one warm-up pass)")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per path; the best is reported (noisy machines)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--workdir", help="keep the generated data here instead of a temp dir")
+    args = ap.parse_args(argv)
+
+    from drltune.data import load_dataset
+    from drltune.data.cremad_prepare import prepare_cremad
+    from drltune.data.fake_cremad import write_cremad_raw
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.workdir or tmp)
+        t0 = time.perf_counter()
+        write_cremad_raw(work / "raw", args.clips, seconds=2.5, width=480, height=360, n_actors=8)
+        t1 = time.perf_counter()
+        summary = prepare_cremad(work / "raw", work / "prepared", echo=lambda line: print(line, file=sys.stderr))
+        t2 = time.perf_counter()
+        bundle = load_dataset("cremad", str(work / "prepared"), {"frames": 2, "image_size": 224})
+        t3 = time.perf_counter()
+        n = len(bundle.train)
+        print(f"data: {args.clips} generated CREMA-D-shaped clips (480x360 FLV, 16 kHz WAV), train split {n} clips; "
+              f"device {args.device}, batch {args.batch}, {args.epochs} epochs, {args.cpus} CPU(s) per path")
+        print(f"one-off: generate {t1 - t0:.1f}s, prepare {t2 - t1:.1f}s "
+              f"({summary.prepared / (t2 - t1):.1f} clips/s), build cache {t3 - t2:.1f}s ({n and (n + len(bundle.val) + len(bundle.test)) / (t3 - t2):.1f} clips/s)")
+        del bundle
+        runs: dict[str, list[tuple]] = {"cached": [], "reference": []}
+        for _ in range(args.repeats):  # alternate, so a busy moment on a shared machine hits both
+            for name, target in (("cached", run_cached), ("reference", run_reference)):
+                runs[name].append(measure(target, str(work / "prepared"), args.batch, args.epochs, args.cpus,
+                                          args.device))
+    print(f"{'path':<10} {'samples/s best':>14} {'all runs':>24} {'peak RSS MiB':>13}  batch visual shape")
+    best = {}
+    for name, results in runs.items():
+        rates = [r[1] for r in results]
+        best[name] = max(rates)
+        print(f"{name:<10} {best[name]:>14.1f} {' '.join(f'{r:.0f}' for r in rates):>24} "
+              f"{max(r[2] for r in results):>13.0f}  {results[0][3]}")
+    print(f"speed-up of the cached path (best vs best): {best['cached'] / best['reference']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
