@@ -24,14 +24,12 @@ def epoch_result(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable; `config` is {"trial": TrialConfig dict, "threads": int}."""
-    import torch
+    """Ray Tune function trainable; `config["trial"]` is the TrialConfig dict (threads included)."""
     from ray import tune
 
     from drltune.config import TrialConfig, resolve
     from drltune.train import Trainer
 
-    torch.set_num_threads(max(1, int(config.get("threads", 1))))
     resolved = resolve(TrialConfig.from_dict(config["trial"]))
     last = resolved.epochs - 1
     with tempfile.TemporaryDirectory(prefix="drltune-trial-") as local:
