@@ -22,9 +22,10 @@ class ModelOutput:
 class AVClassifier(nn.Module):
     """`modality` "audio"/"visual" trains a unimodal model: the other encoder is skipped and fed as zeros."""
 
-    def __init__(self, num_classes: int, fusion: str = "concat", width: int = 64, modality: str = "both") -> None:
+    def __init__(self, num_classes: int, fusion: str = "concat", width: int = 64, modality: str = "both",
+                 audio_channels: int = 1) -> None:
         super().__init__()
-        self.audio_net = AudioEncoder(width)
+        self.audio_net = AudioEncoder(width, audio_channels)
         self.visual_net = VisualEncoder(width)
         self.fusion = FUSIONS.get(fusion)(self.audio_net.out_dim, num_classes)
         self.modality = modality

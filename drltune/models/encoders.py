@@ -38,11 +38,15 @@ class ResNet18Encoder(ResNet):
 
 
 class AudioEncoder(nn.Module):
-    """(B,1,F,T) spectrogram -> (B,D): layer4 map, global average pool."""
+    """(B,C,F,T) spectrogram -> (B,D): layer4 map, global average pool.
 
-    def __init__(self, width: int = 64) -> None:
+    C is 1 for audio; a dataset whose first modality has more channels (UCF-101's 2-channel
+    optical flow) gets a conv1 with that many inputs.
+    """
+
+    def __init__(self, width: int = 64, in_channels: int = 1) -> None:
         super().__init__()
-        self.net = ResNet18Encoder(1, width)
+        self.net = ResNet18Encoder(in_channels, width)
         self.out_dim = self.net.out_dim
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:

@@ -70,7 +70,8 @@ class Trainer:
             torch.set_num_threads(c.threads)
         self.data = data if data is not None else load_dataset(c.dataset, c.data_root, c.dataset_params)
         seed_everything(c.seed)
-        self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality).to(self.device)
+        self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality,
+                                  audio_channels=self.data.audio_shape[0]).to(self.device)
         self.optimizer = self._build_optimizer()
         self.scheduler = self._build_scheduler()
         self.method = METHODS.get(c.method)(c.params, self)
