@@ -33,10 +33,12 @@ from drltune.search.samplers import SAMPLERS
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="Seed of every trial's training and of the sampler.")
 @click.option("--timeout", type=click.FloatRange(0.0, min_open=True), help="Stop after this many seconds.")
+@click.option("--max-failures", type=click.IntRange(0, 100), default=1, show_default=True,
+              help="Retry a trial whose worker process died this many times, from its last epoch checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120.")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, max_epochs,
-               concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout, overrides) -> None:
+               concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout, max_failures, overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
@@ -44,7 +46,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
         dataset=dataset, data_root=data_root, space_file=space_file or DEFAULT_SPACE, trials=trials,
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, max_epochs=max_epochs,
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
-        seed=seed, timeout=timeout, overrides=list(overrides),
+        seed=seed, timeout=timeout, max_failures=max_failures, overrides=list(overrides),
         command=shlex.join(["drltune", *sys.argv[1:]]))
     run_search(spec, echo=click.echo)
 

@@ -27,6 +27,7 @@ from ray.tune.stopper import Stopper
 
 from drltune.config import TrialConfig, resolve
 from drltune.errors import DrltuneError
+from drltune.search.liveness import SharedBudget
 from drltune.search.progress import Outcome
 from drltune.search.pruning import REINIT_ATTR
 from drltune.search.space import SearchSpace
@@ -63,8 +64,9 @@ class OptunaBridge(Searcher):
 
     def __init__(self, study: optuna.Study, space: SearchSpace, base: TrialConfig, budget: int,
                  threads: int = 1, on_outcome: Callable[[Outcome], None] | None = None,
-                 stop_reason: Callable[[], str | None] | None = None) -> None:
+                 stop_reason: Callable[[], str | None] | None = None, shared: SharedBudget | None = None) -> None:
         super().__init__(metric="val_acc", mode="max")
+        self.shared = shared  # the study-wide --trials budget when several drivers may join
         self.study, self.space, self.base = study, space, base
         self.budget, self.threads = budget, threads
         self.on_outcome = on_outcome or (lambda outcome: None)
@@ -75,7 +77,7 @@ class OptunaBridge(Searcher):
     # Ray pickles its searcher into the experiment folder. The Optuna storage is the state we
     # resume from, so the study (with its URL, maybe credentials) stays out of those pickles.
     def __getstate__(self) -> dict[str, Any]:
-        runtime = ("study", "live", "on_outcome", "stop_reason")
+        runtime = ("study", "live", "on_outcome", "stop_reason", "shared")
         return {k: v for k, v in self.__dict__.items() if k not in runtime}
 
     def save(self, checkpoint_path: str) -> None:
@@ -89,7 +91,13 @@ class OptunaBridge(Searcher):
         for _ in range(MAX_INVALID_IN_A_ROW):
             if self.stop_reason() or self.started >= self.budget:
                 return Searcher.FINISHED
+            if self.shared is not None:
+                state = self.shared.state()
+                if state != "open":
+                    return Searcher.FINISHED if state == "done" else None  # None: ask again later
             trial = self.study.ask()
+            if self.shared is not None and not self.shared.claim(trial):
+                return None
             self.started += 1
             try:
                 cfg = self.space.config_for(trial, self.base)
@@ -116,8 +124,8 @@ class OptunaBridge(Searcher):
             return
         attrs = trial_summary(live.history)
         epochs = attrs["epochs_run"]
-        if error:
-            message = live.error or "the trial's worker failed without an error message"
+        if error or (result and result.get("error")):
+            message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
             self._tell(live.trial, TrialState.FAIL, {**attrs, "error": message})
             self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
         elif live.pruned:

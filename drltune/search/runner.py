@@ -47,6 +47,7 @@ class SearchSpec:
     address: str | None = None
     seed: int = 0
     timeout: float | None = None
+    max_failures: int = 1
     overrides: list[str] = field(default_factory=list)
     command: str = ""
 
@@ -85,7 +86,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     from drltune.search.pruning import make_pruner
     from drltune.search.progress import summary_lines
     from drltune.search.samplers import make_sampler
-    from drltune.search.study import counted, open_study, retire_stale
+    from drltune.search.liveness import retire_stale
+    from drltune.search.study import counted, open_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     max_epochs = check_budget(spec)
@@ -143,14 +145,15 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     from ray import tune
 
     from drltune.search.bridge import OptunaBridge, PruningScheduler, StopSearch, trial_name
+    from drltune.search.liveness import Heartbeat, SharedBudget
     from drltune.search.progress import Progress
     from drltune.search.trainable import run_trial
 
     stop = _Stop(spec.timeout)
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live))
     threads = max(1, math.floor(spec.cpus_per_trial))
-    bridge = OptunaBridge(study, space, base, remaining, threads=threads, on_outcome=progress,
-                          stop_reason=stop.reason)
+    bridge = OptunaBridge(study, space, base, spec.trials, threads=threads, on_outcome=progress,
+                          stop_reason=stop.reason, shared=SharedBudget(study, spec.trials))
 
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -164,7 +167,8 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(results_dir),
-            verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=0),
+            verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             log_to_file=True),
     )
     previous_handler = signal.getsignal(signal.SIGINT)
@@ -178,7 +182,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     if in_main:
         signal.signal(signal.SIGINT, on_sigint)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())]):
             warnings.simplefilter("ignore")
             tuner.fit()
     finally:
