@@ -6,14 +6,15 @@ new empty database, and Optuna's table creation is skipped.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+from sqlalchemy.exc import ArgumentError
 
 from drltune.errors import DrltuneError
+from drltune.search.storage import display_url, sqlite_path
 
 DEFAULT_STORAGE = "sqlite:///studies/drltune.db"
 
@@ -24,45 +25,46 @@ TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion",
 HISTORY_KEYS = ("train_loss", "val_acc", "val_f1", "val_acc_audio", "val_acc_visual", "val_acc_best", "reinit")
 
 
-def _sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL (None for in-memory or non-SQLite URLs)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
+
+def shown(storage: str) -> str:
+    """The storage as printed: a URL's password masked (never print credentials)."""
+    return display_url(storage) if "://" in storage else storage
+
+
+def database_file(storage: str) -> Path | None:
+    """The file a storage reads: a journal path, a SQLite URL's database, or None (a server)."""
+    if "://" not in storage:
+        return Path(storage).expanduser()
     try:
-        parsed = make_url(url)
+        return sqlite_path(storage)
     except ArgumentError:
-        raise DrltuneError(f"storage: {url!r} is not a database URL") from None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
+        raise DrltuneError(f"storage: {storage!r} is not a database URL") from None
 
 
 def open_storage(storage: str) -> optuna.storages.BaseStorage:
     """An existing storage: an SQLAlchemy URL or a journal file path; never creates one."""
+    path = database_file(storage)
+    if path is not None and not path.is_file():
+        raise DrltuneError(f"storage: {path} does not exist (no search has written to {shown(storage)})")
     if "://" not in storage:
-        path = Path(storage)
-        if not path.is_file():
-            raise DrltuneError(f"storage: journal file {storage} does not exist")
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(path)))
-    path = _sqlite_path(storage)
-    if path is not None and not path.is_file():
-        raise DrltuneError(f"storage: {path} does not exist (no study has been run with --storage {storage})")
     try:
         return optuna.storages.RDBStorage(storage, skip_table_creation=True)
     except Exception as exc:  # SQLAlchemy / driver errors: report the first line only
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DrltuneError(f"storage: cannot open {storage}: {first}") from None
+        raise DrltuneError(f"storage: cannot open {shown(storage)}: {_first_line(exc)}") from None
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     try:
         return sorted(s.study_name for s in storage.get_all_studies())
     except Exception as exc:  # e.g. a SQLite file that holds no Optuna tables
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DrltuneError(f"storage: not an Optuna storage ({first})") from None
+        raise DrltuneError(f"storage: not an Optuna storage ({_first_line(exc)})") from None
 
 
 def open_study(study: str, storage: str = DEFAULT_STORAGE) -> optuna.Study:
@@ -71,11 +73,12 @@ def open_study(study: str, storage: str = DEFAULT_STORAGE) -> optuna.Study:
     names = study_names(backend)
     if study not in names:
         listed = ", ".join(names) if names else "none"
-        raise DrltuneError(f"no study named {study!r} in {storage}; existing studies: {listed}")
+        raise DrltuneError(f"no study named {study!r} in {shown(storage)}; existing studies: {listed}")
     logging.getLogger("optuna").setLevel(logging.WARNING)
     loaded = optuna.load_study(study_name=study, storage=backend)
     if not loaded.get_trials(deepcopy=False):
-        raise DrltuneError(f"study {study!r} in {storage} has no trials yet; existing studies: {', '.join(names)}")
+        raise DrltuneError(f"study {study!r} in {shown(storage)} has no trials yet; "
+                           f"existing studies: {', '.join(names)}")
     return loaded
 
 

@@ -12,7 +12,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
-from drltune.explore.load import _sqlite_path
+from drltune.explore.load import database_file
 from drltune.explore.summary import Summary, _table
 
 # DR's parameters as the search names them, with the axis labels a reader understands.
@@ -25,7 +25,7 @@ LAYOUT = dict(template="plotly_white", height=440, margin=dict(l=70, r=30, t=60,
 
 def default_report_path(study: str, storage: str) -> Path:
     """`studies/<study>/report.html` beside a SQLite file's folder, else under ./studies."""
-    db = _sqlite_path(storage) if "://" in storage else Path(storage)
+    db = database_file(storage)
     base = db.parent if db is not None else Path("studies")
     return base / re.sub(r"[^A-Za-z0-9._-]+", "_", study) / "report.html"
 

@@ -1,0 +1,103 @@
+"""End to end: a real `drltune search` on the built-in dataset, then explore, export and train.
+
+Slow (starts Ray). The tables are checked against the storage the search wrote, and every
+exported trial, trained again by `drltune train` in a fresh process, must give back exactly
+the accuracy the search stored for it.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow
+
+SPACE = """
+epochs: 2
+fixed:
+  encoder_width: 4
+  batch_size: 16
+  dataset_params: {n_train: 60, n_val: 24, n_test: 24, audio_freq: 16, audio_time: 16, image_size: 16}
+space:
+  lr: {low: 1.0e-2, high: 1.0e-1, log: true}
+  fusion: {choices: [concat, sum]}
+methods:
+  baseline: {}
+  dr:
+    reinit_epoch: {low: 1, high: 1}
+    alpha: {low: 0.5, high: 10.0, log: true}
+    reinit_num: {low: 1, high: 2}
+"""
+
+
+def drltune(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drltune.cli", *args], cwd=cwd, check=check,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> tuple[Path, optuna.Study]:
+    root = tmp_path_factory.mktemp("search_e2e")
+    (root / "space.yaml").write_text(SPACE)
+    drltune(root, "search", "--dataset", "synthetic", "--space", "space.yaml", "--study", "e2e",
+            "--trials", "4", "--max-epochs", "2", "--concurrent", "2")
+    url = f"sqlite:///{root / 'studies' / 'drltune.db'}"
+    return root, optuna.load_study(study_name="e2e", storage=url)
+
+
+def test_tables_match_what_the_search_stored(searched):
+    root, study = searched
+    data = json.loads(drltune(root, "explore", "--study", "e2e", "--format", "json", "--no-html").stdout)
+    trials = study.trials
+    counts = {label: sum(t.state.name == state for t in trials)
+              for state, label in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed"),
+                                   ("RUNNING", "running"))}
+    assert data["counts"] == counts and counts["complete"] >= 1 and counts["running"] == 0
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))
+    assert [r["number"] for r in data["top"][: len(complete)]] == [t.number for t in complete]
+    for row, trial in zip(data["top"], complete):
+        assert row["value"] == trial.value and row["method"] == trial.params["method"]
+        assert row["fusion"] == trial.params["fusion"] and row["epochs_run"] == trial.user_attrs["epochs_run"]
+        assert row["test_acc"] == trial.user_attrs["test_acc"]
+    assert {r["method"] for r in data["best_by_method"]} == {t.params["method"] for t in trials if t.intermediate_values}
+
+
+def test_html_report_holds_every_plot(searched):
+    root, study = searched
+    out = drltune(root, "explore", "--study", "e2e").stdout
+    page = (root / "studies" / "e2e" / "report.html").read_text()
+    assert "report: studies/e2e/report.html" in out
+    for title in ("Optimisation history", "Learning curves", "Accuracy of the complete trials by method",
+                  "Parameter importances", "Per-modality accuracy"):
+        assert title in page
+    has_dr = any(t.params.get("method") == "dr" and t.state == TrialState.COMPLETE for t in study.trials)
+    assert ("DR parameters against accuracy" in page) == has_dr
+    assert page.count("plotly.js v") == 1
+
+
+def test_export_then_train_reproduces_every_trial(searched):
+    root, study = searched
+    drltune(root, "export", "--study", "e2e", "--top", "4", "-o", "best.yaml")
+    docs = list(yaml.safe_load_all((root / "best.yaml").read_text()))
+    drltune(root, "train", "--config", "best.yaml", "--quiet", "--metrics-out", "runs.json")
+    runs = json.loads((root / "runs.json").read_text())
+    runs = runs.get("runs", [runs])
+    assert len(runs) == len(docs) >= 1
+    for doc, run in zip(docs, runs):
+        trial = study.trials[doc["meta"]["trial"]]
+        assert run["best_val_acc"] == trial.value and run["best_epoch"] == trial.user_attrs["best_epoch"]
+        assert run["test_acc"] == trial.user_attrs["test_acc"]
+
+
+def test_missing_study_lists_the_stored_ones(searched):
+    root, _ = searched
+    result = drltune(root, "explore", "--study", "nope", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: no study named 'nope' in sqlite:///studies/drltune.db; "
+                                     "existing studies: e2e")
