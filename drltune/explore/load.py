@@ -87,11 +87,11 @@ def _number(value: Any) -> float | None:
 
 
 def trial_method(trial: optuna.trial.FrozenTrial) -> str | None:
-    return trial.params.get("method") or (trial.user_attrs.get("config") or {}).get("method")
+    return trial.params.get("method") or (trial.user_attrs.get("config") or {}).get("method") or "unknown"
 
 
 def trial_fusion(trial: optuna.trial.FrozenTrial) -> str | None:
-    return trial.params.get("fusion") or (trial.user_attrs.get("config") or {}).get("fusion")
+    return trial.params.get("fusion") or (trial.user_attrs.get("config") or {}).get("fusion") or "unknown"
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:

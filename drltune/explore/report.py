@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
 from drltune.explore.load import database_file
-from drltune.explore.summary import Summary, _table
+from drltune.explore.summary import Summary, _table, counts_line
 
 # DR's parameters as the search names them, with the axis labels a reader understands.
 DR_AXES = {"params_dr.reinit_epoch": "re-init interval (epochs)", "params_dr.alpha": "alpha (strength)",
@@ -28,6 +28,18 @@ def default_report_path(study: str, storage: str) -> Path:
     db = database_file(storage)
     base = db.parent if db is not None else Path("studies")
     return base / re.sub(r"[^A-Za-z0-9._-]+", "_", study) / "report.html"
+
+
+def _acc_range(values: pd.Series, floor: bool = False) -> list[float]:
+    """Accuracy axis around the data, inside [0, 1] (plotly's default for one point is -1..1)."""
+    values = values.dropna().astype(float)
+    return [0.0 if floor else max(0.0, values.min() - 0.05), min(1.0, values.max() + 0.05)]
+
+
+def _integer_axis(values: pd.Series) -> dict:
+    """Trial numbers and epochs are integers: no 0.5 ticks, a half step of room at both ends."""
+    low, high = int(values.min()), int(values.max())
+    return dict(range=[low - 0.5, high + 0.5], dtick=1 if high - low <= 20 else None, tickformat="d")
 
 
 def _colours(methods: list[str]) -> dict[str, str]:
@@ -56,6 +68,8 @@ def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
         fig.add_scatter(x=complete["number"], y=complete["value"].cummax(), mode="lines", name="best so far",
                         line=dict(color="black", shape="hv"))
     fig.update_layout(title="Optimisation history", xaxis_title="trial number", yaxis_title=f"best {ACC}", **LAYOUT)
+    fig.update_xaxes(**_integer_axis(trials["number"]))
+    fig.update_yaxes(range=_acc_range(pd.concat([scored["best_val_acc"], scored["value"]])))
     return fig
 
 
@@ -77,7 +91,8 @@ def curves_figure(history: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
         shown.add(method)
     fig.update_layout(title="Learning curves (colour: method; dashed and x: pruned; dotted: running)",
                       xaxis_title="epoch (0-based)", yaxis_title=ACC, **LAYOUT)
-    fig.update_xaxes(dtick=1 if history["epoch"].max() <= 20 else None)
+    fig.update_xaxes(**_integer_axis(history["epoch"]))
+    fig.update_yaxes(range=_acc_range(history["val_acc"]))
     return fig
 
 
@@ -94,7 +109,7 @@ def by_group_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure 
                         pointpos=0, marker=dict(color=colour), customdata=group[["number"]], showlegend=False,
                         hovertemplate="trial %{customdata[0]}<br>val_acc %{y:.4f}<extra></extra>", row=1, col=col)
         fig.update_xaxes(title_text=key, row=1, col=col)
-        fig.update_yaxes(title_text=f"best {ACC}", row=1, col=col)
+        fig.update_yaxes(title_text=f"best {ACC}", range=_acc_range(complete["value"]), row=1, col=col)
     fig.update_layout(title="Accuracy of the complete trials by method and by fusion", **LAYOUT)
     return fig
 
@@ -156,6 +171,7 @@ def modality_figure(top: pd.DataFrame) -> go.Figure | None:
         fig.add_bar(x=labels, y=best[key], name=name, hovertemplate="%{x}<br>" + name + " %{y:.4f}<extra></extra>")
     fig.update_layout(title="Per-modality accuracy of the best trials (validation, at the best epoch)",
                       xaxis_title="trial (number method/fusion)", yaxis_title=ACC, barmode="group", **LAYOUT)
+    fig.update_yaxes(range=_acc_range(pd.concat([best["value"], best["val_acc_audio"], best["val_acc_visual"]]), True))
     return fig
 
 
@@ -174,8 +190,7 @@ pre{{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}}
 def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> str:
     """The whole page; a plot that has nothing to show is replaced by one sentence that says why."""
     colours = _colours(list(trials["method"].dropna()))
-    counts = ", ".join(f"{n} {k}" for k, n in summary.counts.items())
-    parts = [f"<p>{sum(summary.counts.values())} trials: {counts}"
+    parts = [f"<p>{counts_line(summary)}"
              + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "") + ".</p>"]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.notes]
     parts.append(f"<section><h2>Top trials</h2><pre>{html.escape(_table(summary.top))}</pre></section>")

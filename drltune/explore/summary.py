@@ -113,10 +113,13 @@ def _table(frame: pd.DataFrame, first: str | None = None) -> str:
     return _aligned(shown)
 
 
+def counts_line(s: Summary) -> str:
+    total = sum(s.counts.values())
+    return f"{total} trial{'' if total == 1 else 's'}: " + ", ".join(f"{n} {k}" for k, n in s.counts.items())
+
+
 def render_table(s: Summary) -> str:
-    counts = ", ".join(f"{n} {k}" for k, n in s.counts.items())
-    lines = [f"study {s.study}" + (f" (dataset {s.dataset})" if s.dataset else "")
-             + f": {sum(s.counts.values())} trials: {counts}"]
+    lines = [f"study {s.study}" + (f" (dataset {s.dataset})" if s.dataset else "") + f": {counts_line(s)}"]
     lines += [f"note: {n}" for n in s.notes]
     lines += ["", f"top {len(s.top)} trials (val_acc: best validation accuracy; complete trials first)",
               _table(s.top), "", "best trial per method", _table(s.best_by_method, "method"),
