@@ -123,6 +123,8 @@ class OptunaBridge(Searcher):
         if live is None:
             return
         attrs = trial_summary(live.history)
+        if result and result.get("resumed_from_epoch") is not None:  # a dead worker was retried (--max-failures)
+            attrs["resumed_from_epoch"] = result["resumed_from_epoch"]
         epochs = attrs["epochs_run"]
         if error or (result and result.get("error")):
             message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"

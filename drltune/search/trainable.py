@@ -44,7 +44,8 @@ def run_trial(config: dict[str, Any]) -> None:
             result = Trainer(resolved).fit(report=report, checkpoint_dir=local)
         except Exception as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
             traceback.print_exc()  # the whole story in the worker's log
-            tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000], "val_acc": float("nan")})
+            tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000], "val_acc": float("nan"),
+                         "resumed_from_epoch": resumed_from})
             return
     final = epoch_result(result.history[-1])
     final.update({key: getattr(result, key) for key in FINAL_KEYS}, resumed_from_epoch=resumed_from)
