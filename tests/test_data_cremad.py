@@ -142,7 +142,7 @@ def test_loader_errors(prepared, tmp_path):
     shutil.copytree(prepared, broken, ignore=shutil.ignore_patterns("cache"))
     with open(broken / "splits" / "val.csv", "a") as f:
         f.write("1090_IEO_SAD_XX,SAD\n")
-    with pytest.raises(DrltuneError, match=r"val.csv names 1 clip\(s\) that do not exist: 1090_IEO_SAD_XX"):
+    with pytest.raises(DrltuneError, match=r"splits/val names 1 clip\(s\) that do not exist: 1090_IEO_SAD_XX"):
         load_dataset("cremad", str(broken), SMALL)
 
 

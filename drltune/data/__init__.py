@@ -3,6 +3,8 @@ from drltune.data.base import DataBundle, DatasetSpec, Split
 from drltune.data.registry import DATASETS
 from drltune.data import synthetic  # noqa: F401  (registers "synthetic")
 from drltune.data import cremad  # noqa: F401  (registers "cremad")
+from drltune.data import kinetics_sounds  # noqa: F401  (registers "kinetics_sounds")
+from drltune.data import ucf101  # noqa: F401  (registers "ucf101")
 
 __all__ = ["DATASETS", "DataBundle", "DatasetSpec", "Split", "load_dataset"]
 

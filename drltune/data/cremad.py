@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from drltune.data.base import DataBundle, DatasetSpec
-from drltune.data.prepared import (audio_array, bundle, clips_in, existing_root, labelled_splits,
-                                   prepare_record, require_layout)
+from drltune.data.prepared import (audio_array, bundle, clips_in, existing_root, label_ids, prepare_record,
+                                   read_splits, require_layout)
 from drltune.data.registry import DATASETS
 from drltune.data.video import pick_frames
 from drltune.params import Param
@@ -43,7 +43,7 @@ class CremaD(DatasetSpec):
         root = existing_root(data_root, cls.name)
         require_layout(root, cls.name, ("audio", "frames", "splits"), LAYOUT)
         known = clips_in(root / "audio", ".npy") & clips_in(root / "frames", None)
-        splits = labelled_splits(root, CLASS_NAMES, known)
+        splits = label_ids(read_splits(root), CLASS_NAMES, known, root / "splits")
         frames, size = params["frames"], params["image_size"]
 
         def read_clip(clip: str) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from drltune.data.base import DataBundle
 from drltune.data.cache import cached_splits
-from drltune.data.splits import check_known, read_split
+from drltune.data.splits import Rows, check_known, read_split, stratified_split
 from drltune.errors import DrltuneError
 
 SPLITS = ("train", "val", "test")
@@ -57,19 +57,30 @@ def clips_in(folder: Path, suffix: str | None) -> set[str]:
     return {p.stem for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")}
 
 
-def labelled_splits(root: Path, class_names: Sequence[str], known: set[str],
-                    rows_of: Callable[[str], list[tuple[str, str]]] | None = None) -> dict[str, list[tuple[str, int]]]:
-    """{split: [(clip, label id)]} from ROOT/splits/<split>.csv, each clip checked to exist."""
+def read_splits(root: Path, names: Sequence[str] = SPLITS) -> dict[str, Rows]:
+    """{split: rows} from ROOT/splits/<split>.csv."""
+    return {name: read_split(root / "splits" / f"{name}.csv") for name in names}
+
+
+def carve_val(train: Rows, fraction: float, seed: int = 0,
+              group_of: Callable[[str], str] | None = None) -> tuple[Rows, Rows]:
+    """(train, val): a deterministic, class-stratified `fraction` of train held out as val."""
+    val, rest = stratified_split(train, (fraction, 1 - fraction), seed=seed, group_of=group_of)
+    return rest, val
+
+
+def label_ids(rows: dict[str, Rows], class_names: Sequence[str], known: set[str],
+              where: Path) -> dict[str, list[tuple[str, int]]]:
+    """{split: [(clip, label id)]}, each label checked against the class list and each clip to exist."""
     ids = {name: i for i, name in enumerate(class_names)}
     out = {}
-    for split in SPLITS:
-        path = root / "splits" / f"{split}.csv"
-        rows = rows_of(split) if rows_of else read_split(path)
-        bad = sorted({label for _, label in rows if label not in ids})
+    for split, split_rows in rows.items():
+        bad = sorted({label for _, label in split_rows if label not in ids})
         if bad:
-            raise DrltuneError(f"{path}: unknown label(s) {', '.join(bad[:5])}; valid: {', '.join(class_names)}")
-        check_known(rows, known, str(path))
-        out[split] = [(clip, ids[label]) for clip, label in rows]
+            raise DrltuneError(f"{where}/{split}: unknown label(s) {', '.join(bad[:5])}; "
+                               f"valid: {', '.join(class_names)}")
+        check_known(split_rows, known, f"{where}/{split}")
+        out[split] = [(clip, ids[label]) for clip, label in split_rows]
     return out
 
 
