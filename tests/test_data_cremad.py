@@ -154,3 +154,24 @@ def test_one_epoch_train_on_prepared_data(prepared, tmp_path):
           "--set", "dataset_params.image_size=32"])
     result = json.loads(metrics.read_text())
     assert len(result["history"]) == 1 and 0.0 <= result["test_acc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_one_epoch_search_on_prepared_data(prepared, tmp_path):
+    import subprocess
+    import sys
+
+    import optuna
+
+    drltune = str(Path(sys.executable).parent / "drltune")
+    run = subprocess.run([drltune, "search", "--dataset", "cremad", "--data-root", str(prepared), "--trials", "1",
+                          "--max-epochs", "1", "--concurrent", "1", "--set", "encoder_width=4",
+                          "--set", "dataset_params.image_size=32"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = optuna.load_study(study_name="cremad-default", storage=f"sqlite:///{tmp_path}/studies/drltune.db")
+    (trial,) = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.user_attrs["config"]["dataset"] == "cremad"
+    assert trial.user_attrs["config"]["data_root"] == str(prepared)
+    assert sorted(trial.intermediate_values) == [0]
