@@ -19,9 +19,9 @@ from drltune.search.storage import display_url, sqlite_path
 DEFAULT_STORAGE = "sqlite:///studies/drltune.db"
 
 # Per-trial numbers the search stores as user attrs (contract with `drltune search`).
-RESULT_ATTRS = ("best_epoch", "epochs_run", "val_acc_audio", "val_acc_visual", "test_acc", "test_f1",
-                "test_acc_audio", "test_acc_visual")
-TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", *RESULT_ATTRS, "duration_s", "error")
+RESULT_ATTRS = ("val_acc_audio", "val_acc_visual", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
+TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
+                 *RESULT_ATTRS, "duration_s", "error")
 HISTORY_KEYS = ("train_loss", "val_acc", "val_f1", "val_acc_audio", "val_acc_visual", "val_acc_best", "reinit")
 
 
@@ -54,8 +54,10 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(path)))
+    # A running search writes to the same SQLite file: wait for its lock instead of failing.
+    engine_kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
     try:
-        return optuna.storages.RDBStorage(storage, skip_table_creation=True)
+        return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, skip_table_creation=True)
     except Exception as exc:  # SQLAlchemy / driver errors: report the first line only
         raise DrltuneError(f"storage: cannot open {shown(storage)}: {_first_line(exc)}") from None
 
@@ -86,11 +88,11 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def trial_method(trial: optuna.trial.FrozenTrial) -> str | None:
+def trial_method(trial: optuna.trial.FrozenTrial) -> str:
     return trial.params.get("method") or (trial.user_attrs.get("config") or {}).get("method") or "unknown"
 
 
-def trial_fusion(trial: optuna.trial.FrozenTrial) -> str | None:
+def trial_fusion(trial: optuna.trial.FrozenTrial) -> str:
     return trial.params.get("fusion") or (trial.user_attrs.get("config") or {}).get("fusion") or "unknown"
 
 
@@ -100,17 +102,15 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         steps = t.intermediate_values
         row: dict[str, Any] = {
-            "number": t.number, "state": t.state.name, "value": t.value, "method": trial_method(t),
-            "fusion": trial_fusion(t),
+            "number": t.number, "state": t.state.name, "value": t.value,
+            "best_val_acc": max(steps.values()) if steps else None,  # so far, for pruned and running ones
+            "method": trial_method(t), "fusion": trial_fusion(t), "best_epoch": t.user_attrs.get("best_epoch"),
             "epochs_run": t.user_attrs.get("epochs_run", (max(steps) + 1) if steps else 0),
+            **{key: _number(t.user_attrs.get(key)) for key in RESULT_ATTRS},
+            "duration_s": t.duration.total_seconds() if t.duration is not None else None,
+            "error": t.user_attrs.get("error"),
+            **{f"params_{k}": v for k, v in t.params.items()},
         }
-        for key in RESULT_ATTRS[2:]:
-            row[key] = _number(t.user_attrs.get(key))
-        row["best_epoch"] = t.user_attrs.get("best_epoch")
-        row["best_val_acc"] = max(steps.values()) if steps else None  # so far, for pruned/running ones
-        row["duration_s"] = t.duration.total_seconds() if t.duration is not None else None
-        row["error"] = t.user_attrs.get("error")
-        row.update({f"params_{k}": v for k, v in t.params.items()})
         rows.append(row)
     params = sorted({k for row in rows for k in row if k.startswith("params_")})
     frame = pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *params])

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
 from drltune.explore.load import database_file
-from drltune.explore.summary import Summary, _table, counts_line
+from drltune.explore.summary import Summary, counts_line, trials_table
 
 # DR's parameters as the search names them, with the axis labels a reader understands.
 DR_AXES = {"params_dr.reinit_epoch": "re-init interval (epochs)", "params_dr.alpha": "alpha (strength)",
@@ -193,7 +193,7 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     parts = [f"<p>{counts_line(summary)}"
              + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "") + ".</p>"]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.notes]
-    parts.append(f"<section><h2>Top trials</h2><pre>{html.escape(_table(summary.top))}</pre></section>")
+    parts.append(f"<section><h2>Top trials</h2><pre>{html.escape(trials_table(summary.top))}</pre></section>")
     plots = [
         ("Optimisation history", history_figure(trials, colours), "no trial has reported an accuracy"),
         ("Learning curves", curves_figure(history, colours), "no trial has reported an epoch"),

@@ -103,7 +103,7 @@ def _aligned(frame: pd.DataFrame) -> str:
     return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
 
 
-def _table(frame: pd.DataFrame, first: str | None = None) -> str:
+def trials_table(frame: pd.DataFrame, first: str | None = None) -> str:
     if frame.empty:
         return "  (none)"
     cols = ([first] if first else []) + [c for c in TABLE_COLUMNS if c != first]
@@ -122,8 +122,8 @@ def render_table(s: Summary) -> str:
     lines = [f"study {s.study}" + (f" (dataset {s.dataset})" if s.dataset else "") + f": {counts_line(s)}"]
     lines += [f"note: {n}" for n in s.notes]
     lines += ["", f"top {len(s.top)} trials (val_acc: best validation accuracy; complete trials first)",
-              _table(s.top), "", "best trial per method", _table(s.best_by_method, "method"),
-              "", "best trial per fusion", _table(s.best_by_fusion, "fusion")]
+              trials_table(s.top), "", "best trial per method", trials_table(s.best_by_method, "method"),
+              "", "best trial per fusion", trials_table(s.best_by_fusion, "fusion")]
     if s.importances:
         lines += ["", f"parameter importances (Optuna PED-ANOVA over {s.counts['complete']} complete trials)"]
         width = max(len(k) for k in s.importances)
