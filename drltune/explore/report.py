@@ -49,7 +49,7 @@ def _colours(methods: list[str]) -> dict[str, str]:
 
 def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure | None:
     """Each complete trial's value by trial number, pruned ones at their best before the stop, best so far."""
-    scored = trials[trials["best_val_acc"].notna()]
+    scored = trials[trials["value"].notna() | trials["best_val_acc"].notna()]
     if scored.empty:
         return None
     fig = go.Figure()
@@ -57,7 +57,7 @@ def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
         fig.add_scatter(x=group["number"], y=group["value"], mode="markers", name=f"{method} (complete)",
                         marker=dict(color=colours[method], size=10), customdata=group[["fusion"]],
                         hovertemplate="trial %{x}<br>val_acc %{y:.4f}<br>fusion %{customdata[0]}<extra></extra>")
-    other = scored[scored["state"] != "COMPLETE"]
+    other = scored[(scored["state"] != "COMPLETE") & scored["best_val_acc"].notna()]
     if not other.empty:
         fig.add_scatter(x=other["number"], y=other["best_val_acc"], mode="markers", name="pruned / running (so far)",
                         marker=dict(color="grey", symbol="x", size=9), customdata=other[["state", "method"]],
@@ -142,7 +142,8 @@ def dr_figure(trials: pd.DataFrame) -> go.Figure | None:
     fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(
         color=dr["value"], colorscale="Viridis", cmin=low, cmax=high, showscale=True,
         colorbar=dict(title=dict(text="val acc")))))
-    fig.update_layout(title=f"DR parameters against accuracy ({len(dr)} complete DR trials)", **LAYOUT)
+    fig.update_layout(title=f"DR parameters against accuracy ({len(dr)} complete DR trial{'s' * (len(dr) != 1)})",
+                      **LAYOUT)
     fig.update_layout(margin=dict(l=80, r=80, t=110, b=40))
     return fig
 
