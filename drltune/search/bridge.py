@@ -111,7 +111,7 @@ class OptunaBridge(Searcher):
             trial.set_user_attr("ray_trial_id", trial_id)
             trial.set_user_attr("config", cfg.to_dict())
             self.live[trial_id] = LiveTrial(trial, cfg)
-            return {"trial": cfg.to_dict(), "threads": self.threads, "optuna_trial": trial.number}
+            return {"trial": cfg.to_dict(), "optuna_trial": trial.number}
         raise DrltuneError(f"{MAX_INVALID_IN_A_ROW} sampled configurations in a row were invalid; "
                            "fix the search space (see the trials' `error` attribute)")
 

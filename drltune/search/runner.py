@@ -109,7 +109,9 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
 
     path = sqlite_path(url)
     echo(f"study {name!r} in {display_url(url)}" + (f"  ({path.resolve()})" if path else ""))
-    echo(f"space {space.path}: " + "; ".join(space.describe()))
+    echo(f"search space {space.path}:")
+    for line in space.describe():
+        echo(f"  {line}")
     for note in space.notes:
         echo(f"epoch budget: {note}")
     if existed:
@@ -204,12 +206,15 @@ def _init_ray(spec: SearchSpec, ray: Any) -> None:
     if spec.address:
         kwargs["address"] = spec.address
     else:
-        kwargs.update(include_dashboard=False, num_cpus=max(os.cpu_count() or 1,
+        # "local": always a fresh instance, never a cluster that someone started on this machine
+        kwargs.update(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1,
                                                            math.ceil(spec.concurrent * spec.cpus_per_trial)))
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {spec.address}" if spec.address else "a local Ray instance"
-        raise DrltuneError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}") from None
+        hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
+                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if spec.address and "RAY_AUTH_MODE" not in os.environ else "")
+        raise DrltuneError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}{hint}") from None
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)

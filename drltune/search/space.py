@@ -318,9 +318,11 @@ class _EpochScaler:
         self.notes: list[str] = []
         self.how = (f"scaled x{self.factor:.3g} ({space_epochs} -> {max_epochs} epochs), rounded, clipped to "
                     f"[1, {max_epochs}]" if space_epochs else f"clipped to [1, {max_epochs}] (no `epochs` in the space)")
+        # (a value of 0 stays 0: "from the first epoch" keeps its meaning)
 
     def scale(self, value: float) -> int:
-        return int(min(self.max_epochs, max(1, round(value * self.factor))))
+        """At least 1 epoch, except that 0 ("from the first epoch") stays 0."""
+        return int(min(self.max_epochs, max(1 if value > 0 else 0, round(value * self.factor))))
 
     def value(self, where: str, value: Any) -> int:
         out = self.scale(_number(value, "int", where))

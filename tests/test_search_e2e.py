@@ -1,0 +1,233 @@
+"""End to end on the built-in dataset with tiny budgets: real Ray Tune, real Optuna storage.
+
+Ray processes these tests start are cleaned up by PID: the test process becomes a child
+subreaper, so even the Ray daemons a SIGKILLed driver leaves behind stay its descendants.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from drltune.config import TrialConfig
+from drltune.train import Trainer
+
+pytestmark = pytest.mark.slow
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+BIN = Path(sys.executable).parent
+SPACE = """
+epochs: 30
+fixed:
+  encoder_width: 4
+  batch_size: 16
+  dataset_params: {n_train: 60, n_val: 60, n_test: 24, audio_freq: 16, audio_time: 16, image_size: 16}
+space:
+  lr: {low: 1.0e-4, high: 0.3, log: true}
+  fusion: {choices: [concat, sum]}
+methods:
+  baseline: {}
+  dr:
+    reinit_epoch: {low: 10, high: 20, step: 10}
+    alpha: {low: 0.5, high: 5.0, log: true}
+"""
+STUDY_ATTRS = ("dataset", "space", "space_file", "drltune_version", "command", "max_epochs", "pruner", "sampler")
+TRIAL_ATTRS = ("config", "best_epoch", "epochs_run", "val_acc_audio", "val_acc_visual", "history", "ray_trial_id")
+TEST_ATTRS = ("test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
+
+
+# ---- process hygiene -------------------------------------------------------------------------
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = set(), [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            out.add(pid)
+            todo.append(pid)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reaper():
+    """Adopt orphans (PR_SET_CHILD_SUBREAPER); afterwards kill and reap what the tests started."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)
+    before = _descendants(os.getpid())
+    yield
+    deadline = time.time() + 20
+    while (left := _descendants(os.getpid()) - before) and time.time() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, os.WNOHANG)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        time.sleep(0.2)
+    libc.prctl(36, 0, 0, 0, 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(reaper):
+    """`ray start --head` on loopback with its own temp dir (so no other ray.init() joins it)."""
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    port = _free_port()
+    token = Path(temp) / "token"  # token authentication, as a real cluster should have
+    token.write_text(uuid.uuid4().hex)
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
+    log = open(Path(temp) / "head.log", "w")
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
+         f"--dashboard-agent-listen-port={_free_port()}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 90
+    while not (Path(temp) / "ray_current_cluster").exists():
+        assert head.poll() is None and time.time() < deadline, (Path(temp) / "head.log").read_text()[-3000:]
+        time.sleep(0.5)
+    yield f"127.0.0.1:{port}", auth
+    head.send_signal(signal.SIGTERM)
+    try:
+        head.wait(15)
+    except subprocess.TimeoutExpired:
+        head.kill()
+    log.close()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def search_cmd(tmp_path: Path, *extra: str) -> list[str]:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE)
+    return [str(BIN / "drltune"), "search", "--space", str(space), "--max-epochs", "3", "--concurrent", "2",
+            "--seed", "0", *extra]
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="synthetic-tiny", storage=f"sqlite:///{tmp_path}/studies/drltune.db")
+
+
+def finished(study: optuna.Study) -> dict[int, tuple]:
+    return {t.number: (t.state, t.value, dict(t.intermediate_values)) for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+
+
+# ---- tests -----------------------------------------------------------------------------------
+def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper):
+    fired = tmp_path / "fault-fired"  # exactly one trial crashes, after reporting epochs 0 and 1
+    env = {**os.environ, "DRLTUNE_FAULTS": f"epoch_end:1:raise:{fired}"}
+    run = subprocess.run(search_cmd(tmp_path, "--trials", "7", "--pruner", "sha"), cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "epoch budget: methods.dr.reinit_epoch: [10, 20] -> [1, 2]" in out
+    assert "drltune dashboard --storage sqlite:///" in out and "best 1" not in out.split("best ")[0]
+    assert "Trial status" not in out and "+----" not in out  # no Ray tables
+
+    study = load(tmp_path)  # the default storage, under the directory the search ran in
+    assert all(key in study.user_attrs for key in STUDY_ATTRS)
+    assert study.user_attrs["max_epochs"] == 3 and study.user_attrs["space"] == SPACE
+    assert study.user_attrs["command"].startswith("drltune search --space")
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    assert len(trials) == 7 and TrialState.RUNNING not in states
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert complete and pruned and len(failed) == 1
+    assert "injected fault at epoch_end, epoch 1" in failed[0].user_attrs["error"]
+    assert failed[0].user_attrs["epochs_run"] == 2
+
+    for t in complete:
+        assert sorted(t.intermediate_values) == [0, 1, 2]  # step = 0-based epoch, raw val_acc
+        assert t.value == max(t.intermediate_values.values()) == max(r["val_acc"] for r in t.user_attrs["history"])
+        assert all(key in t.user_attrs for key in TRIAL_ATTRS + TEST_ATTRS)
+    for t in pruned:
+        assert len(t.intermediate_values) < 3 and t.user_attrs["epochs_run"] == len(t.intermediate_values)
+        assert all(key in t.user_attrs for key in TRIAL_ATTRS)
+    for t in trials:  # conditional parameters exist only for their method
+        method = t.params["method"]
+        assert {k.split(".")[0] for k in t.params if "." in k} <= {method}
+        if method == "dr":
+            assert {"dr.reinit_epoch", "dr.alpha"} <= set(t.params) and t.params["dr.reinit_epoch"] in (1, 2)
+        assert t.user_attrs["config"]["method"] == method and t.user_attrs["config"]["epochs"] == 3
+
+    best = max(complete, key=lambda t: t.value)  # the stored config reproduces the trial exactly
+    result = Trainer(TrialConfig.from_dict(best.user_attrs["config"])).fit()
+    assert result.best_val_acc == best.value and result.test_acc == best.user_attrs["test_acc"]
+
+    again = subprocess.run(search_cmd(tmp_path, "--trials", "7", "--pruner", "sha"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing to run" in again.stdout
+    bad = subprocess.run(search_cmd(tmp_path, "--trials", "7", "--max-epochs", "5"), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: study 'synthetic-tiny' cannot be resumed")
+    assert len(load(tmp_path).trials) == 7  # nothing lost, nothing added
+
+
+def test_sigkilled_search_on_a_ray_cluster_resumes_without_losing_trials(tmp_path, ray_head):
+    address, auth = ray_head
+    cmd = search_cmd(tmp_path, "--trials", "6", "--address", address)
+    env = {**os.environ, **auth}
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    db = tmp_path / "studies" / "drltune.db"
+    deadline = time.time() + 300
+    try:
+        while True:  # wait until some trials are finished and another one is running
+            assert driver.poll() is None, driver.stdout.read()[-3000:]
+            assert time.time() < deadline
+            if db.exists():
+                try:
+                    states = [t.state for t in load(tmp_path).get_trials(deepcopy=False)]
+                except KeyError:  # the study is not created yet
+                    states = []
+                if TrialState.RUNNING in states and sum(s in (TrialState.COMPLETE, TrialState.PRUNED)
+                                                        for s in states) >= 2:
+                    break
+            time.sleep(0.3)
+    finally:
+        driver.kill()  # SIGKILL: no cleanup, no chance to close its trials
+        driver.wait()
+    before = load(tmp_path)
+    kept = finished(before)
+    cut = [t for t in before.get_trials() if t.state == TrialState.RUNNING]
+    assert cut
+
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming: {len(kept)} finished trials kept, {len(cut)} interrupted trials closed" in rerun.stdout
+    after = load(tmp_path)
+    assert {n: v for n, v in finished(after).items() if n in kept} == kept  # no finished trial lost
+    counted = [t for t in after.trials if t.state != TrialState.FAIL or not t.user_attrs.get("interrupted")]
+    assert len(counted) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+    for t in cut:  # closed as FAIL and run again with the same parameters
+        closed = after.trials[t.number]
+        assert closed.state == TrialState.FAIL and closed.user_attrs["interrupted"]
+        (retry,) = [r for r in after.trials if r.user_attrs.get("retry_of") == t.number]
+        assert retry.params == t.params and retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
