@@ -1,0 +1,193 @@
+"""End to end: a search survives its trials' faults, its workers' deaths, SIGKILLs of its driver
+(one inside a DR re-initialisation) and a second driver on the same study. Every `drltune search`
+runs as a real process in its own session; after a kill, every process it started (Ray's included,
+found by a marker in their environment) is killed by PID."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow
+
+DRLTUNE = str(Path(sys.executable).with_name("drltune"))
+MARKER = "DRLTUNE_TEST_SEARCH_RUN"
+
+SPACE = """
+fixed:
+  encoder_width: 2
+  batch_size: 16
+  threads: 1
+  dataset_params: {n_train: 24, n_val: 12, n_test: 12, audio_freq: 16, audio_time: 16, image_size: 16}
+space:
+  lr: {low: 1.0e-3, high: 1.0e-1, log: true}
+methods:
+  %s
+"""
+DR_ONLY = "dr: {reinit_epoch: 1, reinit_num: 2, alpha: {low: 0.5, high: 5.0, log: true}, kmeans_n_init: 1}"
+TWO_METHODS = "baseline: {}\n  " + DR_ONLY
+
+
+class Search:
+    """One `drltune search` process (own session, tagged environment)."""
+
+    def __init__(self, cwd: Path, args: list[str], faults: str = "") -> None:
+        self.tag = uuid.uuid4().hex
+        env = {**os.environ, MARKER: self.tag, "DRLTUNE_FAULTS": faults, "PYTHONUNBUFFERED": "1"}
+        self.log = cwd / f"search-{self.tag[:8]}.log"
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen([DRLTUNE, "search", *args], cwd=cwd, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float = 400) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"search did not finish in {timeout}s:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the driver, then every process that carries this run's marker (Ray's orphans)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(30)
+        for _ in range(3):
+            for pid in _tagged(self.tag):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.5)
+        assert not _tagged(self.tag), "orphaned Ray processes survived"
+
+
+def _tagged(tag: str) -> list[int]:
+    needle = f"{MARKER}={tag}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _wait_for(condition, timeout: float, what: str, search: Search) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if search.proc.poll() is not None:
+            pytest.fail(f"search exited before {what}:\n{search.output()[-3000:]}")
+        time.sleep(0.5)
+    search.kill()
+    pytest.fail(f"timed out waiting for {what}:\n{search.output()[-3000:]}")
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def _finished(url: str, name: str) -> dict[int, tuple[str, float | None]]:
+    try:
+        trials = _study(url, name).get_trials(deepcopy=False)
+    except KeyError:
+        return {}
+    return {t.number: (t.state.name, t.value) for t in trials if t.state.is_finished()}
+
+
+def _counted(study: optuna.Study) -> list:
+    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not t.user_attrs.get("interrupted")]
+
+
+def _space(tmp_path: Path, methods: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE % methods)
+    return path
+
+
+def test_trial_faults_fail_or_retry(tmp_path):
+    """NaN loss and a data error end their trials FAIL with the message; a worker killed after
+    epoch 0 is retried once and resumes from its epoch-0 checkpoint; the search reaches --trials."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    faults = ";".join([f"epoch_start:1:nan:{tmp_path}/nan", f"epoch_start:2:raise:{tmp_path}/raise",
+                       f"epoch_end:0:kill:{tmp_path}/kill"])
+    search = Search(tmp_path, ["--space", str(_space(tmp_path, TWO_METHODS)), "--trials", "4", "--max-epochs", "3",
+                               "--study", "faults", "--storage", url, "--pruner", "none"], faults)
+    assert search.wait() == 0, search.output()[-3000:]
+    assert all((tmp_path / f).exists() for f in ("nan", "raise", "kill")), "every fault fired"
+    trials = _study(url, "faults").get_trials(deepcopy=False)
+    assert not [t for t in trials if not t.state.is_finished()]
+    assert len(_counted(_study(url, "faults"))) == 4
+    errors = [t.user_attrs.get("error", "") for t in trials if t.state == TrialState.FAIL]
+    nan = [t for t in trials if t.user_attrs.get("error", "").startswith("NonFiniteLoss: loss became nan at epoch 1")]
+    assert len(nan) == 1 and len(nan[0].intermediate_values) < 3, errors  # stopped early
+    assert sum(e.startswith("RuntimeError: injected fault at epoch_start, epoch 2") for e in errors) == 1, errors
+    resumed = [t for t in trials if t.user_attrs.get("resumed_from_epoch") is not None]
+    assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_epoch"] == 0
+    assert not resumed[0].user_attrs.get("interrupted")
+    assert sorted(resumed[0].intermediate_values) == list(range(len(resumed[0].intermediate_values)))
+
+
+def test_driver_sigkill_during_dr_reinit_and_after_a_trial_then_resume(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    args = ["--space", str(_space(tmp_path, DR_ONLY)), "--trials", "4", "--max-epochs", "3", "--study", "kill",
+            "--storage", url, "--pruner", "none"]
+    # 1. SIGKILL while a worker is inside DR's re-initialisation (the hook parks it there).
+    first = Search(tmp_path, args, faults=f"dr_reinit:1:hang:{tmp_path}/reinit")
+    _wait_for(lambda: (tmp_path / "reinit").exists(), 300, "a DR re-initialisation", first)
+    before = _finished(url, "kill")
+    first.kill()
+    # 2. SIGKILL right after a trial finished.
+    second = Search(tmp_path, args)
+    _wait_for(lambda: len(_finished(url, "kill")) > len(before), 300, "a finished trial", second)
+    second.kill()
+    before_last = _finished(url, "kill")
+    # 3. The same command again finishes the study.
+    third = Search(tmp_path, args)
+    assert third.wait() == 0, third.output()[-3000:]
+    assert "resuming:" in third.output()
+
+    study = _study(url, "kill")
+    after = _finished(url, "kill")
+    assert all(after[n] == v for n, v in {**before, **before_last}.items()), "a finished trial changed or vanished"
+    assert not [t for t in study.get_trials(deepcopy=False) if not t.state.is_finished()]
+    assert len(_counted(study)) == 4
+    retried = [t for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs]
+    assert retried, "the trials cut off by the kills were queued again"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_drivers_share_one_study(tmp_path, backend, request):
+    url = f"sqlite:///{tmp_path}/s.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    args = ["--space", str(_space(tmp_path, TWO_METHODS)), "--trials", "5", "--max-epochs", "2", "--study", name,
+            "--storage", url, "--concurrent", "1", "--pruner", "none"]
+    if backend == "sqlite":  # create the study first: two processes creating one SQLite schema can collide
+        optuna.create_study(storage=url, study_name="warm-up")
+    drivers = [Search(tmp_path, args), Search(tmp_path, args)]
+    codes = [d.wait() for d in drivers]
+    assert codes == [0, 0], "\n".join(d.output()[-2000:] for d in drivers)
+    trials = _study(url, name).get_trials(deepcopy=False)
+    assert not [t for t in trials if not t.state.is_finished()]
+    counted = _counted(_study(url, name))
+    assert len(counted) == 5, [(t.number, t.state.name, t.user_attrs.get("error")) for t in trials]
+    assert len({t.number for t in trials}) == len(trials)
+    extra = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert all(t.user_attrs["error"].startswith("not run: the study reached --trials") for t in extra)
