@@ -11,7 +11,6 @@ from fractions import Fraction
 from typing import Callable
 
 import numpy as np
-import soundfile
 import torch
 from scipy.signal import resample_poly
 
@@ -22,6 +21,8 @@ FBANK_STD = 5.141276
 
 def read_audio(path: str, sample_rate: int) -> np.ndarray:
     """Mono float32 waveform in [-1, 1] at `sample_rate` (averaging channels, resampling if needed)."""
+    import soundfile  # the `media` extra; only `prepare` reads audio files
+
     wave, sr = soundfile.read(path, dtype="float32", always_2d=True)
     wave = wave.mean(axis=1)
     if wave.size == 0:

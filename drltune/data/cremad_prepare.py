@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from drltune.data.audio import FRONTENDS, audio_feature
 from drltune.data.cremad import CLASS_NAMES, CLIP_NAME
 from drltune.data.prepared import listing
 from drltune.data.splits import Rows, check_known, read_split, stratified_split, write_split
@@ -48,8 +49,6 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
         import av, soundfile  # noqa: F401,E401  (the `media` extra)
     except ImportError as exc:
         raise DrltuneError(f"prepare needs {exc.name}: pip install 'drltune[media]'") from None
-    from drltune.data.audio import FRONTENDS
-
     if audio_frontend not in FRONTENDS:
         raise DrltuneError(f"--audio-frontend: {audio_frontend!r} is not one of {', '.join(FRONTENDS)}")
     raw, out = raw.expanduser().resolve(), out.expanduser().resolve()
@@ -144,8 +143,6 @@ def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, f
     """Decode one clip into OUT: frames first, the audio feature last (its presence marks the clip done)."""
     audio_src, video_src = paths
     if source == "published":
-        from drltune.data.audio import audio_feature
-
         feature = audio_feature(str(audio_src), frontend)
         frames = frames_per_second(str(video_src))
     else:
