@@ -13,7 +13,7 @@ from drltune.errors import DrltuneError
 from drltune.search.pruning import make_pruner
 from drltune.search.samplers import make_sampler
 from drltune.search.storage import default_storage_url, display_url, open_storage, resolve_storage_url
-from drltune.search.study import counted, open_study, retire_stale
+from drltune.search.study import counted, open_study, retire
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ATTRS = {"dataset": "synthetic", "max_epochs": 4, "space": "methods: {baseline: {}}"}
@@ -44,7 +44,7 @@ def _open(storage, **attrs):
     return open_study("s", storage, sampler, pruner, {**ATTRS, **attrs})
 
 
-def test_resume_refuses_a_changed_space_or_budget_and_retires_stale_trials(tmp_path):
+def test_resume_refuses_a_changed_space_or_budget_and_retired_trials_are_retried(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/s.db")
     study, existed = _open(storage)
     assert not existed and study.user_attrs["max_epochs"] == 4
@@ -56,7 +56,8 @@ def test_resume_refuses_a_changed_space_or_budget_and_retires_stale_trials(tmp_p
     with pytest.raises(DrltuneError, match="the search space file changed"):
         _open(storage, space="methods: {dr: {}}")
     study, existed = _open(storage)
-    assert existed and retire_stale(study) == 1
+    assert existed
+    retire(study, stale._trial_id, stale.number, stale.params, "interrupted: the driver was killed")
     closed = study.trials[stale.number]
     assert closed.state == optuna.trial.TrialState.FAIL and closed.user_attrs["interrupted"]
     assert "interrupted" in closed.user_attrs["error"]

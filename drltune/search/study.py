@@ -4,7 +4,8 @@ Study user attributes (the contract `drltune explore/export` reads): dataset, sp
 text), space_file, drltune_version, command, max_epochs, pruner, sampler (+ pruner_args,
 sampler_args with every argument). A trial that was still RUNNING when its driver died or was
 stopped is closed as FAIL (user attrs `error`, `interrupted`) and its parameters are enqueued,
-so the next run retries it; interrupted trials do not count toward `--trials`.
+so the next run retries it (liveness.py decides which RUNNING trials are cut off); interrupted
+trials do not count toward `--trials`.
 """
 from __future__ import annotations
 
@@ -59,12 +60,3 @@ def retire(study: optuna.Study, trial_id: int, number: int, params: dict[str, An
     trial.set_user_attr("interrupted", True)
     study.tell(number, state=TrialState.FAIL)
     study.enqueue_trial(params, user_attrs={"retry_of": number})
-
-
-def retire_stale(study: optuna.Study) -> int:
-    """Close the trials a previous run left RUNNING (killed driver); returns how many."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        retire(study, t._trial_id, t.number, t.params,
-               "interrupted: the search driver stopped before this trial finished (retried on resume)")
-    return len(stale)
