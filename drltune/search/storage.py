@@ -6,16 +6,18 @@ keeps its files next to where it was started.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from drltune.errors import DrltuneError
 
 STUDIES_DIR = "studies"
 DEFAULT_DB = "drltune.db"
+SCHEMA_RACE_RETRIES = 3
 
 
 def default_storage_url(cwd: Path | None = None) -> str:
@@ -62,8 +64,18 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
             raise DrltuneError(f"cannot create {path.parent}: {exc.strerror}") from None
         # The dashboard may read while the driver writes: wait for the lock instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 30}}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DrltuneError(f"cannot open storage {display_url(url)}: {first}") from None
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            # Several drivers opening an empty database at once race to create Optuna's tables
+            # (duplicate key / table exists / database is locked): the loser retries.
+            racing = not isinstance(exc, OperationalError) or "locked" in str(exc)
+            if not racing or attempt == SCHEMA_RACE_RETRIES:
+                first = str(exc).strip().splitlines()[0]
+                raise DrltuneError(f"cannot open storage {display_url(url)}: {first}") from None
+            time.sleep(0.5 + attempt)
+        except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DrltuneError(f"cannot open storage {display_url(url)}: {first}") from None
+    raise AssertionError("unreachable")
