@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -10,6 +11,13 @@ import click
 
 from drltune.search.pruning import PRUNERS
 from drltune.search.samplers import SAMPLERS
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets nan and inf through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
 
 
 @click.command("search")
@@ -26,13 +34,15 @@ from drltune.search.samplers import SAMPLERS
               help="Optuna pruner, wrapped to be re-init aware.")
 @click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
-@click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True)
-@click.option("--gpus-per-trial", type=click.FloatRange(0.0), default=0.0, show_default=True,
+@click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
+              callback=_finite)
+@click.option("--gpus-per-trial", type=click.FloatRange(0.0), default=0.0, show_default=True, callback=_finite,
               help="Fractions let several small trials share one GPU.")
 @click.option("--address", help="Join this Ray cluster (e.g. auto, 10.0.0.5:6379, ray://head:10001).")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="Seed of every trial's training and of the sampler.")
-@click.option("--timeout", type=click.FloatRange(0.0, min_open=True), help="Stop after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(0.0, min_open=True), help="Stop after this many seconds.",
+              callback=_finite)
 @click.option("--max-failures", type=click.IntRange(0, 100), default=1, show_default=True,
               help="Retry a trial whose worker process died this many times, from its last epoch checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -94,6 +94,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     space = load_space(spec.space_file, max_epochs)
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
     resolve(base)  # dataset, fixed values and --set are checked before anything is stored
+    space.check_values(base)
 
     url = resolve_storage_url(spec.storage)
     storage = open_storage(url)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import optuna
 import yaml
 
+from drltune import safe_yaml
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.params import Param
@@ -93,6 +94,21 @@ class SearchSpace:
         """`base` (dataset, epochs, seed, fixed keys) with this trial's sampled values applied."""
         return TrialConfig.from_dict({**base.to_dict(), **self.sample(trial)}, where=f"trial {trial.number}")
 
+    def check_values(self, base: TrialConfig) -> None:
+        """Every choice and range end of a TrialConfig key must be a value a trial can run with
+        (e.g. batch_size 0 or optimizer lbfgs is an error now, not a study full of failed trials)."""
+        from drltune.config import resolve
+
+        for d in self.top:
+            values = d.choices if d.kind == "categorical" else (d.low, d.high) if d.searched else (d.value,)
+            for value in values:
+                if d.kind == "int" or (d.kind == "float" and isinstance(base.to_dict().get(d.name), int)):
+                    value = int(value)
+                try:
+                    resolve(base.replace(**{d.name: value}))
+                except DrltuneError as exc:
+                    raise DrltuneError(f"{self.path}: space.{d.name}: {value!r} cannot be used ({exc})") from None
+
     def describe(self) -> list[str]:
         lines = [d.describe() for d in self.top]
         lines.append(f"method in {{{', '.join(self.methods)}}}")
@@ -111,8 +127,8 @@ def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
     except (OSError, UnicodeDecodeError) as exc:
         raise DrltuneError(f"cannot read search space {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        data = safe_yaml.load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
         raise DrltuneError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     try:
         return parse_space(data, max_epochs, path=path, text=text)
