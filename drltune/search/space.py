@@ -102,7 +102,7 @@ class SearchSpace:
         for d in self.top:
             values = d.choices if d.kind == "categorical" else (d.low, d.high) if d.searched else (d.value,)
             for value in values:
-                if d.kind == "int" or (d.kind == "float" and isinstance(base.to_dict().get(d.name), int)):
+                if d.kind == "int":
                     value = int(value)
                 try:
                     resolve(base.replace(**{d.name: value}))
