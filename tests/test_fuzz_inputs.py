@@ -1,6 +1,7 @@
-"""Bad input never produces a traceback: every malformed config file or CLI value gets exactly one
-line on stderr starting with "error:" and a non-zero exit. Most cases run the CLI in-process;
-two run the real `drltune` executable."""
+"""Bad input never produces a traceback: every malformed config file, search space or CLI value gets
+exactly one line on stderr starting with "error:" and a non-zero exit, and a study already in the
+storage is left byte-for-byte unchanged. Most cases run the CLI in-process; two run the real
+`drltune` executable."""
 from __future__ import annotations
 
 import random
@@ -150,3 +151,118 @@ def test_real_executable_prints_one_line(argv, content, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+# ---- drltune search: malformed space files and CLI values; the study storage stays byte-identical ----
+GOOD_SPACE = b"methods: {baseline: {}}\n"
+BAD_SPACES = {
+    "empty": b"",
+    "binary_junk": bytes(random.Random(3).randrange(256) for _ in range(400)),
+    "not_a_mapping": b"- dr\n",
+    "unknown_top_key": b"methods: {baseline: {}}\nsearch: 1\n",
+    "no_methods": b"space: {lr: 0.1}\n",
+    "methods_list": b"methods: [dr]\n",
+    "unknown_method": b"methods: {magic: {}}\n",
+    "unknown_method_param": b"methods: {dr: {speed: 1}}\n",
+    "method_param_out_of_range": b"methods: {dr: {alpha: {low: -5, high: 1}}}\n",
+    "low_above_high": b"space: {lr: {low: 0.1, high: 0.01}}\nmethods: {baseline: {}}\n",
+    "log_from_zero": b"space: {lr: {low: 0, high: 0.1, log: true}}\nmethods: {baseline: {}}\n",
+    "negative_step": b"methods: {dr: {reinit_epoch: {low: 1, high: 9, step: -2}}}\n",
+    "empty_choices": b"space: {batch_size: {choices: []}}\nmethods: {baseline: {}}\n",
+    "unknown_space_key": b"space: {learning_rate: {low: 0.1, high: 1}}\nmethods: {baseline: {}}\n",
+    "range_of_strings": b"space: {lr: {low: a, high: b}}\nmethods: {baseline: {}}\n",
+    "nan_bound": b"space: {lr: {low: .nan, high: 1}}\nmethods: {baseline: {}}\n",
+    "huge_bound": b"space: {batch_size: {low: 1, high: 1e300}}\nmethods: {baseline: {}}\n",
+    "impossible_choice": b"space: {optimizer: {choices: [sgd, lbfgs]}}\nmethods: {baseline: {}}\n",
+    "unknown_fusion": b"space: {fusion: {choices: [concat, attention]}}\nmethods: {baseline: {}}\n",
+    "zero_batch_choice": b"space: {batch_size: {choices: [0, 16]}}\nmethods: {baseline: {}}\n",
+    "negative_budget": b"epochs: -3\nmethods: {baseline: {}}\n",
+    "fixed_method": b"fixed: {method: dr}\nmethods: {baseline: {}}\n",
+    "fixed_bad_value": b"fixed: {lr: -1}\nmethods: {baseline: {}}\n",
+    "alias_cycle": b"methods: &m {dr: *m}\n",
+    "deep_nesting": b"methods: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+    "python_tag": b"methods: !!python/object/apply:os.system [echo]\n",
+}
+BAD_SEARCH_FLAGS = [
+    ["--trials", "0"], ["--trials", "abc"], ["--trials", "99999999999"], ["--max-epochs", "0"], ["--max-epochs", "1e9"],
+    ["--concurrent", "0"], ["--cpus-per-trial", "0"], ["--cpus-per-trial", "nan"], ["--gpus-per-trial", "-1"],
+    ["--gpus-per-trial", "inf"], ["--timeout", "-5"], ["--timeout", "nan"], ["--seed", "-1"], ["--sampler", "cmaes"],
+    ["--pruner", "asha"], ["--max-failures", "-1"], ["--dataset", "imagenet"], ["--set", "lr=-1"], ["--set", "noeq"],
+    ["--set", "params.x=1"], ["--set", "lr=&a [*a]"], ["--space", "/nonexistent/space.yaml"],
+    ["--storage", "not a url"], ["--storage", "sqlite://"], ["--storage", "postgresql://nobody@127.0.0.1:1/x"],
+    ["--storage", "foo://bar"],
+]
+
+
+@pytest.fixture(scope="module")
+def kept_db(tmp_path_factory) -> Path:
+    """A SQLite storage holding a finished study that a previous search left (built once)."""
+    import optuna
+
+    db = tmp_path_factory.mktemp("kept") / "keep.db"
+    study = optuna.create_study(storage=f"sqlite:///{db}", study_name="kept", direction="maximize")
+    for key, value in {"dataset": "synthetic", "max_epochs": 4, "space": "methods: {dr: {}}\n"}.items():
+        study.set_user_attr(key, value)
+    for i in range(3):
+        trial = study.ask()
+        trial.report(0.1 * i, 0)
+        study.tell(trial, 0.2 * i)
+    return db
+
+
+@pytest.fixture
+def stored_study(kept_db, tmp_path, monkeypatch):
+    """A copy of the kept study, and a snapshot function (SQL dump + the files under tmp_path) to
+    prove that nothing was written. Ray is never reached: a bad input stops before."""
+    import contextlib
+    import shutil
+    import sqlite3
+
+    import drltune.search.runner as runner
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("bad input reached Ray")
+
+    monkeypatch.setattr(runner, "_run_tune", no_ray)
+    monkeypatch.chdir(tmp_path)  # the default storage (./studies/drltune.db) must not appear either
+    db = tmp_path / "keep.db"
+    shutil.copy(kept_db, db)
+    (tmp_path / "good.yaml").write_bytes(GOOD_SPACE)
+
+    def snapshot():
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            dump = "\n".join(conn.iterdump())
+        return dump, sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+    return f"sqlite:///{db}", snapshot
+
+
+def _search(storage, *extra):
+    return ["search", "--study", "kept", "--storage", storage, "--space", "good.yaml", *extra]
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SPACES))
+def test_bad_search_space(name, stored_study, tmp_path, capsys):
+    storage, snapshot = stored_study
+    (tmp_path / f"{name}.yaml").write_bytes(BAD_SPACES[name])
+    before = snapshot()
+    assert_one_line_error(*run_cli(_search(storage, "--space", f"{name}.yaml"), capsys), name)
+    assert snapshot() == before, "the storage or the folder changed"
+
+
+@pytest.mark.parametrize("flags", BAD_SEARCH_FLAGS, ids=lambda f: " ".join(f)[:30])
+def test_bad_search_flag(flags, stored_study, capsys):
+    storage, snapshot = stored_study
+    before = snapshot()
+    assert_one_line_error(*run_cli(_search(storage, *flags), capsys), flags)
+    assert snapshot() == before, "the storage or the folder changed"
+
+
+def test_resuming_with_another_space_is_refused_without_writing(stored_study, capsys):
+    """`kept` was searched with another space and budget: a resume attempt must not touch it."""
+    storage, snapshot = stored_study
+    before = snapshot()
+    code, lines = run_cli(_search(storage, "--max-epochs", "4"), capsys)
+    assert_one_line_error(code, lines, "changed space")
+    assert "cannot be resumed" in lines[0]
+    assert snapshot() == before
