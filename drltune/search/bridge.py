@@ -126,7 +126,9 @@ class OptunaBridge(Searcher):
         if result and result.get("resumed_from_epoch") is not None:  # a dead worker was retried (--max-failures)
             attrs["resumed_from_epoch"] = result["resumed_from_epoch"]
         epochs = attrs["epochs_run"]
-        if error or (result and result.get("error")):
+        if self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
+            self._interrupt(live, self.stop_reason())
+        elif error or (result and result.get("error")):
             message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
             self._tell(live.trial, TrialState.FAIL, {**attrs, "error": message})
             self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
@@ -172,6 +174,7 @@ class OptunaBridge(Searcher):
         return n
 
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
+        reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
         retire(self.study, live.trial._trial_id, live.trial.number, live.trial.params, reason)
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 

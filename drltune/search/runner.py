@@ -75,7 +75,7 @@ class _Stop:
 
     def reason(self) -> str | None:
         if self.interrupted.is_set():
-            return "interrupted by Ctrl-C"
+            return "stopped by Ctrl-C"
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return "stopped by --timeout"
         return None
