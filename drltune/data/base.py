@@ -83,11 +83,11 @@ def to_device_batch(split: Split, rows: np.ndarray, device: torch.device, augmen
     labels = torch.from_numpy(np.ascontiguousarray(split.labels[rows])).to(device, non_blocking=non_blocking).long()
     if augment and device.type == "cpu":  # on uint8, where a CPU crops and resizes several times faster
         visual = augment_frames(visual, generator)
-    visual = visual.float().div_(255.0)
+    visual = visual.float()  # still 0..255: crop/resize are linear, and the /255 folds into mean and std
     if augment and device.type != "cpu":
         visual = augment_frames(visual, generator)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 1, 3, 1, 1) * 255.0
     return audio, visual.sub_(mean).div_(std), labels
 
 
@@ -95,7 +95,7 @@ def augment_frames(visual: torch.Tensor, generator: torch.Generator | None = Non
                    scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
     """Batched RandomResizedCrop + horizontal flip, one draw per clip (all its frames alike).
 
-    Runs on whatever device `visual` (B,T,3,H,W in [0,1]) lives on, via one `roi_align` call.
+    Runs on whatever device `visual` (B,T,3,H,W floats) lives on, via one `roi_align` call.
     uint8 frames take the CPU route instead: integer crops resized per clip with antialiased
     bilinear interpolation (what torchvision's RandomResizedCrop does to a uint8 tensor).
     """

@@ -76,8 +76,9 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
     for name, rows in splits.items():
         write_split(out / "splits" / f"{name}.csv", rows)
         summary.split_sizes[name] = len(rows)
-    shapes = {np.load(out / "audio" / f"{c}.npy", mmap_mode="r").shape for c in sorted(done)[:1]}
-    record = {**options, "audio_shape": list(next(iter(shapes), ())), "split_source": summary.split_source}
+    first = min(done, default=None)
+    audio_shape = list(np.load(out / "audio" / f"{first}.npy", mmap_mode="r").shape) if first else []
+    record = {**options, "audio_shape": audio_shape, "split_source": summary.split_source}
     _write_json(out / "prepare.json", record)
     _write_report(out / REPORT, summary.skipped)
     for clip, why in sorted(summary.skipped.items()):
