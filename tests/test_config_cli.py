@@ -18,7 +18,7 @@ def test_yaml_round_trip_and_defaults(tmp_path):
     [loaded] = TrialConfig.load_yaml(path)
     assert loaded == cfg
     resolved = resolve(loaded)
-    assert resolved.params["reinit_num"] == 2 and resolved.params["alpha"] == 2.5 and resolved.params["reinit_epoch"] == 4  # synthetic's DR default
+    assert resolved.params["reinit_num"] == 2 and resolved.params["alpha"] == 2.5 and resolved.params["reinit_epoch"] == 10  # synthetic's DR default
     assert resolved.encoder_width == 8 and resolved.optimizer == "sgd"  # synthetic's defaults
 
 

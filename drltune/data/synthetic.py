@@ -41,8 +41,8 @@ class Synthetic(DatasetSpec):
         Param("audio_reliability", "float", 0.7, "fraction of clips whose audio shows the true class", 0.0, 1.0),
         Param("visual_reliability", "float", 0.9, "fraction of clips whose frames show the true class", 0.0, 1.0),
     )
-    defaults = {"epochs": 12, "batch_size": 32, "encoder_width": 8, "lr": 0.01, "optimizer": "sgd"}
-    method_defaults = {"dr": {"reinit_epoch": 4, "reinit_num": 2}}  # the papers' 20/3 are for 90 epochs
+    defaults = {"epochs": 30, "batch_size": 32, "encoder_width": 8, "lr": 0.01, "optimizer": "sgd"}
+    method_defaults = {"dr": {"reinit_epoch": 10, "reinit_num": 2}}  # the papers' 20/3 are for 90 epochs
 
     @classmethod
     def load(cls, data_root: str | None, params: dict[str, Any]) -> DataBundle:
