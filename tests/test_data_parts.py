@@ -101,14 +101,15 @@ def test_read_split_accepts_the_papers_variants(tmp_path):
 
 
 def test_shipped_paper_splits_are_used_when_the_clips_match():
-    from drltune.data.cremad_prepare import PrepareSummary, _choose_splits, _shipped_splits
+    from drltune.data.cremad_prepare import PrepareSummary, _default_splits, _leave_out_skipped, _shipped_splits
 
     shipped = _shipped_splits()
     assert [len(shipped[s]) for s in ("train", "val", "test")] == [5954, 744, 744]
     every = {clip for rows in shipped.values() for clip, _ in rows}
     broken = shipped["val"][0][0]
     summary = PrepareSummary(skipped={broken: "ValueError: bad"})
-    splits, source = _choose_splits(every, every - {broken}, None, False, 0, summary)
+    splits, source = _default_splits(every, every - {broken}, False, 0)
+    splits = _leave_out_skipped(splits, every - {broken}, summary)
     assert source.startswith("paper") and len(splits["val"]) == 743 and len(splits["train"]) == 5954
     assert summary.skipped[broken] == "ValueError: bad (left out of val)"
 

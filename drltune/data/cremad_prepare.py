@@ -56,9 +56,11 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
         raise DrltuneError(f"--raw {raw} does not exist or is not a folder")
     source = _source_layout(raw)
     options = {"dataset": "cremad", "source": source, "audio_frontend": audio_frontend, "fps": 1}
-    _start_out(out, options)
     summary = PrepareSummary()
     clips = _raw_clips(raw, source, summary)
+    raw_names = set(clips) | set(summary.skipped)
+    user_splits = _read_split_dir(splits_dir.expanduser(), raw_names) if splits_dir is not None else None
+    _start_out(out, options)
     for clip, paths in tqdm(sorted(clips.items()), desc="prepare cremad", unit="clip"):
         if (out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir():
             summary.reused += 1
@@ -69,9 +71,11 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
         except Exception as exc:  # a corrupt clip must not stop the run; it is reported below
             summary.skipped[clip] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
     done = {c for c in clips if c not in summary.skipped}
-    splits, summary.split_source = _choose_splits(raw_names=set(clips) | set(summary.skipped), done=done,
-                                                  splits_dir=splits_dir, by_actor=by_actor, seed=seed,
-                                                  summary=summary)
+    if user_splits is not None:
+        splits, summary.split_source = user_splits, f"user ({splits_dir})"
+    else:
+        splits, summary.split_source = _default_splits(raw_names, done, by_actor, seed)
+    splits = _leave_out_skipped(splits, done, summary)
     (out / "splits").mkdir(exist_ok=True)
     for name, rows in splits.items():
         write_split(out / "splits" / f"{name}.csv", rows)
@@ -117,15 +121,19 @@ def _start_out(out: Path, options: dict) -> None:
 
 def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tuple[Path, Path]]:
     """{clip: (audio path, video path or frame folder)}; badly named or one-modality clips go to `skipped`."""
+    def entries(folder: str, keep: Callable[[Path], bool]) -> dict[str, Path]:
+        return {p.stem: p for p in (raw / folder).iterdir() if not p.name.startswith(".") and keep(p)}
+
     if source == "published":
-        audio = {p.stem: p for p in (raw / "AudioWAV").glob("*.wav")}
-        video = {p.stem: p for p in (raw / "VideoFlash").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES}
+        audio = entries("AudioWAV", lambda p: p.suffix.lower() == ".wav")
+        video = entries("VideoFlash", lambda p: p.suffix.lower() in VIDEO_SUFFIXES)
     else:
-        audio = {p.stem: p for p in (raw / "audio").glob("*.npy")}
-        video = {p.name: p for p in (raw / "frames").iterdir() if p.is_dir()}
+        audio = entries("audio", lambda p: p.suffix == ".npy")
+        video = entries("frames", Path.is_dir)
     if not audio and not video:
-        found = f"{listing(raw / PUBLISHED[0])} / {listing(raw / PUBLISHED[1])}" if source == "published" else ""
-        raise DrltuneError(f"--raw {raw}: no clips found in its {source} layout {found}".strip())
+        folders = PUBLISHED if source == "published" else PREPROCESSED
+        raise DrltuneError(f"--raw {raw}: no clips in its {source} layout; found "
+                           f"{' and '.join(f'{d}/: {listing(raw / d)}' for d in folders)}")
     clips = {}
     for clip in sorted(set(audio) | set(video)):
         match = CLIP_NAME.match(clip)
@@ -174,35 +182,30 @@ def _label(clip: str) -> str:
     return CLIP_NAME.match(clip)["emotion"]
 
 
-def _choose_splits(raw_names: set[str], done: set[str], splits_dir: Path | None, by_actor: bool, seed: int,
-                   summary: PrepareSummary) -> tuple[dict[str, Rows], str]:
-    """The user's split CSVs, else the papers' when they fit the clips, else a stratified split."""
-    if splits_dir is not None:
-        splits = _read_split_dir(splits_dir.expanduser())
-        for name, rows in splits.items():
-            check_known(rows, raw_names, f"--splits {splits_dir}/{name}.csv")
-        source = f"user ({splits_dir})"
-    else:
-        splits = _shipped_splits()
-        if all(clip in raw_names for rows in splits.values() for clip, _ in rows):
-            source = "paper (DR my_train/val/test)"
-        else:
-            rows = [(clip, _label(clip)) for clip in sorted(done)]
-            group_of = (lambda clip: CLIP_NAME.match(clip)["actor"]) if by_actor else None
-            parts = stratified_split(rows, SPLIT_FRACTIONS, seed=seed, group_of=group_of)
-            splits = dict(zip(("train", "val", "test"), parts))
-            source = f"stratified by class{' and actor' if by_actor else ''} (seed {seed}, 80/10/10)"
-    kept = {name: [(c, lab) for c, lab in rows if c in done] for name, rows in splits.items()}
+def _default_splits(raw_names: set[str], done: set[str], by_actor: bool, seed: int) -> tuple[dict[str, Rows], str]:
+    """The papers' split (DR's my_train/val/test) when its clips are all in RAW, else a stratified one."""
+    splits = _shipped_splits()
+    if all(clip in raw_names for rows in splits.values() for clip, _ in rows):
+        return splits, "paper (DR my_train/val/test)"
+    rows = [(clip, _label(clip)) for clip in sorted(done)]
+    group_of = (lambda clip: CLIP_NAME.match(clip)["actor"]) if by_actor else None
+    parts = stratified_split(rows, SPLIT_FRACTIONS, seed=seed, group_of=group_of)
+    return dict(zip(("train", "val", "test"), parts)), \
+        f"stratified by class{' and actor' if by_actor else ''} (seed {seed}, 80/10/10)"
+
+
+def _leave_out_skipped(splits: dict[str, Rows], done: set[str], summary: PrepareSummary) -> dict[str, Rows]:
+    """Drop clips that could not be prepared, saying in the report which split lost them."""
     for name, rows in splits.items():
         for clip, _ in rows:
             if clip not in done:
-                summary.skipped.setdefault(clip, "unreadable")
-                summary.skipped[clip] += f" (left out of {name})"
-    return kept, source
+                summary.skipped[clip] = summary.skipped.get(clip, "unreadable") + f" (left out of {name})"
+    return {name: [(c, label) for c, label in rows if c in done] for name, rows in splits.items()}
 
 
-def _read_split_dir(folder: Path) -> dict[str, Rows]:
-    """train/val/test.csv, or DR's my_train/val/test.csv (my_train is then the training split)."""
+def _read_split_dir(folder: Path, raw_names: set[str]) -> dict[str, Rows]:
+    """train/val/test.csv, or DR's my_train/val/test.csv (my_train is then the training split),
+    checked before any decoding: labels must be CREMA-D emotions and clips must be in RAW."""
     if not folder.is_dir():
         raise DrltuneError(f"--splits {folder} does not exist or is not a folder")
     train = folder / "my_train.csv" if (folder / "my_train.csv").is_file() else folder / "train.csv"
@@ -216,6 +219,7 @@ def _read_split_dir(folder: Path) -> dict[str, Rows]:
         bad = sorted({label for _, label in rows if label not in CLASS_NAMES})
         if bad:
             raise DrltuneError(f"{files[name]}: unknown label(s) {', '.join(bad[:5])}; valid: {', '.join(CLASS_NAMES)}")
+        check_known(rows, raw_names, str(files[name]))
     return splits
 
 
