@@ -19,9 +19,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from drltune.cli import cli
 from drltune.config import TrialConfig
+from drltune.errors import DrltuneError
 from drltune.train import Trainer
 
 pytestmark = pytest.mark.slow
@@ -139,7 +142,7 @@ def finished(study: optuna.Study) -> dict[int, tuple]:
 
 
 # ---- tests -----------------------------------------------------------------------------------
-def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper):
+def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper, monkeypatch):
     fired = tmp_path / "fault-fired"  # exactly one trial crashes, after reporting epochs 0 and 1
     env = {**os.environ, "DRLTUNE_FAULTS": f"epoch_end:1:raise:{fired}"}
     run = subprocess.run(search_cmd(tmp_path, "--trials", "7", "--pruner", "sha"), cwd=tmp_path, env=env,
@@ -182,12 +185,12 @@ def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper)
     result = Trainer(TrialConfig.from_dict(best.user_attrs["config"])).fit()
     assert result.best_val_acc == best.value and result.test_acc == best.user_attrs["test_acc"]
 
-    again = subprocess.run(search_cmd(tmp_path, "--trials", "7", "--pruner", "sha"), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "nothing to run" in again.stdout
-    bad = subprocess.run(search_cmd(tmp_path, "--trials", "7", "--max-epochs", "5"), cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: study 'synthetic-tiny' cannot be resumed")
+    # the same command again (in this process: no Ray is started when nothing is left to run)
+    monkeypatch.chdir(tmp_path)
+    again = CliRunner().invoke(cli, search_cmd(tmp_path, "--trials", "7", "--pruner", "sha")[1:])
+    assert again.exit_code == 0 and "nothing to run" in again.output, again.output
+    with pytest.raises(DrltuneError, match="study 'synthetic-tiny' cannot be resumed: max_epochs was 3, now 5"):
+        cli.main(search_cmd(tmp_path, "--trials", "7", "--max-epochs", "5")[1:], standalone_mode=False)
     assert len(load(tmp_path).trials) == 7  # nothing lost, nothing added
 
 
