@@ -176,3 +176,14 @@ def test_one_epoch_search_on_prepared_data(prepared, tmp_path):
     assert trial.user_attrs["config"]["dataset"] == "cremad"
     assert trial.user_attrs["config"]["data_root"] == str(prepared)
     assert sorted(trial.intermediate_values) == [0]
+
+
+def test_preprocessed_input_with_a_corrupt_frame_is_reported(prepared, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(prepared, src, ignore=shutil.ignore_patterns("cache", "prepare*"))
+    broken = "1002_IEO_HAP_XX"
+    (src / "frames" / broken / "frame_00001.jpg").write_bytes(b"\xff\xd8 truncated")
+    summary = prepare_cremad(src, tmp_path / "out", echo=lambda line: None)
+    assert set(summary.skipped) == {broken} and "frame_00001.jpg" in summary.skipped[broken]
+    assert not (tmp_path / "out" / "frames" / broken).exists()
+    assert summary.prepared == N_CLIPS - 2

@@ -151,19 +151,16 @@ def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tup
 def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, frontend: str) -> None:
     """Decode one clip into OUT: frames first, the audio feature last (its presence marks the clip done)."""
     audio_src, video_src = paths
+    tmp_frames = out / "frames" / f".{clip}.tmp"
+    shutil.rmtree(tmp_frames, ignore_errors=True)
     if source == "published":
         feature = audio_feature(str(audio_src), frontend)
-        frames = frames_per_second(str(video_src))
+        save_frames(frames_per_second(str(video_src)), tmp_frames)
     else:
         feature = np.load(audio_src)
         if feature.ndim != 2 or not np.isfinite(feature).all():
             raise ValueError(f"expected a finite 2-D audio feature, got shape {feature.shape}")
-        frames = [_read_image(p) for p in frame_files(video_src)]
-        if not frames:
-            raise ValueError("no frame images")
-    tmp_frames = out / "frames" / f".{clip}.tmp"
-    shutil.rmtree(tmp_frames, ignore_errors=True)
-    save_frames(frames, tmp_frames)
+        _copy_frames(frame_files(video_src), tmp_frames)
     final_frames = out / "frames" / clip
     if final_frames.exists():
         shutil.rmtree(final_frames)
@@ -173,9 +170,15 @@ def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, f
     os.replace(tmp_audio, out / "audio" / f"{clip}.npy")
 
 
-def _read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+def _copy_frames(files: list[Path], folder: Path) -> None:
+    """Copy a clip's frame images as they are (no second JPEG encoding), after checking each decodes."""
+    if not files:
+        raise ValueError("no frame images")
+    folder.mkdir(parents=True)
+    for i, path in enumerate(files):
+        with Image.open(path) as img:
+            img.load()
+        shutil.copyfile(path, folder / f"frame_{i:05d}{path.suffix.lower()}")
 
 
 def _label(clip: str) -> str:
