@@ -46,6 +46,8 @@ def test_epoch_params_are_scaled_to_the_budget_and_the_scaling_is_reported():
     assert fixed.methods["dr"][0].value == 1  # clipped to at least 1 epoch
     big = space("epochs: 10\nmethods:\n  dr: {reinit_epoch: {choices: [5, 50]}}\n", max_epochs=20)
     assert big.methods["dr"][0].choices == (10, 20)  # scaled x2, clipped to the budget
+    zero = space("epochs: 90\nfixed: {lr_step: 0}\nmethods: {baseline: {}}\n", max_epochs=6)
+    assert zero.fixed["lr_step"] == 0  # 0 ("from the first epoch") keeps its meaning
 
 
 def test_declared_block_searches_the_methods_declared_numeric_ranges():

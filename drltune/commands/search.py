@@ -36,8 +36,9 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
               callback=_finite)
-@click.option("--gpus-per-trial", type=click.FloatRange(0.0), default=0.0, show_default=True, callback=_finite,
-              help="Fractions let several small trials share one GPU.")
+@click.option("--gpus-per-trial", type=click.FloatRange(0.0), callback=_finite,
+              help="Fractions let several small trials share one GPU [default: the GPUs Ray sees / "
+                   "--concurrent, at most 1; 0 without GPUs].")
 @click.option("--address", help="Join this Ray cluster (e.g. auto, 10.0.0.5:6379, ray://head:10001).")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="Seed of every trial's training and of the sampler.")

@@ -43,7 +43,7 @@ class SearchSpec:
     max_epochs: int | None = None
     concurrent: int = 2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None  # None: share the GPUs Ray sees among --concurrent trials
     address: str | None = None
     seed: int = 0
     timeout: float | None = None
@@ -161,8 +161,11 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     started_ray = not ray.is_initialized()
     if started_ray:
         _init_ray(spec, ray)
+    gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
+    echo(f"each trial gets {spec.cpus_per_trial:g} CPU and {gpus:g} GPU"
+         + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
     results_dir = (sqlite_path(resolve_storage_url(spec.storage)) or Path.cwd() / "studies").parent / "ray"
-    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpus})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=bridge, scheduler=PruningScheduler(bridge), num_samples=-1,
@@ -198,6 +201,12 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
         echo(f"{stop.reason()}: {closed} running trials closed and queued for the next run")
         if stop.interrupted.is_set():
             raise KeyboardInterrupt
+
+
+def _auto_gpus(ray: Any, concurrent: int) -> float:
+    """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
+    total = float(ray.cluster_resources().get("GPU", 0.0))
+    return math.floor(min(1.0, total / concurrent) * 10_000) / 10_000 if total else 0.0
 
 
 def _init_ray(spec: SearchSpec, ray: Any) -> None:
