@@ -22,13 +22,16 @@ def frames_per_second(path: str, per_second: int = 1) -> list[np.ndarray]:
         fps = int(round(float(stream.average_rate or stream.guessed_rate or 0)))
         if fps <= 0:
             raise ValueError("unknown frame rate")
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    if not frames:
+        interval = max(fps // per_second, 1)
+        candidates, total = [], 0  # only the frames that may be kept are converted to RGB
+        for frame in container.decode(stream):
+            if total % fps < interval * per_second and total % fps % interval == 0:
+                candidates.append((total, frame.to_ndarray(format="rgb24")))
+            total += 1
+    if not total:
         raise ValueError("no decodable video frames")
-    interval = max(fps // per_second, 1)
-    whole = len(frames) // fps * fps
-    kept = [f for i, f in enumerate(frames[:whole]) if i % fps < interval * per_second and i % fps % interval == 0]
-    return kept or frames[:1]
+    whole = total // fps * fps
+    return [f for i, f in candidates if i < whole] or [candidates[0][1]]
 
 
 def frame_files(folder: Path) -> list[Path]:
