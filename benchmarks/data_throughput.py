@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference path")
     ap.add_argument("--repeats", type=int, default=3, help="runs per path; the best is reported (noisy machines)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--workdir", help="keep the generated data here instead of a temp dir")
+    ap.add_argument("--workdir", help="keep the generated data here instead of a temp dir (and reuse it)")
     args = ap.parse_args(argv)
 
     from drltune.data import load_dataset
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         t0 = time.perf_counter()
-        write_cremad_raw(work / "raw", args.clips, seconds=2.5, width=480, height=360, n_actors=8)
+        if len(list((work / "raw" / "AudioWAV").glob("*.wav"))) != args.clips:  # a kept --workdir is reused
+            write_cremad_raw(work / "raw", args.clips, seconds=2.5, width=480, height=360, n_actors=8)
         t1 = time.perf_counter()
         summary = prepare_cremad(work / "raw", work / "prepared", echo=lambda line: print(line, file=sys.stderr))
         t2 = time.perf_counter()
