@@ -332,9 +332,9 @@ class _EpochScaler:
         self.factor = max_epochs / space_epochs if space_epochs else 1.0
         self.max_epochs = max_epochs
         self.notes: list[str] = []
-        self.how = (f"scaled x{self.factor:.3g} ({space_epochs} -> {max_epochs} epochs), rounded, clipped to "
-                    f"[1, {max_epochs}]" if space_epochs else f"clipped to [1, {max_epochs}] (no `epochs` in the space)")
-        # (a value of 0 stays 0: "from the first epoch" keeps its meaning)
+        clip = f"kept within [1, {max_epochs}] (0 stays 0)"
+        self.how = (f"scaled x{self.factor:.3g} ({space_epochs} -> {max_epochs} epochs), rounded, {clip}"
+                    if space_epochs else f"{clip}; no `epochs` in the space, so not scaled")
 
     def scale(self, value: float) -> int:
         """At least 1 epoch, except that 0 ("from the first epoch") stays 0."""
