@@ -92,7 +92,7 @@ def test_user_split_naming_missing_clips_is_an_error(raw, tmp_path):
     splits.mkdir()
     for name in ("train", "val", "test"):
         (splits / f"{name}.csv").write_text("1091_XYZ_ANG_XX,ANG\n")
-    with pytest.raises(DrltuneError, match="train.csv names 1 clip.*do not exist: 1091_XYZ_ANG_XX"):
+    with pytest.raises(DrltuneError, match="splits/train names 1 clip.*do not exist: 1091_XYZ_ANG_XX"):
         prepare_cremad(raw, tmp_path / "out", splits_dir=splits, echo=lambda line: None)
     assert not (tmp_path / "out").exists()  # refused before decoding anything
 

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from drltune.data.audio import FRONTENDS, audio_feature
 from drltune.data.cremad import CLASS_NAMES, CLIP_NAME
-from drltune.data.prepared import listing
-from drltune.data.splits import Rows, check_known, read_split, stratified_split, write_split
+from drltune.data.prepared import label_ids, listing
+from drltune.data.splits import Rows, read_split, stratified_split, write_split
 from drltune.data.video import frame_files, frames_per_second, save_frames
 from drltune.errors import DrltuneError
 
@@ -218,11 +218,7 @@ def _read_split_dir(folder: Path, raw_names: set[str]) -> dict[str, Rows]:
         raise DrltuneError(f"--splits {folder}: expected train.csv (or my_train.csv), val.csv and test.csv; "
                            f"found {listing(folder)}")
     splits = {name: read_split(path) for name, path in files.items()}
-    for name, rows in splits.items():
-        bad = sorted({label for _, label in rows if label not in CLASS_NAMES})
-        if bad:
-            raise DrltuneError(f"{files[name]}: unknown label(s) {', '.join(bad[:5])}; valid: {', '.join(CLASS_NAMES)}")
-        check_known(rows, raw_names, str(files[name]))
+    label_ids(splits, CLASS_NAMES, raw_names, folder)  # raises on a label or clip that does not exist
     return splits
 
 
