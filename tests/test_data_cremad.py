@@ -34,7 +34,7 @@ def raw(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def prepared(raw, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cremad") / "prepared"
-    summary = prepare_cremad(raw, out, echo=lambda line: None)
+    summary = prepare_cremad(raw, out, jobs=2, echo=lambda line: None)  # worker processes
     assert summary.prepared == N_CLIPS - 1
     return out
 

@@ -1,6 +1,7 @@
 """`drltune prepare DATASET`: turn a downloaded dataset into the folder training reads (--data-root)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -23,11 +24,14 @@ def prepare_group() -> None:
 @click.option("--audio-frontend", type=click.Choice(["fbank", "stft"]), default="fbank", show_default=True,
               help="fbank: DR/BalanceMM Kaldi fbank 256x128, AudioSet-normalised; stft: OGM-GE log-STFT 257x188.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fallback split.")
-def cremad_cmd(raw: Path, out: Path, splits_dir: Path | None, by_actor: bool, audio_frontend: str, seed: int) -> None:
+@click.option("--jobs", type=click.IntRange(1, 256), default=min(8, os.cpu_count() or 1), show_default=True,
+              help="Clips decoded in parallel (worker processes).")
+def cremad_cmd(raw: Path, out: Path, splits_dir: Path | None, by_actor: bool, audio_frontend: str, seed: int,
+               jobs: int) -> None:
     """CREMA-D: audio features, 1 fps frames and train/val/test lists (see METHODS.md §7.1)."""
     from drltune.data.cremad_prepare import REPORT, prepare_cremad
 
-    summary = prepare_cremad(raw, out, splits_dir, by_actor, audio_frontend, seed,
+    summary = prepare_cremad(raw, out, splits_dir, by_actor, audio_frontend, seed, jobs,
                              echo=lambda line: click.echo(line, err=True))
     sizes = ", ".join(f"{name} {n}" for name, n in summary.split_sizes.items())
     click.echo(f"prepared {summary.prepared} clip(s), reused {summary.reused}, skipped {len(summary.skipped)} "

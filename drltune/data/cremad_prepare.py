@@ -6,15 +6,19 @@ A clip that cannot be read is skipped, listed on the console and in OUT/prepare_
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -42,9 +46,10 @@ class PrepareSummary:
 
 
 def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_actor: bool = False,
-                   audio_frontend: str = "fbank", seed: int = 0,
+                   audio_frontend: str = "fbank", seed: int = 0, jobs: int = 1,
                    echo: Callable[[str], None] = print) -> PrepareSummary:
-    """Make OUT (audio/, frames/, splits/, prepare.json, prepare_report.txt) from RAW."""
+    """Make OUT (audio/, frames/, splits/, prepare.json, prepare_report.txt) from RAW, decoding
+    `jobs` clips at a time (worker processes when jobs > 1)."""
     try:
         import av, soundfile  # noqa: F401,E401  (the `media` extra)
     except ImportError as exc:
@@ -61,15 +66,16 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
     raw_names = set(clips) | set(summary.skipped)
     user_splits = _read_split_dir(splits_dir.expanduser(), raw_names) if splits_dir is not None else None
     _start_out(out, options)
-    for clip, paths in tqdm(sorted(clips.items()), desc="prepare cremad", unit="clip"):
-        if (out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir():
-            summary.reused += 1
-            continue
-        try:
-            _prepare_clip(clip, paths, out, source, audio_frontend)
-            summary.prepared += 1
-        except Exception as exc:  # a corrupt clip must not stop the run; it is reported below
-            summary.skipped[clip] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    todo = [(clip, paths, out, source, audio_frontend) for clip, paths in sorted(clips.items())
+            if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())]
+    summary.reused = len(clips) - len(todo)
+    with _pool(jobs, len(todo)) as pool:
+        for clip, error in tqdm((pool.map(_try_clip, todo, chunksize=4) if pool else map(_try_clip, todo)),
+                                total=len(todo), desc="prepare cremad", unit="clip"):
+            if error is None:
+                summary.prepared += 1
+            else:
+                summary.skipped[clip] = error
     done = {c for c in clips if c not in summary.skipped}
     if user_splits is not None:
         splits, summary.split_source = user_splits, f"user ({splits_dir})"
@@ -146,6 +152,26 @@ def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tup
         else:
             clips[clip] = (audio[clip], video[clip])
     return clips
+
+
+def _pool(jobs: int, n: int) -> ProcessPoolExecutor | contextlib.nullcontext:
+    """Worker processes, forked where the OS can (no re-import) and on one torch thread each, the
+    way torch's DataLoader runs its workers."""
+    if jobs <= 1 or n <= 1:
+        return contextlib.nullcontext()
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(min(jobs, n), mp_context=multiprocessing.get_context(method),
+                               initializer=torch.set_num_threads, initargs=(1,))
+
+
+def _try_clip(args: tuple) -> tuple[str, str | None]:
+    """(clip, None) when prepared, else (clip, one-line reason): a corrupt clip must not stop the run."""
+    clip = args[0]
+    try:
+        _prepare_clip(*args)
+        return clip, None
+    except Exception as exc:
+        return clip, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
 
 
 def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, frontend: str) -> None:
