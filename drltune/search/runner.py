@@ -5,6 +5,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -94,6 +95,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     space = load_space(spec.space_file, max_epochs)
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
     resolve(base)  # dataset, fixed values and --set are checked before anything is stored
+    if spec.address:
+        _check_reachable(spec.address)
     space.check_values(base)
 
     url = resolve_storage_url(spec.storage)
@@ -207,6 +210,17 @@ def _auto_gpus(ray: Any, concurrent: int) -> float:
     """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
     total = float(ray.cluster_resources().get("GPU", 0.0))
     return math.floor(min(1.0, total / concurrent) * 10_000) / 10_000 if total else 0.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when a HOST:PORT address has nothing listening (Ray retries long)."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # "auto", ray://...: Ray resolves these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise DrltuneError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
 
 
 def _init_ray(spec: SearchSpec, ray: Any) -> None:
