@@ -2,7 +2,8 @@
 
 Prints, per method (its declared defaults), mean ± std over seeds of: best val accuracy, test
 accuracy at the val-selected epoch, per-modality test accuracy (zero-padded head) and linear
-probes of each frozen encoder, the test-accuracy difference to the baseline, and seconds per epoch.
+probes of each frozen encoder, the test-accuracy difference to the baseline, and seconds per epoch
+(wall time of training plus the per-epoch validation; the methods run round-robin per seed).
 
     python benchmarks/methods.py [--seeds 3] [--epochs N] [--rows baseline,ogm_ge,...] [--set key=value ...]
 """
@@ -22,19 +23,15 @@ from drltune.train.probe import linear_probe
 COLUMNS = ("val_acc", "test_acc", "test_audio", "test_visual", "probe_audio", "probe_visual")
 
 
-def run_row(base: TrialConfig, method: str, seeds: int) -> dict[str, list[float]]:
-    cols: dict[str, list[float]] = {}
-    for seed in range(seeds):
-        trainer = Trainer(base.replace(seed=seed, method=method, params={}))
-        start = time.perf_counter()
-        result = trainer.fit()
-        per_epoch = (time.perf_counter() - start) / len(result.history)
-        probe = linear_probe(trainer)
-        for key, value in zip(COLUMNS + ("s/epoch",), (
-                result.best_val_acc, result.test_acc, result.test_acc_audio, result.test_acc_visual,
-                probe["probe_audio"], probe["probe_visual"], per_epoch)):
-            cols.setdefault(key, []).append(value)
-    return cols
+def run_one(base: TrialConfig, method: str, seed: int) -> dict[str, float]:
+    trainer = Trainer(base.replace(seed=seed, method=method, params={}))
+    start = time.perf_counter()
+    result = trainer.fit()
+    per_epoch = (time.perf_counter() - start) / len(result.history)
+    probe = linear_probe(trainer)
+    return dict(zip(COLUMNS + ("s/epoch",), (
+        result.best_val_acc, result.test_acc, result.test_acc_audio, result.test_acc_visual,
+        probe["probe_audio"], probe["probe_visual"], per_epoch)))
 
 
 def cell(values: list[float]) -> str:
@@ -63,9 +60,14 @@ def main() -> None:
     header = f"{'method':<9} " + " ".join(f"{c:>13}" for c in COLUMNS) + f" {'Δtest':>7} {'s/epoch':>8}"
     print(header)
     print("-" * len(header))
+    # seeds outside, methods inside: on a shared machine a load swing then hits every method alike
+    runs: dict[str, list[dict[str, float]]] = {row: [] for row in rows}
+    for seed in range(args.seeds):
+        for row in rows:
+            runs[row].append(run_one(base, row, seed))
     baseline_test = None
     for row in rows:
-        cols = run_row(base, row, args.seeds)
+        cols = {key: [run[key] for run in runs[row]] for key in runs[row][0]}
         test = statistics.mean(cols["test_acc"])
         if row == "baseline":
             baseline_test = test
