@@ -31,7 +31,8 @@ def best_complete(study: optuna.Study) -> FrozenTrial | None:
 
 
 class Progress:
-    """Prints `#N <outcome> | done/total: complete, pruned, failed, running | best value (#M config)`."""
+    """After each trial: `#N <outcome>`, then `[finished/--trials] complete, pruned, failed, running |
+    best value (#M its parameters)`."""
 
     def __init__(self, study: optuna.Study, total: int, echo: Callable[[str], None],
                  running: Callable[[], int]) -> None:

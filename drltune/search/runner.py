@@ -128,7 +128,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     else:
         echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, "
              f"sampler {spec.sampler}, pruner {spec.pruner} (re-init aware)")
-        _run_tune(spec, study, space, base, remaining, echo)
+        _run_tune(spec, study, space, base, echo)
     for line in summary_lines(study):
         echo(line)
     echo(f"open the dashboard: drltune dashboard --storage {display_url(url)}   (then http://127.0.0.1:8080)")
@@ -144,7 +144,7 @@ def _count_existing(storage: optuna.storages.BaseStorage, name: str) -> int:
 
 
 def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: TrialConfig,
-              remaining: int, echo: Callable[[str], None]) -> None:
+              echo: Callable[[str], None]) -> None:
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     import ray
