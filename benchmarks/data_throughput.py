@@ -11,8 +11,9 @@ runs `prepare` on it (1 fps JPEG frames + fbank features, the papers' on-disk la
 
 `cached` runs in one process on one torch thread; `reference` gets --workers DataLoader worker
 processes besides its main one (the papers use several), so the reference has the larger CPU
-budget. Each path runs in its own process, so its peak RSS (ru_maxrss; for `reference` the main
-process plus its largest worker) is its own.
+budget. Each path runs in its own process; memory is ru_maxrss: the process right after its
+imports (torch alone is several hundred MiB), its peak, and for `reference` the largest worker's
+peak (forked workers share the parent's pages, which RSS counts in both).
 
     .venv/bin/python benchmarks/data_throughput.py --clips 320 --workers 2
 """
@@ -39,6 +40,7 @@ def run_cached(root: str, batch: int, epochs: int, workers: int, device: str, qu
     from drltune.data.base import to_device_batch
 
     torch.set_num_threads(1)  # several threads lose to their own barriers on a busy 2-core machine
+    base = peak_rss_mib()
     split = load_dataset("cremad", root, {"frames": 2, "image_size": 224}).train
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
@@ -51,7 +53,7 @@ def run_cached(root: str, batch: int, epochs: int, workers: int, device: str, qu
             seen += len(labels)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    queue.put(("cached", seen / (time.perf_counter() - start), peak_rss_mib(), tuple(visual.shape)))
+    queue.put(("cached", seen / (time.perf_counter() - start), base, peak_rss_mib(), 0.0, tuple(visual.shape)))
 
 
 class PaperDataset(torch.utils.data.Dataset):
@@ -89,6 +91,7 @@ class PaperDataset(torch.utils.data.Dataset):
 
 def run_reference(root: str, batch: int, epochs: int, workers: int, device: str, queue: mp.Queue) -> None:
     torch.set_num_threads(1)
+    base = peak_rss_mib()
     loader = torch.utils.data.DataLoader(PaperDataset(Path(root), "train"), batch_size=batch, shuffle=True,
                                          num_workers=workers, pin_memory=device == "cuda", persistent_workers=True)
     dev = torch.device(device)
@@ -101,7 +104,7 @@ def run_reference(root: str, batch: int, epochs: int, workers: int, device: str,
             seen += len(labels)
     rate = seen / (time.perf_counter() - start)
     del loader  # joins the workers, so RUSAGE_CHILDREN covers them
-    queue.put(("reference", rate, peak_rss_mib() + peak_rss_mib(resource.RUSAGE_CHILDREN), tuple(visual.shape)))
+    queue.put(("reference", rate, base, peak_rss_mib(), peak_rss_mib(resource.RUSAGE_CHILDREN), tuple(visual.shape)))
 
 
 def measure(target, *args) -> tuple:
@@ -142,21 +145,27 @@ def main(argv: list[str] | None = None) -> None:
         n = len(bundle.train)
         print(f"data: {args.clips} generated CREMA-D-shaped clips (480x360 FLV, 16 kHz WAV), train split {n} clips; "
               f"device {args.device}, batch {args.batch}, {args.epochs} epochs; cached: 1 thread, reference: {args.workers} workers")
-        print(f"one-off: generate {t1 - t0:.1f}s, prepare {t2 - t1:.1f}s "
-              f"({summary.prepared / (t2 - t1):.1f} clips/s), build cache {t3 - t2:.1f}s ({n and (n + len(bundle.val) + len(bundle.test)) / (t3 - t2):.1f} clips/s)")
+        if summary.prepared:
+            total = n + len(bundle.val) + len(bundle.test)
+            print(f"one-off: generate {t1 - t0:.1f}s, prepare {t2 - t1:.1f}s ({summary.prepared / (t2 - t1):.1f} "
+                  f"clips/s), build cache {t3 - t2:.1f}s ({total / (t3 - t2):.1f} clips/s)")
+        else:
+            print(f"one-off: reused the data and cache in {work}")
         del bundle
         runs: dict[str, list[tuple]] = {"cached": [], "reference": []}
         for _ in range(args.repeats):  # alternate, so a busy moment on a shared machine hits both
             for name, target in (("cached", run_cached), ("reference", run_reference)):
                 runs[name].append(measure(target, str(work / "prepared"), args.batch, args.epochs, args.workers,
                                           args.device))
-    print(f"{'path':<10} {'samples/s best':>14} {'all runs':>24} {'peak RSS MiB':>13}  batch visual shape")
+    print(f"{'path':<10} {'samples/s best':>14} {'all runs':>16} {'RSS MiB: imports':>17} {'peak':>6} "
+          f"{'worker peak':>12}  batch visual shape")
     best = {}
     for name, results in runs.items():
         rates = [r[1] for r in results]
         best[name] = max(rates)
-        print(f"{name:<10} {best[name]:>14.1f} {' '.join(f'{r:.0f}' for r in rates):>24} "
-              f"{max(r[2] for r in results):>13.0f}  {results[0][3]}")
+        print(f"{name:<10} {best[name]:>14.1f} {' '.join(f'{r:.0f}' for r in rates):>16} "
+              f"{max(r[2] for r in results):>17.0f} {max(r[3] for r in results):>6.0f} "
+              f"{max(r[4] for r in results):>12.0f}  {results[0][5]}")
     print(f"speed-up of the cached path (best vs best): {best['cached'] / best['reference']:.1f}x")
 
 
