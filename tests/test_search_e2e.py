@@ -77,8 +77,14 @@ def reaper():
     libc.prctl(36, 1, 0, 0, 0)
     before = _descendants(os.getpid())
     yield
+    _kill_descendants_except(before)
+    libc.prctl(36, 0, 0, 0, 0)
+
+
+def _kill_descendants_except(keep: set[int]) -> None:
+    """SIGKILL (by PID) and reap every descendant of this process that is not in `keep`."""
     deadline = time.time() + 20
-    while (left := _descendants(os.getpid()) - before) and time.time() < deadline:
+    while (left := _descendants(os.getpid()) - keep) and time.time() < deadline:
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -86,7 +92,6 @@ def reaper():
             except (ProcessLookupError, ChildProcessError):
                 pass
         time.sleep(0.2)
-    libc.prctl(36, 0, 0, 0, 0)
 
 
 def _free_port() -> int:
@@ -98,6 +103,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ray_head(reaper):
     """`ray start --head` on loopback with its own temp dir (so no other ray.init() joins it)."""
+    before = _descendants(os.getpid())
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     port = _free_port()
     token = Path(temp) / "token"  # token authentication, as a real cluster should have
@@ -110,18 +116,21 @@ def ray_head(reaper):
          "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
          f"--dashboard-agent-listen-port={_free_port()}"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.time() + 90
-    while not (Path(temp) / "ray_current_cluster").exists():
-        assert head.poll() is None and time.time() < deadline, (Path(temp) / "head.log").read_text()[-3000:]
-        time.sleep(0.5)
-    yield f"127.0.0.1:{port}", auth
-    head.send_signal(signal.SIGTERM)
     try:
-        head.wait(15)
-    except subprocess.TimeoutExpired:
-        head.kill()
-    log.close()
-    shutil.rmtree(temp, ignore_errors=True)
+        deadline = time.time() + 90
+        while not (Path(temp) / "ray_current_cluster").exists():
+            assert head.poll() is None and time.time() < deadline, (Path(temp) / "head.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", auth
+    finally:  # stopped by PID (the reaper then kills whatever of it is left), never `ray stop`
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(15)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        _kill_descendants_except(before)  # what the head and the killed driver left behind
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
