@@ -159,7 +159,7 @@ def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper,
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "epoch budget: methods.dr.reinit_epoch: [10, 20] -> [1, 2]" in out
-    assert "drltune dashboard --storage sqlite:///" in out and "best 1" not in out.split("best ")[0]
+    assert "[7/7] complete " in out and "drltune dashboard --storage sqlite:///" in out
     assert "Trial status" not in out and "+----" not in out  # no Ray tables
 
     study = load(tmp_path)  # the default storage, under the directory the search ran in
@@ -190,7 +190,8 @@ def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper,
             assert {"dr.reinit_epoch", "dr.alpha"} <= set(t.params) and t.params["dr.reinit_epoch"] in (1, 2)
         assert t.user_attrs["config"]["method"] == method and t.user_attrs["config"]["epochs"] == 3
 
-    best = max(complete, key=lambda t: t.value)  # the stored config reproduces the trial exactly
+    best = max(complete, key=lambda t: t.value)  # listed first; its stored config reproduces it exactly
+    assert out.split("configurations of study 'synthetic-tiny'")[1].splitlines()[1].startswith(f" 1. #{best.number} ")
     result = Trainer(TrialConfig.from_dict(best.user_attrs["config"])).fit()
     assert result.best_val_acc == best.value and result.test_acc == best.user_attrs["test_acc"]
 
