@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, require_both_modalities
+from drltune.methods.common import StepMeans, mean_entropy, require_both_modalities
 from drltune.params import Param
 
 
@@ -44,11 +44,6 @@ class GradScale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad * ctx.scale, None
-
-
-def mean_entropy(logits: torch.Tensor) -> torch.Tensor:
-    probs = torch.softmax(logits, dim=1)
-    return -(probs * torch.log(probs + 1e-16)).sum(1).mean()
 
 
 @torch.no_grad()

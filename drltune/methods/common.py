@@ -21,6 +21,12 @@ def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return probs.gather(1, labels.view(-1, 1)).sum().item()
 
 
+def mean_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Batch mean of the softmax entropy, -sum p log(p + 1e-16) as in the ARL code."""
+    probs = torch.softmax(logits, dim=1)
+    return -(probs * torch.log(probs + 1e-16)).sum(1).mean()
+
+
 def in_window(epoch: int, starts: int, ends: int) -> bool:
     """Modulation windows are inclusive at both ends, as `starts <= epoch <= ends` in the repos."""
     return starts <= epoch <= ends

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from drltune.data.base import to_device_batch
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import (StepMeans, autocast, check_window, in_window, require_both_modalities,
-                                    true_class_score)
+from drltune.methods.common import (StepMeans, autocast, check_window, in_window, mean_entropy,
+                                    require_both_modalities, true_class_score)
 from drltune.params import Param
 
 
@@ -63,10 +63,6 @@ def pmr_coefficients(ratio: float, alpha: float, mode: str = "hard") -> tuple[fl
     if ratio < 1:
         return (alpha if mode == "hard" else alpha * (1.0 / max(ratio, 1e-12) - 1.0)), 0.0
     return 0.0, 0.0
-
-
-def mean_entropy(logits: torch.Tensor) -> torch.Tensor:
-    return -(F.softmax(logits, 1) * F.log_softmax(logits, 1)).sum(1).mean()
 
 
 @METHODS.register("pmr")
