@@ -13,9 +13,7 @@ import argparse
 import statistics
 import time
 
-import torch
-
-from drltune.config import TrialConfig
+from drltune.config import TrialConfig, resolve
 from drltune.methods import METHODS
 from drltune.train import Trainer
 from drltune.train.probe import linear_probe
@@ -48,15 +46,14 @@ def main() -> None:
                         help="TrialConfig override for every row, e.g. fusion=sum")
     parser.add_argument("--rows", default="baseline,ogm_ge,pmr,arl,agm,dr")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     rows = args.rows.split(",")
     for row in rows:
         METHODS.get(row)  # unknown names fail before any training
-    base = TrialConfig().with_overrides(args.assignments)
+    base = TrialConfig(threads=args.threads).with_overrides(args.assignments)
     if args.epochs:
         base = base.replace(epochs=args.epochs)
     print(f"dataset {base.dataset} {base.dataset_params or '(defaults)'}; fusion {base.fusion}; {args.seeds} seeds; "
-          f"epochs {base.epochs or 'dataset default'}; each method with its declared defaults; threads {args.threads}")
+          f"{resolve(base).epochs} epochs; each method with its declared defaults; threads {args.threads}")
     header = f"{'method':<9} " + " ".join(f"{c:>13}" for c in COLUMNS) + f" {'Δtest':>7} {'s/epoch':>8}"
     print(header)
     print("-" * len(header))
