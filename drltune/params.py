@@ -12,9 +12,10 @@ from drltune.errors import DrltuneError
 class Param:
     """A tunable knob with its default and the range a search may explore.
 
-    `kind` is "float", "int", "bool" or "choice". `low`/`high` bound numbers (and are the
-    default search range); `log` says the range is best searched on a log scale;
-    `is_epoch` marks epoch counts, which a search rescales to its epoch budget.
+    `kind` is "float", "int", "bool" or "choice". `low`/`high` bound the values a config may
+    hold; `search` is the narrower range worth searching (METHODS.md §9; defaults to low/high),
+    `log` says it is best searched on a log scale; `is_epoch` marks epoch counts, which a
+    search rescales to its epoch budget.
     """
 
     name: str
@@ -26,6 +27,11 @@ class Param:
     log: bool = False
     choices: Sequence[Any] = field(default_factory=tuple)
     is_epoch: bool = False
+    search: tuple[float, float] | None = None
+
+    @property
+    def search_range(self) -> tuple[float | None, float | None]:
+        return self.search if self.search is not None else (self.low, self.high)
 
     def validate(self, value: Any, where: str) -> Any:
         key = f"{where}.{self.name}" if where else self.name
@@ -66,7 +72,10 @@ class Param:
         elif self.kind == "bool":
             rng = "{true, false}"
         else:
-            rng = f"[{self.low}, {self.high}]" + (" log" if self.log else "")
+            rng = f"[{self.low}, {self.high}]"
+            if self.search is not None:
+                rng += f" search [{self.search[0]}, {self.search[1]}]"
+            rng += " log" if self.log else ""
         return f"{self.name}={self.default!r} {rng}: {self.help}"
 
 

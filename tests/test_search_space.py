@@ -53,7 +53,7 @@ def test_epoch_params_are_scaled_to_the_budget_and_the_scaling_is_reported():
 def test_declared_block_searches_the_methods_declared_numeric_ranges():
     s = space("methods:\n  dr: {reinit_num: declared, diag_split: declared}\n  baseline: defaults\n")
     dims = {d.name: d for d in s.methods["dr"]}
-    assert (dims["dr.reinit_num"].low, dims["dr.reinit_num"].high) == (0, 100)
+    assert (dims["dr.reinit_num"].low, dims["dr.reinit_num"].high) == (1, 5)  # its search range, not the validation bounds [0, 100]
     assert dims["dr.diag_split"].choices == ("val", "test")
     assert s.methods["baseline"] == []
 
@@ -64,7 +64,6 @@ def test_declared_block_searches_the_methods_declared_numeric_ranges():
     ("methods: {dr: {alpha_typo: 1.0}}", "methods.dr: unknown parameter(s) alpha_typo"),
     ("methods: {dr: {alpha: {low: 2, high: 1}}}", "methods.dr.alpha: low 2.0 is above high 1.0"),
     ("methods: {dr: {alpha: {low: 0, high: 1, log: true}}}", "methods.dr.alpha: a log range needs low > 0"),
-    ("methods: {dr: {alpha: declared}}", "methods.dr.alpha: the declared range"),
     ("methods: {dr: {reinit_num: {low: 1.5, high: 3}}}", "methods.dr.reinit_num.low: expected an integer"),
     ("methods: {dr: {diag_split: {choices: [val, train]}}}", "methods.dr.diag_split: 'train' is not one of"),
     ("methods: {dr: {alpha: {choices: []}}}", "methods.dr.alpha.choices: expected a non-empty list"),
@@ -98,3 +97,18 @@ def test_file_errors_name_the_file(tmp_path):
     bad.write_text("methods: [unclosed\n")
     with pytest.raises(DrltuneError, match=r"bad\.yaml: not valid YAML"):
         load_space(bad, 4)
+
+
+def test_declared_blocks_search_the_narrow_ranges_every_method_declares():
+    """`declared` uses each parameter's search range (METHODS.md §9), not its validation bounds."""
+    from drltune.methods import METHODS
+
+    text = "epochs: 90\nmethods:\n" + "".join(f"  {name}: declared\n" for name in METHODS.names())
+    s = space(text, max_epochs=90)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = study.ask()
+        cfg = s.config_for(trial, TrialConfig(epochs=90, encoder_width=4))
+        resolve(cfg)  # every sampled config is valid (windows non-empty, logs positive)
+        if cfg.method == "dr":
+            assert 5 <= trial.params["dr.reinit_epoch"] <= 30 and 0.3 <= trial.params["dr.alpha"] <= 10

@@ -63,9 +63,12 @@ class AGM(Method):
     name = "agm"
     description = "AGM: Shapley zero-padding scores -> boost the lagging and slow the leading encoder's grads"
     params = (
-        Param("alpha", "float", 0.1, "modulation strength (BalanceMM 0.1)", 0.001, 2.0, log=True),
-        Param("modulation_starts", "int", 0, "first modulated epoch (inclusive)", 0, 1000, is_epoch=True),
-        Param("modulation_ends", "int", 80, "last modulated epoch (inclusive)", 0, 1000, is_epoch=True),
+        Param("alpha", "float", 0.1, "modulation strength (BalanceMM 0.1)", 0.001, 2.0, log=True,
+              search=(0.01, 1.0)),
+        Param("modulation_starts", "int", 0, "first modulated epoch (inclusive)", 0, 1000, is_epoch=True,
+              search=(0, 10)),
+        Param("modulation_ends", "int", 80, "last modulated epoch (inclusive)", 0, 1000, is_epoch=True,
+              search=(30, 80)),
         Param("shapley", "choice", "agm", "agm: 1/2(f(a,v)-f(0,v)+f(a,0)); balancemm: 1/2(f(a,v)-f(0,v))",
               choices=("agm", "balancemm")),
         Param("padding", "choice", "input", "input: zeroed inputs, eval-mode passes (BalanceMM); "

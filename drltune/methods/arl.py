@@ -67,15 +67,17 @@ class ARL(Method):
     description = "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size x inverse entropy"
     params = (
         Param("gamma", "float", 1.0, "weight of the unimodal CE terms after `start` (CREMA-D script 4, KS 3)",
-              0.0, 10.0),
+              0.0, 10.0, search=(0.5, 6.0)),
         Param("T", "float", 8.0, "softmax temperature of the modality weights (CREMA-D 8, KS 4)", 0.1, 32.0,
-              log=True),
+              log=True, search=(1.0, 16.0)),
         Param("start", "int", 5, "warm-up: gamma 1 and no gradient scaling for epochs <= start", 0, 1000,
-              is_epoch=True),
+              is_epoch=True, search=(0, 10)),
         Param("weight_mode", "choice", "intended", "intended: computed weights; released: constant 0.5 (shipped code)",
               choices=("intended", "released")),
-        Param("entropy_floor", "float", 0.3, "lower clamp of the normalised entropies", 0.0, 0.5),
-        Param("grad_clip", "float", 40.0, "grad-norm clip after backward (0: none)", 0.0, 1e6),
+        Param("entropy_floor", "float", 0.3, "lower clamp of the normalised entropies", 0.0, 0.5,
+              search=(0.1, 0.45)),
+        Param("grad_clip", "float", 40.0, "grad-norm clip after backward (0: none)", 0.0, 1e6,
+              search=(20.0, 80.0)),
     )
     metric_keys = ("arl_weight_audio", "arl_weight_visual")
 

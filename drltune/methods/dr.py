@@ -56,9 +56,11 @@ class DiagnosingRelearning(Method):
     name = "dr"
     description = "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init toward initial weights"
     params = (
-        Param("reinit_epoch", "int", 20, "re-init after every this many epochs", 1, 1000, is_epoch=True),
-        Param("reinit_num", "int", 3, "at most this many re-inits", 0, 100),
-        Param("alpha", "float", 3.0, "strength scaling: w = tanh(alpha * purity gap) (move_lambda)", 0.0, 100.0, log=True),
+        Param("reinit_epoch", "int", 20, "re-init after every this many epochs", 1, 1000, is_epoch=True,
+              search=(5, 30)),
+        Param("reinit_num", "int", 3, "at most this many re-inits", 0, 100, search=(1, 5)),
+        Param("alpha", "float", 3.0, "strength scaling: w = tanh(alpha * purity gap) (move_lambda)", 0.0, 100.0, log=True,
+              search=(0.3, 10.0)),
         Param("diag_split", "choice", "val", "split compared with train in the diagnosis (test: BalanceMM)",
               choices=("val", "test")),
         Param("kmeans_n_init", "choice", 10, "KMeans restarts (10 = the official, pre-sklearn-1.4 default)",

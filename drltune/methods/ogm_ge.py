@@ -59,11 +59,13 @@ class OGMGE(Method):
     description = "OGM-GE: slow the dominant encoder's grads by 1 - tanh(alpha * score ratio), plus Gaussian noise"
     params = (
         Param("alpha", "float", 0.8, "modulation strength (README: 0.8 CREMA-D, 0.1 VGGSound; BalanceMM 0.3)",
-              0.01, 5.0, log=True),
+              0.01, 5.0, log=True, search=(0.05, 1.5)),
         Param("variant", "choice", "OGM_GE", "OGM scales only; OGM_GE also adds the generalisation noise",
               choices=("OGM_GE", "OGM")),
-        Param("modulation_starts", "int", 0, "first modulated epoch (inclusive)", 0, 1000, is_epoch=True),
-        Param("modulation_ends", "int", 50, "last modulated epoch (inclusive)", 0, 1000, is_epoch=True),
+        Param("modulation_starts", "int", 0, "first modulated epoch (inclusive)", 0, 1000, is_epoch=True,
+              search=(0, 10)),
+        Param("modulation_ends", "int", 50, "last modulated epoch (inclusive)", 0, 1000, is_epoch=True,
+              search=(30, 80)),
         Param("scope", "choice", "conv", "encoder grads modulated: 4-D conv weights (official) or all",
               choices=("conv", "all")),
     )

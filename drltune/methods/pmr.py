@@ -71,20 +71,21 @@ class PMR(Method):
     description = "PMR: prototype (nearest class-mean) CE on the weaker modality, prototypes refreshed each epoch"
     params = (
         Param("alpha", "float", 1.0, "prototype-loss weight for the weaker modality (repo 1.0; CREMA-D 2-3)",
-              0.01, 10.0, log=True),
+              0.01, 10.0, log=True, search=(0.1, 5.0)),
         Param("momentum_coef", "float", 0.2, "EMA weight of the previous prototypes (repo 0.2; bash.sh 0.0)",
-              0.0, 0.99),
+              0.0, 0.99, search=(0.0, 0.9)),
         Param("proto_fraction", "float", 0.1, "fraction of shuffled train batches the prototypes average",
               0.01, 1.0),
         Param("modulation_starts", "int", 0, "first epoch with the prototype loss (inclusive)", 0, 1000,
-              is_epoch=True),
+              is_epoch=True, search=(0, 10)),
         Param("modulation_ends", "int", 70, "last epoch with the prototype loss (inclusive; bash.sh 70)", 0, 1000,
-              is_epoch=True),
+              is_epoch=True, search=(30, 100)),
         Param("coef_mode", "choice", "hard", "hard: constant alpha (code); continuous: alpha*(ratio-1) (paper)",
               choices=("hard", "continuous")),
         Param("entropy_weight", "float", 0.0, "weight of the dominant modality's prototype-entropy bonus "
-              "(paper, UNVERIFIED form; 0 = released code)", 0.0, 1.0),
-        Param("entropy_ends", "int", 10, "last epoch (inclusive) of the entropy term", 0, 1000, is_epoch=True),
+              "(paper, UNVERIFIED form; 0 = released code)", 0.0, 1.0, search=(0.0, 0.1)),
+        Param("entropy_ends", "int", 10, "last epoch (inclusive) of the entropy term", 0, 1000, is_epoch=True,
+              search=(5, 20)),
     )
     metric_keys = ("pmr_score_ratio", "pmr_coeff_audio", "pmr_coeff_visual")
 

@@ -306,12 +306,13 @@ def _param_dimension(name: str, param: Param, spec: Any, where: str) -> Dimensio
             return Dimension(name, "categorical", choices=(False, True))
         if param.kind == "choice":
             return Dimension(name, "categorical", choices=tuple(param.choices))
-        if param.low is None or param.high is None:
+        low, high = param.search_range
+        if low is None or high is None:
             raise DrltuneError(f"{where}: declares no range; give low and high")
-        if param.log and param.low <= 0:
-            raise DrltuneError(f"{where}: the declared range [{param.low}, {param.high}] is log-scaled "
+        if param.log and low <= 0:
+            raise DrltuneError(f"{where}: the declared range [{low}, {high}] is log-scaled "
                                "but starts at 0; give low > 0 and high")
-        return Dimension(name, param.kind, low=param.low, high=param.high, log=param.log)
+        return Dimension(name, param.kind, low=low, high=high, log=param.log)
     return _dimension(name, spec, param.kind, where)
 
 
