@@ -32,3 +32,16 @@ def test_search_mistakes_are_one_line_and_store_nothing(args, message, tmp_path,
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "studies").exists()
+
+
+def test_missing_data_folder_fails_before_any_storage_is_created(tmp_path, monkeypatch, capsys):
+    from drltune.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--dataset", "cremad", "--data-root", str(tmp_path / "nope"), "--trials", "1",
+              "--max-epochs", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data root") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

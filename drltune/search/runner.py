@@ -17,6 +17,7 @@ import optuna
 
 import drltune
 from drltune.config import TrialConfig, resolve
+from drltune.data import DATASETS, load_dataset
 from drltune.errors import DrltuneError
 from drltune.search.space import SearchSpace, load_space
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
@@ -94,9 +95,13 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     max_epochs = check_budget(spec)
     space = load_space(spec.space_file, max_epochs)
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
-    resolve(base)  # dataset, fixed values and --set are checked before anything is stored
+    resolved = resolve(base)  # dataset, fixed values and --set are checked before anything is stored
     if spec.address:
         _check_reachable(spec.address)
+    elif DATASETS.get(base.dataset).needs_data_root:
+        # A missing or malformed data folder fails here, before the study exists, and the cache is
+        # built once now instead of inside the first trial while the others wait on its lock.
+        load_dataset(base.dataset, base.data_root, resolved.dataset_params)
     space.check_values(base)
 
     url = resolve_storage_url(spec.storage)
