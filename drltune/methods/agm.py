@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, autocast, check_window, in_window, require_both_modalities
+from drltune.methods.common import StepMeans, autocast, in_window
 from drltune.params import Param
 
 MODALITIES = ("audio", "visual")
@@ -76,11 +76,7 @@ class AGM(Method):
     )
     metric_keys = ("agm_coeff_audio", "agm_coeff_visual", "agm_score_audio", "agm_score_visual")
 
-    @classmethod
-    def check(cls, params: dict[str, Any], cfg) -> None:
-        super().check(params, cfg)
-        check_window(params)
-        require_both_modalities(cls.name, cfg)
+    windows = (("modulation_starts", "modulation_ends"),)
 
     def setup(self) -> None:
         self.running = {m: 0.0 for m in MODALITIES}

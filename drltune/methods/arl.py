@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import StepMeans, mean_entropy, require_both_modalities
+from drltune.methods.common import StepMeans, mean_entropy
 from drltune.params import Param
 
 
@@ -81,10 +81,6 @@ class ARL(Method):
     )
     metric_keys = ("arl_weight_audio", "arl_weight_visual")
 
-    @classmethod
-    def check(cls, params: dict[str, Any], cfg) -> None:
-        super().check(params, cfg)
-        require_both_modalities(cls.name, cfg)
 
     def setup(self) -> None:
         self.epoch = 0  # the epoch whose forwards the hooks see

@@ -1,7 +1,7 @@
 """The hooks a balancing method gives the trainer. A method is one file: a subclass + a registry line."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,8 @@ class Method:
     description: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     metric_keys: ClassVar[tuple[str, ...]] = ()
-    fusions: ClassVar[Sequence[str] | None] = None  # None: every fusion works
+    both_modalities: ClassVar[bool] = True  # it balances audio against visual: no unimodal runs
+    windows: ClassVar[tuple[tuple[str, str], ...]] = ()  # (starts, ends) params: an empty window is an error
 
     def __init__(self, params: dict[str, Any], trainer: "Trainer") -> None:
         self.p = params
@@ -40,10 +41,11 @@ class Method:
     @classmethod
     def check(cls, params: dict[str, Any], cfg: "TrialConfig") -> None:
         """Reject combinations the method cannot run (after each value was checked on its own)."""
-        if cls.fusions is not None and cfg.fusion not in cls.fusions:
-            raise DrltuneError(
-                f"fusion: method {cls.name!r} needs unimodal logits, which only {', '.join(cls.fusions)} define"
-            )
+        if cls.both_modalities and cfg.modality != "both":
+            raise DrltuneError(f"modality: {cls.name} balances audio against visual; use modality both")
+        for starts, ends in cls.windows:  # an empty window would silently disable the method
+            if params[starts] > params[ends]:
+                raise DrltuneError(f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})")
 
     def setup(self) -> None:
         pass

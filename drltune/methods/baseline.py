@@ -6,3 +6,4 @@ from drltune.methods.base import METHODS, Method
 class Baseline(Method):
     name = "baseline"
     description = "joint training, CE on the fused logits (no balancing)"
+    both_modalities = False  # modality audio/visual trains the unimodal reference models

@@ -6,7 +6,6 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from drltune.errors import DrltuneError
 
 
 def autocast(trainer) -> torch.autocast:
@@ -53,18 +52,6 @@ class StepMeans:
         out = {k: (self.sums[k] / self.counts[k] if self.counts[k] else None) for k in self.keys}
         self.reset()
         return out
-
-
-def check_window(params: dict[str, Any], starts: str = "modulation_starts", ends: str = "modulation_ends") -> None:
-    """An empty window silently disables a method, so it is an error."""
-    if params[starts] > params[ends]:
-        raise DrltuneError(f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})")
-
-
-def require_both_modalities(method: str, cfg: Any) -> None:
-    """Balancing compares the two modalities; a unimodal run has nothing to balance."""
-    if cfg.modality != "both":
-        raise DrltuneError(f"modality: {method} balances audio against visual; use modality both")
 
 
 def grads_in_scope(params: Iterable[tuple[str, torch.nn.Parameter]], scope: str) -> list[torch.Tensor]:

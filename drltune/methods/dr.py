@@ -19,7 +19,6 @@ from sklearn.cluster import KMeans
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from drltune import faults
-from drltune.errors import DrltuneError
 from drltune.methods.base import METHODS, Method
 from drltune.params import Param
 
@@ -75,11 +74,6 @@ class DiagnosingRelearning(Method):
     metric_keys = ("reinit", "purity_train_audio", "purity_val_audio", "purity_train_visual",
                    "purity_val_visual", "reinit_weight_audio", "reinit_weight_visual")
 
-    @classmethod
-    def check(cls, params: dict[str, Any], cfg) -> None:
-        super().check(params, cfg)
-        if cfg.modality != "both":
-            raise DrltuneError("modality: dr re-initialises both encoders; use modality both")
 
     def setup(self) -> None:
         model = self.trainer.model

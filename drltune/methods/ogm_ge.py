@@ -26,8 +26,7 @@ from typing import Any
 import torch
 
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import (StepMeans, autocast, check_window, grads_in_scope, in_window,
-                                    require_both_modalities, true_class_score)
+from drltune.methods.common import StepMeans, autocast, grads_in_scope, in_window, true_class_score
 from drltune.params import Param
 
 EPS = 1e-12  # keeps the ratio finite if every true-class probability underflows
@@ -71,11 +70,7 @@ class OGMGE(Method):
     )
     metric_keys = ("ogm_score_ratio", "ogm_coeff_audio", "ogm_coeff_visual")
 
-    @classmethod
-    def check(cls, params: dict[str, Any], cfg) -> None:
-        super().check(params, cfg)
-        check_window(params)
-        require_both_modalities(cls.name, cfg)
+    windows = (("modulation_starts", "modulation_ends"),)
 
     def setup(self) -> None:
         self.means = StepMeans(self.metric_keys)

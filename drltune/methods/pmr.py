@@ -33,8 +33,7 @@ import torch.nn.functional as F
 
 from drltune.data.base import to_device_batch
 from drltune.methods.base import METHODS, Method
-from drltune.methods.common import (StepMeans, autocast, check_window, in_window, mean_entropy,
-                                    require_both_modalities, true_class_score)
+from drltune.methods.common import StepMeans, autocast, in_window, mean_entropy, true_class_score
 from drltune.params import Param
 
 
@@ -89,11 +88,7 @@ class PMR(Method):
     )
     metric_keys = ("pmr_score_ratio", "pmr_coeff_audio", "pmr_coeff_visual")
 
-    @classmethod
-    def check(cls, params: dict[str, Any], cfg) -> None:
-        super().check(params, cfg)
-        check_window(params)
-        require_both_modalities(cls.name, cfg)
+    windows = (("modulation_starts", "modulation_ends"),)
 
     def setup(self) -> None:
         seed = self.trainer.cfg.seed
