@@ -93,7 +93,7 @@ def run_reference(root: str, batch: int, epochs: int, workers: int, device: str,
     torch.set_num_threads(1)
     base = peak_rss_mib()
     loader = torch.utils.data.DataLoader(PaperDataset(Path(root), "train"), batch_size=batch, shuffle=True,
-                                         num_workers=workers, pin_memory=device == "cuda", persistent_workers=True)
+                                         num_workers=workers, pin_memory=device == "cuda", persistent_workers=workers > 0)
     dev = torch.device(device)
     seen, start = 0, time.perf_counter()
     for epoch in range(epochs + 1):  # epoch 0 starts the workers and warms up; it is not timed
