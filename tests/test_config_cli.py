@@ -79,5 +79,7 @@ def test_bad_input_is_one_line(args, message, capsys):
 def test_methods_and_datasets_are_listed(capsys):
     main(["methods"])
     main(["datasets"])
+    main(["fusions"])
     out = capsys.readouterr().out
+    assert "gated: Audio gates visual" in out and "concat: fc_out([a; v])" in out
     assert "dr:" in out and "reinit_epoch=20" in out and "synthetic:" in out and "visual_snr" in out

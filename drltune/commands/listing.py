@@ -33,7 +33,7 @@ def fusions_cmd() -> None:
     from drltune.models.fusion import FUSIONS
 
     for name in FUSIONS:
-        click.echo(f"{name}: {(FUSIONS.get(name).__doc__ or '').strip().splitlines()[0] if FUSIONS.get(name).__doc__ else ''}")
+        click.echo(f"{name}: {FUSIONS.get(name).__doc__.strip().splitlines()[0]}")
 
 
 COMMANDS = [methods_cmd, datasets_cmd, fusions_cmd]

@@ -12,8 +12,6 @@ FUSIONS: Registry = Registry("fusion")
 class Fusion(nn.Module):
     """Fused logits, plus the unimodal logits that OGM-GE/PMR read (None where undefined)."""
 
-    has_unimodal_logits = False
-
     def unimodal_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
@@ -24,7 +22,7 @@ class Fusion(nn.Module):
 
 @FUSIONS.register("concat")
 class ConcatFusion(Fusion):
-    has_unimodal_logits = True
+    """fc_out([a; v]); unimodal logits are the weight halves with half the bias each."""
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
@@ -41,7 +39,7 @@ class ConcatFusion(Fusion):
 
 @FUSIONS.register("sum")
 class SumFusion(Fusion):
-    has_unimodal_logits = True
+    """fc_x(a) + fc_y(v); each branch is its modality's logits."""
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
