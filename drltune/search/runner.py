@@ -74,13 +74,18 @@ class _Stop:
     def __init__(self, timeout: float | None) -> None:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.interrupted = threading.Event()
+        self.fired: str | None = None  # the reason the search loop saw (a deadline passed later stopped nothing)
 
     def reason(self) -> str | None:
         if self.interrupted.is_set():
-            return "stopped by Ctrl-C"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return "stopped by --timeout"
-        return None
+            self.fired = "stopped by Ctrl-C"
+        elif self.fired is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.fired = "stopped by --timeout"
+        return self.fired
+
+    def outcome(self) -> str | None:
+        """After the run: what stopped it, if anything (Ctrl-C during the shutdown counts too)."""
+        return "stopped by Ctrl-C" if self.interrupted.is_set() else self.fired
 
 
 def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.Study:
@@ -202,11 +207,11 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous_handler)
-        closed = bridge.close_open(stop.reason() or "interrupted: the search ended before this trial finished")
+        closed = bridge.close_open(stop.outcome() or "interrupted: the search ended before this trial finished")
         if started_ray:
             ray.shutdown()
-    if stop.reason():
-        echo(f"{stop.reason()}: {closed} running trials closed and queued for the next run")
+    if stop.outcome():
+        echo(f"{stop.outcome()}: {closed} running trials closed and queued for the next run")
         if stop.interrupted.is_set():
             raise KeyboardInterrupt
 
