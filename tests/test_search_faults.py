@@ -4,22 +4,19 @@ runs as a real process in its own session; after a kill, every process it starte
 found by a marker in their environment) is killed by PID."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
-pytestmark = pytest.mark.slow
+from search_helpers import Search
+from search_helpers import counted as _counted
+from search_helpers import finished as _finished
+from search_helpers import load_study as _study
+from search_helpers import wait_for as _wait_for
 
-DRLTUNE = str(Path(sys.executable).with_name("drltune"))
-MARKER = "DRLTUNE_TEST_SEARCH_RUN"
+pytestmark = pytest.mark.slow
 
 SPACE = """
 fixed:
@@ -34,86 +31,6 @@ methods:
 """
 DR_ONLY = "dr: {reinit_epoch: 1, reinit_num: 2, alpha: {low: 0.5, high: 5.0, log: true}, kmeans_n_init: 1}"
 TWO_METHODS = "baseline: {}\n  " + DR_ONLY
-
-
-class Search:
-    """One `drltune search` process (own session, tagged environment)."""
-
-    def __init__(self, cwd: Path, args: list[str], faults: str = "") -> None:
-        self.tag = uuid.uuid4().hex
-        env = {**os.environ, MARKER: self.tag, "DRLTUNE_FAULTS": faults, "PYTHONUNBUFFERED": "1"}
-        self.log = cwd / f"search-{self.tag[:8]}.log"
-        with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([DRLTUNE, "search", *args], cwd=cwd, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait(self, timeout: float = 400) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"search did not finish in {timeout}s:\n{self.output()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL the driver, then every process that carries this run's marker (Ray's orphans)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(30)
-        for _ in range(3):
-            for pid in _tagged(self.tag):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.5)
-        assert not _tagged(self.tag), "orphaned Ray processes survived"
-
-
-def _tagged(tag: str) -> list[int]:
-    needle = f"{MARKER}={tag}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-def _wait_for(condition, timeout: float, what: str, search: Search) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if search.proc.poll() is not None:
-            pytest.fail(f"search exited before {what}:\n{search.output()[-3000:]}")
-        time.sleep(0.5)
-    search.kill()
-    pytest.fail(f"timed out waiting for {what}:\n{search.output()[-3000:]}")
-
-
-def _study(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=url)
-
-
-def _finished(url: str, name: str) -> dict[int, tuple[str, float | None]]:
-    try:
-        trials = _study(url, name).get_trials(deepcopy=False)
-    except KeyError:
-        return {}
-    return {t.number: (t.state.name, t.value) for t in trials if t.state.is_finished()}
-
-
-def _counted(study: optuna.Study) -> list:
-    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not t.user_attrs.get("interrupted")]
 
 
 def _space(tmp_path: Path, methods: str) -> Path:
