@@ -10,11 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search_helpers import Search
-from search_helpers import counted as _counted
-from search_helpers import finished as _finished
-from search_helpers import load_study as _study
-from search_helpers import wait_for as _wait_for
+from search_helpers import Search, counted, finished, load_study, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +45,9 @@ def test_trial_faults_fail_or_retry(tmp_path):
                                "--study", "faults", "--storage", url, "--pruner", "none"], faults)
     assert search.wait() == 0, search.output()[-3000:]
     assert all((tmp_path / f).exists() for f in ("nan", "raise", "kill")), "every fault fired"
-    trials = _study(url, "faults").get_trials(deepcopy=False)
+    trials = load_study(url, "faults").get_trials(deepcopy=False)
     assert not [t for t in trials if not t.state.is_finished()]
-    assert len(_counted(_study(url, "faults"))) == 4
+    assert len(counted(load_study(url, "faults"))) == 4
     errors = [t.user_attrs.get("error", "") for t in trials if t.state == TrialState.FAIL]
     nan = [t for t in trials if t.user_attrs.get("error", "").startswith("NonFiniteLoss: loss became nan at epoch 1")]
     assert len(nan) == 1 and len(nan[0].intermediate_values) < 3, errors  # stopped early
@@ -68,24 +64,24 @@ def test_driver_sigkill_during_dr_reinit_and_after_a_trial_then_resume(tmp_path)
             "--storage", url, "--pruner", "none"]
     # 1. SIGKILL while a worker is inside DR's re-initialisation (the hook parks it there).
     first = Search(tmp_path, args, faults=f"dr_reinit:1:hang:{tmp_path}/reinit")
-    _wait_for(lambda: (tmp_path / "reinit").exists(), 300, "a DR re-initialisation", first)
-    before = _finished(url, "kill")
+    wait_for(lambda: (tmp_path / "reinit").exists(), 300, "a DR re-initialisation", first)
+    before = finished(url, "kill")
     first.kill()
     # 2. SIGKILL right after a trial finished.
     second = Search(tmp_path, args)
-    _wait_for(lambda: len(_finished(url, "kill")) > len(before), 300, "a finished trial", second)
+    wait_for(lambda: len(finished(url, "kill")) > len(before), 300, "a finished trial", second)
     second.kill()
-    before_last = _finished(url, "kill")
+    before_last = finished(url, "kill")
     # 3. The same command again finishes the study.
     third = Search(tmp_path, args)
     assert third.wait() == 0, third.output()[-3000:]
     assert "resuming:" in third.output()
 
-    study = _study(url, "kill")
-    after = _finished(url, "kill")
+    study = load_study(url, "kill")
+    after = finished(url, "kill")
     assert all(after[n] == v for n, v in {**before, **before_last}.items()), "a finished trial changed or vanished"
     assert not [t for t in study.get_trials(deepcopy=False) if not t.state.is_finished()]
-    assert len(_counted(study)) == 4
+    assert len(counted(study)) == 4
     retried = [t for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs]
     assert retried, "the trials cut off by the kills were queued again"
 
@@ -101,10 +97,10 @@ def test_two_drivers_share_one_study(tmp_path, backend, request):
     drivers = [Search(tmp_path, args), Search(tmp_path, args)]
     codes = [d.wait() for d in drivers]
     assert codes == [0, 0], "\n".join(d.output()[-2000:] for d in drivers)
-    trials = _study(url, name).get_trials(deepcopy=False)
+    trials = load_study(url, name).get_trials(deepcopy=False)
     assert not [t for t in trials if not t.state.is_finished()]
-    counted = _counted(_study(url, name))
-    assert len(counted) == 5, [(t.number, t.state.name, t.user_attrs.get("error")) for t in trials]
+    kept = counted(load_study(url, name))
+    assert len(kept) == 5, [(t.number, t.state.name, t.user_attrs.get("error")) for t in trials]
     assert len({t.number for t in trials}) == len(trials)
     extra = [t for t in trials if t.user_attrs.get("interrupted")]
     assert all(t.user_attrs["error"].startswith("not run: the study reached --trials") for t in extra)
