@@ -112,3 +112,14 @@ def test_trains_on_cuda_with_bf16_autocast(tiny_config):
     assert trainer.amp and next(trainer.model.parameters()).is_cuda
     result = trainer.fit()
     assert 0.0 <= result.test_acc <= 1.0 and len(result.history) == 2
+
+
+def test_linear_probe_of_a_skipped_encoder_is_chance(tiny_config):
+    from drltune.train.probe import linear_probe
+
+    trainer = Trainer(tiny_config(modality="visual", epochs=1))
+    trainer.fit()
+    probe = linear_probe(trainer)
+    assert set(probe) == {"probe_audio", "probe_visual"}
+    assert probe["probe_audio"] == pytest.approx(1 / 6)  # all-zero features: one class for every clip
+    assert 0.0 <= probe["probe_visual"] <= 1.0
