@@ -32,6 +32,12 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Optuna pruner, wrapped to be re-init aware.")
+@click.option("--pruner-startup", type=click.IntRange(1, 100_000),
+              help="median: other trials that must have reached an epoch (finished, pruned or running) "
+                   "before a trial is judged there [default: 2-5, from --trials].")
+@click.option("--pruner-warmup", type=click.IntRange(1, 100_000),
+              help="Epochs every trial trains before it can be pruned (sha/hyperband: the first rung) "
+                   "[default: median max-epochs/6, sha/hyperband max-epochs/8].")
 @click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
@@ -48,14 +54,16 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Retry a trial whose worker process died this many times, from its last epoch checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120.")
-def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, max_epochs,
+def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
+               pruner_warmup, max_epochs,
                concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout, max_failures, overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
     spec = SearchSpec(
         dataset=dataset, data_root=data_root, space_file=space_file or DEFAULT_SPACE, trials=trials,
-        study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, max_epochs=max_epochs,
+        study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
+        pruner_startup=pruner_startup, pruner_warmup=pruner_warmup, max_epochs=max_epochs,
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
         seed=seed, timeout=timeout, max_failures=max_failures, overrides=list(overrides),
         command=shlex.join(["drltune", *sys.argv[1:]]))

@@ -1,12 +1,22 @@
 """Re-init-aware pruning: DR's accuracy dips right after a re-initialisation, then climbs above.
 
 A pruner that compares raw per-epoch accuracy kills exactly the trials DR is meant to help.
-`ReinitAwarePruner` wraps any Optuna pruner and changes what it sees, not how it decides:
+The pruners here are Optuna's, judging *best so far* (a running maximum) instead of the raw
+value, so a dip never lowers a trial's standing; the storage keeps the raw values, so the
+dashboard shows the real dips. Every comparison is like with like, at the same step:
 
-* every trial's intermediate values are shown to it as *best so far* (a running maximum), so a
-  dip never lowers a trial's standing (the storage keeps the raw values for the dashboard);
-* within a grace window after a re-init (half the re-init interval, at least `min_grace` epochs)
-  the trial is not judged at all;
+* median (`PercentilePruner`): a trial's best-so-far at epoch s against the median of the
+  best-so-far at epoch s of every other trial that reached s, finished, pruned or still running
+  (Optuna's own median only counts COMPLETE trials, so with `--concurrent 16` the whole first
+  wave would run every epoch). Within a grace window after a re-init (half the re-init
+  interval, at least `min_grace` epochs) a trial is not judged; after it, it is judged at the
+  step it has reached against the others at that same step.
+* successive halving / Hyperband: a rung's value is the trial's best-so-far *at the rung step*,
+  recorded when the trial reaches it, as every other trial's is. A grace window would only move
+  the decision later, never change what is compared (postponing it and then comparing a later
+  best-so-far with the others' rung values favoured DR), so these pruners have none: the
+  running best already keeps a dip from counting. Hyperband stays a `HyperbandPruner`, so
+  Optuna's samplers learn only from the trial's own bracket.
 * the final step is never pruned: the trial has already paid for its whole budget.
 
 A trial tells the pruner its re-inits through the user attribute `reinit_epochs` (0-based epochs).
@@ -15,17 +25,19 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Container
 from typing import Any
 
 import optuna
-from optuna.pruners import BasePruner
+from optuna.pruners import BasePruner, HyperbandPruner, SuccessiveHalvingPruner
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from drltune.errors import DrltuneError
 
 PRUNERS = ("hyperband", "median", "sha", "none")
 REINIT_ATTR = "reinit_epochs"
+PEER_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 def running_best(trial: FrozenTrial, direction: StudyDirection) -> FrozenTrial:
@@ -42,82 +54,120 @@ def running_best(trial: FrozenTrial, direction: StudyDirection) -> FrozenTrial:
     return view
 
 
-class _RunningBestStorage:
-    """Delegates to a storage; trials read through it carry running-best intermediate values.
+def grace(reinits: list[int], min_grace: int) -> int:
+    """Half the re-init interval (DR re-inits at multiples of it, so the first one is the interval)."""
+    interval = min(b - a for a, b in zip([0, *reinits], reinits)) if reinits else 0
+    return max(min_grace, math.ceil(interval / 2))
 
-    Optuna's pruners read other trials through `study.get_trials` or, for Hyperband's bracket
-    studies, straight from `study._storage`: wrapping the storage covers both. Writes (the rung
-    values SuccessiveHalving records) go to the real storage.
-    """
 
-    def __init__(self, storage: optuna.storages.BaseStorage, direction: StudyDirection) -> None:
-        self._storage = storage
-        self._direction = direction
+def in_grace(trial: FrozenTrial, step: int, min_grace: int) -> bool:
+    reinits = sorted(int(e) for e in trial.user_attrs.get(REINIT_ATTR, ()))
+    window = grace(reinits, min_grace)
+    return any(r < step <= r + window for r in reinits)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
 
-    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
-        trials = self._storage.get_all_trials(study_id, deepcopy=False, states=states)
-        return [running_best(t, self._direction) for t in trials]
+class PeersBestSoFar:
+    """What a percentile pruner reads of a study: the *other* trials that reached a step (finished,
+    pruned or running), as running-best copies. `get_trials` and `direction` are all that
+    `PercentilePruner.prune` uses; copies of finished trials are cached (they never change)."""
 
-    def get_trial(self, trial_id: int) -> FrozenTrial:
-        return running_best(self._storage.get_trial(trial_id), self._direction)
+    def __init__(self, study: optuna.Study, trial_number: int, cache: dict[int, FrozenTrial]) -> None:
+        self.study, self.trial_number, self.cache = study, trial_number, cache
+        self.direction = study.direction
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        out = []
+        for t in self.study.get_trials(deepcopy=False, states=PEER_STATES):
+            if t.number == self.trial_number:
+                continue
+            if t.state == TrialState.RUNNING:
+                out.append(running_best(t, self.direction))
+            else:
+                if t.number not in self.cache:
+                    self.cache[t.number] = running_best(t, self.direction)
+                out.append(self.cache[t.number])
+        return out
 
 
 class ReinitAwarePruner(BasePruner):
-    """Wrap `inner` so that it judges best-so-far values, never right after a re-init or at the end."""
+    """Wrap a step-wise pruner (median, percentile, threshold): it judges best-so-far values at
+    the step reached, never in a re-init's grace window, never at the final step. A rung-based
+    pruner (successive halving) gets no grace window (see the module docstring)."""
 
     def __init__(self, inner: BasePruner, final_step: int, min_grace: int = 2) -> None:
         self.inner = inner
         self.final_step = final_step
         self.min_grace = min_grace
-        self._views: dict[str, optuna.Study] = {}
-
-    def grace(self, reinits: list[int]) -> int:
-        """Half the re-init interval (DR re-inits at multiples of it, so the first one is the interval)."""
-        interval = min(b - a for a, b in zip([0, *reinits], reinits)) if reinits else 0
-        return max(self.min_grace, math.ceil(interval / 2))
-
-    def in_grace(self, trial: FrozenTrial, step: int) -> bool:
-        reinits = sorted(int(e) for e in trial.user_attrs.get(REINIT_ATTR, ()))
-        window = self.grace(reinits)
-        return any(r < step <= r + window for r in reinits)
+        self._finished: dict[int, FrozenTrial] = {}
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
-        if step is None or step >= self.final_step or self.in_grace(trial, step):
+        if step is None or step >= self.final_step:
             return False
-        return self.inner.prune(self._view(study), running_best(trial, study.direction))
-
-    def _view(self, study: optuna.Study) -> optuna.Study:
-        """The same study (name, id, sampler) read through the running-best storage."""
-        view = self._views.get(study.study_name)
-        if view is None:
-            storage = _RunningBestStorage(study._storage, study.direction)
-            view = optuna.Study(study_name=study.study_name, storage=storage,  # type: ignore[arg-type]
-                                sampler=study.sampler, pruner=self.inner)
-            self._views[study.study_name] = view
-        return view
+        best = running_best(trial, study.direction)
+        if isinstance(self.inner, SuccessiveHalvingPruner):
+            return self.inner.prune(study, best)  # rung values at the rung step; no grace
+        if in_grace(trial, step, self.min_grace):
+            return False
+        peers = PeersBestSoFar(study, trial.number, self._finished)
+        return self.inner.prune(peers, best)  # type: ignore[arg-type]
 
 
-def make_pruner(name: str, max_epochs: int, n_trials: int) -> tuple[ReinitAwarePruner, dict[str, Any]]:
-    """The wrapped pruner for `--pruner NAME` and the arguments it was built with (stored on the study).
+class ReinitAwareHyperband(HyperbandPruner):
+    """Optuna's Hyperband judging best-so-far rung values, never at the final step. It *is* a
+    `HyperbandPruner`, so Optuna's bracket filter shows the sampler only the trial's bracket."""
 
-    Steps are 0-based epochs. Rungs and warm-up are set from the budget so that small searches
-    (8 epochs, 16 trials) prune too; Hyperband gets `max_resource` explicitly (never "auto").
-    """
+    def __init__(self, final_step: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.final_step = final_step
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step >= self.final_step:
+            return False
+        return super().prune(study, running_best(trial, study.direction))
+
+
+def pruner_defaults(name: str, max_epochs: int, n_trials: int) -> tuple[int | None, int | None]:
+    """Default (startup, warmup) of `--pruner NAME` for this budget; None where it does not apply.
+
+    startup: the other trials (any state) that must have reached an epoch before the median
+    judges a trial there; warmup: epochs every trial trains before it can be pruned (for
+    successive halving and Hyperband, the first rung)."""
     if name == "median":
-        args = {"n_startup_trials": max(2, min(5, n_trials // 5)), "n_warmup_steps": max(1, max_epochs // 4)}
-        inner: BasePruner = optuna.pruners.MedianPruner(**args)
-    elif name == "sha":
-        args = {"min_resource": max(1, max_epochs // 8), "reduction_factor": 3}
-        inner = optuna.pruners.SuccessiveHalvingPruner(**args)
-    elif name == "hyperband":
-        args = {"min_resource": max(1, max_epochs // 8), "max_resource": max_epochs, "reduction_factor": 3}
-        inner = optuna.pruners.HyperbandPruner(**args)
-    elif name == "none":
-        args, inner = {}, optuna.pruners.NopPruner()
-    else:
+        return max(2, min(5, n_trials // 8)), max(1, max_epochs // 6)
+    if name in ("sha", "hyperband"):
+        return None, max(1, max_epochs // 8)
+    return None, None
+
+
+def make_pruner(name: str, max_epochs: int, n_trials: int, startup: int | None = None,
+                warmup: int | None = None) -> tuple[BasePruner, dict[str, Any]]:
+    """The re-init-aware pruner for `--pruner NAME` and the arguments it was built with (stored
+    on the study). Steps are 0-based epochs; Hyperband gets `max_resource` explicitly."""
+    if name not in PRUNERS:
         raise DrltuneError(f"--pruner {name!r}: valid: {', '.join(PRUNERS)}")
-    return ReinitAwarePruner(inner, final_step=max_epochs - 1), {"name": name, **args, "reinit_aware": True}
+    default_startup, default_warmup = pruner_defaults(name, max_epochs, n_trials)
+    if startup is not None and default_startup is None:
+        raise DrltuneError(f"--pruner-startup applies to --pruner median only (not {name})")
+    if warmup is not None and default_warmup is None:
+        raise DrltuneError(f"--pruner-warmup does not apply to --pruner {name}")
+    if warmup is not None and warmup >= max_epochs:
+        raise DrltuneError(f"--pruner-warmup {warmup}: must be below --max-epochs {max_epochs}")
+    startup = default_startup if startup is None else startup
+    warmup = default_warmup if warmup is None else warmup
+    final = max_epochs - 1
+    if name == "median":
+        args: dict[str, Any] = {"n_startup_trials": startup, "n_warmup_steps": warmup, "n_min_trials": startup,
+                                "peers": "complete, pruned and running trials"}
+        inner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, n_min_trials=startup)
+        pruner: BasePruner = ReinitAwarePruner(inner, final_step=final)
+    elif name == "sha":
+        args = {"min_resource": warmup, "reduction_factor": 3}
+        pruner = ReinitAwarePruner(SuccessiveHalvingPruner(**args), final_step=final)
+    elif name == "hyperband":
+        args = {"min_resource": warmup, "max_resource": max_epochs, "reduction_factor": 3}
+        pruner = ReinitAwareHyperband(final_step=final, **args)
+    else:
+        args, pruner = {}, optuna.pruners.NopPruner()
+    return pruner, {"name": name, **args, "reinit_aware": True}

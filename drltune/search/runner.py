@@ -42,6 +42,8 @@ class SearchSpec:
     storage: str | None = None
     sampler: str = "tpe"
     pruner: str = "median"
+    pruner_startup: int | None = None  # None: the pruner's default for the budget (pruning.py)
+    pruner_warmup: int | None = None
     max_epochs: int | None = None
     concurrent: int = 2
     cpus_per_trial: float = 1.0
@@ -112,9 +114,9 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     url = resolve_storage_url(spec.storage)
     storage = open_storage(url)
     name = spec.study_name or f"{spec.dataset}-{space.path.stem}"
-    pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials)
+    pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
     previous = _count_existing(storage, name)
-    sampler, sampler_args = make_sampler(spec.sampler, spec.seed + previous, spec.trials)
+    sampler, sampler_args = make_sampler(spec.sampler, spec.seed + previous, spec.trials, space)
     attrs = {"dataset": spec.dataset, "space": space.text, "space_file": str(space.path.resolve()),
              "drltune_version": drltune.__version__, "command": spec.command, "max_epochs": max_epochs,
              "pruner": spec.pruner, "sampler": spec.sampler, "pruner_args": pruner_args,

@@ -2,18 +2,32 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from drltune.errors import DrltuneError
 
+if TYPE_CHECKING:
+    from drltune.search.space import SearchSpace
+
 SAMPLERS = ("tpe", "random", "gp")
 
 
-def make_sampler(name: str, seed: int, n_trials: int) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
+def conditional_params(space: SearchSpace | None) -> list[str]:
+    """The searched parameters that exist only when their method is chosen (empty: a flat space)."""
+    if space is None or len(space.methods) < 2:
+        return []
+    return [d.name for dims in space.methods.values() for d in dims if d.searched]
+
+
+def make_sampler(name: str, seed: int, n_trials: int,
+                 space: SearchSpace | None = None) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
     """The sampler and its arguments. TPE models each method's branch jointly (`group`) and, with
-    `constant_liar`, steers away from configurations that are still running."""
+    `constant_liar`, steers away from configurations that are still running.
+
+    GP is refused on a conditional space: Optuna's GPSampler models only the parameters every
+    trial has, so each method's own parameters would be sampled at random for ever."""
     n_startup = max(4, min(10, n_trials // 4))
     if name == "tpe":
         args = {"seed": seed, "n_startup_trials": n_startup, "multivariate": True, "group": True,
@@ -25,6 +39,11 @@ def make_sampler(name: str, seed: int, n_trials: int) -> tuple[optuna.samplers.B
         args = {"seed": seed}
         sampler = optuna.samplers.RandomSampler(**args)
     elif name == "gp":
+        conditional = conditional_params(space)
+        if conditional:
+            shown = ", ".join(conditional[:3]) + (", ..." if len(conditional) > 3 else "")
+            raise DrltuneError(f"--sampler gp cannot model a conditional space (method parameters {shown} "
+                               "exist only for their method); use --sampler tpe, or a space with one method")
         args = {"seed": seed, "n_startup_trials": n_startup}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
