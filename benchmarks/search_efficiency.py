@@ -185,6 +185,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--routes: unknown {sorted(unknown)}; valid: {','.join(ROUTES)}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.out = args.out.resolve()  # Ray wants an absolute storage path
     args.out.mkdir(parents=True, exist_ok=True)
     rows_file = args.out / "rows.jsonl"
     header = (f"search efficiency: synthetic, {args.trials} trials x {args.max_epochs} epochs, {args.concurrent} "

@@ -22,6 +22,9 @@ def _closed_port() -> int:
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--storage", "not a url"], "not a database URL"),
     (["--address", "127.0.0.1:{port}"], "no Ray cluster reachable there"),
+    (["--sampler", "gp"], "--sampler gp cannot model a conditional space (method parameters dr.reinit_epoch"),
+    (["--pruner", "sha", "--pruner-startup", "3"], "--pruner-startup applies to --pruner median only"),
+    (["--pruner-warmup", "2"], "--pruner-warmup 2: must be below --max-epochs 2"),
 ])
 def test_search_mistakes_are_one_line_and_store_nothing(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

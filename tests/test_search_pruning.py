@@ -4,7 +4,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from drltune.errors import DrltuneError
 from drltune.search.pruning import REINIT_ATTR, ReinitAwarePruner, make_pruner, running_best
+from drltune.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -103,3 +105,88 @@ def test_running_best_keeps_nan_out_and_does_not_touch_the_stored_trial():
     assert [view.intermediate_values[s] for s in range(4)][2:] == [0.5, 0.5]
     assert view.intermediate_values[1] == 0.2
     assert frozen.intermediate_values[3] == 0.3
+
+
+def test_sha_judges_a_dr_trial_at_the_rung_step_even_in_its_grace_window():
+    """The rung at step 4 falls in the grace window of the re-init at step 2: the trial is judged
+    there, with its best-so-far *at step 4*, as every other trial was; not later with a later value."""
+    sha = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)  # rungs 1, 2, 4
+    study = study_with_baselines(ReinitAwarePruner(sha, final_step=7))
+    curve = [0.30, 0.42, 0.52, 0.40, 0.45, 0.66, 0.68, 0.70]  # re-init after epoch 2, dip, then above all
+    trial = study.ask()
+    for step, value in enumerate(curve[:5]):
+        trial.report(value, step)
+        if step == REINIT_EPOCH:
+            trial.set_user_attr(REINIT_ATTR, [REINIT_EPOCH])
+        pruned = trial.should_prune()
+    rungs = study._storage.get_trial(trial._trial_id).system_attrs
+    assert rungs["completed_rung_2"] == 0.52  # best so far at the rung step 4 (the others': 0.6, 0.58)
+    assert pruned  # below the top half at step 4; judging 0.66 at step 5 against step-4 values kept it
+
+
+def test_median_judges_a_trial_after_its_grace_window_against_the_others_at_that_step():
+    aware = study_with_baselines(ReinitAwarePruner(median(), final_step=7))
+    # best so far 0.57 at step 5: above every baseline's step-3 value (0.55, 0.53), below step 5's (0.62, 0.60)
+    curve = [0.30, 0.42, 0.52, 0.40, 0.45, 0.57]
+    assert first_pruned_step(aware, curve, [REINIT_EPOCH]) == 5
+
+
+def test_median_counts_running_trials_so_a_concurrent_first_wave_is_pruned():
+    """Eight trials run at once and none has finished: Optuna's median (COMPLETE trials only)
+    would let all of them train every epoch; peers that reached the step count here."""
+    pruner, args = make_pruner("median", max_epochs=12, n_trials=64)
+    assert args["n_startup_trials"] == 5 and args["n_warmup_steps"] == 2
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    wave = [study.ask() for _ in range(8)]
+    pruned = set()
+    for step in range(6):
+        for i, trial in reversed(list(enumerate(wave))):  # the best report each epoch first
+            if i in pruned:
+                continue
+            trial.report(0.1 + 0.05 * i + 0.01 * step, step)  # trial i is better than trial i-1
+            if trial.should_prune():
+                pruned.add(i)
+    assert not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # trials 0-2 each see at least 5 better peers at epoch 2 and go; the others never do
+    assert pruned == {0, 1, 2}
+
+
+def test_pruner_startup_and_warmup_flags():
+    pruner, args = make_pruner("median", max_epochs=30, n_trials=64, startup=3, warmup=7)
+    assert (args["n_startup_trials"], args["n_min_trials"], args["n_warmup_steps"]) == (3, 3, 7)
+    _, args = make_pruner("sha", max_epochs=30, n_trials=64, warmup=5)
+    assert args["min_resource"] == 5
+    with pytest.raises(DrltuneError, match="--pruner-startup applies to --pruner median only"):
+        make_pruner("hyperband", max_epochs=30, n_trials=64, startup=3)
+    with pytest.raises(DrltuneError, match="--pruner-warmup does not apply to --pruner none"):
+        make_pruner("none", max_epochs=30, n_trials=64, warmup=3)
+    with pytest.raises(DrltuneError, match="must be below --max-epochs 30"):
+        make_pruner("median", max_epochs=30, n_trials=64, warmup=30)
+
+
+def test_hyperband_shows_tpe_only_the_trials_of_its_bracket():
+    pruner, _ = make_pruner("hyperband", max_epochs=27, n_trials=40)
+    sampler, _ = make_sampler("tpe", 0, 8)
+    seen: list[tuple[int, set[int]]] = []
+    sample = sampler._sample
+
+    def recording(study, trial, search_space):
+        trials = study._get_trials(deepcopy=False, use_cache=True)  # what TPE builds its model from
+        seen.append((pruner._get_bracket_id(study, trial), {pruner._get_bracket_id(study, t) for t in trials}))
+        return sample(study, trial, search_space)
+
+    sampler._sample = recording
+    study = optuna.create_study(direction="maximize", pruner=pruner, sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_int("y", 0, 3)
+        for step in range(27):
+            trial.report(x * step / 27, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return x
+
+    study.optimize(objective, n_trials=40)
+    assert len({bracket for bracket, _ in seen}) > 1  # several brackets sampled with TPE
+    assert all(brackets <= {bracket} for bracket, brackets in seen)

@@ -113,9 +113,31 @@ class ReinitAwarePruner(BasePruner):
         return self.inner.prune(peers, best)  # type: ignore[arg-type]
 
 
+class BracketStudy(optuna.Study):
+    """The study as one Hyperband bracket sees it: only that bracket's trials.
+
+    Optuna's own bracket study filters `get_trials` but not `_get_trials`, which is what TPE reads
+    (Optuna 5.0), so TPE learned from every bracket at once; this one filters both."""
+
+    def __init__(self, study: optuna.Study, pruner: HyperbandPruner, bracket_id: int) -> None:
+        super().__init__(study_name=study.study_name, storage=study._storage, sampler=study.sampler, pruner=pruner)
+        self._whole, self._bracket_id = study, bracket_id
+
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        trials = super()._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        pruner = self.pruner
+        assert isinstance(pruner, HyperbandPruner)
+        return [t for t in trials if pruner._get_bracket_id(self, t) == self._bracket_id]
+
+    def stop(self) -> None:
+        self._whole.stop()
+
+
 class ReinitAwareHyperband(HyperbandPruner):
     """Optuna's Hyperband judging best-so-far rung values, never at the final step. It *is* a
-    `HyperbandPruner`, so Optuna's bracket filter shows the sampler only the trial's bracket."""
+    `HyperbandPruner`, so Optuna hands samplers the trial's bracket only (`pruners._filter_study`
+    calls `_create_bracket_study`, overridden here to filter what TPE reads too)."""
 
     def __init__(self, final_step: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -126,6 +148,9 @@ class ReinitAwareHyperband(HyperbandPruner):
         if step is None or step >= self.final_step:
             return False
         return super().prune(study, running_best(trial, study.direction))
+
+    def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
+        return BracketStudy(study, self, bracket_id)
 
 
 def pruner_defaults(name: str, max_epochs: int, n_trials: int) -> tuple[int | None, int | None]:

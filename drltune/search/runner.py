@@ -94,7 +94,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     """Create or resume the study, run the remaining trials on Ray Tune, print the best configs."""
     from drltune.search.pruning import make_pruner
     from drltune.search.progress import summary_lines
-    from drltune.search.samplers import make_sampler
+    from drltune.search.samplers import check_sampler, make_sampler
     from drltune.search.liveness import retire_stale
     from drltune.search.study import counted, open_study
 
@@ -111,10 +111,11 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
         load_dataset(base.dataset, base.data_root, resolved.dataset_params)
     space.check_values(base)
 
+    pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
+    check_sampler(spec.sampler, space)
     url = resolve_storage_url(spec.storage)
     storage = open_storage(url)
     name = spec.study_name or f"{spec.dataset}-{space.path.stem}"
-    pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
     previous = _count_existing(storage, name)
     sampler, sampler_args = make_sampler(spec.sampler, spec.seed + previous, spec.trials, space)
     attrs = {"dataset": spec.dataset, "space": space.text, "space_file": str(space.path.resolve()),
@@ -187,7 +188,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                                     max_concurrent_trials=spec.concurrent, reuse_actors=True,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
-            name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(results_dir),
+            name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(results_dir.resolve()),
             verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             log_to_file=True),

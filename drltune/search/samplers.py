@@ -21,13 +21,20 @@ def conditional_params(space: SearchSpace | None) -> list[str]:
     return [d.name for dims in space.methods.values() for d in dims if d.searched]
 
 
+def check_sampler(name: str, space: SearchSpace | None) -> None:
+    """Refuse `--sampler gp` on a conditional space: Optuna's GPSampler models only the parameters
+    every trial has, so each method's own parameters would be sampled at random for ever."""
+    conditional = conditional_params(space) if name == "gp" else []
+    if conditional:
+        shown = ", ".join(conditional[:3]) + (", ..." if len(conditional) > 3 else "")
+        raise DrltuneError(f"--sampler gp cannot model a conditional space (method parameters {shown} exist "
+                           "only for their method); use --sampler tpe, or a space with one method")
+
+
 def make_sampler(name: str, seed: int, n_trials: int,
                  space: SearchSpace | None = None) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
     """The sampler and its arguments. TPE models each method's branch jointly (`group`) and, with
-    `constant_liar`, steers away from configurations that are still running.
-
-    GP is refused on a conditional space: Optuna's GPSampler models only the parameters every
-    trial has, so each method's own parameters would be sampled at random for ever."""
+    `constant_liar`, steers away from configurations that are still running (concurrent trials)."""
     n_startup = max(4, min(10, n_trials // 4))
     if name == "tpe":
         args = {"seed": seed, "n_startup_trials": n_startup, "multivariate": True, "group": True,
@@ -39,11 +46,7 @@ def make_sampler(name: str, seed: int, n_trials: int,
         args = {"seed": seed}
         sampler = optuna.samplers.RandomSampler(**args)
     elif name == "gp":
-        conditional = conditional_params(space)
-        if conditional:
-            shown = ", ".join(conditional[:3]) + (", ..." if len(conditional) > 3 else "")
-            raise DrltuneError(f"--sampler gp cannot model a conditional space (method parameters {shown} "
-                               "exist only for their method); use --sampler tpe, or a space with one method")
+        check_sampler(name, space)
         args = {"seed": seed, "n_startup_trials": n_startup}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
