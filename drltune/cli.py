@@ -1,6 +1,12 @@
-"""`drltune` entry point: each command lives in drltune/commands/; errors print as one line."""
+"""`drltune` entry point: each command lives in drltune/commands/; errors print as one line.
+
+Commands are imported only when they run: `drltune --help` and `--version` never load torch,
+Ray or Optuna (the listing below carries each command's one-line help, checked by a test
+against the command's own docstring).
+"""
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -8,31 +14,49 @@ import click
 from drltune import __version__
 from drltune.errors import DrltuneError
 
+# name -> (module under drltune.commands, the first line of the command's help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "Train one configuration, select on validation, evaluate on test once."),
+    "search": ("search", "Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."),
+    "dashboard": ("search", "Open optuna-dashboard on a search's storage (loopback only unless you say otherwise)."),
+    "studies": ("explore", "List the studies of a storage with their trial counts by state."),
+    "explore": ("explore", "Summarise a study: top trials, best per method and fusion, counts, importances, "
+                           "HTML report."),
+    "export": ("explore", "Write the configs of the best (or chosen) trials as TrialConfig YAML, one document each."),
+    "prepare": ("prepare", "Decode a downloaded dataset into audio features, frames and split lists."),
+    "methods": ("listing", "List the balancing methods and their parameters."),
+    "datasets": ("listing", "List the datasets and their parameters."),
+    "fusions": ("listing", "List the fusion heads."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def load_command(name: str) -> click.Command:
+    """Import the command's module and return the command it registers under `name`."""
+    module = importlib.import_module(f"drltune.commands.{COMMANDS[name][0]}")
+    for command in module.COMMANDS:
+        if command.name == name:
+            return command
+    raise LookupError(f"drltune.commands.{COMMANDS[name][0]} has no command {name!r}")
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on use; the listing comes from COMMANDS."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drltune")
 def cli() -> None:
-    """Hyperparameter search for multimodal-imbalance training (DR, OGM-GE, PMR, ARL)."""
-
-
-def _register() -> None:
-    from drltune.commands import listing, train
-
-    for module in (train, listing):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    for name in ("search", "explore", "prepare"):  # added by later modules, when present
-        try:
-            module = __import__(f"drltune.commands.{name}", fromlist=["COMMANDS"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"drltune.commands.{name}":
-                raise
-            continue
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
+    """Hyperparameter search for multimodal-imbalance training (DR, OGM-GE, PMR, ARL, AGM)."""
 
 
 def main(argv: list[str] | None = None) -> None:

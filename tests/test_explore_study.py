@@ -256,3 +256,64 @@ def test_export_a_pruned_trial_by_number(stored, capsys):
     assert doc["meta"]["state"] == "PRUNED" and doc["method"] == "dr" and doc["params"]["alpha"] == 5.0
     code, _, err = run_cli(capsys, "export", "--study", "mixed", "--storage", url, "--trial", "99", "-o", "-")
     assert code == 2 and "has no trial 99" in err
+
+
+# ---- what makes a method choice defensible --------------------------------------------------------
+def test_noise_reinits_and_importance_sample_size(stored, capsys):
+    url, _ = stored
+    code, out, _ = run_cli(capsys, "explore", "--study", "mixed", "--storage", url, "--format", "json", "--no-html")
+    data = json.loads(out)
+    trials = storage_trials(url, "mixed")
+    # 24 validation clips (TINY n_val): one clip is 1/24 of the accuracy
+    assert data["noise"].startswith("one validation clip = 4.2 points of val_acc (24 clips); the top 3 complete")
+    assert any("importances come from only 4 complete trials (fewer than 20)" in n for n in data["notes"])
+    fired = {t.number: sum(1 for r in t.user_attrs.get("history", []) if r.get("reinit")) for t in trials}
+    assert {r["number"]: r["reinits"] for r in data["top"]} == {r["number"]: fired[r["number"]] for r in data["top"]}
+    assert fired[1] == 1 and fired[0] == 0  # DR with reinit_epoch 1, reinit_num 1 over 3 epochs fires once
+
+
+def test_html_tables_noise_and_reinit_marks(stored, capsys, tmp_path):
+    url, _ = stored
+    target = tmp_path / "r.html"
+    code, _, _ = run_cli(capsys, "explore", "--study", "mixed", "--storage", url, "--html", str(target))
+    page = target.read_text()
+    best = page.split("<h2>Best trial per method</h2>")[1].split("</section>")[0]
+    assert best.count("<tr>") + best.count('<tr class="incomplete">') == 1 + 2  # header + baseline, dr
+    assert "<th>re-inits fired</th>" in best and "<th>epochs run</th>" in best and "<th>state</th>" in best
+    top = page.split("<h2>Top trials</h2>")[1].split("</section>")[0]
+    assert top.startswith('<table class="trials">') and "<pre>" not in top
+    assert '<p class="noise"><b>Noise:</b> one validation clip = 4.2 points' in page
+    assert '"name":"DR re-init"' in page and '"symbol":"triangle-down"' in page
+
+
+def test_a_method_without_a_complete_trial_is_labelled_not_dropped(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    study = new_study(url, "only")
+    dist = {"method": CategoricalDistribution(["baseline", "ogm_ge"])}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.5, params={"method": "baseline"},
+                                              distributions=dist, intermediate_values={0: 0.4, 1: 0.5}))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params={"method": "ogm_ge"},
+                                              distributions=dist, intermediate_values={0: 0.45}))
+    code, out, _ = run_cli(capsys, "explore", "--storage", url, "--html", str(tmp_path / "r.html"))  # no --study
+    assert code == 0 and out.startswith("study only")
+    assert "note: no complete trial for ogm_ge: the best-per-method rows show the best pruned" in out
+    rows = out.split("best trial per method")[1].split("best trial per fusion")[0]
+    assert re.search(r"ogm_ge +1 +PRUNED +0\.4500 +unknown +1 ", rows)  # state and epochs run say it
+    page = (tmp_path / "r.html").read_text()
+    assert "not shown, no complete trial: ogm_ge" in page and '<tr class="incomplete"><td>ogm_ge</td>' in page
+
+
+def test_study_is_optional_when_the_storage_holds_one_and_studies_lists_them(stored, capsys, tmp_path):
+    url, _ = stored
+    code, _, err = run_cli(capsys, "explore", "--storage", url, "--no-html")
+    assert code == 2 and "holds 4 studies; pick one with --study (all_failed, empty, mixed, only_running" in err
+    code, out, _ = run_cli(capsys, "studies", "--storage", url)
+    assert code == 0 and out.splitlines() == [
+        "all_failed        2 trials (2 failed)  dataset synthetic",
+        "empty             0 trials  dataset synthetic",
+        "mixed             7 trials (4 complete, 1 pruned, 1 failed, 1 running)  dataset synthetic",
+        "only_running      1 trials (1 running)  dataset synthetic"]
+    single = f"sqlite:///{tmp_path / 'single.db'}"
+    failed_trial(new_study(single, "lonely"), 0.1)
+    code, out, _ = run_cli(capsys, "explore", "--storage", single, "--no-html")
+    assert code == 0 and out.startswith("study lonely (dataset synthetic): 1 trial: ")

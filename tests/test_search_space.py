@@ -11,7 +11,7 @@ from drltune.config import TrialConfig, resolve
 from drltune.errors import DrltuneError
 from drltune.search.space import load_space, parse_space
 
-DEFAULT = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"
+DEFAULT = Path(__file__).resolve().parents[1] / "drltune" / "search_spaces" / "default.yaml"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 

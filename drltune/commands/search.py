@@ -24,7 +24,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--dataset", default="synthetic", show_default=True, help="Registered dataset (see `drltune datasets`).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Prepared dataset folder (real datasets).")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Search space YAML [default: search_spaces/default.yaml of drltune].")
+              help="Search space YAML [default: the space shipped in drltune/search_spaces/default.yaml].")
 @click.option("--trials", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
               help="Finished trials the study should reach (earlier runs count).")
 @click.option("--study", "study_name", help="Study name [default: DATASET-SPACE_NAME].")
@@ -81,13 +81,19 @@ def is_loopback(host: str) -> bool:
 
 @click.command("dashboard")
 @click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
+@click.option("--study", "study_name", help="Print this study's page address [default: the storage's only study].")
+@click.option("--artifact-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the SQLite file, "
+                   "else ./studies/artifacts].")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-def dashboard_cmd(storage, host, port) -> None:
+def dashboard_cmd(storage, study_name, artifact_dir, host, port) -> None:
     """Open optuna-dashboard on a search's storage (loopback only unless you say otherwise)."""
     import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
 
     from drltune.errors import DrltuneError
+    from drltune.search.dashboard_view import artifact_dir as default_artifact_dir
     from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
     url = resolve_storage_url(storage)
@@ -97,8 +103,24 @@ def dashboard_cmd(storage, host, port) -> None:
     if not is_loopback(host):
         click.echo(f"warning: binding to {host}: optuna-dashboard has unauthenticated endpoints that can "
                    "change or delete studies; expose it only on a trusted network", err=True)
-    click.echo(f"optuna-dashboard on {display_url(url)}: http://{host}:{port}  (Ctrl-C to stop)")
-    optuna_dashboard.run_server(open_storage(url), host=host, port=port)
+    backend = open_storage(url)
+    page = study_page(backend, study_name)
+    folder = artifact_dir or default_artifact_dir(url)
+    click.echo(f"optuna-dashboard on {display_url(url)}: http://{host}:{port}{page}  (Ctrl-C to stop)")
+    click.echo(f"artifacts from {folder}" + ("" if folder.is_dir() else " (none yet)"))
+    optuna_dashboard.run_server(backend, host=host, port=port, artifact_store=FileSystemArtifactStore(folder))
+
+
+def study_page(storage, study_name: str | None) -> str:
+    """`/dashboard/studies/<id>` of the named study, or of the only one; `` when there are several."""
+    from drltune.errors import DrltuneError
+
+    studies = {s.study_name: s._study_id for s in storage.get_all_studies()}
+    if study_name is None:
+        return f"/dashboard/studies/{next(iter(studies.values()))}" if len(studies) == 1 else ""
+    if study_name not in studies:
+        raise DrltuneError(f"no study named {study_name!r}; existing studies: {', '.join(sorted(studies)) or 'none'}")
+    return f"/dashboard/studies/{studies[study_name]}"
 
 
 COMMANDS = [search_cmd, dashboard_cmd]

@@ -21,7 +21,7 @@ DEFAULT_STORAGE = "sqlite:///studies/drltune.db"
 # Per-trial numbers the search stores as user attrs (contract with `drltune search`).
 RESULT_ATTRS = ("val_acc_audio", "val_acc_visual", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
-                 *RESULT_ATTRS, "duration_s", "error")
+                 "reinits", *RESULT_ATTRS, "duration_s", "error")
 HISTORY_KEYS = ("train_loss", "val_acc", "val_f1", "val_acc_audio", "val_acc_visual", "val_acc_best", "reinit")
 
 
@@ -69,8 +69,35 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
         raise DrltuneError(f"storage: not an Optuna storage ({_first_line(exc)})") from None
 
 
-def open_study(study: str, storage: str = DEFAULT_STORAGE) -> optuna.Study:
-    """Load an existing study with trials; a missing or empty one is a one-line error listing the stored names."""
+def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
+    """Each stored study: name, dataset, trial counts by state (lower-case state names), total."""
+    rows = []
+    for frozen in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
+        trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
+        counts = {state.name.lower(): sum(1 for t in trials if t.state == state)
+                  for state in optuna.trial.TrialState}
+        rows.append({"study": frozen.study_name, "dataset": frozen.user_attrs.get("dataset"),
+                     "trials": len(trials), **{k: v for k, v in counts.items() if v}})
+    return rows
+
+
+def choose_study(study: str | None, storage: str = DEFAULT_STORAGE) -> str:
+    """`study`, or the only study in the storage when none is named; else a one-line error listing them."""
+    if study is not None:
+        return study
+    names = study_names(open_storage(storage))
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise DrltuneError(f"{shown(storage)} holds no study yet; run `drltune search` first")
+    raise DrltuneError(f"{shown(storage)} holds {len(names)} studies; pick one with --study "
+                       f"({', '.join(names)}; `drltune studies` lists them with their trials)")
+
+
+def open_study(study: str | None, storage: str = DEFAULT_STORAGE) -> optuna.Study:
+    """Load an existing study with trials (None: the storage's only study); a missing or empty one
+    is a one-line error listing the stored names."""
+    study = choose_study(study, storage)
     backend = open_storage(storage)
     names = study_names(backend)
     if study not in names:
@@ -96,6 +123,14 @@ def trial_fusion(trial: optuna.trial.FrozenTrial) -> str:
     return trial.params.get("fusion") or (trial.user_attrs.get("config") or {}).get("fusion") or "unknown"
 
 
+def reinits_fired(trial: optuna.trial.FrozenTrial) -> int:
+    """How many DR re-inits happened: from the per-epoch records, else the search's `reinit_epochs` list."""
+    history = trial.user_attrs.get("history")
+    if history:
+        return sum(1 for record in history if record.get("reinit"))
+    return len(trial.user_attrs.get("reinit_epochs") or ())
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, method, fusion, results, then `params_<name>` columns."""
     rows = []
@@ -106,6 +141,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "best_val_acc": max(steps.values()) if steps else None,  # so far, for pruned and running ones
             "method": trial_method(t), "fusion": trial_fusion(t), "best_epoch": t.user_attrs.get("best_epoch"),
             "epochs_run": t.user_attrs.get("epochs_run", (max(steps) + 1) if steps else 0),
+            "reinits": reinits_fired(t),
             **{key: _number(t.user_attrs.get(key)) for key in RESULT_ATTRS},
             "duration_s": t.duration.total_seconds() if t.duration is not None else None,
             "error": t.user_attrs.get("error"),
@@ -114,7 +150,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         rows.append(row)
     params = sorted({k for row in rows for k in row if k.startswith("params_")})
     frame = pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *params])
-    for col in ("best_epoch", "epochs_run", *params):  # integers stay integers next to missing values
+    for col in ("best_epoch", "epochs_run", "reinits", *params):  # integers stay integers next to missing values
         values = [row[col] for row in rows if row.get(col) is not None]
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             frame[col] = frame[col].astype("Int64")

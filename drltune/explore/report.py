@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
 from drltune.explore.load import database_file
-from drltune.explore.summary import Summary, counts_line, trials_table
+from drltune.explore.summary import BEST_PER_METHOD, TABLE_COLUMNS, Summary, counts_line
 
 # DR's parameters as the search names them, with the axis labels a reader understands.
 DR_AXES = {"params_dr.reinit_epoch": "re-init interval (epochs)", "params_dr.alpha": "alpha (strength)",
@@ -89,7 +89,16 @@ def curves_figure(history: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
                         hovertemplate=f"trial {number} ({state.lower()}, {method})<br>epoch %{{x}}"
                                       "<br>val_acc %{y:.4f}<extra></extra>")
         shown.add(method)
-    fig.update_layout(title="Learning curves (colour: method; dashed and x: pruned; dotted: running)",
+        marks = group[group["reinit"].fillna(False).astype(bool)] if "reinit" in group else group.iloc[:0]
+        if not marks.empty:
+            fig.add_scatter(x=marks["epoch"], y=marks["val_acc"], mode="markers", name="DR re-init",
+                            legendgroup="reinit", showlegend="reinit" not in shown,
+                            marker=dict(symbol="triangle-down", size=11, color="#d62728",
+                                        line=dict(color="black", width=1)),
+                            hovertemplate=f"trial {number}: re-init after epoch %{{x}}<extra></extra>")
+            shown.add("reinit")
+    fig.update_layout(title="Learning curves (colour: method; dashed and x: pruned; dotted: running; "
+                            "red triangle: DR re-init)",
                       xaxis_title="epoch (0-based)", yaxis_title=ACC, **LAYOUT)
     fig.update_xaxes(**_integer_axis(history["epoch"]))
     fig.update_yaxes(range=_acc_range(history["val_acc"]))
@@ -110,7 +119,11 @@ def by_group_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure 
                         hovertemplate="trial %{customdata[0]}<br>val_acc %{y:.4f}<extra></extra>", row=1, col=col)
         fig.update_xaxes(title_text=key, row=1, col=col)
         fig.update_yaxes(title_text=f"best {ACC}", range=_acc_range(complete["value"]), row=1, col=col)
-    fig.update_layout(title="Accuracy of the complete trials by method and by fusion", **LAYOUT)
+    missing = sorted(set(trials["method"].dropna()) - set(complete["method"]))
+    title = "Accuracy of the complete trials by method and by fusion"
+    if missing:  # a method with only pruned / failed trials would silently vanish from the plot
+        title += f"<br><sub>not shown, no complete trial: {', '.join(missing)}</sub>"
+    fig.update_layout(title=title, **LAYOUT)
     return fig
 
 
@@ -180,6 +193,11 @@ PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>drltune study {title}</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 16px;color:#222}}
 pre{{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}}
+table.trials{{border-collapse:collapse;font-size:13px;width:100%}}
+table.trials th,table.trials td{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}}
+table.trials th{{background:#f0f0f0}} table.trials td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+table.trials td.params{{font-size:12px;color:#444;word-break:break-word}} tr.incomplete td{{color:#777}}
+.noise{{background:#fff7e0;padding:6px 10px;border-left:4px solid #e0a800}}
 .note{{color:#a33;font-weight:bold}} section{{margin-bottom:28px}} .missing{{color:#666;font-style:italic}}</style>
 </head><body>
 <h1>drltune study <code>{title}</code></h1>
@@ -188,13 +206,46 @@ pre{{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}}
 """
 
 
+HEADINGS = {"number": "trial", "state": "state", "score": "val_acc", "method": "method", "fusion": "fusion",
+            "epochs_run": "epochs run", "best_epoch": "best epoch", "reinits": "re-inits fired",
+            "test_acc": "test_acc", "params": "parameters"}
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return '<td class="num"></td>'
+    if column in ("score", "test_acc"):
+        return f'<td class="num">{float(value):.4f}</td>'
+    if column in ("number", "epochs_run", "best_epoch", "reinits"):
+        return f'<td class="num">{int(value)}</td>'
+    css = ' class="params"' if column == "params" else ""
+    return f"<td{css}>{html.escape(str(value))}</td>"
+
+
+def trials_html(frame: pd.DataFrame, first: str | None = None) -> str:
+    """A real table (wraps instead of scrolling sideways); rows of incomplete trials are greyed."""
+    if frame.empty:
+        return '<p class="missing">(none)</p>'
+    cols = ([first] if first else []) + [c for c in TABLE_COLUMNS if c != first]
+    head = "".join(f"<th>{HEADINGS[c]}</th>" for c in cols)
+    rows = []
+    for _, row in frame.iterrows():
+        css = "" if row["state"] == "COMPLETE" else ' class="incomplete"'
+        rows.append(f"<tr{css}>" + "".join(_cell(c, row[c]) for c in cols) + "</tr>")
+    return f'<table class="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
 def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> str:
     """The whole page; a plot that has nothing to show is replaced by one sentence that says why."""
     colours = _colours(list(trials["method"].dropna()))
     parts = [f"<p>{counts_line(summary)}"
              + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "") + ".</p>"]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.notes]
-    parts.append(f"<section><h2>Top trials</h2><pre>{html.escape(trials_table(summary.top))}</pre></section>")
+    if summary.noise:
+        parts.append(f'<p class="noise"><b>Noise:</b> {html.escape(summary.noise)}.</p>')
+    parts.append(f'<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD)}.</p>'
+                 f'{trials_html(summary.best_by_method, "method")}</section>')
+    parts.append(f"<section><h2>Top trials</h2>{trials_html(summary.top)}</section>")
     plots = [
         ("Optimisation history", history_figure(trials, colours), "no trial has reported an accuracy"),
         ("Learning curves", curves_figure(history, colours), "no trial has reported an epoch"),

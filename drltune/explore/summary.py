@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from fractions import Fraction
+from typing import Any, Iterable
 
 import optuna
 import pandas as pd
@@ -14,7 +16,9 @@ from drltune.explore.load import trials_frame
 
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
 # The short table of the terminal: what a user compares trials by.
-TABLE_COLUMNS = ["number", "state", "score", "method", "fusion", "epochs_run", "best_epoch", "test_acc", "params"]
+TABLE_COLUMNS = ["number", "state", "score", "method", "fusion", "epochs_run", "best_epoch", "reinits", "test_acc",
+                 "params"]
+MIN_TRIALS_FOR_IMPORTANCES = 20  # below this, PED-ANOVA's ranking moves with every new trial
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Summary:
     best_by_fusion: pd.DataFrame
     importances: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    noise: str | None = None  # what one validation clip is worth, and how far apart the top trials are
+    incomplete_methods: list[str] = field(default_factory=list)  # methods with trials but none complete
 
 
 def key_params(row: pd.Series) -> str:
@@ -70,6 +76,35 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
     return {k: float(v) for k, v in result.items()}, None
 
 
+def validation_size(values: Iterable[float], limit: int = 1_000_000) -> int | None:
+    """The number of validation clips, from stored accuracies (each is k/n): the least common
+    denominator of the values; None when there are none."""
+    n = 1
+    for value in values:
+        if value is None or not math.isfinite(value):
+            continue
+        n = math.lcm(n, Fraction(value).limit_denominator(100_000).denominator)
+        if n > limit:
+            return None
+    return n if n > 1 else None
+
+
+def noise_line(trials: pd.DataFrame, history: Iterable[float]) -> str | None:
+    """`one validation clip = 0.42 points (240 clips); the top 3 complete trials lie within 3 clips`."""
+    n = validation_size(history)
+    if n is None:
+        return None
+    clip = 100.0 / n
+    line = f"one validation clip = {clip:.2g} points of val_acc ({n} clips)"
+    complete = trials.loc[trials["state"] == "COMPLETE", "value"].sort_values(ascending=False).head(3)
+    if len(complete) >= 2:
+        spread = (complete.iloc[0] - complete.iloc[-1]) * n
+        line += (f"; the top {len(complete)} complete trials lie within {round(spread)} clip(s) "
+                 f"({(complete.iloc[0] - complete.iloc[-1]) * 100:.2g} points), each on one seed: "
+                 "re-train the best on more seeds before calling one better")
+    return line
+
+
 def summarize(study: optuna.Study, top: int = 10) -> Summary:
     frame = trials_frame(study)
     counts = {label: int((frame["state"] == state).sum()) for state, label in STATES.items()}
@@ -78,6 +113,7 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
         counts["other"] = other
     scored = ranked(frame)
     by_method = scored.drop_duplicates("method").reset_index(drop=True)
+    incomplete = sorted(by_method.loc[by_method["state"] != "COMPLETE", "method"])
     by_fusion = scored.drop_duplicates("fusion").reset_index(drop=True)
     imp, imp_note = importances(study)
     notes = []
@@ -90,9 +126,18 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
         notes.append(f"{counts['running']} trial(s) still running: this is a snapshot")
     if imp_note and counts["failed"] < len(frame):
         notes.append(imp_note)
+    elif imp and counts["complete"] < MIN_TRIALS_FOR_IMPORTANCES:
+        notes.append(f"parameter importances come from only {counts['complete']} complete trials "
+                     f"(fewer than {MIN_TRIALS_FOR_IMPORTANCES}): a rough hint, not a ranking")
+    if incomplete:
+        notes.append(f"no complete trial for {', '.join(incomplete)}: the best-per-method rows show the best "
+                     "pruned or running trial so far (fewer epochs), and the box plots leave them out")
+    accuracies = [rec.get("val_acc") for t in study.get_trials(deepcopy=False)
+                  for rec in (t.user_attrs.get("history") or [])] or \
+                 [v for t in study.get_trials(deepcopy=False) for v in t.intermediate_values.values()]
     return Summary(study=study.study_name, dataset=study.user_attrs.get("dataset"), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
-                   importances=imp, notes=notes)
+                   importances=imp, notes=notes, noise=noise_line(frame, accuracies), incomplete_methods=incomplete)
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -108,9 +153,14 @@ def trials_table(frame: pd.DataFrame, first: str | None = None) -> str:
         return "  (none)"
     cols = ([first] if first else []) + [c for c in TABLE_COLUMNS if c != first]
     shown = frame[cols].rename(columns={"number": "trial", "score": "val_acc", "epochs_run": "epochs"})
-    for col, fmt in (("val_acc", "{:.4f}"), ("test_acc", "{:.4f}"), ("epochs", "{}"), ("best_epoch", "{}")):
+    for col, fmt in (("val_acc", "{:.4f}"), ("test_acc", "{:.4f}"), ("epochs", "{}"), ("best_epoch", "{}"),
+                     ("reinits", "{}")):
         shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else fmt.format(v))
     return _aligned(shown)
+
+
+BEST_PER_METHOD = ("best trial per method (the best complete one; a method without one shows its best "
+                   "pruned or running trial, state and epochs say so)")
 
 
 def counts_line(s: Summary) -> str:
@@ -121,8 +171,10 @@ def counts_line(s: Summary) -> str:
 def render_table(s: Summary) -> str:
     lines = [f"study {s.study}" + (f" (dataset {s.dataset})" if s.dataset else "") + f": {counts_line(s)}"]
     lines += [f"note: {n}" for n in s.notes]
+    if s.noise:
+        lines.append(f"noise: {s.noise}")
     lines += ["", f"top {len(s.top)} trials (val_acc: best validation accuracy; complete trials first)",
-              trials_table(s.top), "", "best trial per method", trials_table(s.best_by_method, "method"),
+              trials_table(s.top), "", BEST_PER_METHOD, trials_table(s.best_by_method, "method"),
               "", "best trial per fusion", trials_table(s.best_by_fusion, "fusion")]
     if s.importances:
         lines += ["", f"parameter importances (Optuna PED-ANOVA over {s.counts['complete']} complete trials)"]
@@ -142,7 +194,7 @@ def _plain(value: Any) -> Any:
 
 
 def render_json(s: Summary) -> str:
-    payload = {"study": s.study, "dataset": s.dataset, "counts": s.counts, "notes": s.notes,
+    payload = {"study": s.study, "dataset": s.dataset, "counts": s.counts, "notes": s.notes, "noise": s.noise,
                "top": _records(s.top), "best_by_method": _records(s.best_by_method),
                "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances}
     return json.dumps(payload, indent=1, default=_plain)

@@ -73,11 +73,12 @@ class OptunaBridge(Searcher):
         self.stop_reason = stop_reason or (lambda: None)
         self.started = 0
         self.live: dict[str, LiveTrial] = {}
+        self.before_tell: Callable[[optuna.Trial, TrialState, dict[str, Any]], None] = lambda *args: None
 
     # Ray pickles its searcher into the experiment folder. The Optuna storage is the state we
     # resume from, so the study (with its URL, maybe credentials) stays out of those pickles.
     def __getstate__(self) -> dict[str, Any]:
-        runtime = ("study", "live", "on_outcome", "stop_reason", "shared")
+        runtime = ("study", "live", "on_outcome", "stop_reason", "shared", "before_tell")
         return {k: v for k, v in self.__dict__.items() if k not in runtime}
 
     def save(self, checkpoint_path: str) -> None:
@@ -183,6 +184,7 @@ class OptunaBridge(Searcher):
         for key, val in attrs.items():
             trial.set_user_attr(key, val)
         trial.set_user_attr("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
         self.study.tell(trial, value, state=state)
 
 

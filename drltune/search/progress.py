@@ -31,12 +31,13 @@ def best_complete(study: optuna.Study) -> FrozenTrial | None:
 
 
 class Progress:
-    """After each trial: `#N <outcome>`, then `[finished/--trials] complete, pruned, failed, running |
-    best value (#M its parameters)`."""
+    """After each trial: `#N <outcome>`, then `[finished/--trials] complete, pruned, failed, running`,
+    and the best trial's parameters only when the best changed."""
 
     def __init__(self, study: optuna.Study, total: int, echo: Callable[[str], None],
                  running: Callable[[], int]) -> None:
         self.study, self.total, self.echo, self.running = study, total, echo, running
+        self.best_number: int | None = None
 
     def __call__(self, outcome: Outcome) -> None:
         what = {"complete": f"complete after {outcome.epochs} epochs, best val_acc {outcome.value or 0:.4f}",
@@ -52,9 +53,12 @@ class Progress:
         line = (f"[{counted(self.study)}/{self.total}] complete {n[TrialState.COMPLETE]}, "
                 f"pruned {n[TrialState.PRUNED]}, failed {n[TrialState.FAIL]}, running {self.running()}")
         best = best_complete(self.study)
-        if best is not None:
-            line += f" | best {best.value:.4f} (#{best.number} {params_text(best.params)})"
-        return line
+        if best is None:
+            return line
+        if best.number != self.best_number:
+            self.best_number = best.number
+            return line + f" | new best {best.value:.4f}: #{best.number} {params_text(best.params)}"
+        return line + f" | best {best.value:.4f} (#{best.number})"
 
 
 def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
@@ -70,3 +74,17 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
                      f"{'n/a' if test is None else f'{test:.4f}'}  best epoch {t.user_attrs.get('best_epoch')}  "
                      f"{params_text(t.params)}")
     return lines
+
+
+def next_steps(study_name: str, storage_url: str, default_url: str) -> list[str]:
+    """The commands a user runs after a search, with this study (and storage, when not the default)."""
+    import shlex
+
+    storage = "" if storage_url == default_url else f" --storage {shlex.quote(storage_url)}"
+    study = f" --study {shlex.quote(study_name)}"
+    steps = [(f"drltune explore{study}{storage}", "tables + HTML report: best per method, noise, curves"),
+             (f"drltune export{study}{storage} --top 3 -o best.yaml", "the best configs as TrialConfig YAML"),
+             ("drltune train --config best.yaml --seeds 3", "re-train them on 3 seeds: test mean ± std"),
+             (f"drltune dashboard{storage}", "optuna-dashboard: trial notes, curves, study figures")]
+    width = max(len(command) for command, _ in steps)
+    return ["next:", *(f"  {command:<{width}}  # {why}" for command, why in steps)]

@@ -22,7 +22,7 @@ from drltune.errors import DrltuneError
 from drltune.search.space import SearchSpace, load_space
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
-DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "default.yaml"
+DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
 
 # Before Ray is imported: no Tune loggers (CSV/JSON/TensorBoard files) and no Ray progress tables.
 RAY_QUIET_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
@@ -93,7 +93,8 @@ class _Stop:
 def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.Study:
     """Create or resume the study, run the remaining trials on Ray Tune, print the best configs."""
     from drltune.search.pruning import make_pruner
-    from drltune.search.progress import summary_lines
+    from drltune.search.dashboard_view import describe_study
+    from drltune.search.progress import next_steps, summary_lines
     from drltune.search.samplers import check_sampler, make_sampler
     from drltune.search.liveness import retire_stale
     from drltune.search.study import counted, open_study
@@ -123,6 +124,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
              "pruner": spec.pruner, "sampler": spec.sampler, "pruner_args": pruner_args,
              "sampler_args": sampler_args}
     study, existed = open_study(name, storage, sampler, pruner, attrs)
+    describe_study(study)  # metric name and study Note for optuna-dashboard
 
     path = sqlite_path(url)
     echo(f"study {name!r} in {display_url(url)}" + (f"  ({path.resolve()})" if path else ""))
@@ -144,7 +146,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
         _run_tune(spec, study, space, base, echo)
     for line in summary_lines(study):
         echo(line)
-    echo(f"open the dashboard: drltune dashboard --storage {display_url(url)}   (then http://127.0.0.1:8080)")
+    for line in next_steps(name, display_url(url), display_url(resolve_storage_url(None))):
+        echo(line)
     return study
 
 
@@ -165,15 +168,20 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
 
     from drltune.search.bridge import OptunaBridge, PruningScheduler, StopSearch, trial_name
     from drltune.search.liveness import Heartbeat, SharedBudget
+    from drltune.search.dashboard_view import DashboardPublisher
     from drltune.search.progress import Progress
+    from drltune.search.ticker import EpochTicker
     from drltune.search.trainable import run_trial
 
     stop = _Stop(spec.timeout)
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live))
+    publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
     threads = max(1, math.floor(spec.cpus_per_trial))
-    bridge = OptunaBridge(study, space, base, spec.trials, threads=threads, on_outcome=progress,
+    bridge = OptunaBridge(study, space, base, spec.trials, threads=threads,
+                          on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
                           stop_reason=stop.reason, shared=SharedBudget(study, spec.trials))
 
+    bridge.before_tell = publish.attach_artifacts
     started_ray = not ray.is_initialized()
     if started_ray:
         _init_ray(spec, ray)
@@ -191,7 +199,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
             name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(results_dir.resolve()),
             verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            log_to_file=True),
+            log_to_file=True, callbacks=[EpochTicker(echo)]),
     )
     previous_handler = signal.getsignal(signal.SIGINT)
 
@@ -211,6 +219,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
         if in_main:
             signal.signal(signal.SIGINT, previous_handler)
         closed = bridge.close_open(stop.outcome() or "interrupted: the search ended before this trial finished")
+        publish.finish()
         if started_ray:
             ray.shutdown()
     if stop.outcome():

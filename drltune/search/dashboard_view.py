@@ -1,0 +1,236 @@
+"""What optuna-dashboard shows of a drltune study, written while the search runs.
+
+optuna-dashboard cuts user attributes at 1,024 characters and labels an unnamed objective
+"Objective 0", so the stored attributes alone read badly there. This module adds (never
+replaces) what the dashboard renders well:
+
+* the metric name `val_acc` on the study, and a study Note: the settings, the search space as
+  YAML, and what a pruned trial's Value means;
+* per finished trial, one Note (config, per-modality accuracy, each DR re-init's purities and
+  weights) and two artifacts: `history.csv` (every epoch, shown as a table) and
+  `learning_curve.svg` (shown inline, re-inits marked);
+* study-level plotly figures (best per method, learning curves by method with re-init marks),
+  refreshed at most every `refresh_s` seconds and at the end, so their cost stays bounded.
+
+Artifacts live in a folder beside the SQLite file (`studies/artifacts`), which `drltune
+dashboard` serves. Writing here must never stop a search: failures become one warning.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from drltune.search.curve_svg import curve_svg
+from drltune.search.storage import sqlite_path
+
+METRIC = "val_acc"
+ARTIFACTS = "artifacts"
+CURVES_PER_METHOD = 3  # the study figure stays small at thousands of trials
+REINIT_KEYS = ("purity_train_audio", "purity_val_audio", "purity_train_visual", "purity_val_visual",
+               "reinit_weight_audio", "reinit_weight_visual")
+PRUNED_VALUE = ("A pruned trial's **Value** in this dashboard is its *last* epoch's val_acc (Optuna's rule); "
+                "`drltune search` and `drltune explore` rank it by its *best so far*, which its Note states.")
+
+
+def artifact_dir(storage_url: str) -> Path:
+    """`<folder of the SQLite file>/artifacts`, else `./studies/artifacts` (servers: pass --artifact-dir)."""
+    db = sqlite_path(storage_url)
+    return ((db.parent if db is not None else Path.cwd() / "studies") / ARTIFACTS).resolve()
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+# ---- notes -------------------------------------------------------------------------------------
+def study_note(attrs: dict[str, Any]) -> str:
+    """Markdown: how the study was made, its space as YAML, and how to read the values."""
+    lines = [f"## drltune study · dataset `{attrs.get('dataset')}`", "",
+             f"Objective **{METRIC}**: the best validation accuracy of a trial (its selected epoch).", "",
+             PRUNED_VALUE, "",
+             "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts hold "
+             "the whole per-epoch history (`history.csv`) and its learning curve (`learning_curve.svg`).", "",
+             "| setting | value |", "|---|---|"]
+    for key in ("command", "max_epochs", "sampler", "pruner", "space_file", "drltune_version"):
+        if attrs.get(key) is not None:
+            lines.append(f"| {key} | `{attrs[key]}` |")
+    lines += ["", "### Search space", "", "```yaml", str(attrs.get("space", "")).rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _reinit_rows(history: list[dict[str, Any]]) -> list[str]:
+    rows = [r for r in history if r.get("reinit")]
+    if not rows:
+        return []
+    out = ["", "**DR re-inits** (purity: k-means purity of train / val features; weight: how far the "
+                "encoder is pulled back to its initial weights)", "",
+           "| after epoch | purity audio (train / val) | purity visual (train / val) | weight audio | weight visual |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['epoch']} | {_fmt(r.get('purity_train_audio'), 3)} / {_fmt(r.get('purity_val_audio'), 3)} "
+                   f"| {_fmt(r.get('purity_train_visual'), 3)} / {_fmt(r.get('purity_val_visual'), 3)} "
+                   f"| {_fmt(r.get('reinit_weight_audio'), 3)} | {_fmt(r.get('reinit_weight_visual'), 3)} |")
+    return out
+
+
+def _config_yaml(config: dict[str, Any]) -> str:
+    import yaml
+
+    shown = {k: v for k, v in config.items() if v not in (None, {}, [])}
+    return yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip()
+
+
+def trial_note(trial: FrozenTrial) -> str:
+    """Markdown for one finished trial: outcome, accuracy table, DR re-inits, config."""
+    attrs, steps = trial.user_attrs, trial.intermediate_values
+    config = attrs.get("config") or {}
+    history = attrs.get("history") or []
+    method = trial.params.get("method") or config.get("method", "?")
+    fusion = trial.params.get("fusion") or config.get("fusion", "?")
+    best_epoch = attrs.get("best_epoch")
+    epochs_run = attrs.get("epochs_run", len(steps))
+    head = f"## Trial {trial.number}: {trial.state.name} · `{method}` / `{fusion}`"
+    lines = [head, ""]
+    at = "" if best_epoch is None else f" at epoch {best_epoch}"
+    if trial.state == TrialState.COMPLETE:
+        budget = f" of {config['epochs']}" if at and config.get("epochs") else ""
+        lines.append(f"Best {METRIC} **{_fmt(trial.value)}**{at}{budget}.")
+    elif trial.state == TrialState.PRUNED and steps:
+        last_step = max(steps)
+        lines.append(f"Pruned after {epochs_run} epoch(s). The dashboard's Value **{_fmt(steps[last_step])}** is the "
+                     f"last epoch's (epoch {last_step}); the best so far, which drltune ranks by, is "
+                     f"**{_fmt(max(steps.values()))}**{at}.")
+    elif trial.state == TrialState.FAIL:
+        lines.append(f"Failed after {epochs_run} epoch(s): `{attrs.get('error', 'no error stored')}`")
+    if history and best_epoch is not None:
+        best = next((r for r in history if r.get("epoch") == best_epoch), history[-1])
+        lines += ["", f"| accuracy at epoch {best_epoch} | fused | audio only | visual only |", "|---|---|---|---|",
+                  f"| validation | {_fmt(best.get('val_acc'))} | {_fmt(best.get('val_acc_audio'))} "
+                  f"| {_fmt(best.get('val_acc_visual'))} |"]
+        if attrs.get("test_acc") is not None:
+            lines.append(f"| test | {_fmt(attrs.get('test_acc'))} | {_fmt(attrs.get('test_acc_audio'))} "
+                         f"| {_fmt(attrs.get('test_acc_visual'))} |")
+    lines += _reinit_rows(history)
+    if config:
+        lines += ["", f"**Config** (`drltune export --study NAME --trial {trial.number} -o t.yaml` writes it whole)",
+                  "", "```yaml", _config_yaml(config), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def history_csv(history: list[dict[str, Any]]) -> str:
+    """Every epoch's record, one row each; columns in first-seen order."""
+    columns: dict[str, None] = {}
+    for record in history:
+        columns.update(dict.fromkeys(record))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+def describe_study(study: optuna.Study) -> None:
+    """Name the objective and write the study Note once (a Note a user edited is kept)."""
+    from optuna_dashboard import get_note, save_note
+
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC])
+    if not get_note(study):
+        save_note(study, study_note(study.user_attrs))
+
+
+class _NoteTarget:
+    """What `save_note` reads of a trial (its storage, study and id). An `optuna.Trial` cannot be
+    made for a finished trial: its constructor lets the sampler write to it."""
+
+    def __init__(self, study: optuna.Study, trial_id: int) -> None:
+        self.study, self.storage, self._trial_id = study, study._storage, trial_id
+
+
+class DashboardPublisher:
+    """Called with each finished trial's number: one Note and two artifacts, never per epoch."""
+
+    def __init__(self, study: optuna.Study, storage_url: str, refresh_s: float = 60.0,
+                 warn: Callable[[str], None] = print) -> None:
+        self.study, self.refresh_s, self.warn = study, refresh_s, warn
+        self.folder = artifact_dir(storage_url)
+        self.last_refresh, self.refresh_cost = time.monotonic(), 0.0
+        self.warned = False
+
+    def __call__(self, number: int) -> None:
+        """After the trial was told: its Note, and the study figures when they are due."""
+        try:
+            self.write_note(number)
+            wait = max(self.refresh_s, 20 * self.refresh_cost)  # figures cost <= 5 % of the driver's time
+            if time.monotonic() - self.last_refresh >= wait:
+                self.refresh_figures()
+        except Exception as exc:  # the dashboard view must never stop a search
+            self._warn(f"dashboard note of trial {number} not written: {type(exc).__name__}: {exc}")
+
+    def _warn(self, message: str) -> None:
+        if not self.warned:
+            self.warn(f"warning: {message} (further such warnings are not shown)")
+            self.warned = True
+
+    def attach_artifacts(self, trial: optuna.Trial, state: TrialState, attrs: dict[str, Any]) -> None:
+        """Before the trial is told (a finished trial takes no more artifacts): `history.csv` and
+        `learning_curve.svg` from its per-epoch records."""
+        history = attrs.get("history") or []
+        if not history:
+            return
+        try:
+            from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            store = FileSystemArtifactStore(self.folder)
+            title = f"trial {trial.number} ({state.name.lower()}, {trial.params.get('method', '?')})"
+            with tempfile.TemporaryDirectory(prefix="drltune-artifacts-") as tmp:
+                for name, text in (("history.csv", history_csv(history)),
+                                   ("learning_curve.svg", curve_svg(history, title))):
+                    path = Path(tmp) / name
+                    path.write_text(text, encoding="utf-8")
+                    upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+        except Exception as exc:
+            self._warn(f"dashboard artifacts of trial {trial.number} not written: {type(exc).__name__}: {exc}")
+
+    def write_note(self, number: int) -> None:
+        from optuna_dashboard import save_note
+
+        storage, study_id = self.study._storage, self.study._study_id
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        frozen = storage.get_trial(trial_id)
+        if frozen.state.is_finished() and not frozen.user_attrs.get("interrupted"):
+            save_note(_NoteTarget(self.study, trial_id), trial_note(frozen))
+
+    def refresh_figures(self) -> None:
+        """Study figures: best per method, and the learning curves of each method's best trials."""
+        from optuna_dashboard import save_plotly_graph_object
+
+        from drltune.explore.figures import best_per_method_figure, method_curves_figure
+
+        started = time.monotonic()
+        trials = self.study.get_trials(deepcopy=False)
+        for graph_id, figure in (("best-per-method", best_per_method_figure(trials)),
+                                 ("curves-by-method", method_curves_figure(trials, CURVES_PER_METHOD))):
+            if figure is not None:
+                save_plotly_graph_object(self.study, figure, graph_object_id=graph_id)
+        self.last_refresh = time.monotonic()
+        self.refresh_cost = self.last_refresh - started
+
+    def finish(self) -> None:
+        """At the end of a run: the study figures once more, with every trial."""
+        try:
+            self.refresh_figures()
+        except Exception as exc:
+            self._warn(f"dashboard figures not written: {type(exc).__name__}: {exc}")
