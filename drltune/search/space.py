@@ -1,6 +1,6 @@
 """Search spaces from YAML: a categorical `method` whose own parameters exist only when it is chosen.
 
-File format (documented for users at the top of search_spaces/default.yaml):
+File format (documented for users at the top of drltune/search_spaces/default.yaml):
 
     epochs: 90            # the epoch budget the epoch-valued numbers below were written for
     fixed: {KEY: VALUE}   # TrialConfig keys every trial gets, not searched
