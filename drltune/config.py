@@ -92,7 +92,9 @@ class TrialConfig:
                 setattr(self, key, int(value))
                 ok = True
             if not ok:
-                raise DrltuneError(f"{key}: expected {typ.__name__}, got {value!r}")
+                hint = (" (one run takes one value; a search space tries several with "
+                        f"{key}: {{choices: [...]}})" if isinstance(value, list) else "")
+                raise DrltuneError(f"{key}: expected {typ.__name__}, got {value!r}{hint}")
             if typ is float and not math.isfinite(getattr(self, key)):
                 raise DrltuneError(f"{key}: must be finite, got {value!r}")
 
@@ -106,9 +108,10 @@ class TrialConfig:
             docs = [d for d in safe_yaml.load_all(text) if d is not None]
         except FileNotFoundError:
             raise DrltuneError(f"config file not found: {path}") from None
-        except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DrltuneError(f"{path}: not a valid YAML file ({first})") from None
+        except UnicodeDecodeError as exc:
+            raise DrltuneError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise DrltuneError(f"{path}: not valid YAML: {safe_yaml.describe(exc)}") from None
         except OSError as exc:
             raise DrltuneError(f"cannot read {path}: {exc.strerror}") from None
         if not docs:

@@ -23,3 +23,19 @@ def load(text: str) -> Any:
 
 def load_all(text: str) -> Iterator[Any]:
     return yaml.load_all(text, Loader=SafeNoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def describe(exc: BaseException) -> str:
+    """A YAML error as one line with its place: `line 3, column 9: mapping values are not allowed here`."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if mark is None or problem is None:
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    context = getattr(exc, "context", None)
+    if context and context != problem and getattr(exc, "context_mark", None) is not None:
+        problem += f" ({context} at line {exc.context_mark.line + 1})"
+    return f"{where}: {problem}"

@@ -134,7 +134,7 @@ def test_loader_builds_a_memmapped_cache_once(prepared, monkeypatch):
 def test_loader_errors(prepared, tmp_path):
     with pytest.raises(DrltuneError, match="does not exist"):
         load_dataset("cremad", str(tmp_path / "nope"), SMALL)
-    with pytest.raises(DrltuneError, match="needs --data-root"):
+    with pytest.raises(DrltuneError, match="needs its prepared folder.*--set data_root=DIR. for train"):
         load_dataset("cremad", None, SMALL)
     (tmp_path / "audio").mkdir()
     with pytest.raises(DrltuneError, match=r"expected audio/<clip>.npy.*found audio/"):

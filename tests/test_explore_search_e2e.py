@@ -7,6 +7,7 @@ the accuracy the search stored for it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,51 @@ def drltune(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
 def searched(tmp_path_factory) -> tuple[Path, optuna.Study]:
     root = tmp_path_factory.mktemp("search_e2e")
     (root / "space.yaml").write_text(SPACE)
-    drltune(root, "search", "--dataset", "synthetic", "--space", "space.yaml", "--study", "e2e",
-            "--trials", "4", "--max-epochs", "2", "--concurrent", "2")
+    run = drltune(root, "search", "--dataset", "synthetic", "--space", "space.yaml", "--study", "e2e",
+                  "--trials", "4", "--max-epochs", "2", "--concurrent", "2")
+    (root / "search.out").write_text(run.stdout)
     url = f"sqlite:///{root / 'studies' / 'drltune.db'}"
     return root, optuna.load_study(study_name="e2e", storage=url)
+
+
+def test_search_prints_epochs_and_next_steps(searched):
+    root, _ = searched
+    out = (root / "search.out").read_text()
+    assert re.search(r"^  running: #\d+ 1/2 epochs \(val \d\.\d{3}\)", out, re.M)  # the first epoch, not silence
+    assert out.count("new best ") >= 1  # the best parameters are repeated only when the best changes
+    steps = out.split("\nnext:\n")[1].splitlines()
+    assert [line.split()[:2] for line in steps] == [["drltune", "explore"], ["drltune", "export"],
+                                                     ["drltune", "train"], ["drltune", "dashboard"]]
+    assert "--study e2e" in steps[0] and "--seeds 3" in steps[2]
+
+
+def test_dashboard_api_shows_notes_artifacts_and_the_metric_name(searched):
+    """Through optuna-dashboard's own HTTP API, as the browser fetches it."""
+    from wsgiref.util import setup_testing_defaults
+
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    root, study = searched
+
+    def get(path: str) -> bytes:
+        environ: dict = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+        setup_testing_defaults(environ)
+        status: list[str] = []
+        body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+        assert status[0].startswith("200"), (path, status, body[:200])
+        return body
+
+    app = optuna_dashboard.wsgi(study._storage, artifact_store=FileSystemArtifactStore(root / "studies" / "artifacts"))
+    detail = json.loads(get(f"/api/studies/{study._study_id}"))
+    assert detail["objective_names"] == ["val_acc"] and "```yaml\nepochs: 2\n" in detail["note"]["body"]
+    assert {g["id"] for g in detail["plotly_graph_objects"]} == {"best-per-method", "curves-by-method"}
+    for trial in detail["trials"]:
+        assert trial["note"]["body"].startswith(f"## Trial {trial['number']}: {trial['state'].upper()}")
+        files = {a["filename"]: a["artifact_id"] for a in trial["artifacts"]}
+        assert set(files) == {"history.csv", "learning_curve.svg"}
+        rows = get(f"/artifacts/{study._study_id}/{trial['trial_id']}/{files['history.csv']}").decode().splitlines()
+        assert len(rows) == 1 + len(trial["intermediate_values"])  # every epoch, none cut
 
 
 def test_tables_match_what_the_search_stored(searched):

@@ -33,6 +33,16 @@ def run_one(cfg: TrialConfig, quiet: bool = False) -> dict[str, Any]:
     return result.to_dict()
 
 
+def warn_inert(cfg: TrialConfig) -> None:
+    """Say so when an epoch-valued setting cannot act within the run (e.g. DR's re-init interval)."""
+    from drltune.config import resolve
+    from drltune.epoch_budget import config_warnings
+
+    resolved = resolve(cfg)
+    for line in config_warnings(resolved.method, resolved.params, resolved.epochs):
+        click.echo(f"warning: {line}", err=True)
+
+
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TrialConfig YAML (one or more documents).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. params.alpha=2.")
@@ -51,6 +61,7 @@ def train_cmd(config_path, assignments, epochs, seeds, metrics_out, quiet) -> No
         cfg = cfg.with_overrides(list(assignments))
         if epochs:
             cfg = cfg.replace(epochs=epochs)
+        warn_inert(cfg)
         seed_runs = [run_one(cfg.replace(seed=cfg.seed + i), quiet) for i in range(seeds)]
         if seeds > 1:
             accs = [r["test_acc"] for r in seed_runs]

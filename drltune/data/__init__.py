@@ -14,5 +14,6 @@ def load_dataset(name: str, data_root: str | None, params: dict) -> DataBundle:
 
     spec = DATASETS.get(name)
     if spec.needs_data_root and not data_root:
-        raise DrltuneError(f"dataset {name!r} needs --data-root (the folder made by `drltune prepare {name}`)")
+        raise DrltuneError(f"dataset {name!r} needs its prepared folder (made by `drltune prepare {name}`): "
+                           "`data_root: DIR` in the config or `--set data_root=DIR` for train, `--data-root DIR` for search")
     return spec.load(data_root, params)

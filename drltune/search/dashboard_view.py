@@ -62,7 +62,7 @@ def study_note(attrs: dict[str, Any]) -> str:
     for key in ("command", "max_epochs", "sampler", "pruner", "space_file", "drltune_version"):
         if attrs.get(key) is not None:
             lines.append(f"| {key} | `{attrs[key]}` |")
-    lines += ["", "### Search space", "", "```yaml", str(attrs.get("space", "")).rstrip(), "```"]
+    lines += ["", "### Search space", "", "```yaml", str(attrs.get("space", "")).strip("\n"), "```"]
     return "\n".join(lines) + "\n"
 
 

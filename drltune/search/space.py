@@ -108,6 +108,31 @@ class SearchSpace:
                     resolve(base.replace(**{d.name: value}))
                 except DrltuneError as exc:
                     raise DrltuneError(f"{self.path}: space.{d.name}: {value!r} cannot be used ({exc})") from None
+        self.notes.extend(self.inert_warnings(base))
+
+    def inert_warnings(self, base: TrialConfig) -> list[str]:
+        """Epoch-valued method settings (searched, fixed or left at the method's default) that cannot
+        act within the trials' epochs, e.g. DR's default re-init interval in a 4-epoch search."""
+        from drltune.config import resolve
+        from drltune.epoch_budget import space_warnings
+
+        lines = []
+        for method, dims in self.methods.items():
+            prefix = f"{method}."
+            fixed = {d.name[len(prefix):]: d.value for d in dims if d.kind == "fixed"}
+            try:
+                defaults = resolve(base.replace(method=method, params=fixed)).params
+            except DrltuneError:
+                continue  # e.g. a fusion this method cannot run with: check_values / the trials say so
+            ranges = {k: (v, v, False) for k, v in defaults.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for d in dims:
+                if d.kind in ("int", "float"):
+                    ranges[d.name[len(prefix):]] = (d.low, d.high, True)
+                elif d.kind == "categorical" and all(isinstance(c, (int, float)) for c in d.choices):
+                    ranges[d.name[len(prefix):]] = (min(d.choices), max(d.choices), True)
+            lines.extend(space_warnings(method, ranges, base.epochs or 1))
+        return lines
 
     def describe(self) -> list[str]:
         lines = [d.describe() for d in self.top]
@@ -129,7 +154,7 @@ def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
     try:
         data = safe_yaml.load(text)
     except (yaml.YAMLError, RecursionError) as exc:
-        raise DrltuneError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise DrltuneError(f"{path}: not valid YAML: {safe_yaml.describe(exc)}") from None
     try:
         return parse_space(data, max_epochs, path=path, text=text)
     except DrltuneError as exc:
@@ -151,6 +176,9 @@ def parse_space(data: Any, max_epochs: int, path: Path = Path("<space>"), text: 
         if key in NOT_FIXABLE or key not in _CONFIG_TYPES:
             raise DrltuneError(f"fixed.{key}: not a TrialConfig key that a space may fix "
                                f"(valid: {', '.join(sorted(set(_CONFIG_TYPES) - NOT_FIXABLE))})")
+        if isinstance(fixed[key], list):
+            raise DrltuneError(f"fixed.{key}: a list fixes no single value; to search these values move it "
+                               f"under space: as {key}: {{choices: [{', '.join(map(str, fixed[key]))}]}}")
         if key in EPOCH_KEYS:
             fixed[key] = scaler.value(f"fixed.{key}", fixed[key])
     top = []
@@ -231,6 +259,10 @@ def _scalar(value: Any, kind: str, where: str) -> Any:
 
 def _dimension(name: str, spec: Any, kind: str, where: str) -> Dimension:
     """Parse one SPEC; `kind` is the value type ("int", "float", "bool", "str" or "choice")."""
+    if isinstance(spec, list):
+        shown = ", ".join(map(str, spec))
+        raise DrltuneError(f"{where}: a bare list is not a search spec; to search these values write "
+                           f"{{choices: [{shown}]}}")
     if not isinstance(spec, dict):
         return Dimension(name, "fixed", value=_scalar(spec, kind, where))
     keys = set(spec)
