@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explore": ("explore", "Summarise a study: top trials, best per method and fusion, counts, importances, "
                            "HTML report."),
     "export": ("explore", "Write the configs of the best (or chosen) trials as TrialConfig YAML, one document each."),
+    "verify": ("verify", "Re-train the best trials on fresh seeds and compare them with reference methods."),
     "prepare": ("prepare", "Decode a downloaded dataset into audio features, frames and split lists."),
     "methods": ("listing", "List the balancing methods and their parameters."),
     "datasets": ("listing", "List the datasets and their parameters."),

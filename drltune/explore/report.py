@@ -189,6 +189,30 @@ def modality_figure(top: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
+def verified_figure(rows: list[dict]) -> go.Figure | None:
+    """drltune verify: each verified trial's test accuracy (mean ± std over fresh seeds) beside the
+    search's own test accuracy and each reference method's, with error bars."""
+    if not rows:
+        return None
+    labels = [f"#{r['trial']} {r['method']}" for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=labels, y=[r["test_acc_mean"] for r in rows], name="verified (fresh seeds)",
+                error_y=dict(type="data", array=[r["test_acc_std"] for r in rows]),
+                hovertemplate="%{x}<br>verified %{y:.4f}<extra></extra>")
+    for ref in sorted({ref for r in rows for ref in r["references"]}):
+        refs = [r["references"].get(ref) for r in rows]
+        fig.add_bar(x=labels, y=[d["test_acc_mean"] if d else None for d in refs], name=f"{ref} at its defaults",
+                    error_y=dict(type="data", array=[d["test_acc_std"] if d else 0 for d in refs]),
+                    hovertemplate="%{x}<br>" + ref + " %{y:.4f}<extra></extra>")
+    fig.add_scatter(x=labels, y=[r["search_test_acc"] for r in rows], mode="markers", name="search (one seed)",
+                    marker=dict(symbol="diamond", size=11, color="black"))
+    values = pd.Series([r["test_acc_mean"] for r in rows] + [r["search_test_acc"] for r in rows], dtype=float)
+    fig.update_layout(title="Verified test accuracy (mean ± std over fresh seeds) vs the search's",
+                      xaxis_title="trial (number method)", yaxis_title="test accuracy", barmode="group", **LAYOUT)
+    fig.update_yaxes(range=_acc_range(values, True))
+    return fig
+
+
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>drltune study {title}</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 16px;color:#222}}
@@ -255,6 +279,8 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
          next((n for n in summary.notes if "importance" in n), "no complete trial")),
         ("Per-modality accuracy", modality_figure(summary.top), "no complete trial"),
     ]
+    if summary.verified:  # optional: shown once `drltune verify` has stored runs
+        plots.append(("Verified on fresh seeds", verified_figure(summary.verified), "no verified run"))
     first = True
     for heading, fig, why in plots:
         if fig is None:

@@ -35,6 +35,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     noise: str | None = None  # what one validation clip is worth, and how far apart the top trials are
     incomplete_methods: list[str] = field(default_factory=list)  # methods with trials but none complete
+    verified: list[dict[str, Any]] = field(default_factory=list)  # drltune verify's figures (verify.py)
 
 
 def key_params(row: pd.Series) -> str:
@@ -135,9 +136,12 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
     accuracies = [rec.get("val_acc") for t in study.get_trials(deepcopy=False)
                   for rec in (t.user_attrs.get("history") or [])] or \
                  [v for t in study.get_trials(deepcopy=False) for v in t.intermediate_values.values()]
+    from drltune.verify import verified_rows
+
     return Summary(study=study.study_name, dataset=study.user_attrs.get("dataset"), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
-                   importances=imp, notes=notes, noise=noise_line(frame, accuracies), incomplete_methods=incomplete)
+                   importances=imp, notes=notes, noise=noise_line(frame, accuracies), incomplete_methods=incomplete,
+                   verified=verified_rows(study))
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -180,6 +184,11 @@ def render_table(s: Summary) -> str:
         lines += ["", f"parameter importances (Optuna PED-ANOVA over {s.counts['complete']} complete trials)"]
         width = max(len(k) for k in s.importances)
         lines += [f"  {k:<{width}}  {v:6.3f}  {'#' * round(v * 40)}" for k, v in s.importances.items()]
+    if s.verified:
+        from drltune.verify import verified_lines
+
+        lines += ["", "verified on fresh seeds (drltune verify; test accuracy mean ± std, paired difference "
+                  "with a 95 % interval)", *verified_lines(s.verified)]
     return "\n".join(lines)
 
 
@@ -196,7 +205,8 @@ def _plain(value: Any) -> Any:
 def render_json(s: Summary) -> str:
     payload = {"study": s.study, "dataset": s.dataset, "counts": s.counts, "notes": s.notes, "noise": s.noise,
                "top": _records(s.top), "best_by_method": _records(s.best_by_method),
-               "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances}
+               "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances,
+               "verified": s.verified}
     return json.dumps(payload, indent=1, default=_plain)
 
 
