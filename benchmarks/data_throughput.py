@@ -35,13 +35,14 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
-def run_cached(root: str, batch: int, epochs: int, workers: int, device: str, queue: mp.Queue) -> None:
+def run_cached(root: str, batch: int, epochs: int, workers: int, device: str, queue: mp.Queue,
+               audio_dtype: str = "float16") -> None:
     from drltune.data import load_dataset
     from drltune.data.base import to_device_batch
 
     torch.set_num_threads(1)  # several threads lose to their own barriers on a busy 2-core machine
     base = peak_rss_mib()
-    split = load_dataset("cremad", root, {"frames": 2, "image_size": 224}).train
+    split = load_dataset("cremad", root, {"frames": 2, "image_size": 224, "audio_dtype": audio_dtype}).train
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     seen, start = 0, time.perf_counter()
@@ -53,11 +54,11 @@ def run_cached(root: str, batch: int, epochs: int, workers: int, device: str, qu
             seen += len(labels)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    queue.put(("cached", seen / (time.perf_counter() - start), base, peak_rss_mib(), 0.0, tuple(visual.shape)))
+    queue.put((f"cached {audio_dtype}", seen / (time.perf_counter() - start), base, peak_rss_mib(), 0.0, tuple(visual.shape)))
 
 
 class PaperDataset(torch.utils.data.Dataset):
-    """What the DR/OGM CREMA-D datasets do per item in train mode (METHODS.md §7.1)."""
+    """What the DR/OGM CREMA-D datasets do per item in train mode (docs/methods.md §7.1)."""
 
     def __init__(self, root: Path, split: str, frames: int = 2) -> None:
         from torchvision import transforms
@@ -107,10 +108,10 @@ def run_reference(root: str, batch: int, epochs: int, workers: int, device: str,
     queue.put(("reference", rate, base, peak_rss_mib(), peak_rss_mib(resource.RUSAGE_CHILDREN), tuple(visual.shape)))
 
 
-def measure(target, *args) -> tuple:
+def measure(target, *args, **kwargs) -> tuple:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
+    proc = ctx.Process(target=target, args=(*args, queue), kwargs=kwargs)
     proc.start()
     result = queue.get()
     proc.join()
@@ -126,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per path; the best is reported (noisy machines)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workdir", help="keep the generated data here instead of a temp dir (and reuse it)")
+    ap.add_argument("--audio-dtypes", default="float16,float32",
+                    help="audio cache types to time, one `cached` row each (dataset_params.audio_dtype)")
     args = ap.parse_args(argv)
+    dtypes = args.audio_dtypes.split(",")
 
     from drltune.data import load_dataset
     from drltune.data.cremad_prepare import prepare_cremad
@@ -152,21 +156,30 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"one-off: reused the data and cache in {work}")
         del bundle
-        runs: dict[str, list[tuple]] = {"cached": [], "reference": []}
-        for _ in range(args.repeats):  # alternate, so a busy moment on a shared machine hits both
-            for name, target in (("cached", run_cached), ("reference", run_reference)):
+        sizes = {}
+        for dtype in dtypes:  # build each cache untimed; its audio file size is the dtype's cost
+            cached = load_dataset("cremad", str(work / "prepared"), {"frames": 2, "image_size": 224, "audio_dtype": dtype})
+            sizes[f"cached {dtype}"] = sum(s.audio.nbytes + s.visual.nbytes for s in (cached.train, cached.val, cached.test))
+        del cached
+        paths = [(f"cached {d}", run_cached, {"audio_dtype": d}) for d in dtypes] + [("reference", run_reference, {})]
+        runs: dict[str, list[tuple]] = {name: [] for name, _, _ in paths}
+        for _ in range(args.repeats):  # alternate, so a busy moment on a shared machine hits all
+            for name, target, kwargs in paths:
                 runs[name].append(measure(target, str(work / "prepared"), args.batch, args.epochs, args.workers,
-                                          args.device))
-    print(f"{'path':<10} {'samples/s best':>14} {'all runs':>16} {'RSS MiB: imports':>17} {'peak':>6} "
-          f"{'worker peak':>12}  batch visual shape")
+                                          args.device, **kwargs))
+    print(f"{'path':<16} {'samples/s best':>14} {'all runs':>16} {'RSS MiB: imports':>17} {'peak':>6} "
+          f"{'worker peak':>12} {'cache MiB':>10}  batch visual shape")
     best = {}
     for name, results in runs.items():
         rates = [r[1] for r in results]
         best[name] = max(rates)
-        print(f"{name:<10} {best[name]:>14.1f} {' '.join(f'{r:.0f}' for r in rates):>16} "
+        size = f"{sizes[name] / 2**20:.1f}" if name in sizes else "-"
+        print(f"{name:<16} {best[name]:>14.1f} {' '.join(f'{r:.0f}' for r in rates):>16} "
               f"{max(r[2] for r in results):>17.0f} {max(r[3] for r in results):>6.0f} "
-              f"{max(r[4] for r in results):>12.0f}  {results[0][5]}")
-    print(f"speed-up of the cached path (best vs best): {best['cached'] / best['reference']:.1f}x")
+              f"{max(r[4] for r in results):>12.0f} {size:>10}  {results[0][5]}")
+    for dtype in dtypes:
+        print(f"speed-up of the cached {dtype} path (best vs best): "
+              f"{best[f'cached {dtype}'] / best['reference']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ class Param:
     """A tunable knob with its default and the range a search may explore.
 
     `kind` is "float", "int", "bool" or "choice". `low`/`high` bound the values a config may
-    hold; `search` is the narrower range worth searching (METHODS.md §9; defaults to low/high),
+    hold; `search` is the narrower range worth searching (docs/methods.md §9; defaults to low/high),
     `log` says it is best searched on a log scale; `is_epoch` marks epoch counts, which a
     search rescales to its epoch budget.
     """

@@ -100,7 +100,7 @@ def test_file_errors_name_the_file(tmp_path):
 
 
 def test_declared_blocks_search_the_narrow_ranges_every_method_declares():
-    """`declared` uses each parameter's search range (METHODS.md §9), not its validation bounds."""
+    """`declared` uses each parameter's search range (docs/methods.md §9), not its validation bounds."""
     from drltune.methods import METHODS
 
     text = "epochs: 90\nmethods:\n" + "".join(f"  {name}: declared\n" for name in METHODS.names())

@@ -1,4 +1,4 @@
-"""Audio front-ends of the papers (METHODS.md §7.1), in torch: a Kaldi fbank and the OGM-GE STFT.
+"""Audio front-ends of the papers (docs/methods.md §7.1), in torch: a Kaldi fbank and the OGM-GE STFT.
 
 torchaudio is not a dependency, so the Kaldi-compatible fbank (what torchaudio.compliance.kaldi.fbank
 computes with the AST/BalanceMM options) is written out here with torch.fft; reading uses soundfile and

@@ -1,4 +1,4 @@
-"""CREMA-D (METHODS.md §7.1): 6 emotions, audio + frames, the DR split (my_train 5,954 / val 744 / test 744).
+"""CREMA-D (docs/methods.md §7.1): 6 emotions, audio + frames, the DR split (my_train 5,954 / val 744 / test 744).
 
 Read from the folder `drltune prepare cremad` writes (see prepared.py). `splits/train.csv` is DR's
 `my_train`: DR trains on it and diagnoses / selects on `val`, and drltune reports `test` once.
@@ -13,13 +13,15 @@ from typing import Any
 import numpy as np
 
 from drltune.data.base import DataBundle, DatasetSpec
+from drltune.data.cache import AUDIO_DTYPES
 from drltune.data.prepared import (audio_array, bundle, clips_in, existing_root, label_ids, prepare_record,
                                    read_splits, require_layout)
 from drltune.data.registry import DATASETS
 from drltune.data.video import pick_frames
 from drltune.params import Param
 
-CLASS_NAMES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
+CLASS_NAMES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")  # ids of the OGM-GE/PMR/ARL code (class_order: ogm)
+CLASS_ORDERS = {"ogm": CLASS_NAMES, "official": tuple(sorted(CLASS_NAMES))}  # official: DR sorts the names
 CLIP_NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
 LAYOUT = "audio/<clip>.npy, frames/<clip>/*.jpg and splits/{train,val,test}.csv"
 
@@ -32,6 +34,10 @@ class CremaD(DatasetSpec):
     params = (
         Param("frames", "int", 2, "frames per clip (DR 2; segment middles of the 1 fps frames)", 1, 16),
         Param("image_size", "int", 224, "frame height and width stored in the cache (papers: 224)", 16, 512),
+        Param("class_order", "choice", "ogm", "class ids: ogm (NEU 0 ... ANG 5, the OGM-GE/PMR/ARL code) or "
+              "official (the DR code's sorted names: ANG 0 ... SAD 5)", choices=tuple(CLASS_ORDERS)),
+        Param("audio_dtype", "choice", "float16", "audio features in the cache: float16 (half the memory) or "
+              "float32 (exact, as the official code keeps them)", choices=AUDIO_DTYPES),
     )
     # DR's official CREMA-D run: SGD lr 2e-3, momentum 0.9, wd 1e-4, batch 64, 90 epochs, no schedule,
     # no augmentation (its my_train mode skips the train transform), full-width ResNet-18.
@@ -43,12 +49,17 @@ class CremaD(DatasetSpec):
         root = existing_root(data_root, cls.name)
         require_layout(root, cls.name, ("audio", "frames", "splits"), LAYOUT)
         known = clips_in(root / "audio", ".npy") & clips_in(root / "frames", None)
-        splits = label_ids(read_splits(root), CLASS_NAMES, known, root / "splits")
+        class_names = CLASS_ORDERS[params["class_order"]]
+        splits = label_ids(read_splits(root), class_names, known, root / "splits")
         frames, size = params["frames"], params["image_size"]
+        key = {"frames": frames, "image_size": size}
+        if params["class_order"] != "ogm":  # the default keeps the key (and cache) of earlier versions
+            key["class_order"] = params["class_order"]
 
         def read_clip(clip: str) -> tuple[np.ndarray, np.ndarray]:
             return audio_array(root / "audio" / f"{clip}.npy"), pick_frames(root / "frames" / clip, frames, size)
 
         record = prepare_record(root)
-        return bundle(root, cls.name, CLASS_NAMES, splits, {"frames": frames, "image_size": size, "prepare": record},
-                      read_clip, info={"audio_frontend": record.get("audio_frontend", "unknown")})
+        return bundle(root, cls.name, class_names, splits, {**key, "prepare": record},
+                      read_clip, info={"audio_frontend": record.get("audio_frontend", "unknown")},
+                      audio_dtype=params["audio_dtype"])

@@ -34,6 +34,7 @@ PREPROCESSED = ("audio", "frames")
 VIDEO_SUFFIXES = (".flv", ".mp4")
 REPORT = "prepare_report.txt"
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / val / test when no paper split fits
+OPTIONAL_OPTIONS = ("partial_seconds",)  # prepare.json holds these only when set
 
 
 @dataclass
@@ -47,9 +48,10 @@ class PrepareSummary:
 
 def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_actor: bool = False,
                    audio_frontend: str = "fbank", seed: int = 0, jobs: int = 1,
-                   echo: Callable[[str], None] = print) -> PrepareSummary:
+                   echo: Callable[[str], None] = print, partial_seconds: bool = False) -> PrepareSummary:
     """Make OUT (audio/, frames/, splits/, prepare.json, prepare_report.txt) from RAW, decoding
-    `jobs` clips at a time (worker processes when jobs > 1)."""
+    `jobs` clips at a time (worker processes when jobs > 1). `partial_seconds`: see
+    video.frames_per_second (short clips get a frame from their last, partial second)."""
     try:
         import av, soundfile  # noqa: F401,E401  (the `media` extra)
     except ImportError as exc:
@@ -61,12 +63,14 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
         raise DrltuneError(f"--raw {raw} does not exist or is not a folder")
     source = _source_layout(raw)
     options = {"dataset": "cremad", "source": source, "audio_frontend": audio_frontend, "fps": 1}
+    if partial_seconds:  # recorded only when set, so folders prepared before the option still resume
+        options["partial_seconds"] = True
     summary = PrepareSummary()
     clips = _raw_clips(raw, source, summary)
     raw_names = set(clips) | set(summary.skipped)
     user_splits = _read_split_dir(splits_dir.expanduser(), raw_names) if splits_dir is not None else None
     _start_out(out, options)
-    todo = [(clip, paths, out, source, audio_frontend) for clip, paths in sorted(clips.items())
+    todo = [(clip, paths, out, source, audio_frontend, partial_seconds) for clip, paths in sorted(clips.items())
             if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())]
     summary.reused = len(clips) - len(todo)
     with _pool(jobs, len(todo)) as pool:
@@ -113,7 +117,8 @@ def _start_out(out: Path, options: dict) -> None:
             old = json.loads(previous.read_text())
         except (OSError, json.JSONDecodeError):
             old = {}
-        changed = {k: old.get(k) for k in options if old.get(k) != options[k]}
+        keys = [*options, *(k for k in OPTIONAL_OPTIONS if k not in options)]
+        changed = {k: old.get(k) for k in keys if old.get(k) != options.get(k)}
         if changed:
             raise DrltuneError(f"--out {out} was prepared with {', '.join(f'{k}={v}' for k, v in changed.items())}; "
                                f"use the same options to resume, or a new --out")
@@ -174,14 +179,15 @@ def _try_clip(args: tuple) -> tuple[str, str | None]:
         return clip, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
 
 
-def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, frontend: str) -> None:
+def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, frontend: str,
+                  partial_seconds: bool = False) -> None:
     """Decode one clip into OUT: frames first, the audio feature last (its presence marks the clip done)."""
     audio_src, video_src = paths
     tmp_frames = out / "frames" / f".{clip}.tmp"
     shutil.rmtree(tmp_frames, ignore_errors=True)
     if source == "published":
         feature = audio_feature(str(audio_src), frontend)
-        save_frames(frames_per_second(str(video_src)), tmp_frames)
+        save_frames(frames_per_second(str(video_src), partial_seconds=partial_seconds), tmp_frames)
     else:
         feature = np.load(audio_src)
         if feature.ndim != 2 or not np.isfinite(feature).all():

@@ -1,4 +1,4 @@
-"""Kinetics-Sounds (METHODS.md §7.2): 31 classes, fbank audio (1,024 frames x 128) + 3 frames.
+"""Kinetics-Sounds (docs/methods.md §7.2): 31 classes, fbank audio (1,024 frames x 128) + 3 frames.
 
 Raw Kinetics preprocessing (download, 10-s cuts, fbank over 10 s) is heavy and source-dependent, so
 this loader reads a folder you preprocessed in the common layout:

@@ -108,8 +108,8 @@ def audio_array(path: Path) -> np.ndarray:
 
 def bundle(root: Path, name: str, class_names: Sequence[str], splits: dict[str, list[tuple[str, int]]],
            key_parts: dict[str, Any], read_clip: Callable[[str], tuple[np.ndarray, np.ndarray]],
-           info: dict[str, Any] | None = None) -> DataBundle:
+           info: dict[str, Any] | None = None, audio_dtype: str = "float16") -> DataBundle:
     """A DataBundle over the node-shared memory-mapped cache of `splits` (built on first use)."""
-    arrays = cached_splits(root / "cache", name, {"dataset": name, **key_parts}, splits, read_clip)
+    arrays = cached_splits(root / "cache", name, {"dataset": name, **key_parts}, splits, read_clip, audio_dtype)
     return DataBundle(arrays["train"], arrays["val"], arrays["test"], class_names=tuple(class_names),
                       info={"data_root": str(root), **key_parts, **(info or {})})

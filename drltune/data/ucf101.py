@@ -1,4 +1,4 @@
-"""UCF-101 (METHODS.md §7.3): RGB + optical flow, 101 classes, official split 1 by default.
+"""UCF-101 (docs/methods.md §7.3): RGB + optical flow, 101 classes, official split 1 by default.
 
 Optical flow (TV-L1) extraction is heavy, so this loader reads a folder you preprocessed:
 

@@ -9,10 +9,13 @@ from PIL import Image
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def frames_per_second(path: str, per_second: int = 1) -> list[np.ndarray]:
+def frames_per_second(path: str, per_second: int = 1, partial_seconds: bool = False) -> list[np.ndarray]:
     """RGB frames (H,W,3) uint8 kept like the OGM/DR `video2frame_update`: the first `per_second`
     evenly spaced frames of every *whole* second (a trailing partial second is dropped).
-    A clip shorter than one second keeps its first frame, so no clip ends up without frames."""
+    A clip shorter than one second keeps its first frame, so no clip ends up without frames.
+
+    `partial_seconds` also keeps the frames of a trailing partial second: a 1.5 s clip then has
+    frames at 0 s and 1 s instead of one frame, which DR's 2-frame pick would use twice."""
     import av  # the `media` extra; only `prepare` decodes video
 
     with av.open(path) as container:
@@ -30,7 +33,7 @@ def frames_per_second(path: str, per_second: int = 1) -> list[np.ndarray]:
             total += 1
     if not total:
         raise ValueError("no decodable video frames")
-    whole = total // fps * fps
+    whole = total if partial_seconds else total // fps * fps
     return [f for i, f in candidates if i < whole] or [candidates[0][1]]
 
 

@@ -2,7 +2,7 @@
 
 Why: OGM-GE only ever slows the dominant modality. AGM measures each modality's contribution with
 Shapley-style zero-padding passes and *both* boosts the lagging encoder and slows the leading one,
-steering the per-modality losses towards their running-average ratio (METHODS.md §6).
+steering the per-modality losses towards their running-average ratio (docs/methods.md §6).
 
 Per step, after the ordinary CE backward on the fused logits:
   m_a = 1/2 (f(a,v) - f(0,v) + f(a,0)), m_v = 1/2 (f(a,v) - f(a,0) + f(0,v))   (`shapley` "agm")

@@ -2,7 +2,7 @@
 
 Why: instead of equalising the modalities, ARL lets each encoder depend on its modality in
 proportion to how reliable it is, and trains every encoder also through its own unimodal head
-so that no encoder is starved (METHODS.md §5).
+so that no encoder is starved (docs/methods.md §5).
 
 * Unimodal heads share the fusion head's parameters: `fusion.auxiliary_logits(a, v)` gives the
   *_AUXI paths (concat: fc_out([a;0]) and fc_out([0;v]) with the full bias; sum: fc_x(a), fc_y(v);

@@ -4,9 +4,9 @@ Every `reinit_epoch` epochs (after the epoch's training and evaluation, 0-indexe
 at most `reinit_num` times) each encoder is diagnosed: k-means (k = classes) on its pooled
 features of the training and the validation split, purity of each, gap = |P_train - P_val|,
 w = tanh(alpha * gap); then every encoder *parameter* becomes w * initial + (1 - w) * current.
-Faithful defaults (METHODS.md §2.2): BN buffers, the fusion head and the optimiser state are
-left alone; features are min-max scaled to [-1, 1] per matrix; KMeans(n_init=10, random_state=0);
-diagnosis without augmentation. Each quirk is a parameter.
+Faithful defaults (docs/methods.md §2.2): BN buffers, the fusion head and the optimiser state are
+left alone; float32 features min-max scaled to [-1, 1] per matrix; KMeans(n_init=10, random_state=0);
+diagnosis without augmentation. Each quirk is a parameter (docs/methods.md §2.3).
 """
 from __future__ import annotations
 
@@ -26,9 +26,14 @@ MODALITIES = ("audio", "visual")
 
 
 def purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: int | str = 10,
-           seed: int = 0, scaling: str = "minmax") -> float:
-    """Accuracy of labelling each k-means cluster with its majority true class."""
-    x = np.asarray(features, dtype=np.float64)
+           seed: int = 0, scaling: str = "minmax", dtype: str = "float32") -> float:
+    """Accuracy of labelling each k-means cluster with its majority true class.
+
+    `dtype` is what scaling and k-means compute in: float32 as the official code (its features
+    are float32 torch tensors, and sklearn keeps float32); float64 as earlier drltune versions.
+    k-means++ seeding depends on the row order, so the caller decides that (docs/methods.md).
+    """
+    x = np.asarray(features, dtype=np.dtype(dtype))
     if scaling == "minmax":
         x = MinMaxScaler(feature_range=(-1, 1)).fit_transform(x)
     elif scaling == "standardize":
@@ -64,6 +69,12 @@ class DiagnosingRelearning(Method):
               choices=("val", "test")),
         Param("kmeans_n_init", "choice", 10, "KMeans restarts (10 = the official, pre-sklearn-1.4 default)",
               choices=(10, 1, "auto")),
+        Param("kmeans_dtype", "choice", "float32",
+              "float type of the scaling and k-means (float32 = the official code; float64 = earlier drltune)",
+              choices=("float32", "float64")),
+        Param("kmeans_rows", "choice", "fixed",
+              "row order k-means sees for train: fixed (split order) or shuffled (a fresh permutation, "
+              "like the official shuffled loader; k-means++ depends on it)", choices=("fixed", "shuffled")),
         Param("feature_scaling", "choice", "minmax", "per-matrix feature scaling before k-means",
               choices=("minmax", "none", "standardize")),
         Param("blend_scope", "choice", "all", "encoder parameters blended: all (official) or conv weights only",
@@ -97,10 +108,13 @@ class DiagnosingRelearning(Method):
         t = self.trainer
         train_a, train_v, train_y = t.features(t.data.train)
         other = t.data.val if self.p["diag_split"] == "val" else t.data.test
-        val_a, val_v, val_y = t.features(other)
+        val_a, val_v, val_y = t.features(other)  # the epoch's validation pass, reused (same model)
+        if self.p["kmeans_rows"] == "shuffled":
+            order = self.row_order(len(train_y), epoch)
+            train_a, train_v, train_y = train_a[order], train_v[order], train_y[order]
         for modality, train_x, val_x in (("audio", train_a, val_a), ("visual", train_v, val_v)):
             kw = dict(n_clusters=t.data.num_classes, n_init=self.p["kmeans_n_init"],
-                      scaling=self.p["feature_scaling"])
+                      scaling=self.p["feature_scaling"], dtype=self.p["kmeans_dtype"])
             p_train = purity(train_x, train_y, **kw)
             p_val = purity(val_x, val_y, **kw)
             weight = reinit_weight(abs(p_train - p_val), self.p["alpha"])
@@ -109,6 +123,11 @@ class DiagnosingRelearning(Method):
                            f"reinit_weight_{modality}": weight})
         record["reinit"] = True
         return record
+
+    def row_order(self, n: int, epoch: int) -> np.ndarray:
+        """The training rows in the order a shuffled loader would yield them: a permutation drawn
+        from the trial seed and the epoch (reproducible, and independent of the training RNG)."""
+        return np.random.default_rng([self.trainer.cfg.seed, epoch]).permutation(n)
 
     def reinit(self, modality: str, weight: float) -> None:
         model = self.trainer.model

@@ -2,7 +2,7 @@
 
 Why: in joint training the modality that is learnt faster dominates the fused loss and starves
 the other encoder. OGM-GE slows the *dominant* encoder per batch, in proportion to how much it
-dominates, and adds Gaussian noise to keep its generalisation (METHODS.md §3).
+dominates, and adds Gaussian noise to keep its generalisation (docs/methods.md §3).
 
 Per step, after backward (as the OGM repo's main.py does it):
   s_m   = sum over the batch of softmax(unimodal logits_m)[true class]

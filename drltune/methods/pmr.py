@@ -1,7 +1,7 @@
 """PMR: prototypical modal rebalance (Fan et al., CVPR 2023), as the released code does it.
 
 Why: the slower modality gets an extra, encoder-only training signal — a prototype classifier
-on its own features — so it can catch up without slowing the fused head (METHODS.md §4).
+on its own features — so it can catch up without slowing the fused head (docs/methods.md §4).
 
 * Prototypes c_k^m: mean pooled feature of class k for modality m over the first
   floor(N_batches * proto_fraction) (at least 1) shuffled training batches, in eval mode, with

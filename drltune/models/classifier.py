@@ -49,7 +49,7 @@ class AVClassifier(nn.Module):
 
         The fusion's official decomposition where it has one (concat halves with bias/2, sum
         branches); otherwise (FiLM, gated) the zero-padding path f(a, 0), f(0, v), which is
-        well defined where slicing the head is not (METHODS.md §1.2, §9).
+        well defined where slicing the head is not (docs/methods.md §1.2, §9).
         """
         split = self.fusion.unimodal_logits(out.feat_a, out.feat_v)
         if split is not None:

@@ -1,4 +1,4 @@
-"""Fusion heads of the papers (METHODS.md §1.2); `a` is audio, `v` visual, both (B,D)."""
+"""Fusion heads of the papers (docs/methods.md §1.2); `a` is audio, `v` visual, both (B,D)."""
 from __future__ import annotations
 
 import torch

@@ -78,6 +78,7 @@ class Trainer:
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
         self.augment_gen = torch.Generator().manual_seed(c.seed + 1)
         self.amp = self.device.type == "cuda"
+        self._eval_cache: dict[int, tuple[Split, tuple[int, ...], Any]] = {}  # see _forward_split
 
     # ---- construction -------------------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -189,13 +190,37 @@ class Trainer:
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     # ---- evaluation ---------------------------------------------------------------
-    @torch.no_grad()
+    def eval_batch_size(self) -> int:
+        """A GPU wants large batches to fill it; a CPU gains nothing from them (each conv is already
+        big enough for its cores) and loses cache locality, so there the training batch is used."""
+        return max(self.cfg.batch_size, 256) if self.device.type == "cuda" else self.cfg.batch_size
+
+    def _weights_version(self) -> tuple[int, ...]:
+        """Changes whenever any parameter or buffer is modified in place (optimiser step, BN
+        statistics, a DR blend, load_state_dict) or replaced: tensors count their in-place writes."""
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return tuple(t._version for t in tensors) + tuple(t.data_ptr() for t in tensors)
+
     def _forward_split(self, split: Split) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
-        """Eval-mode pass without augmentation: pooled features, fused logits, mean CE."""
+        """Eval-mode pass without augmentation: pooled features, fused logits, mean CE.
+
+        Remembered per split until the weights change, so the DR diagnosis reuses the features
+        of the epoch's own validation pass (the same eval-mode model) instead of recomputing them.
+        """
+        version = self._weights_version()
+        cached = self._eval_cache.get(id(split))
+        if cached is not None and cached[0] is split and cached[1] == version:
+            return cached[2]
+        result = self._forward_split_uncached(split)
+        self._eval_cache[id(split)] = (split, version, result)
+        return result
+
+    @torch.inference_mode()
+    def _forward_split_uncached(self, split: Split) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
         self.model.eval()
         feats: dict[str, list[np.ndarray]] = {"a": [], "v": [], "logits": [], "logits_a": [], "logits_v": []}
         loss, labels_all = 0.0, []
-        for rows in split.batches(max(self.cfg.batch_size, 256), shuffle=False):
+        for rows in split.batches(self.eval_batch_size(), shuffle=False):
             audio, visual, labels = to_device_batch(split, rows, self.device, False, None)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 out = self.model(audio, visual)
