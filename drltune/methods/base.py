@@ -21,8 +21,9 @@ METHODS: Registry = Registry("method")
 class Method:
     """Default behaviour is the plain multimodal baseline: CE on the fused logits, nothing else.
 
-    Hooks, in the order the trainer calls them: `setup` once after the model and optimiser
-    exist; per step `loss` then (after backward) `after_backward`; `on_epoch_end` after the
+    Hooks, in the order the trainer calls them: `extend_model` once, before the optimiser is
+    built (modules the method adds are trained and checkpointed with the model); `setup` once
+    after the model and optimiser exist; per step `loss` then (after backward) `after_backward`; `on_epoch_end` after the
     epoch's validation, returning extra metrics for that epoch's record (keys from
     `metric_keys`, so that every epoch has the same keys).
     """
@@ -46,6 +47,9 @@ class Method:
         for starts, ends in cls.windows:  # an empty window would silently disable the method
             if params[starts] > params[ends]:
                 raise DrltuneError(f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})")
+
+    def extend_model(self, model: torch.nn.Module) -> None:
+        pass
 
     def setup(self) -> None:
         pass

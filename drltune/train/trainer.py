@@ -72,9 +72,11 @@ class Trainer:
         seed_everything(c.seed)
         self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality,
                                   audio_channels=self.data.audio_shape[0]).to(self.device)
+        self.method = METHODS.get(c.method)(c.params, self)
+        self.method.extend_model(self.model)
+        self.model.to(self.device)
         self.optimizer = self._build_optimizer()
         self.scheduler = self._build_scheduler()
-        self.method = METHODS.get(c.method)(c.params, self)
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
         self.augment_gen = torch.Generator().manual_seed(c.seed + 1)
         self.amp = self.device.type == "cuda"
