@@ -65,14 +65,23 @@ def test_resumed_trial_matches_uninterrupted(tiny_config, tmp_path, overrides, s
         assert resumed.method.count == whole.method.count == 1
 
 
-def test_checkpoint_is_weights_only_and_atomic(tiny_config, tmp_path):
-    cfg = tiny_config(epochs=1, **DR)
-    Trainer(cfg).fit(checkpoint_dir=tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == [checkpoint_path(tmp_path).name]  # no temp file left
+def test_checkpoint_is_weights_only_atomic_and_one_model_per_save(tiny_config, tmp_path):
+    """Each save rewrites the trainer state; the selected weights only when the selection moved
+    (one file, named by its epoch); DR's initial weights are rebuilt from the seed, never stored."""
+    cfg = tiny_config(epochs=4, **DR)
+    trainer = Trainer(cfg)
+    best_files = []
+    trainer.fit(checkpoint_dir=tmp_path, report=lambda epoch, rec: best_files.append(
+        sorted(p.name for p in trainer.last_checkpoint.files if p.name != checkpoint_path(tmp_path).name)))
+    names = sorted(p.name for p in tmp_path.iterdir())
     state = torch.load(checkpoint_path(tmp_path), weights_only=True)
-    fresh = Trainer(cfg).model.state_dict()  # same seed: the DR snapshot is the initial model
-    initial = state["method"]["initial"]
-    assert initial and all(torch.equal(t, fresh[name]) for name, t in initial.items())
+    assert names == sorted([checkpoint_path(tmp_path).name, f"best_state-{state['best_epoch']}.pt"])  # no temp file
+    assert "initial" not in state["method"] and "best_state" not in state
+    improved = [bool(files) for files in best_files]
+    vals = [r["val_acc"] for r in Trainer(cfg).fit().history]
+    assert improved == [v > max(vals[:i], default=-1.0) for i, v in enumerate(vals)]
+    model_bytes = sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
+    assert checkpoint_path(tmp_path).stat().st_size < 3.2 * model_bytes  # model + momentum, not four models
 
 
 def test_checkpoint_of_another_config_or_corrupt_is_refused(tiny_config, tmp_path):

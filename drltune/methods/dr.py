@@ -145,7 +145,9 @@ class DiagnosingRelearning(Method):
                 self.trainer.optimizer.state.pop(p, None)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"initial": self.initial, "count": self.count}
+        # `initial` is not saved: setup() on a trainer built from the same seed snapshots the same
+        # weights, so a checkpoint stays one model's worth.
+        return {"count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.initial, self.count = state["initial"], state["count"]
+        self.count = state["count"]

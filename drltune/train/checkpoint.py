@@ -1,6 +1,10 @@
-"""Per-epoch trial checkpoints: written atomically, read with `weights_only`, so a retried trial
-continues exactly where it stopped (same metrics as an uninterrupted run on CPU).
+"""Trial checkpoints: written atomically, read with `weights_only`, so a retried trial continues
+exactly where it stopped (same metrics as an uninterrupted run on CPU).
 
+Two files, so that a checkpoint costs about one model (plus its optimiser state) per save:
+`trainer_state.pt` (model, optimiser, RNG, history: rewritten at every save) and `best_state.pt`
+(the selected model's weights: rewritten only when the selection changed). What a fresh trainer
+rebuilds from the seed (DR's initial weights) is never stored.
 Everything stored is a tensor or a plain type: RNG states become tensors, the history and the
 config become JSON strings. Loading never unpickles arbitrary objects.
 """
@@ -18,11 +22,16 @@ import torch
 from drltune.errors import DrltuneError
 
 FILENAME = "trainer_state.pt"
-FORMAT = 1
+BEST_PREFIX = "best_state-"  # + the epoch its weights are from + ".pt"
+FORMAT = 2
 
 
 def checkpoint_path(directory: str | os.PathLike) -> Path:
     return Path(directory) / FILENAME
+
+
+def best_path(directory: str | os.PathLike, epoch: int) -> Path:
+    return Path(directory) / f"{BEST_PREFIX}{epoch}.pt"
 
 
 def _plain(value: Any) -> Any:
@@ -52,21 +61,39 @@ def set_rng_states(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
-def save(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write `state` (tensors / plain types; `history` and `config` may be any JSON data) atomically:
-    a crash mid-write leaves the previous checkpoint intact."""
-    path = checkpoint_path(directory)
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically: a crash mid-write leaves the previous file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**state, "format": FORMAT,
-               "history": json.dumps(state["history"], default=_plain),
-               "config": json.dumps(state["config"], sort_keys=True, default=_plain)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         torch.save(payload, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    return path
+
+
+def save(directory: str | os.PathLike, state: dict[str, Any],
+         best_state: dict[str, torch.Tensor] | None = None) -> list[Path]:
+    """Write `state` (tensors / plain types; `history` and `config` may be any JSON data) and, when
+    given, the selected model's weights (those of epoch `state["best_epoch"]`). The best file is
+    written first under its epoch's name and older ones are removed only after the state file that
+    names the new one: a crash at any point leaves a state file whose best file exists.
+    Returns the files written."""
+    directory = Path(directory)
+    written = []
+    if best_state is not None:
+        written.append(best_path(directory, int(state["best_epoch"])))
+        _write(written[-1], {"format": FORMAT, "weights": best_state})
+    payload = {**state, "format": FORMAT,
+               "history": json.dumps(state["history"], default=_plain),
+               "config": json.dumps(state["config"], sort_keys=True, default=_plain)}
+    _write(checkpoint_path(directory), payload)
+    written.append(checkpoint_path(directory))
+    keep = best_path(directory, int(state["best_epoch"])).name
+    for old in directory.glob(f"{BEST_PREFIX}*.pt"):
+        if old.name != keep:
+            old.unlink(missing_ok=True)
+    return written
 
 
 def completed_epochs(directory: str | os.PathLike) -> int:
@@ -88,10 +115,14 @@ def load(directory: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]
             raise ValueError(f"format {state.get('format')!r}, expected {FORMAT}")
         state["history"] = json.loads(state["history"])
         saved_config = json.loads(state["config"])
+        state["best_state"] = None
+        if state["best_epoch"] >= 0:
+            best_file = best_path(directory, state["best_epoch"])
+            state["best_state"] = torch.load(best_file, map_location="cpu", weights_only=True)["weights"]
     except Exception as exc:  # a truncated or foreign file: say so, do not guess
         first = (str(exc).splitlines() or [""])[0]
         raise DrltuneError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {first}); "
-                           "delete it to start the trial over") from None
+                           "delete its folder to start the trial over") from None
     expected = json.loads(json.dumps(config, sort_keys=True, default=_plain))
     if saved_config != expected:
         changed = sorted(k for k in set(saved_config) | set(expected) if saved_config.get(k) != expected.get(k))

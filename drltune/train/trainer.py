@@ -7,6 +7,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +29,15 @@ Report = Callable[[int, dict[str, Any]], "bool | None"]  # return True to stop t
 
 class NonFiniteLoss(DrltuneError):
     """The loss became NaN or infinite: the trial stops instead of wasting epochs."""
+
+
+@dataclass
+class SavedCheckpoint:
+    """What one checkpoint save wrote (a search copies these files to shared storage)."""
+
+    epoch: int
+    files: list[Path]
+    seconds: float
 
 
 @dataclass
@@ -81,6 +91,7 @@ class Trainer:
         self.augment_gen = torch.Generator().manual_seed(c.seed + 1)
         self.amp = self.device.type == "cuda"
         self._eval_cache: dict[int, tuple[Split, tuple[int, ...], Any]] = {}  # see _forward_split
+        self.last_checkpoint: SavedCheckpoint | None = None
 
     # ---- construction -------------------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -99,9 +110,11 @@ class Trainer:
         return None
 
     # ---- the loop -----------------------------------------------------------------
-    def fit(self, report: Report | None = None, checkpoint_dir: str | os.PathLike | None = None) -> TrainResult:
-        """Train `epochs` epochs. With `checkpoint_dir`, the state is saved there after every epoch
-        (before `report` sees it) and a checkpoint already there is resumed after its epoch."""
+    def fit(self, report: Report | None = None, checkpoint_dir: str | os.PathLike | None = None,
+            checkpoint_every: int = 1) -> TrainResult:
+        """Train `epochs` epochs. With `checkpoint_dir`, the state is saved there after every
+        `checkpoint_every`-th epoch and the last one (before `report` sees it: `last_checkpoint`
+        then says what that epoch wrote), and a checkpoint already there is resumed after its epoch."""
         c, start = self.cfg, time.perf_counter()
         self.method.setup()
         history: list[dict[str, Any]] = []
@@ -110,8 +123,9 @@ class Trainer:
         saved = checkpoint.load(checkpoint_dir, c.config.to_dict()) if checkpoint_dir is not None else None
         if saved is not None:
             history, best_acc, best_epoch, best_state = self._restore(saved)
+        best_on_disk = best_epoch  # the epoch whose weights the checkpoint folder holds
         for epoch in range(len(history), c.epochs):
-            t0 = time.perf_counter()
+            t0, self.last_checkpoint = time.perf_counter(), None
             faults.inject("epoch_start", epoch, self.model)
             train_loss, train_acc = self.train_epoch(epoch)
             val = self.evaluate(self.data.val)
@@ -131,8 +145,13 @@ class Trainer:
             record["val_acc_best"] = max(r["val_acc"] for r in [*history, record])
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
-            if checkpoint_dir is not None:
-                self._save(checkpoint_dir, history, best_acc, best_epoch, best_state)
+            if checkpoint_dir is not None and checkpoint_every > 0 and (
+                    (epoch + 1) % checkpoint_every == 0 or epoch == c.epochs - 1):
+                t_save = time.perf_counter()
+                written = self._save(checkpoint_dir, history, best_acc, best_epoch,
+                                     best_state if best_epoch != best_on_disk else None)
+                best_on_disk = best_epoch
+                self.last_checkpoint = SavedCheckpoint(epoch, written, time.perf_counter() - t_save)
             if report is not None and report(epoch, record):
                 stopped = True
                 break
@@ -147,16 +166,17 @@ class Trainer:
 
     # ---- checkpoints ---------------------------------------------------------------
     def _save(self, directory: str | os.PathLike, history: list[dict[str, Any]], best_acc: float,
-              best_epoch: int, best_state: dict[str, torch.Tensor] | None) -> None:
-        checkpoint.save(directory, {
+              best_epoch: int, new_best_state: dict[str, torch.Tensor] | None) -> list[Path]:
+        """The epoch's state; the selected weights only when they changed since the last save."""
+        return checkpoint.save(directory, {
             "config": self.cfg.config.to_dict(), "history": history,
-            "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state,
+            "best_acc": best_acc, "best_epoch": best_epoch,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "method": self.method.state_dict(),
             "shuffle_gen": self.shuffle_gen.get_state(), "augment_gen": self.augment_gen.get_state(),
             "rng": checkpoint.rng_states(),
-        })
+        }, new_best_state)
 
     def _restore(self, saved: dict[str, Any]) -> tuple[list[dict[str, Any]], float, int, dict[str, torch.Tensor]]:
         self.model.load_state_dict(saved["model"])
