@@ -34,6 +34,8 @@ pg_ci_start() {
         && "${as[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U drltune drltune_test; then
         PG_CI_STOP=("${as[@]}" "$bindir/pg_ctl" -D "$PG_CI_DIR/data" -m fast stop)
         export DRLTUNE_TEST_POSTGRES_URL="postgresql://drltune@127.0.0.1:$port/drltune_test"
+        # The fault tests stop and restart this server mid-search: "$DRLTUNE_TEST_POSTGRES_CTL stop|start".
+        export DRLTUNE_TEST_POSTGRES_CTL="${as[*]} $bindir/pg_ctl -D $PG_CI_DIR/data -l $PG_CI_DIR/server.log -w -t 60 -m fast -o '-h 127.0.0.1 -p $port -k $PG_CI_DIR -c max_connections=200 -c fsync=off'"
         echo "ci: PostgreSQL at $DRLTUNE_TEST_POSTGRES_URL" >&2
     else
         echo "ci: PostgreSQL did not start; its tests will skip. Logs:" >&2

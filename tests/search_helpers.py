@@ -95,4 +95,5 @@ def finished(url: str, name: str) -> dict[int, tuple[str, float | None]]:
 
 
 def counted(study: optuna.Study) -> list:
-    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not t.user_attrs.get("interrupted")]
+    """The trials that use up --trials: COMPLETE and PRUNED (failures do not)."""
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))

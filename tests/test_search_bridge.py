@@ -2,24 +2,33 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from drltune.config import TrialConfig
 from drltune.search.bridge import OptunaBridge, error_message
+from drltune.search.checkpoints import CheckpointStore
+from drltune.search.liveness import SharedBudget
 from drltune.search.pruning import REINIT_ATTR, ReinitAwarePruner
 from drltune.search.space import parse_space
+from drltune.search.storage import StorageUnavailable, open_storage
 from drltune.search.trainable import epoch_result
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = "space: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}\nmethods: {baseline: {}, dr: {alpha: {low: 1, high: 3}}}"
 
 
-def make_bridge(pruner: optuna.pruners.BasePruner, budget: int = 10) -> OptunaBridge:
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    space = parse_space(yaml.safe_load(SPACE), max_epochs=3)
-    return OptunaBridge(study, space, TrialConfig(epochs=3, encoder_width=4), budget, threads=1)
+@pytest.fixture
+def make_bridge(tmp_path):
+    def make(pruner: optuna.pruners.BasePruner, budget: int = 10, **kwargs) -> OptunaBridge:
+        study = optuna.create_study(direction="maximize", pruner=pruner,
+                                    storage=open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=True))
+        space = parse_space(yaml.safe_load(SPACE), max_epochs=3)
+        return OptunaBridge(study, space, TrialConfig(epochs=3, encoder_width=4), SharedBudget(study, budget, 2),
+                            threads=1, **kwargs)
+    return make
 
 
 def record(epoch: int, val_acc: float, reinit: bool = False) -> dict:
@@ -32,7 +41,7 @@ def final(epoch: int, val_acc: float, best: float, best_epoch: int) -> dict:
             "test_acc": 0.5, "test_f1": 0.4, "test_acc_audio": 0.3, "test_acc_visual": 0.2}
 
 
-def test_complete_trial_gets_its_value_steps_and_attributes():
+def test_complete_trial_gets_its_value_steps_and_attributes(make_bridge):
     bridge = make_bridge(ReinitAwarePruner(optuna.pruners.NopPruner(), final_step=2))
     config = bridge.suggest("ray-1")
     number = config["optuna_trial"]
@@ -51,8 +60,9 @@ def test_complete_trial_gets_its_value_steps_and_attributes():
     assert t.user_attrs["config"] == config["trial"]
 
 
-def test_pruned_crashed_and_interrupted_trials():
-    bridge = make_bridge(ReinitAwarePruner(optuna.pruners.ThresholdPruner(lower=0.9), final_step=2), budget=3)
+def test_pruned_crashed_and_interrupted_trials(make_bridge):
+    """Only COMPLETE and PRUNED trials use up --trials; an interrupted trial comes back as a retry."""
+    bridge = make_bridge(ReinitAwarePruner(optuna.pruners.ThresholdPruner(lower=0.9), final_step=2), budget=2)
     pruned = bridge.suggest("p")["optuna_trial"]
     assert bridge.on_epoch("p", epoch_result(record(0, 0.5))) is True  # the scheduler returns STOP
     bridge.on_trial_complete("p", {**epoch_result(record(0, 0.5)), "done": True})
@@ -70,9 +80,85 @@ def test_pruned_crashed_and_interrupted_trials():
     bridge.on_trial_complete("i", None)  # stopped by Tune before it finished (Ctrl-C, --timeout)
     t = bridge.study.trials[cut["optuna_trial"]]
     assert t.state == TrialState.FAIL and t.user_attrs["interrupted"]
-    assert bridge.suggest("next") == Searcher.FINISHED  # the budget of 3 is spent
-    retry = bridge.study.ask()  # the interrupted trial's parameters are queued first
-    assert retry.user_attrs["retry_of"] == t.number
+    retry = bridge.suggest("r")  # the failure and the interruption left the budget open: the cut trial comes back
+    again = bridge.study.trials[retry["optuna_trial"]]
+    assert again.user_attrs["retry_of"] == t.number and again.params == t.params
+    assert retry["checkpoint"] is None or retry["checkpoint"]["key"] == f"trial-{t.number}"
+    bridge.on_trial_complete("r", final(2, 0.5, best=0.6, best_epoch=1))
+    assert bridge.study.trials[retry["optuna_trial"]].state == TrialState.COMPLETE
+    assert bridge.suggest("next") == Searcher.FINISHED  # 1 pruned + 1 complete = --trials 2
+
+
+def test_a_stop_keeps_what_arrived_before_it(make_bridge):
+    """Ctrl-C / --timeout: a trial already pruned, or whose final result arrived, is stored as such;
+    only a trial still training is cut (and queued again)."""
+    stop = []
+    bridge = make_bridge(ReinitAwarePruner(optuna.pruners.ThresholdPruner(lower=0.9), final_step=2),
+                         stop_reason=lambda: stop[0] if stop else None)
+    numbers = {name: bridge.suggest(name)["optuna_trial"] for name in ("pruned", "done", "running")}
+    assert bridge.on_epoch("pruned", epoch_result(record(0, 0.5))) is True
+    for epoch, acc in enumerate([0.95, 0.96]):
+        bridge.on_epoch("done", epoch_result(record(epoch, acc)))
+    bridge.on_epoch("running", epoch_result(record(0, 0.95)))
+    stop.append("stopped by Ctrl-C")
+    bridge.on_trial_complete("pruned", {**epoch_result(record(0, 0.5)), "error": "KeyboardInterrupt"})
+    bridge.on_trial_complete("done", final(2, 0.97, best=0.97, best_epoch=2))
+    bridge.on_trial_complete("running", {**epoch_result(record(0, 0.95)), "error": "KeyboardInterrupt"})
+    states = {name: bridge.study.trials[n] for name, n in numbers.items()}
+    assert states["pruned"].state == TrialState.PRUNED
+    assert states["done"].state == TrialState.COMPLETE and states["done"].value == 0.97
+    assert states["running"].state == TrialState.FAIL and states["running"].user_attrs["interrupted"]
+
+
+def test_failures_stop_the_search_after_the_budget_naming_the_common_error(make_bridge):
+    bridge = make_bridge(optuna.pruners.NopPruner(), max_failed=3)
+    for i, error in enumerate(["RuntimeError: data file missing", "ValueError: bad", "RuntimeError: data file missing"]):
+        bridge.suggest(f"t{i}")
+        assert bridge.stop_reason() is None
+        bridge.on_trial_complete(f"t{i}", {"error": error})
+    assert bridge.stop_reason() == ("3 trials failed (--max-failed-trials 3); most common error (2x): "
+                                    "RuntimeError: data file missing")
+    assert bridge.suggest("more") == Searcher.FINISHED
+
+
+def test_the_same_error_in_a_row_stops_sooner_with_advice(make_bridge):
+    bridge = make_bridge(optuna.pruners.NopPruner(), budget=100, max_failed=50)
+    for i in range(5):
+        assert bridge.stop_reason() is None
+        bridge.suggest(f"t{i}")
+        bridge.on_trial_complete(f"t{i}", {"error": f"OutOfMemoryError: CUDA out of memory at epoch {i}"})
+    assert bridge.stop_reason().startswith("5 trials in a row failed with: OutOfMemoryError: CUDA out of memory")
+    assert "--concurrent" in bridge.stop_reason() and "--gpus-per-trial" in bridge.stop_reason()
+
+
+def test_a_lost_storage_halts_the_search_instead_of_raising_into_tune(make_bridge, monkeypatch):
+    bridge = make_bridge(optuna.pruners.NopPruner())
+    bridge.suggest("a")
+
+    def down(*args, **kwargs):
+        raise StorageUnavailable("storage sqlite:///x unreachable for 120 s (database is locked)")
+
+    monkeypatch.setattr(optuna.Trial, "report", down)
+    assert bridge.on_epoch("a", epoch_result(record(0, 0.5))) is True  # STOP, no exception
+    assert bridge.stop_reason().startswith("storage sqlite:///x unreachable")
+    assert bridge.suggest("b") == Searcher.FINISHED
+    bridge.on_trial_complete("a", None)  # no write is tried once the storage is lost
+    assert bridge.close_open("halted") == 0
+
+
+def test_finished_trials_leave_no_checkpoint_and_cut_ones_keep_it(make_bridge, tmp_path):
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    bridge = make_bridge(optuna.pruners.NopPruner(), checkpoints=store)
+    configs = {name: bridge.suggest(name) for name in ("done", "failed", "cut")}
+    for name, config in configs.items():
+        assert config["checkpoint"] == {"root": store.root, "key": f"trial-{config['optuna_trial']}", "every": 1}
+        store.path(config["checkpoint"]["key"]).mkdir(parents=True)
+    bridge.on_trial_complete("done", final(2, 0.5, best=0.6, best_epoch=1))
+    bridge.on_trial_complete("failed", {"error": "RuntimeError: x"})
+    bridge.on_trial_complete("cut", None)
+    assert store.keys() == [configs["cut"]["checkpoint"]["key"]]
+    retry = bridge.suggest("retry")  # the retry resumes from the cut trial's folder
+    assert retry["checkpoint"]["key"] == configs["cut"]["checkpoint"]["key"]
 
 
 def test_worker_error_message_is_the_last_line_of_the_traceback():

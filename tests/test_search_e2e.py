@@ -101,34 +101,54 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_head(reaper):
-    """`ray start --head` on loopback with its own temp dir (so no other ray.init() joins it)."""
+def ray_cluster(reaper):
+    """Two Ray nodes on loopback, one CPU each (so two concurrent trials run one per node): `ray start
+    --head` with its own temp dir (no other ray.init() joins it) and a job server, then a worker node.
+    Token authentication, as a real cluster should have. Yields (GCS address, job server URL, env)."""
     before = _descendants(os.getpid())
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    port = _free_port()
-    token = Path(temp) / "token"  # token authentication, as a real cluster should have
+    port, dashboard = _free_port(), _free_port()
+    token = Path(temp) / "token"
     token.write_text(uuid.uuid4().hex)
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
-    log = open(Path(temp) / "head.log", "w")
+    log = open(Path(temp) / "nodes.log", "w")
+    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
+              f"--dashboard-agent-listen-port={_free_port()}"]
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-         "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
-         f"--dashboard-agent-listen-port={_free_port()}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+        [str(BIN / "ray"), "start", "--head", f"--port={port}", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp}", *common],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    nodes = [head]
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 120
         while not (Path(temp) / "ray_current_cluster").exists():
-            assert head.poll() is None and time.time() < deadline, (Path(temp) / "head.log").read_text()[-3000:]
+            assert head.poll() is None and time.time() < deadline, (Path(temp) / "nodes.log").read_text()[-3000:]
             time.sleep(0.5)
-        yield f"127.0.0.1:{port}", auth
-    finally:  # stopped by PID (the reaper then kills whatever of it is left), never `ray stop`
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(15)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        _kill_descendants_except(before)  # what the head and the killed driver left behind
+        nodes.append(subprocess.Popen(
+            [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}", *common,
+             f"--metrics-export-port={_free_port()}"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        count = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+                 "print(sum(n['Alive'] for n in ray.nodes()))")
+        while subprocess.run([sys.executable, "-c", count, f"127.0.0.1:{port}"], env=env, capture_output=True,
+                             text=True, timeout=120).stdout.strip() != "2":
+            assert all(n.poll() is None for n in nodes) and time.time() < deadline, \
+                (Path(temp) / "nodes.log").read_text()[-3000:]
+            time.sleep(1)
+        yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", auth
+    finally:  # stopped by their own process groups (the reaper kills what is left), never `ray stop`
+        for node in reversed(nodes):
+            try:
+                os.killpg(node.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for node in nodes:
+            try:
+                node.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+        _kill_descendants_except(before)  # what the nodes and a killed driver left behind
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -168,7 +188,7 @@ def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper,
     assert study.user_attrs["command"].startswith("drltune search --space")
     trials = study.get_trials()
     states = [t.state for t in trials]
-    assert len(trials) == 7 and TrialState.RUNNING not in states
+    assert len(trials) == 8 and TrialState.RUNNING not in states  # the failed trial did not use up --trials 7
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -201,12 +221,15 @@ def test_local_search_stores_complete_pruned_and_failed_trials(tmp_path, reaper,
     assert again.exit_code == 0 and "nothing to run" in again.output, again.output
     with pytest.raises(DrltuneError, match="study 'synthetic-tiny' cannot be resumed: max_epochs was 3, now 5"):
         cli.main(search_cmd(tmp_path, "--trials", "7", "--max-epochs", "5")[1:], standalone_mode=False)
-    assert len(load(tmp_path).trials) == 7  # nothing lost, nothing added
+    assert len(load(tmp_path).trials) == 8  # nothing lost, nothing added
 
 
-def test_sigkilled_search_on_a_ray_cluster_resumes_without_losing_trials(tmp_path, ray_head):
-    address, auth = ray_head
-    cmd = search_cmd(tmp_path, "--trials", "6", "--address", address)
+def test_sigkilled_search_on_a_ray_cluster_resumes_without_losing_trials(tmp_path, ray_cluster):
+    """A driver joins the two-node cluster by --address; it is SIGKILLed and the same command resumes.
+    Trials run on both nodes; checkpoints live in --storage-path, which both nodes reach."""
+    address, _, auth = ray_cluster
+    shared = tmp_path / "shared"
+    cmd = search_cmd(tmp_path, "--trials", "6", "--address", address, "--storage-path", str(shared))
     env = {**os.environ, **auth}
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     db = tmp_path / "studies" / "drltune.db"
@@ -237,10 +260,37 @@ def test_sigkilled_search_on_a_ray_cluster_resumes_without_losing_trials(tmp_pat
     assert f"resuming: {len(kept)} finished trials kept, {len(cut)} interrupted trials closed" in rerun.stdout
     after = load(tmp_path)
     assert {n: v for n, v in finished(after).items() if n in kept} == kept  # no finished trial lost
-    counted = [t for t in after.trials if t.state != TrialState.FAIL or not t.user_attrs.get("interrupted")]
-    assert len(counted) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+    counted = [t for t in after.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 6 and not [t for t in after.trials if t.state == TrialState.RUNNING]
+    assert len({t.user_attrs.get("ray_node") for t in counted}) == 2, "trials ran on both nodes"
+    assert not [p for p in shared.rglob("*") if p.is_file() and "checkpoints" in p.parts]
     for t in cut:  # closed as FAIL and run again with the same parameters
         closed = after.trials[t.number]
         assert closed.state == TrialState.FAIL and closed.user_attrs["interrupted"]
         (retry,) = [r for r in after.trials if r.user_attrs.get("retry_of") == t.number]
         assert retry.params == t.params and retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_search_submitted_as_a_ray_job_runs_on_both_nodes(tmp_path, ray_cluster):
+    """`ray job submit -- drltune search ...`: the driver runs on the head node and joins its cluster
+    (RAY_ADDRESS); trials run on both nodes and the study ends complete."""
+    address, jobs, auth = ray_cluster
+    env = {**os.environ, **auth}
+    db = tmp_path / "job.db"
+    search = search_cmd(tmp_path, "--trials", "3", "--storage", f"sqlite:///{db}", "--study", "job",
+                        "--storage-path", str(tmp_path / "shared"), "--pruner", "none")
+    run = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", jobs, "--", *search],
+                         env=env, capture_output=True, text=True, timeout=500)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    study = optuna.load_study(study_name="job", storage=f"sqlite:///{db}")
+    trials = study.get_trials(deepcopy=False)
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3 and len(trials) == 3
+    assert len({t.user_attrs["ray_node"] for t in trials}) == 2
+
+
+def test_a_multi_node_cluster_without_shared_storage_is_refused(tmp_path, ray_cluster):
+    address, _, auth = ray_cluster
+    run = subprocess.run(search_cmd(tmp_path, "--trials", "2", "--address", address), cwd=tmp_path,
+                         env={**os.environ, **auth}, capture_output=True, text=True, timeout=300)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1 and "--storage-path" in errors[0], run.stderr[-2000:]

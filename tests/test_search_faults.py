@@ -56,6 +56,27 @@ def test_trial_faults_fail_or_retry(tmp_path):
     assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_epoch"] == 0
     assert not resumed[0].user_attrs.get("interrupted")
     assert sorted(resumed[0].intermediate_values) == list(range(len(resumed[0].intermediate_values)))
+    assert len(trials) == 6, "the two failed trials did not use up --trials 4"
+    assert all(t.user_attrs.get("ray_node") for t in trials if t.user_attrs.get("history"))
+    assert not checkpoint_files(tmp_path), "a finished search leaves no trial checkpoint behind"
+
+
+def checkpoint_files(folder: Path) -> list[Path]:
+    return [p for p in (folder / "studies" / "ray" / "checkpoints").rglob("*") if p.is_file()]
+
+
+def test_all_failing_trials_stop_the_search_with_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    search = Search(tmp_path, ["--space", str(_space(tmp_path, TWO_METHODS)), "--trials", "20", "--max-epochs", "2",
+                               "--study", "failing", "--storage", url, "--max-failed-trials", "3"],
+                    faults="epoch_start:0:raise")
+    assert search.wait() == 2, search.output()[-3000:]
+    errors = [line for line in search.output().splitlines() if line.startswith("error:")]
+    assert errors == ["error: 3 trials in a row failed with: RuntimeError: injected fault at epoch_start, epoch 0"], \
+        search.output()[-3000:]
+    trials = load_study(url, "failing").get_trials(deepcopy=False)
+    assert 3 <= len([t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("interrupted")]) <= 4
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
 def test_driver_sigkill_during_dr_reinit_and_after_a_trial_then_resume(tmp_path):
@@ -104,3 +125,64 @@ def test_two_drivers_share_one_study(tmp_path, backend, request):
     assert len({t.number for t in trials}) == len(trials)
     extra = [t for t in trials if t.user_attrs.get("interrupted")]
     assert all(t.user_attrs["error"].startswith("not run: the study reached --trials") for t in extra)
+    firsts = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        firsts.setdefault(t.user_attrs["driver"], t.params)
+    assert len(firsts) == 2 and len({repr(sorted(p.items())) for p in firsts.values()}) == 2, \
+        "the two drivers proposed the same first configuration"
+
+
+def _pg(action: str) -> None:
+    import os
+    import subprocess
+
+    ctl = os.environ.get("DRLTUNE_TEST_POSTGRES_CTL")
+    if not ctl:
+        pytest.skip("DRLTUNE_TEST_POSTGRES_CTL is not set (.ci/run sets it): cannot restart PostgreSQL")
+    subprocess.run(f"{ctl} {action}", shell=True, check=True, capture_output=True, timeout=120)
+
+
+def test_postgresql_restart_mid_search_loses_nothing(tmp_path, postgres_url):
+    """The server goes down for 10 s while trials train and report: every storage call waits it out,
+    and the search ends with exactly --trials finished trials and nothing left RUNNING."""
+    import time
+
+    name = f"restart-{uuid.uuid4().hex[:8]}"
+    args = ["--space", str(_space(tmp_path, TWO_METHODS)), "--trials", "5", "--max-epochs", "3", "--study", name,
+            "--storage", postgres_url, "--pruner", "none"]
+    search = Search(tmp_path, args)
+    wait_for(lambda: len(finished(postgres_url, name)) >= 1, 400, "a finished trial", search)
+    _pg("stop")
+    try:
+        time.sleep(10)
+    finally:
+        _pg("start")
+    assert search.wait() == 0, search.output()[-3000:]
+    study = load_study(postgres_url, name)
+    assert len(counted(study)) == 5 and not [t for t in study.get_trials(deepcopy=False) if not t.state.is_finished()]
+    assert not [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+
+
+def test_a_storage_that_stays_down_ends_with_one_line_and_the_same_command_resumes(tmp_path, postgres_url):
+    import os
+
+    name = f"down-{uuid.uuid4().hex[:8]}"
+    args = ["--space", str(_space(tmp_path, TWO_METHODS)), "--trials", "4", "--max-epochs", "3", "--study", name,
+            "--storage", postgres_url, "--pruner", "none"]
+    os.environ["DRLTUNE_STORAGE_PATIENCE_S"] = "8"
+    try:
+        search = Search(tmp_path, args)
+    finally:
+        del os.environ["DRLTUNE_STORAGE_PATIENCE_S"]
+    wait_for(lambda: len(finished(postgres_url, name)) >= 1, 400, "a finished trial", search)
+    _pg("stop")
+    try:
+        code = search.wait()
+    finally:
+        _pg("start")
+    errors = [line for line in search.output().splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "unreachable for 8 s" in errors[0], search.output()[-3000:]
+    again = Search(tmp_path, args)
+    assert again.wait() == 0, again.output()[-3000:]
+    study = load_study(postgres_url, name)
+    assert len(counted(study)) == 4 and not [t for t in study.get_trials(deepcopy=False) if not t.state.is_finished()]

@@ -52,11 +52,21 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               callback=_finite)
 @click.option("--max-failures", type=click.IntRange(0, 100), default=1, show_default=True,
               help="Retry a trial whose worker process died this many times, from its last epoch checkpoint.")
+@click.option("--max-retries", type=click.IntRange(0, 100), default=2, show_default=True,
+              help="Retry a trial whose driver died this many times (a later run, from its checkpoint).")
+@click.option("--max-failed-trials", type=click.IntRange(1, 1_000_000),
+              help="Stop after this many failed trials (sooner when one error repeats) [default: max(10, trials/10)]. "
+                   "Failed trials do not count toward --trials.")
+@click.option("--checkpoint-every", type=click.IntRange(0, 100_000), default=1, show_default=True,
+              help="Save each running trial every N epochs (0: never; a retry then starts over). "
+                   "A trial's checkpoint is deleted when it ends.")
+@click.option("--storage-path", help="Folder or URI (s3://...) for Ray's state and trial checkpoints; on a "
+                                     "multi-node cluster one that every node reaches [default: studies/ray].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120.")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
-               pruner_warmup, max_epochs,
-               concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout, max_failures, overrides) -> None:
+               pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
+               max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
@@ -65,7 +75,9 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
         pruner_startup=pruner_startup, pruner_warmup=pruner_warmup, max_epochs=max_epochs,
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
-        seed=seed, timeout=timeout, max_failures=max_failures, overrides=list(overrides),
+        seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
+        max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
+        overrides=list(overrides),
         command=shlex.join(["drltune", *sys.argv[1:]]))
     run_search(spec, echo=click.echo)
 

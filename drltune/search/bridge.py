@@ -9,12 +9,18 @@ stores early-stopped trials as COMPLETE. Here:
 * `PruningScheduler` (a FIFO scheduler) forwards every epoch's raw val_acc to the Optuna trial at
   step = epoch (0-based) and stops the Ray trial when the study's pruner says so.
 
-Both run in the Tune controller's thread, so the study is never used concurrently.
+Both run in the Tune controller's thread, so the study is never used concurrently by them (the
+heartbeat thread only records heartbeats). No storage error escapes into Tune: one that outlasts
+the storage's patience (or a failure budget that runs out) *halts* the search, which stops every
+trial and leaves them to be retried by the next run.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,14 +33,49 @@ from ray.tune.stopper import Stopper
 
 from drltune.config import TrialConfig, resolve
 from drltune.errors import DrltuneError
+from optuna.exceptions import UpdateFinishedTrialError
+
+from drltune.search.checkpoints import CheckpointStore, lineage_key
 from drltune.search.liveness import SharedBudget
 from drltune.search.progress import Outcome
 from drltune.search.pruning import REINIT_ATTR
 from drltune.search.space import SearchSpace
-from drltune.search.study import retire
+from drltune.search.storage import GRACE_S, StorageUnavailable
+from drltune.search.study import lineage, retire
 from drltune.search.trainable import FINAL_KEYS
 
 MAX_INVALID_IN_A_ROW = 50
+SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
+OOM_ADVICE = ("; the trials do not fit the device: run fewer at a time (--concurrent) or give each "
+              "more of a GPU (--gpus-per-trial)")
+
+
+@dataclass
+class FailureBudget:
+    """`--max-failed-trials`: failed trials (this run) allowed before the search gives up, sooner
+    when the same error repeats (e.g. CUDA out of memory on every trial)."""
+
+    limit: int
+    errors: collections.Counter = field(default_factory=collections.Counter)
+    streak: list[str] = field(default_factory=list)
+
+    def add(self, error: str) -> str | None:
+        """Count one failure; the reason to stop, if the budget is spent."""
+        key = error.split(" at epoch")[0][:200]  # the same fault at another epoch is the same error
+        self.errors[key] += 1
+        self.streak = [*self.streak, key] if self.streak and self.streak[-1] == key else [key]
+        same = min(self.limit, SAME_ERROR_STOP)
+        advice = OOM_ADVICE if "out of memory" in key.lower() else ""
+        if len(self.streak) >= same:
+            return f"{len(self.streak)} trials in a row failed with: {key}{advice}"
+        total = sum(self.errors.values())
+        if total >= self.limit:
+            common, n = self.errors.most_common(1)[0]
+            return f"{total} trials failed (--max-failed-trials {self.limit}); most common error ({n}x): {common}{advice}"
+        return None
+
+    def success(self) -> None:
+        self.streak = []
 
 
 @dataclass
@@ -45,6 +86,8 @@ class LiveTrial:
     config: TrialConfig
     history: list[dict[str, Any]] = field(default_factory=list)
     reinits: list[int] = field(default_factory=list)
+    key: str = ""  # its checkpoint folder (shared by its retries)
+    node: str | None = None
     pruned: bool = False
     error: str | None = None
 
@@ -59,26 +102,47 @@ def trial_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
             "val_acc_visual": history[best].get("val_acc_visual"), "history": history}
 
 
-class OptunaBridge(Searcher):
-    """Ask/tell searcher over `study`; at most `budget` new trials in this run."""
+def _halting_on_storage_loss(default: Any) -> Callable:
+    """Tune callbacks must not raise: a storage that stays down halts the search instead."""
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def call(self: "OptunaBridge", *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except StorageUnavailable as exc:
+                self.storage_lost = True  # no more writes: each would wait out the patience again
+                self.halt(str(exc))
+                return default() if callable(default) else default
+        return call
+    return wrap
 
-    def __init__(self, study: optuna.Study, space: SearchSpace, base: TrialConfig, budget: int,
+
+class OptunaBridge(Searcher):
+    """Ask/tell searcher over `study`, up to the study-wide `shared` budget of --trials."""
+
+    def __init__(self, study: optuna.Study, space: SearchSpace, base: TrialConfig, shared: SharedBudget,
                  threads: int = 1, on_outcome: Callable[[Outcome], None] | None = None,
-                 stop_reason: Callable[[], str | None] | None = None, shared: SharedBudget | None = None) -> None:
+                 stop_reason: Callable[[], str | None] | None = None, checkpoints: CheckpointStore | None = None,
+                 checkpoint_every: int = 1, max_failed: int = 10,
+                 heartbeat_age: Callable[[], float] | None = None) -> None:
         super().__init__(metric="val_acc", mode="max")
         self.shared = shared  # the study-wide --trials budget when several drivers may join
         self.study, self.space, self.base = study, space, base
-        self.budget, self.threads = budget, threads
+        self.threads = threads
         self.on_outcome = on_outcome or (lambda outcome: None)
-        self.stop_reason = stop_reason or (lambda: None)
-        self.started = 0
+        self.user_stop = stop_reason or (lambda: None)
+        self.checkpoints, self.checkpoint_every = checkpoints, checkpoint_every
+        self.failures = FailureBudget(max_failed)
+        self.heartbeat_age = heartbeat_age or (lambda: 0.0)
+        self.fatal: str | None = None  # why the search halts on its own (storage lost, failure budget)
+        self.storage_lost = False
         self.live: dict[str, LiveTrial] = {}
         self.before_tell: Callable[[optuna.Trial, TrialState, dict[str, Any]], None] = lambda *args: None
 
     # Ray pickles its searcher into the experiment folder. The Optuna storage is the state we
     # resume from, so the study (with its URL, maybe credentials) stays out of those pickles.
     def __getstate__(self) -> dict[str, Any]:
-        runtime = ("study", "live", "on_outcome", "stop_reason", "shared", "before_tell")
+        runtime = ("study", "live", "on_outcome", "user_stop", "shared", "heartbeat_age", "checkpoints", "before_tell")
         return {k: v for k, v in self.__dict__.items() if k not in runtime}
 
     def save(self, checkpoint_path: str) -> None:
@@ -87,19 +151,28 @@ class OptunaBridge(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         raise DrltuneError("a search resumes from its Optuna study: run the same command again")
 
+    def halt(self, reason: str) -> None:
+        """Stop the whole search (no new trials; running ones are cut and retried next run)."""
+        if self.fatal is None:
+            self.fatal = reason
+
+    def stop_reason(self) -> str | None:
+        return self.user_stop() or self.fatal
+
     # ---- Searcher API --------------------------------------------------------------------------
+    @_halting_on_storage_loss(lambda: Searcher.FINISHED)
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         for _ in range(MAX_INVALID_IN_A_ROW):
-            if self.stop_reason() or self.started >= self.budget:
+            if self.stop_reason():
                 return Searcher.FINISHED
-            if self.shared is not None:
-                state = self.shared.state()
-                if state != "open":
-                    return Searcher.FINISHED if state == "done" else None  # None: ask again later
-            trial = self.study.ask()
-            if self.shared is not None and not self.shared.claim(trial):
+            state = self.shared.state()
+            if state != "open":
+                return Searcher.FINISHED if state == "done" else None  # None: ask again later
+            with warnings.catch_warnings():  # Optuna's heartbeat is meant for study.optimize; here we beat ourselves
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = self.study.ask()
+            if not self.shared.claim(trial):
                 return None
-            self.started += 1
             try:
                 cfg = self.space.config_for(trial, self.base)
                 if cfg.threads is None:  # part of a CPU result: stored so that an exported trial reproduces
@@ -109,57 +182,82 @@ class OptunaBridge(Searcher):
                 self._tell(trial, TrialState.FAIL, {"error": f"invalid configuration: {exc}"})
                 self.on_outcome(Outcome(trial.number, "failed", 0, None, f"invalid configuration: {exc}"))
                 continue
+            key = lineage_key(lineage(self.study._storage.get_trial(trial._trial_id)))
             trial.set_user_attr("ray_trial_id", trial_id)
             trial.set_user_attr("config", cfg.to_dict())
-            self.live[trial_id] = LiveTrial(trial, cfg)
-            return {"trial": cfg.to_dict(), "optuna_trial": trial.number}
+            self.live[trial_id] = LiveTrial(trial, cfg, key=key)
+            ckpt = None
+            if self.checkpoints is not None and self.checkpoint_every > 0:
+                ckpt = {"root": self.checkpoints.root, "key": key, "every": self.checkpoint_every}
+            return {"trial": cfg.to_dict(), "optuna_trial": trial.number, "checkpoint": ckpt}
         raise DrltuneError(f"{MAX_INVALID_IN_A_ROW} sampled configurations in a row were invalid; "
                            "fix the search space (see the trials' `error` attribute)")
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         pass  # the scheduler forwards epochs (it also sees the results it stops on)
 
+    @_halting_on_storage_loss(None)
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         live = self.live.pop(trial_id, None)
-        if live is None:
+        if live is None or self.storage_lost:  # a lost one stays RUNNING: the next run retires it
             return
         attrs = trial_summary(live.history)
-        if result and result.get("resumed_from_epoch") is not None:  # a dead worker was retried (--max-failures)
+        if result and result.get("resumed_from_epoch") is not None:  # resumed from its checkpoint
             attrs["resumed_from_epoch"] = result["resumed_from_epoch"]
         epochs = attrs["epochs_run"]
-        if self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
+        # What a trial reached before a stop is kept: pruned and finished trials are stored as such.
+        if live.pruned:
+            self._tell(live, TrialState.PRUNED, attrs)
+            self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
+        elif result and all(key in result for key in FINAL_KEYS) and not result.get("error"):
+            final = {key: result[key] for key in FINAL_KEYS if key != "best_val_acc"}
+            self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"]))
+            self.failures.success()
+            self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
+        elif self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
             self._interrupt(live, self.stop_reason())
         elif error or (result and result.get("error")):
             message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
-            self._tell(live.trial, TrialState.FAIL, {**attrs, "error": message})
+            self._tell(live, TrialState.FAIL, {**attrs, "error": message})
             self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
-        elif live.pruned:
-            self._tell(live.trial, TrialState.PRUNED, attrs)
-            self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
-        elif result and all(key in result for key in FINAL_KEYS):
-            final = {key: result[key] for key in FINAL_KEYS if key != "best_val_acc"}
-            self._tell(live.trial, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"]))
-            self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
+            reason = self.failures.add(message)
+            if reason:
+                self.halt(reason)
         else:
             self._interrupt(live, "interrupted: the search was stopped before this trial finished")
 
     # ---- called by PruningScheduler ---------------------------------------------------------
+    @_halting_on_storage_loss(True)
     def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Forward one epoch's val_acc (step = 0-based epoch); True when the trial should stop."""
         live = self.live.get(trial_id)
         if live is None or "epoch" not in result:
             return False
+        if self.heartbeat_age() > GRACE_S:  # other drivers may be retrying this driver's trials by now
+            self.halt(f"this driver could not record its heartbeats for {self.heartbeat_age():.0f} s; "
+                      "its trials were stopped (the same command resumes)")
+            return True
         step = int(result["epoch"])
         if live.history and step <= live.history[-1]["epoch"]:
             return False  # Ray repeats a function trainable's last result
         record = json.loads(result["record"])
         live.history.append(record)
-        live.trial.report(float(result["val_acc"]), step)
-        if record.get("reinit"):
-            live.reinits.append(step)
-            live.trial.set_user_attr(REINIT_ATTR, live.reinits)
-        if live.trial.should_prune():
-            live.pruned = True
+        try:
+            if result.get("node_id") and result["node_id"] != live.node:
+                live.node = result["node_id"]
+                live.trial.set_user_attr("ray_node", live.node)
+                live.trial.set_user_attr("ray_node_ip", result.get("node_ip"))
+            live.trial.report(float(result["val_acc"]), step)
+            if record.get("reinit"):
+                live.reinits.append(step)
+                live.trial.set_user_attr(REINIT_ATTR, live.reinits)
+            if live.trial.should_prune():
+                live.pruned = True
+        except UpdateFinishedTrialError:  # another driver retired it (this one lost the storage for a while)
+            self.live.pop(trial_id)
+            self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None,
+                                    "closed by another driver; dropped here"))
+            return True
         return live.pruned
 
     def on_error(self, trial_id: str, message: str) -> None:
@@ -168,24 +266,37 @@ class OptunaBridge(Searcher):
 
     # ---- shutdown -------------------------------------------------------------------------------
     def close_open(self, reason: str) -> int:
-        """Close every trial still running in Optuna (Ctrl-C, --timeout) so it is retried next run."""
+        """Close every trial still running in Optuna (Ctrl-C, --timeout, a halt) so it is retried next
+        run; with the storage gone they stay RUNNING and the next run retires them."""
         n = len(self.live)
         for trial_id in list(self.live):
-            self._interrupt(self.live.pop(trial_id), reason)
+            live = self.live.pop(trial_id)
+            if self.storage_lost:
+                continue
+            try:
+                self._interrupt(live, reason)
+            except StorageUnavailable:
+                self.storage_lost = True
         return n
 
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
         reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
-        retire(self.study, live.trial._trial_id, live.trial.number, live.trial.params, reason)
+        retire(self.study, live.trial._trial_id, reason, max_retries=None)  # a clean stop: always retried
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 
-    def _tell(self, trial: optuna.Trial, state: TrialState, attrs: dict[str, Any],
+    def _tell(self, live: LiveTrial | optuna.Trial, state: TrialState, attrs: dict[str, Any],
               value: float | None = None) -> None:
-        for key, val in attrs.items():
-            trial.set_user_attr(key, val)
-        trial.set_user_attr("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
-        self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
-        self.study.tell(trial, value, state=state)
+        trial = live.trial if isinstance(live, LiveTrial) else live
+        try:
+            for key, val in attrs.items():
+                trial.set_user_attr(key, val)
+            trial.set_user_attr("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
+            self.study.tell(trial, value, state=state)
+        except UpdateFinishedTrialError:  # another driver closed it while this one was cut off
+            return
+        if isinstance(live, LiveTrial) and self.checkpoints is not None:
+            self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
 
 
 class StopSearch(Stopper):

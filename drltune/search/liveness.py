@@ -1,17 +1,19 @@
 """Several drivers on one study: who is alive, and how many trials the study still needs.
 
-Each running trial carries the id of the driver that runs it (`driver`: host:pid) and a
-`heartbeat` (unix time) that the driver refreshes while the trial runs. A RUNNING trial is
-*stale* (its driver is gone) when that driver was on this host and its process no longer
-exists, when its heartbeat is older than `GRACE_S`, or when it has no heartbeat at all (a
-trial of an older drltune). Stale trials are retired (FAIL, then retried); live ones of other
-drivers are left alone.
+Liveness is Optuna's: the driver records a heartbeat for each trial it runs
+(`RDBStorage.record_heartbeat`, stamped with the database server's clock) and a RUNNING trial
+whose heartbeat is older than the grace period is stale (`_get_stale_trial_ids`, same clock, so
+machines' clocks never meet). What Optuna lacks is kept here: each trial carries its driver's
+unique id (`driver`: host:pid:token) and process namespace (`driver_ns`), so that a driver that
+died on this machine is known at once (its PID is gone) instead of after the grace period. Stale
+trials are retired (study.retire: FAIL, then retried); a driver never retires its own trials.
 
-`--trials` counts the study's total: a driver asks for a new trial only while finished trials
-plus live running trials (of every driver) are fewer than `--trials`, and after asking it checks
-its place (trial numbers are allocated by the database): a trial beyond the budget is closed at
-once as "not run". So concurrent drivers never overshoot, and a driver whose last places are
-held by another driver waits for them: if that driver dies, its trials are retried here.
+`--trials` counts the study's total of COMPLETE and PRUNED trials: a driver asks for a new trial
+only while those plus live running trials (of every driver) are fewer than `--trials`, and after
+asking it checks its place (trial numbers are allocated by the database): a trial beyond the
+budget is closed at once as "not run". So concurrent drivers never overshoot, and a driver whose
+last places are held by another driver waits for them: if that driver dies, its trials are
+retried here.
 """
 from __future__ import annotations
 
@@ -19,22 +21,35 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Callable, Iterable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.search.study import counted, is_interrupted, retire
+from drltune.search.storage import GRACE_S, HEARTBEAT_S
+from drltune.search.study import FINISHED_OK, retire
 
 DRIVER_ATTR = "driver"
-HEARTBEAT_ATTR = "heartbeat"
-HEARTBEAT_S = 10.0
-GRACE_S = 90.0
+DRIVER_NS_ATTR = "driver_ns"
 RECHECK_S = 2.0
+ORPHAN_S = 10 * GRACE_S  # a RUNNING trial that never got a driver (a retried insert), by the local clock
+_TOKEN = uuid.uuid4().hex[:8]
 
 
 def driver_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Unique per driver process, even between containers that share a host name and PIDs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
+
+
+def process_namespace() -> str:
+    """Kernel boot and PID namespace: two processes with the same value see the same PIDs."""
+    try:
+        boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+        return f"{boot}:{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return f"{socket.gethostname()}:unknown"
 
 
 def _process_exists(pid: int) -> bool:
@@ -47,60 +62,62 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def is_stale(trial: FrozenTrial, now: float | None = None) -> bool:
-    """A RUNNING trial whose driver is gone (see the module docstring)."""
-    now = now or time.time()
-    beat = trial.user_attrs.get(HEARTBEAT_ATTR)
-    if beat is None:  # just asked by a driver that has not marked it yet, or from an older drltune
-        started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
-        return now - started > GRACE_S
-    host, _, pid = str(trial.user_attrs.get(DRIVER_ATTR, "")).rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _process_exists(int(pid)):
-        return True
-    return now - float(beat) > GRACE_S
+def died_here(trial: FrozenTrial) -> bool:
+    """The trial's driver ran in this PID namespace and its process is gone."""
+    if trial.user_attrs.get(DRIVER_NS_ATTR) != process_namespace():
+        return False
+    pid = str(trial.user_attrs.get(DRIVER_ATTR, "")).split(":")
+    return len(pid) >= 2 and pid[1].isdigit() and not _process_exists(int(pid[1]))
 
 
-def retire_stale(study: optuna.Study) -> int:
-    """Close stale RUNNING trials as FAIL and queue their parameters; safe against a second driver
-    retiring the same trial (only the one whose FAIL lands enqueues the retry)."""
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(t):
-            continue
-        try:
-            retire(study, t._trial_id, t.number, t.params,
-                   "interrupted: the search driver stopped before this trial finished (retried on resume)")
-            n += 1
-        except (ValueError, RuntimeError):  # another driver finished or retired it first
-            pass
-    return n
-
-
-def mark_alive(study: optuna.Study, trial_ids: Iterable[int], driver: str | None = None) -> None:
-    storage = study._storage  # the study's own (thread-safe, caching) storage
+def stale_trials(study: optuna.Study, me: str | None = None) -> list[FrozenTrial]:
+    """RUNNING trials whose driver is gone (never this driver's own)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    by_clock = set(study._storage._get_stale_trial_ids(study._study_id))
     now = time.time()
-    for trial_id in trial_ids:
-        try:
-            if driver is not None:
-                storage.set_trial_user_attr(trial_id, DRIVER_ATTR, driver)
-            storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, now)
-        except (ValueError, RuntimeError):  # finished meanwhile
-            pass
+    stale = []
+    for t in running:
+        if me is not None and t.user_attrs.get(DRIVER_ATTR) == me:
+            continue
+        orphan = DRIVER_ATTR not in t.user_attrs and t.datetime_start is not None and \
+            now - t.datetime_start.timestamp() > ORPHAN_S
+        if t._trial_id in by_clock or died_here(t) or orphan:
+            stale.append(t)
+    return stale
+
+
+def retire_stale(study: optuna.Study, max_retries: int | None, me: str | None = None) -> int:
+    """Close stale RUNNING trials as FAIL and queue them again; safe against a second driver
+    retiring the same trial (only the one whose FAIL lands queues the retry)."""
+    reason = "interrupted: the search driver stopped before this trial finished (retried on resume)"
+    return sum(retire(study, t._trial_id, reason, max_retries) for t in stale_trials(study, me))
 
 
 class Heartbeat:
-    """A daemon thread that refreshes the heartbeat of the trials this driver runs."""
+    """A daemon thread that records Optuna heartbeats for the trials this driver runs, and knows
+    since when it has failed to (a driver cut off from the storage must stop its trials)."""
 
     def __init__(self, study: optuna.Study, live_ids: Callable[[], list[int]], every: float = HEARTBEAT_S) -> None:
         self.study, self.live_ids, self.every = study, live_ids, every
+        self.last_ok = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drltune-heartbeat", daemon=True)
+
+    def beat(self, trial_ids: Iterable[int]) -> None:
+        for trial_id in trial_ids:
+            self.study._storage.record_heartbeat(trial_id)
+        self.last_ok = time.monotonic()
+
+    def failing_for(self) -> float:
+        return time.monotonic() - self.last_ok
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                mark_alive(self.study, self.live_ids())
-            except Exception:  # a database hiccup must not kill the driver; the next beat retries
+                self.beat(self.live_ids())
+            except Exception:  # a database outage must not kill the driver; failing_for() tells
                 pass
 
     def __enter__(self) -> "Heartbeat":
@@ -115,39 +132,44 @@ class Heartbeat:
 class SharedBudget:
     """The study-wide `--trials` budget as seen by one driver."""
 
-    def __init__(self, study: optuna.Study, target: int) -> None:
-        self.study, self.target, self.driver = study, target, driver_id()
+    def __init__(self, study: optuna.Study, target: int, max_retries: int | None) -> None:
+        self.study, self.target, self.max_retries = study, target, max_retries
+        self.driver, self.namespace = driver_id(), process_namespace()
         self._next_check = 0.0
 
     def _places(self) -> list[FrozenTrial]:
-        """Trials holding a place: finished ones that count, and live running ones."""
-        now = time.time()
-        trials = self.study.get_trials(deepcopy=False, states=(
-            TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING))
-        return [t for t in trials if (t.state == TrialState.RUNNING and not is_stale(t, now))
-                or (t.state != TrialState.RUNNING and not is_interrupted(t))]
+        """Trials holding a place: COMPLETE and PRUNED ones, and live running ones."""
+        trials = self.study.get_trials(deepcopy=False, states=(*FINISHED_OK, TrialState.RUNNING))
+        stale = {t.number for t in stale_trials(self.study, self.driver)}
+        return [t for t in trials if t.number not in stale]
 
     def state(self) -> str:
         """"done" (the study has its trials), "wait" (places held by running trials), or "open"."""
         if time.monotonic() < self._next_check:
             return "wait"
-        if counted(self.study) >= self.target:
+        if len(self.study.get_trials(deepcopy=False, states=FINISHED_OK)) >= self.target:
             return "done"
         if len(self._places()) >= self.target:
-            retire_stale(self.study)
+            retire_stale(self.study, self.max_retries, self.driver)
             self._next_check = time.monotonic() + RECHECK_S
             return "wait"
         return "open"
 
     def claim(self, trial: optuna.Trial) -> bool:
         """Mark a freshly asked trial as ours; False (and the trial closed) when it is past the budget."""
-        mark_alive(self.study, [trial._trial_id], self.driver)
+        storage = self.study._storage
+        storage.set_trial_user_attr(trial._trial_id, DRIVER_ATTR, self.driver)
+        storage.set_trial_user_attr(trial._trial_id, DRIVER_NS_ATTR, self.namespace)
+        storage.record_heartbeat(trial._trial_id)
         ahead = sum(1 for t in self._places() if t.number < trial.number)
         if ahead < self.target:
             return True
-        self.study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        self.study._storage.set_trial_user_attr(
-            trial._trial_id, "error", f"not run: the study reached --trials {self.target} (another driver was first)")
-        self.study.tell(trial, state=TrialState.FAIL)
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_user_attr(
+                trial._trial_id, "error", f"not run: the study reached --trials {self.target} (another driver was first)")
+            self.study.tell(trial, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            pass
         self._next_check = time.monotonic() + RECHECK_S
         return False

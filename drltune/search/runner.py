@@ -20,8 +20,10 @@ from drltune.config import TrialConfig, resolve
 from drltune.data import DATASETS, load_dataset
 from drltune.errors import DrltuneError
 from drltune.search.space import SearchSpace, load_space
+from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
+FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S")  # to workers on a cluster
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
 
 # Before Ray is imported: no Tune loggers (CSV/JSON/TensorBoard files) and no Ray progress tables.
@@ -52,6 +54,10 @@ class SearchSpec:
     seed: int = 0
     timeout: float | None = None
     max_failures: int = 1
+    max_retries: int = 2
+    max_failed_trials: int | None = None  # None: max(10, trials // 10)
+    checkpoint_every: int = 1
+    storage_path: str | None = None
     overrides: list[str] = field(default_factory=list)
     command: str = ""
 
@@ -61,6 +67,36 @@ def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
     cfg = TrialConfig.from_dict({"dataset": spec.dataset, "data_root": spec.data_root, "seed": spec.seed,
                                  **fixed}, where=f"{spec.space_file}: fixed")
     return cfg.with_overrides(spec.overrides)
+
+
+def failure_limit(spec: SearchSpec) -> int:
+    return spec.max_failed_trials if spec.max_failed_trials is not None else max(10, spec.trials // 10)
+
+
+def storage_path(spec: SearchSpec) -> str:
+    """Where Ray's experiment state and the trials' checkpoints go: --storage-path, else a `ray`
+    folder beside the SQLite file (or under ./studies)."""
+    if spec.storage_path:
+        return spec.storage_path if "://" in spec.storage_path else str(Path(spec.storage_path).expanduser().resolve())
+    return str((sqlite_path(resolve_storage_url(spec.storage)) or Path.cwd() / "studies" / "x").resolve().parent / "ray")
+
+
+def checkpoint_store(spec: SearchSpec, study_name: str) -> CheckpointStore:
+    return CheckpointStore(f"{storage_path(spec).rstrip('/')}/checkpoints/{study_folder_name(study_name)}")
+
+
+def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
+    """Delete the checkpoint folders that no running or queued trial will resume from."""
+    from optuna.trial import TrialState
+
+    from drltune.search.study import lineage
+
+    pending = {lineage_key(lineage(t)) for t in study.get_trials(
+        deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+    gone = [key for key in store.keys() if key not in pending]
+    for key in gone:
+        store.delete(key)
+    return len(gone)
 
 
 def check_budget(spec: SearchSpec) -> int:
@@ -97,6 +133,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     from drltune.search.progress import next_steps, summary_lines
     from drltune.search.samplers import check_sampler, make_sampler
     from drltune.search.liveness import retire_stale
+    from drltune.search.seeding import TrialSeededSampler
     from drltune.search.study import counted, open_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -104,6 +141,11 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     space = load_space(spec.space_file, max_epochs)
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
     resolved = resolve(base)  # dataset, fixed values and --set are checked before anything is stored
+    if spec.address and spec.address.startswith("ray://"):
+        raise DrltuneError(
+            f"--address {spec.address}: Ray Client is not supported (the search driver keeps the study and "
+            "must run on the cluster); run it on the head node with --address auto, or submit it: "
+            "ray job submit --address http://HEAD:8265 -- drltune search ...")
     if spec.address:
         _check_reachable(spec.address)
     elif DATASETS.get(base.dataset).needs_data_root:
@@ -115,10 +157,13 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
     check_sampler(spec.sampler, space)
     url = resolve_storage_url(spec.storage)
-    storage = open_storage(url)
+    storage = open_storage(url, heartbeat=True)
     name = spec.study_name or f"{spec.dataset}-{space.path.stem}"
-    previous = _count_existing(storage, name)
-    sampler, sampler_args = make_sampler(spec.sampler, spec.seed + previous, spec.trials, space)
+    # Each trial samples with its own seed (seed, trial number): drivers that share the study
+    # propose different configurations, and one driver alone is reproducible.
+    _, sampler_args = make_sampler(spec.sampler, spec.seed, spec.trials, space)
+    sampler = TrialSeededSampler(lambda seed: make_sampler(spec.sampler, seed, spec.trials, space)[0], spec.seed)
+    sampler_args = {**sampler_args, "seed_per_trial": True}
     attrs = {"dataset": spec.dataset, "space": space.text, "space_file": str(space.path.resolve()),
              "drltune_version": drltune.__version__, "command": spec.command, "max_epochs": max_epochs,
              "pruner": spec.pruner, "sampler": spec.sampler, "pruner_args": pruner_args,
@@ -133,17 +178,19 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
         echo(f"  {line}")
     for note in space.notes:
         echo(f"epoch budget: {note}")
+    store = checkpoint_store(spec, name)
     if existed:
-        stale = retire_stale(study)
+        stale = retire_stale(study, spec.max_retries)
         echo(f"resuming: {counted(study)} finished trials kept"
              + (f", {stale} interrupted trials closed as FAIL and queued again" if stale else ""))
+        sweep_checkpoints(study, store)
     remaining = spec.trials - counted(study)
     if remaining <= 0:
         echo(f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run")
     else:
         echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, "
              f"sampler {spec.sampler}, pruner {spec.pruner} (re-init aware)")
-        _run_tune(spec, study, space, base, echo)
+        _run_tune(spec, study, space, base, store, echo)
     for line in summary_lines(study):
         echo(line)
     for line in next_steps(name, display_url(url), display_url(resolve_storage_url(None))):
@@ -151,16 +198,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     return study
 
 
-def _count_existing(storage: optuna.storages.BaseStorage, name: str) -> int:
-    try:
-        study_id = storage.get_study_id_from_name(name)
-    except KeyError:
-        return 0
-    return len(storage.get_all_trials(study_id, deepcopy=False))
-
-
 def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: TrialConfig,
-              echo: Callable[[str], None]) -> None:
+              store: CheckpointStore, echo: Callable[[str], None]) -> None:
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -177,18 +216,20 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live))
     publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
     threads = max(1, math.floor(spec.cpus_per_trial))
-    bridge = OptunaBridge(study, space, base, spec.trials, threads=threads,
+    heartbeat = Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())])
+    bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries), threads=threads,
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
-                          stop_reason=stop.reason, shared=SharedBudget(study, spec.trials))
+                          stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
+                          max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for)
 
     bridge.before_tell = publish.attach_artifacts
     started_ray = not ray.is_initialized()
     if started_ray:
         _init_ray(spec, ray)
+    _check_checkpoint_reach(spec, ray)
     gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
     echo(f"each trial gets {spec.cpus_per_trial:g} CPU and {gpus:g} GPU"
          + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
-    results_dir = (sqlite_path(resolve_storage_url(spec.storage)) or Path.cwd() / "studies").parent / "ray"
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpus})
     tuner = tune.Tuner(
         trainable,
@@ -196,9 +237,8 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                                     max_concurrent_trials=spec.concurrent, reuse_actors=True,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
-            name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(results_dir.resolve()),
+            name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage_path(spec),
             verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             log_to_file=True, callbacks=[EpochTicker(echo)]),
     )
     previous_handler = signal.getsignal(signal.SIGINT)
@@ -212,20 +252,39 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     if in_main:
         signal.signal(signal.SIGINT, on_sigint)
     try:
-        with warnings.catch_warnings(), Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())]):
+        with warnings.catch_warnings(), heartbeat:
             warnings.simplefilter("ignore")
             tuner.fit()
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous_handler)
-        closed = bridge.close_open(stop.outcome() or "interrupted: the search ended before this trial finished")
-        publish.finish()
+        closed = bridge.close_open(stop.outcome() or bridge.fatal or
+                                   "interrupted: the search ended before this trial finished")
+        if not bridge.storage_lost:
+            publish.finish()
+            try:
+                sweep_checkpoints(study, store)
+            except Exception as exc:  # never hide the search's own outcome behind a clean-up error
+                echo(f"warning: could not remove finished trials' checkpoints: {exc}")
         if started_ray:
             ray.shutdown()
     if stop.outcome():
         echo(f"{stop.outcome()}: {closed} running trials closed and queued for the next run")
         if stop.interrupted.is_set():
             raise KeyboardInterrupt
+    if bridge.fatal:
+        if closed:
+            echo(f"stopping: {closed} running trials closed; the same command resumes them")
+        raise DrltuneError(bridge.fatal)
+
+
+def _check_checkpoint_reach(spec: SearchSpec, ray: Any) -> None:
+    """On several nodes, a retried trial may land on another node: its checkpoint must be reachable there."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and spec.checkpoint_every > 0 and not spec.storage_path:
+        raise DrltuneError(
+            f"the Ray cluster has {len(nodes)} nodes: trial checkpoints need a folder that every node reaches "
+            "(--storage-path /shared/folder or s3://bucket/path), or pass --checkpoint-every 0")
 
 
 def _auto_gpus(ray: Any, concurrent: int) -> float:
@@ -249,8 +308,12 @@ def _init_ray(spec: SearchSpec, ray: Any) -> None:
     """Local in-process Ray by default; `--address` joins a running cluster. Ray stays quiet."""
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
                               "configure_logging": True}
-    if spec.address:
-        kwargs["address"] = spec.address
+    address = spec.address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
+    if address:
+        kwargs["address"] = address
+        # Workers on a cluster do not inherit the driver's environment.
+        passed = {k: os.environ[k] for k in (*RAY_QUIET_ENV, *FORWARDED_ENV) if k in os.environ}
+        kwargs["runtime_env"] = {"env_vars": passed}
     else:
         # "local": always a fresh instance, never a cluster that someone started on this machine
         kwargs.update(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1,
@@ -258,9 +321,9 @@ def _init_ray(spec: SearchSpec, ray: Any) -> None:
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {spec.address}" if spec.address else "a local Ray instance"
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
-                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if spec.address and "RAY_AUTH_MODE" not in os.environ else "")
+                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and "RAY_AUTH_MODE" not in os.environ else "")
         raise DrltuneError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}{hint}") from None
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -3,21 +3,103 @@
 Any SQLAlchemy URL works (`sqlite:///path.db`, `postgresql://host/db`, ...). The default is
 `studies/drltune.db` under the current directory, so a search "works from any directory" and
 keeps its files next to where it was started.
+
+A search's storage outlives faults of the database: every call that fails on a transient error
+(SQLite busy, a PostgreSQL restart or dropped connection) is retried with back-off for up to
+`DRLTUNE_STORAGE_PATIENCE_S` seconds (default 120), then `StorageUnavailable` says so in one line.
 """
 from __future__ import annotations
 
+import functools
+import os
 import time
+import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import optuna
+from filelock import FileLock
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, InterfaceError, OperationalError,
+                            ProgrammingError, SQLAlchemyError)
 
 from drltune.errors import DrltuneError
 
 STUDIES_DIR = "studies"
 DEFAULT_DB = "drltune.db"
 SCHEMA_RACE_RETRIES = 3
+PATIENCE_ENV = "DRLTUNE_STORAGE_PATIENCE_S"
+DEFAULT_PATIENCE_S = 120.0
+HEARTBEAT_S = 10  # Optuna's heartbeat: each running trial's row is refreshed this often ...
+GRACE_S = 90  # ... and a trial whose heartbeat is older than this (on the database's clock) is stale
+
+
+class StorageUnavailable(DrltuneError):
+    """The storage kept failing for longer than the patience: the search stops (and resumes later)."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A lost connection or a busy database (worth retrying), as opposed to a bad request."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (OperationalError, InterfaceError, DisconnectionError)):
+            return True
+        if getattr(seen, "connection_invalidated", False):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def patience_s() -> float:
+    return float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: "ResilientRDBStorage", *args: Any, **kwargs: Any) -> Any:
+        deadline, delay, failed = time.monotonic() + patience_s(), 0.5, None
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except UpdateFinishedTrialError:
+                # A state change whose commit landed before its connection dropped: the retry
+                # finds it done. Anything else (another driver finished the trial) is re-raised.
+                if failed is not None and method.__name__ == "set_trial_state_values":
+                    state = kwargs.get("state", args[1] if len(args) > 1 else None)
+                    if self.get_trial(args[0]).state == state:
+                        return True
+                raise
+            except (StorageInternalError, SQLAlchemyError) as exc:
+                if not _is_transient(exc):
+                    raise
+                failed = exc
+                if time.monotonic() + delay > deadline:
+                    cause = exc.__cause__ or exc
+                    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+                    raise StorageUnavailable(f"storage {display_url(self.url)} unreachable for "
+                                             f"{patience_s():.0f} s ({first})") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+    return call
+
+
+class ResilientRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage with every database round trip retried on transient errors.
+
+    The methods wrapped are the ones that talk to the database (Optuna's cache wrapper calls the
+    private ones); public methods that only delegate to them are left alone, so retries never nest.
+    """
+
+
+for _name in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
+              "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
+              "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
+              "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
+              "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",
+              "set_study_user_attr", "set_trial_intermediate_value", "set_trial_state_values",
+              "set_trial_system_attr", "set_trial_user_attr"):
+    setattr(ResilientRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
 
 
 def default_storage_url(cwd: Path | None = None) -> str:
@@ -52,11 +134,16 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_storage(url: str | None) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for `url` (creating the SQLite file's folder); errors are one line."""
+def open_storage(url: str | None, heartbeat: bool = False) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for `url` (creating the SQLite file's folder); errors are one line.
+
+    Every round trip is retried on transient errors (see the module docstring). With `heartbeat`,
+    the storage keeps Optuna's trial heartbeats (liveness judged on the database's clock)."""
     url = resolve_storage_url(url)
     path = sqlite_path(url)
-    engine_kwargs = {}
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a connection that died with the server is replaced
+    kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
+    lock = None
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,9 +151,16 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
             raise DrltuneError(f"cannot create {path.parent}: {exc.strerror}") from None
         # The dashboard may read while the driver writes: wait for the lock instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 30}}
+        # Drivers opening a new file at the same moment race to create Optuna's tables: one at a time.
+        lock = FileLock(str(path) + ".lock")
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                if lock is None:
+                    return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                with lock:
+                    return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         except (IntegrityError, ProgrammingError, OperationalError) as exc:
             # Several drivers opening an empty database at once race to create Optuna's tables
             # (duplicate key / table exists / database is locked): the loser retries.

@@ -1,22 +1,28 @@
-"""The Optuna study of a search: create or resume it, record what it is, retire interrupted trials.
+"""The Optuna study of a search: create or resume it, record what it is, retire cut-off trials.
 
 Study user attributes (the contract `drltune explore/export` reads): dataset, space (the YAML
 text), space_file, drltune_version, command, max_epochs, pruner, sampler (+ pruner_args,
 sampler_args with every argument). A trial that was still RUNNING when its driver died or was
-stopped is closed as FAIL (user attrs `error`, `interrupted`) and its parameters are enqueued,
-so the next run retries it (liveness.py decides which RUNNING trials are cut off); interrupted
-trials do not count toward `--trials`.
+stopped is closed as FAIL (user attrs `error`, `interrupted`) and queued again by Optuna's
+`RetryHeartbeatStaleTrialCallback` (system attrs `failed_trial`, `retry_history`; user attr
+`retry_of`), a bounded number of times; the retry resumes from the checkpoint of its lineage
+(the first trial of the chain). Only COMPLETE and PRUNED trials count toward `--trials`.
 """
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Any
 
 import optuna
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from drltune.errors import DrltuneError
 
 CHECKED_ATTRS = ("dataset", "max_epochs", "space")
+FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def open_study(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
@@ -48,15 +54,53 @@ def is_interrupted(trial: FrozenTrial) -> bool:
 
 
 def counted(study: optuna.Study) -> int:
-    """Trials that count toward --trials: finished ones (a crash is finished; an interruption is not)."""
-    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=done) if not is_interrupted(t))
+    """Trials that count toward --trials: COMPLETE and PRUNED (a failure does not use up the budget)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_OK))
 
 
-def retire(study: optuna.Study, trial_id: int, number: int, params: dict[str, Any], reason: str) -> None:
-    """Close a cut-off trial as FAIL with `reason` and queue its parameters for a retry."""
-    trial = optuna.Trial(study, trial_id)
-    trial.set_user_attr("error", reason)
-    trial.set_user_attr("interrupted", True)
-    study.tell(number, state=TrialState.FAIL)
-    study.enqueue_trial(params, user_attrs={"retry_of": number})
+def lineage(trial: FrozenTrial | optuna.Trial) -> int:
+    """The number of the first trial of a retry chain (the trial itself when it is no retry)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        first = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if first is None else int(first)
+
+
+def attempts(trial: FrozenTrial) -> int:
+    """How many earlier trials of its chain were cut off before this one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return len(RetryHeartbeatStaleTrialCallback.retry_history(trial))
+
+
+class _Requeue(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry, for a trial that gets a fresh start: only `retry_of` is carried over (the cut
+    trial's own attributes, its error and driver, would mislabel the retry)."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        fresh = copy.copy(trial)
+        fresh.user_attrs = {"retry_of": trial.number}
+        super().__call__(study, fresh)
+
+
+def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | None) -> bool:
+    """Close a cut-off RUNNING trial as FAIL with `reason` and queue it again (at most `max_retries`
+    times along its chain; None: always). False when another driver closed it first."""
+    storage = study._storage
+    trial = storage.get_trial(trial_id)
+    if trial.state != TrialState.RUNNING:
+        return False
+    retried = max_retries is None or attempts(trial) < max_retries
+    try:
+        storage.set_trial_user_attr(trial_id, "error", reason if retried else
+                                    f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)")
+        storage.set_trial_user_attr(trial_id, "interrupted", retried)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:  # another driver finished or retired it first
+        return False
+    if retried:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            _Requeue(max_retry=None)(study, storage.get_trial(trial_id))
+    return True

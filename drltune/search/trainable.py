@@ -1,19 +1,20 @@
 """What a Ray worker runs for one trial: a TrialConfig through the drltune Trainer, one report per epoch.
 
-Each epoch goes to Ray as `{"epoch", "val_acc", "record"}` (the record as JSON, so that nested
-or None values arrive unchanged). The last epoch is reported once, after the test evaluation,
-together with the test metrics: that final result is how the driver knows a trial finished.
+Each epoch goes to Ray as `{"epoch", "val_acc", "record", "node_id", "node_ip"}` (the record as
+JSON, so that nested or None values arrive unchanged; the node says where the trial runs). The
+last epoch is reported once, after the test evaluation, together with the test metrics: that final
+result is how the driver knows a trial finished.
+
+Checkpoints do not go through Ray: `config["checkpoint"]` names the trial's folder in the search's
+CheckpointStore (see checkpoints.py), which a retry of the trial, on any node, resumes from.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
-
-from drltune.train.checkpoint import checkpoint_path, completed_epochs
 
 FINAL_KEYS = ("best_val_acc", "best_epoch", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
 
@@ -23,40 +24,63 @@ def epoch_result(record: dict[str, Any]) -> dict[str, Any]:
             "record": json.dumps(record, default=float)}
 
 
+def _node() -> dict[str, str]:
+    import ray
+
+    try:
+        return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+    except Exception:  # outside Ray (unit tests)
+        return {}
+
+
 def run_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable; `config["trial"]` is the TrialConfig dict (threads included)."""
+    """Ray Tune function trainable; `config["trial"]` is the TrialConfig dict (threads included) and
+    `config["checkpoint"]` (root, key, every) where its checkpoints live, or None for none."""
     from ray import tune
 
     from drltune.config import TrialConfig, resolve
+    from drltune.search.checkpoints import CheckpointStore
     from drltune.train import Trainer
 
     resolved = resolve(TrialConfig.from_dict(config["trial"]))
-    last = resolved.epochs - 1
-    with tempfile.TemporaryDirectory(prefix="drltune-trial-") as local:
-        resumed_from = _restore_checkpoint(tune.get_checkpoint(), Path(local))
-
-        def report(epoch: int, record: dict[str, Any]) -> bool:
-            if epoch < last:  # the trainer has just saved this epoch in `local`: Ray keeps a copy
-                tune.report(epoch_result(record), checkpoint=tune.Checkpoint.from_directory(local))
-            return False  # Ray stops a pruned trial itself
-
+    ckpt = config.get("checkpoint")
+    store = CheckpointStore(ckpt["root"]) if ckpt else None
+    node = _node()
+    resumed_from: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="drltune-trial-") as tmp:
+        folder = None
+        if store is not None:
+            folder = store.path(ckpt["key"]) if store.direct else Path(tmp)
+            if not store.direct:
+                store.download(ckpt["key"], folder)
         try:
-            result = Trainer(resolved).fit(report=report, checkpoint_dir=local)
+            trainer = Trainer(resolved)
+
+            def report(epoch: int, record: dict[str, Any]) -> bool:
+                if not resumed_from:
+                    resumed_from.append(epoch - 1)
+                result = {**epoch_result(record), **node}
+                saved = trainer.last_checkpoint
+                if saved is not None:
+                    if not store.direct:
+                        store.upload(ckpt["key"], folder, saved.files)
+                    result["checkpoint_s"] = saved.seconds
+                if epoch < resolved.epochs - 1:
+                    tune.report(result)
+                return False  # Ray stops a pruned trial itself
+
+            result = trainer.fit(report=report, checkpoint_dir=folder,
+                                 checkpoint_every=ckpt["every"] if ckpt else 0)
         except Exception as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
             traceback.print_exc()  # the whole story in the worker's log
             tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000], "val_acc": float("nan"),
-                         "resumed_from_epoch": resumed_from})
+                         "resumed_from_epoch": _resumed(resumed_from), **node})
             return
-    final = epoch_result(result.history[-1])
-    final.update({key: getattr(result, key) for key in FINAL_KEYS}, resumed_from_epoch=resumed_from)
+    final = {**epoch_result(result.history[-1]), **node}
+    final.update({key: getattr(result, key) for key in FINAL_KEYS}, resumed_from_epoch=_resumed(resumed_from))
     tune.report(final)
 
 
-def _restore_checkpoint(checkpoint: Any, local: Path) -> int | None:
-    """After a worker died (Ray retries the trial, --max-failures), put its last per-epoch checkpoint
-    where the trainer resumes from; returns the last completed epoch it holds."""
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as saved:
-        shutil.copy2(checkpoint_path(saved), checkpoint_path(local))
-    return completed_epochs(local) - 1
+def _resumed(first_epoch_minus_one: list[int]) -> int | None:
+    """The last epoch a checkpoint held when this run started (None: it started from epoch 0)."""
+    return first_epoch_minus_one[0] if first_epoch_minus_one and first_epoch_minus_one[0] >= 0 else None

@@ -113,7 +113,7 @@ class Trainer:
     def fit(self, report: Report | None = None, checkpoint_dir: str | os.PathLike | None = None,
             checkpoint_every: int = 1) -> TrainResult:
         """Train `epochs` epochs. With `checkpoint_dir`, the state is saved there after every
-        `checkpoint_every`-th epoch and the last one (before `report` sees it: `last_checkpoint`
+        `checkpoint_every`-th epoch (before `report` sees it: `last_checkpoint`
         then says what that epoch wrote), and a checkpoint already there is resumed after its epoch."""
         c, start = self.cfg, time.perf_counter()
         self.method.setup()
@@ -145,8 +145,7 @@ class Trainer:
             record["val_acc_best"] = max(r["val_acc"] for r in [*history, record])
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
-            if checkpoint_dir is not None and checkpoint_every > 0 and (
-                    (epoch + 1) % checkpoint_every == 0 or epoch == c.epochs - 1):
+            if checkpoint_dir is not None and checkpoint_every > 0 and (epoch + 1) % checkpoint_every == 0:
                 t_save = time.perf_counter()
                 written = self._save(checkpoint_dir, history, best_acc, best_epoch,
                                      best_state if best_epoch != best_on_disk else None)

@@ -1,0 +1,92 @@
+"""Several drivers on one study: liveness on the database's clock, unique driver ids, the same-host
+fast path, and samplers that do not propose the same configurations in two drivers."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+
+from drltune.search import liveness
+from drltune.search.liveness import SharedBudget, driver_id, retire_stale, stale_trials
+from drltune.search.samplers import make_sampler
+from drltune.search.seeding import TrialSeededSampler
+from drltune.search.storage import open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+LR = {"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
+
+
+def _study(tmp_path, name="s"):
+    url = f"sqlite:///{tmp_path}/s.db"
+    return optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=True), load_if_exists=True,
+                               direction="maximize"), url
+
+
+def _age_heartbeat(url: str, trial_id: int, seconds: int) -> None:
+    """Move a trial's heartbeat back in time, on the database's clock."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, :age) "
+                                     "WHERE trial_id = :id"), {"age": f"-{seconds} seconds", "id": trial_id})
+
+
+def test_driver_ids_are_unique_between_processes_with_the_same_host_and_pid():
+    script = ("import sys, types, drltune; package = types.ModuleType('drltune.search'); "  # not the whole package
+              "package.__path__ = [drltune.__path__[0] + '/search']; sys.modules['drltune.search'] = package; "
+              "from drltune.search.liveness import driver_id; print(driver_id())")
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    assert other != driver_id() and other.count(":") == 2
+    host, pid, token = driver_id().split(":")
+    assert len(token) == 8
+
+
+def test_stale_by_the_database_clock_never_this_drivers_own(tmp_path):
+    study, url = _study(tmp_path)
+    mine = SharedBudget(study, 10, max_retries=2)
+    other = SharedBudget(study, 10, max_retries=2)
+    other.driver = "elsewhere:1234:abcdef01"  # another machine: no PID check possible
+    other.namespace = "another-kernel"
+    a, b = study.ask(LR), study.ask(LR)
+    assert mine.claim(a) and other.claim(b)
+    assert stale_trials(study) == []
+    _age_heartbeat(url, b._trial_id, liveness.GRACE_S + 30)
+    _age_heartbeat(url, a._trial_id, liveness.GRACE_S + 30)
+    assert {t.number for t in stale_trials(study)} == {a.number, b.number}
+    assert [t.number for t in stale_trials(study, me=mine.driver)] == [b.number]  # its own: never
+    assert retire_stale(study, max_retries=2, me=mine.driver) == 1
+    assert study.trials[b.number].state == TrialState.FAIL and study.trials[b.number].user_attrs["interrupted"]
+    assert study.trials[a.number].state == TrialState.RUNNING
+
+
+def test_a_dead_driver_on_this_machine_is_known_at_once(tmp_path):
+    study, _ = _study(tmp_path)
+    trial = study.ask(LR)
+    budget = SharedBudget(study, 10, max_retries=2)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    budget.claim(trial)
+    study._storage.set_trial_user_attr(trial._trial_id, liveness.DRIVER_ATTR, f"host:{dead.pid}:deadbeef")
+    assert [t.number for t in stale_trials(study)] == [trial.number]  # heartbeat fresh, process gone
+    study._storage.set_trial_user_attr(trial._trial_id, liveness.DRIVER_NS_ATTR, "another-container")
+    assert stale_trials(study) == []  # the same PID in another namespace says nothing
+
+
+def test_two_drivers_with_the_same_seed_propose_different_configurations(tmp_path):
+    study, _ = _study(tmp_path)
+
+    def driver():
+        return TrialSeededSampler(lambda seed: make_sampler("tpe", seed, 40)[0], seed=0)
+
+    first, second = driver(), driver()
+    study.sampler = first
+    a = study.ask(LR)
+    study.sampler = second
+    b = study.ask(LR)
+    assert a.params["lr"] != b.params["lr"]
+
+    again, _ = _study(tmp_path, "again")  # one driver alone: the same proposals for the same trial numbers
+    again.sampler = driver()
+    assert again.ask(LR).params["lr"] == a.params["lr"]
