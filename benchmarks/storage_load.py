@@ -2,6 +2,11 @@
 (ask, report + should_prune per step, tell; no training), the pattern of several `drltune search`
 drivers joining one study. Prints trials/s, report calls/s and lost or duplicated trials (must be 0).
 
+Two patterns: `plain` (bare Optuna calls) and `drltune` (what a search driver does besides: the
+retrying storage with Optuna heartbeats, the shared --trials budget check with its stale-trial
+query before each ask, the driver claim after it, and one heartbeat per reported epoch, far more
+often than the real 10 s).
+
     .venv/bin/python benchmarks/storage_load.py                      # SQLite, plus PostgreSQL if
     .venv/bin/python benchmarks/storage_load.py --drivers 1,2,4,8    #   DRLTUNE_TEST_POSTGRES_URL is set
     .venv/bin/python benchmarks/storage_load.py --postgres-url postgresql://user@127.0.0.1/db
@@ -29,22 +34,42 @@ def make_study(url: str, name: str) -> optuna.Study:
                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
 
 
-def driver(url: str, name: str, index: int, trials: int, steps: int, barrier, results) -> None:
+def driver(url: str, name: str, index: int, trials: int, steps: int, barrier, results, pattern: str = "plain",
+           total: int = 0) -> None:
     """One driver process: `trials` fake trials, each tagged (driver, seq) to detect loss and duplication."""
+    import warnings
+
+    warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(storage=url, study_name=name, sampler=optuna.samplers.RandomSampler(seed=index),
+    storage, budget = url, None
+    if pattern == "drltune":
+        from drltune.search.storage import open_storage
+
+        storage = open_storage(url, heartbeat=True)
+    study = optuna.load_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=index),
                               pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    if pattern == "drltune":
+        from drltune.search.liveness import SharedBudget
+
+        budget = SharedBudget(study, total, max_retries=2)
     reports, errors = 0, []
     barrier.wait()
     for seq in range(trials):
         try:
+            if budget is not None:
+                budget._next_check = 0.0  # measure the check every time
+                budget.state()
             trial = study.ask(SPACE)
+            if budget is not None:
+                budget.claim(trial)
             trial.set_user_attr("driver_seq", f"{index}:{seq}")
             state = optuna.trial.TrialState.COMPLETE
             value = 0.0
             for step in range(steps):
                 value = trial.params["lr"] * (step + 1) / steps  # any deterministic curve will do
                 trial.report(value, step)
+                if budget is not None:
+                    study._storage.record_heartbeat(trial._trial_id)
                 reports += 1
                 if trial.should_prune():
                     state = optuna.trial.TrialState.PRUNED
@@ -66,13 +91,13 @@ class Outcome:
     errors: list[str]
 
 
-def run(url: str, n_drivers: int, trials: int, steps: int) -> Outcome:
+def run(url: str, n_drivers: int, trials: int, steps: int, pattern: str) -> Outcome:
     name = f"load-{uuid.uuid4().hex[:8]}"
     make_study(url, name)
     ctx = mp.get_context("spawn")  # separate interpreters, like separate `drltune search` processes
     barrier, results = ctx.Barrier(n_drivers + 1), ctx.Queue()
-    procs = [ctx.Process(target=driver, args=(url, name, i, trials, steps, barrier, results))
-             for i in range(n_drivers)]
+    procs = [ctx.Process(target=driver, args=(url, name, i, trials, steps, barrier, results, pattern,
+                                              n_drivers * trials + 1)) for i in range(n_drivers)]
     for p in procs:
         p.start()
     barrier.wait()  # every driver has imported optuna and opened the study: start the clock
@@ -100,22 +125,23 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30, help="trials per driver")
     ap.add_argument("--steps", type=int, default=6, help="reported epochs per trial")
     ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--patterns", default="plain,drltune")
     ap.add_argument("--postgres-url", default=os.environ.get("DRLTUNE_TEST_POSTGRES_URL"))
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     counts = [int(n) for n in args.drivers.split(",")]
     tmp = tempfile.TemporaryDirectory(prefix="drltune-load-")
     urls = {"sqlite": f"sqlite:///{tmp.name}/load.db", "postgresql": args.postgres_url}
-    print(f"{'storage':<11}{'drivers':>8}{'trials':>8}{'seconds':>9}{'trials/s':>10}{'reports/s':>11}"
+    print(f"{'storage':<11}{'pattern':>8}{'drivers':>8}{'trials':>8}{'seconds':>9}{'trials/s':>10}{'reports/s':>11}"
           f"{'lost':>6}{'dup':>5}{'unfinished':>11}{'errors':>8}")
     bad = 0
     for backend in args.backends.split(","):
         if not urls.get(backend):
             print(f"{backend:<11} skipped: no URL (set DRLTUNE_TEST_POSTGRES_URL or --postgres-url)")
             continue
-        for n in counts:
-            o = run(urls[backend], n, args.trials, args.steps)
-            print(f"{backend:<11}{n:>8}{o.trials:>8}{o.seconds:>9.2f}{o.trials / o.seconds:>10.1f}"
+        for pattern, n in [(p, n) for n in counts for p in args.patterns.split(",")]:
+            o = run(urls[backend], n, args.trials, args.steps, pattern)
+            print(f"{backend:<11}{pattern:>8}{n:>8}{o.trials:>8}{o.seconds:>9.2f}{o.trials / o.seconds:>10.1f}"
                   f"{o.reports / o.seconds:>11.1f}{o.lost:>6}{o.duplicated:>5}{o.unfinished:>11}{len(o.errors):>8}")
             for err in sorted(set(o.errors))[:3]:
                 print(f"{'':<11}  error: {err}")

@@ -25,6 +25,9 @@ def _closed_port() -> int:
     (["--sampler", "gp"], "--sampler gp cannot model a conditional space (method parameters dr.reinit_epoch"),
     (["--pruner", "sha", "--pruner-startup", "3"], "--pruner-startup applies to --pruner median only"),
     (["--pruner-warmup", "2"], "--pruner-warmup 2: must be below --max-epochs 2"),
+    (["--address", "ray://head:10001"], "Ray Client is not supported (the search driver keeps the study and must "
+                                         "run on the cluster); run it on the head node with --address auto, or "
+                                         "submit it: ray job submit"),
 ])
 def test_search_mistakes_are_one_line_and_store_nothing(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -57,22 +58,25 @@ class FailureBudget:
 
     limit: int
     errors: collections.Counter = field(default_factory=collections.Counter)
+    first: dict[str, str] = field(default_factory=dict)  # each kind of error as it was first seen
     streak: list[str] = field(default_factory=list)
 
     def add(self, error: str) -> str | None:
         """Count one failure; the reason to stop, if the budget is spent."""
-        key = error.split(" at epoch")[0][:200]  # the same fault at another epoch is the same error
+        key = re.sub(r"\d+", "#", error)[:300]  # the same fault at another epoch or step is the same error
         self.errors[key] += 1
+        self.first.setdefault(key, error[:300])
         self.streak = [*self.streak, key] if self.streak and self.streak[-1] == key else [key]
-        same = min(self.limit, SAME_ERROR_STOP)
-        advice = OOM_ADVICE if "out of memory" in key.lower() else ""
-        if len(self.streak) >= same:
-            return f"{len(self.streak)} trials in a row failed with: {key}{advice}"
+        if len(self.streak) >= min(self.limit, SAME_ERROR_STOP):
+            return f"{len(self.streak)} trials in a row failed with: {self._show(key)}"
         total = sum(self.errors.values())
         if total >= self.limit:
             common, n = self.errors.most_common(1)[0]
-            return f"{total} trials failed (--max-failed-trials {self.limit}); most common error ({n}x): {common}{advice}"
+            return f"{total} trials failed (--max-failed-trials {self.limit}); most common error ({n}x): {self._show(common)}"
         return None
+
+    def _show(self, key: str) -> str:
+        return self.first[key] + (OOM_ADVICE if "out of memory" in key.lower() else "")
 
     def success(self) -> None:
         self.streak = []
