@@ -91,7 +91,7 @@ class Outcome:
     errors: list[str]
 
 
-def run(url: str, n_drivers: int, trials: int, steps: int, pattern: str) -> Outcome:
+def run(url: str, n_drivers: int, trials: int, steps: int, pattern: str = "plain") -> Outcome:
     name = f"load-{uuid.uuid4().hex[:8]}"
     make_study(url, name)
     ctx = mp.get_context("spawn")  # separate interpreters, like separate `drltune search` processes

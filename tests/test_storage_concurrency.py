@@ -10,7 +10,7 @@ import storage_load  # noqa: E402
 
 
 def _check(url: str) -> None:
-    outcome = storage_load.run(url, n_drivers=3, trials=6, steps=3)
+    outcome = storage_load.run(url, n_drivers=3, trials=6, steps=3, pattern="drltune")  # what search drivers do
     assert outcome.errors == []
     assert (outcome.trials, outcome.lost, outcome.duplicated, outcome.unfinished) == (18, 0, 0, 0)
     assert outcome.reports > 0
