@@ -89,5 +89,6 @@ def method_curves_figure(trials: Sequence[FrozenTrial], per_method: int = 3) -> 
     fig.update_layout(title=f"Learning curves of each method's best {per_method}<br>"
                             "<sub>dashed: pruned or running; red x: DR re-init</sub>",
                       xaxis_title="epoch (0-based)", yaxis_title="val_acc", **LAYOUT)
-    fig.update_xaxes(tickformat="d", rangemode="tozero")
+    last = max((r["epoch"] for t in trials for r in _curve(t)), default=0)
+    fig.update_xaxes(tickformat="d", rangemode="tozero", dtick=1 if last <= 20 else None)
     return fig

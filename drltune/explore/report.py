@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
 from drltune.explore.load import database_file
-from drltune.explore.summary import BEST_PER_METHOD, TABLE_COLUMNS, Summary, counts_line
+from drltune.explore.summary import BEST_PER_METHOD_NOTE, TABLE_COLUMNS, Summary, counts_line
 
 # DR's parameters as the search names them, with the axis labels a reader understands.
 DR_AXES = {"params_dr.reinit_epoch": "re-init interval (epochs)", "params_dr.alpha": "alpha (strength)",
@@ -267,7 +267,7 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.notes]
     if summary.noise:
         parts.append(f'<p class="noise"><b>Noise:</b> {html.escape(summary.noise)}.</p>')
-    parts.append(f'<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD)}.</p>'
+    parts.append(f'<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>'
                  f'{trials_html(summary.best_by_method, "method")}</section>')
     parts.append(f"<section><h2>Top trials</h2>{trials_html(summary.top)}</section>")
     plots = [

@@ -163,8 +163,9 @@ def trials_table(frame: pd.DataFrame, first: str | None = None) -> str:
     return _aligned(shown)
 
 
-BEST_PER_METHOD = ("best trial per method (the best complete one; a method without one shows its best "
-                   "pruned or running trial, state and epochs say so)")
+BEST_PER_METHOD_NOTE = ("each method's best complete trial; a method without one shows its best pruned or "
+                        "running trial so far, and its state and epochs run say so")
+BEST_PER_METHOD = f"best trial per method ({BEST_PER_METHOD_NOTE})"
 
 
 def counts_line(s: Summary) -> str:

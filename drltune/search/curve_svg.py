@@ -61,7 +61,9 @@ def curve_svg(history: Sequence[dict[str, Any]], title: str) -> str:
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dashing}/>')
         if len(points) == 1:
             out.append(f'<circle cx="{points[0][0]:.1f}" cy="{points[0][1]:.1f}" r="3" fill="{colour}"/>')
-    legend = [(label, colour, dash) for key, label, colour, dash in SERIES] + [("re-init", "#d62728", "4,3")]
+    legend = [(label, colour, dash) for key, label, colour, dash in SERIES]
+    if any(r.get("reinit") for r in history):
+        legend.append(("re-init", "#d62728", "4,3"))
     for i, (label, colour, dash) in enumerate(legend):
         ly = TOP + 12 + 18 * i
         dashing = f' stroke-dasharray="{dash}"' if dash else ""

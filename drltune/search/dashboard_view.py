@@ -88,7 +88,7 @@ def _config_yaml(config: dict[str, Any]) -> str:
     return yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip()
 
 
-def trial_note(trial: FrozenTrial) -> str:
+def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
     """Markdown for one finished trial: outcome, accuracy table, DR re-inits, config."""
     attrs, steps = trial.user_attrs, trial.intermediate_values
     config = attrs.get("config") or {}
@@ -120,7 +120,8 @@ def trial_note(trial: FrozenTrial) -> str:
                          f"| {_fmt(attrs.get('test_acc_visual'))} |")
     lines += _reinit_rows(history)
     if config:
-        lines += ["", f"**Config** (`drltune export --study NAME --trial {trial.number} -o t.yaml` writes it whole)",
+        lines += ["", f"**Config** (`drltune export --study {study_name} --trial {trial.number} -o t.yaml` "
+                      "writes it whole)",
                   "", "```yaml", _config_yaml(config), "```"]
     return "\n".join(lines) + "\n"
 
@@ -211,7 +212,7 @@ class DashboardPublisher:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
         frozen = storage.get_trial(trial_id)
         if frozen.state.is_finished() and not frozen.user_attrs.get("interrupted"):
-            save_note(_NoteTarget(self.study, trial_id), trial_note(frozen))
+            save_note(_NoteTarget(self.study, trial_id), trial_note(frozen, self.study.study_name))
 
     def refresh_figures(self) -> None:
         """Study figures: best per method, and the learning curves of each method's best trials."""
