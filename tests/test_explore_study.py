@@ -317,3 +317,19 @@ def test_study_is_optional_when_the_storage_holds_one_and_studies_lists_them(sto
     failed_trial(new_study(single, "lonely"), 0.1)
     code, out, _ = run_cli(capsys, "explore", "--storage", single, "--no-html")
     assert code == 0 and out.startswith("study lonely (dataset synthetic): 1 trial: ")
+
+
+def test_noise_line_states_the_seed_spread_that_verify_measured():
+    import pandas as pd
+
+    from drltune.explore.summary import noise_line
+
+    frame = pd.DataFrame({"state": ["COMPLETE"] * 3, "value": [0.5, 0.49, 0.48]})
+    accuracies = [k / 240 for k in range(100, 130)]
+    line = noise_line(frame, accuracies)
+    assert line.startswith("one validation clip = 0.42 points of val_acc (240 clips); the top 3 complete trials "
+                           "lie within 5 clip(s)")
+    assert line.endswith("the seed spread is not measured yet (`drltune verify` measures it)")
+    verified = [{"trial": 7, "seeds": [1, 2, 3], "test_acc_std": 0.012}]
+    assert noise_line(frame, accuracies, verified).endswith(
+        "seed spread (drltune verify, test_acc std): 1.2 points over 3 seeds (trial 7)")

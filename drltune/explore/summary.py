@@ -90,8 +90,9 @@ def validation_size(values: Iterable[float], limit: int = 1_000_000) -> int | No
     return n if n > 1 else None
 
 
-def noise_line(trials: pd.DataFrame, history: Iterable[float]) -> str | None:
-    """`one validation clip = 0.42 points (240 clips); the top 3 complete trials lie within 3 clips`."""
+def noise_line(trials: pd.DataFrame, history: Iterable[float], verified: list[dict[str, Any]] = ()) -> str | None:
+    """`one validation clip = 0.42 points (240 clips); the top 3 complete trials lie within 3 clips`,
+    and the seed spread that `drltune verify` measured, where it did."""
     n = validation_size(history)
     if n is None:
         return None
@@ -103,6 +104,13 @@ def noise_line(trials: pd.DataFrame, history: Iterable[float]) -> str | None:
         line += (f"; the top {len(complete)} complete trials lie within {round(spread)} clip(s) "
                  f"({(complete.iloc[0] - complete.iloc[-1]) * 100:.2g} points), each on one seed: "
                  "re-train the best on more seeds before calling one better")
+    spreads = [(r["test_acc_std"], len(r["seeds"]), r["trial"]) for r in verified
+               if r.get("test_acc_std") is not None and len(r.get("seeds") or ()) >= 2]
+    if spreads:
+        line += "; seed spread (drltune verify, test_acc std): " + ", ".join(
+            f"{std * 100:.2g} points over {seeds} seeds (trial {trial})" for std, seeds, trial in spreads)
+    else:
+        line += "; the seed spread is not measured yet (`drltune verify` measures it)"
     return line
 
 
@@ -138,10 +146,11 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
                  [v for t in study.get_trials(deepcopy=False) for v in t.intermediate_values.values()]
     from drltune.verify import verified_rows
 
+    verified = verified_rows(study)
     return Summary(study=study.study_name, dataset=study.user_attrs.get("dataset"), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
-                   importances=imp, notes=notes, noise=noise_line(frame, accuracies), incomplete_methods=incomplete,
-                   verified=verified_rows(study))
+                   importances=imp, notes=notes, noise=noise_line(frame, accuracies, verified),
+                   incomplete_methods=incomplete, verified=verified)
 
 
 # ---- rendering ------------------------------------------------------------------------
