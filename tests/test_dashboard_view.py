@@ -161,3 +161,16 @@ def test_trial_note_of_a_study_made_before_the_dashboard_view():
                                       distributions={}, intermediate_values={0: 0.4, 1: 0.5})
     note = trial_note(trial)
     assert note.startswith("## Trial -1: COMPLETE") and "Best val_acc **0.5000**." in note and "None" not in note
+
+
+def test_dashboard_command_points_at_the_only_study_and_its_artifacts(served, tmp_path):
+    from drltune.commands.search import study_page
+    from drltune.errors import DrltuneError
+
+    _, study_id, _, _, root = served
+    storage = optuna.storages.RDBStorage(f"sqlite:///{root / 'studies' / 'drltune.db'}")
+    assert study_page(storage, None) == f"/dashboard/studies/{study_id}"
+    assert study_page(storage, "view") == f"/dashboard/studies/{study_id}"
+    with pytest.raises(DrltuneError, match="no study named 'nope'; existing studies: view"):
+        study_page(storage, "nope")
+    assert artifact_dir(f"sqlite:///{root / 'studies' / 'drltune.db'}") == (root / "studies" / "artifacts").resolve()

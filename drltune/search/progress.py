@@ -76,11 +76,11 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
     return lines
 
 
-def next_steps(study_name: str, storage_url: str, default_url: str) -> list[str]:
-    """The commands a user runs after a search, with this study (and storage, when not the default)."""
+def next_steps(study_name: str, storage_url: str) -> list[str]:
+    """The commands a user runs after a search, with this study and storage (they work from any folder)."""
     import shlex
 
-    storage = "" if storage_url == default_url else f" --storage {shlex.quote(storage_url)}"
+    storage = f" --storage {shlex.quote(storage_url)}"
     study = f" --study {shlex.quote(study_name)}"
     steps = [(f"drltune explore{study}{storage}", "tables + HTML report: best per method, noise, curves"),
              (f"drltune export{study}{storage} --top 3 -o best.yaml", "the best configs as TrialConfig YAML"),

@@ -193,7 +193,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
         _run_tune(spec, study, space, base, store, echo)
     for line in summary_lines(study):
         echo(line)
-    for line in next_steps(name, display_url(url), display_url(resolve_storage_url(None))):
+    for line in next_steps(name, display_url(url)):
         echo(line)
     return study
 
