@@ -15,6 +15,7 @@ differences; it needs n >= 2).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -174,39 +175,11 @@ def verdict(method: str, reference: str, interval: tuple[float, float, float] | 
     return f"{better} than {reference} (the interval excludes zero, {n} seeds)"
 
 
-def report_lines(study: optuna.Study, verified: list[Verified]) -> list[str]:
-    """Per verified trial: test accuracy mean ± std, per modality, and each paired comparison."""
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    lines = []
-    for v in verified:
-        trial = by_number.get(v.trial)
-        search = ""
-        if trial is not None and trial.value is not None:
-            search = f"; search: val_acc {trial.value:.4f}"
-            if trial.user_attrs.get("test_acc") is not None:
-                search += f", test_acc {trial.user_attrs['test_acc']:.4f}"
-        acc, sd = mean_std(v.test_acc)
-        (a, a_sd), (vis, v_sd) = mean_std(v.audio), mean_std(v.visual)
-        lines.append(f"trial {v.trial} ({v.method}{search})")
-        lines.append(f"  test_acc {acc:.4f} ± {sd:.4f} over {len(v.seeds)} seeds {v.seeds}  "
-                     f"(audio {a:.3f} ± {a_sd:.3f}, visual {vis:.3f} ± {v_sd:.3f})")
-        for ref, data in v.references.items():
-            r_acc, r_sd = mean_std(data["test_acc"])
-            interval, n = data["interval"], len(data["paired_seeds"])
-            diff = (f"difference {interval[0]:+.4f}, 95 % CI [{interval[1]:+.4f}, {interval[2]:+.4f}]"
-                    if interval else "difference: -")
-            lines.append(f"  vs {ref} at its defaults: test_acc {r_acc:.4f} ± {r_sd:.4f}; paired {diff}: "
-                         f"{verdict(v.method, ref, interval, n)}")
-    return lines
-
-
 # ---- running ----------------------------------------------------------------------------
 def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float, gpus: float | None,
             address: str | None, echo: Callable[[str], None]) -> int:
     """Train the runs not stored yet on Ray, storing each as it finishes; returns how many failed."""
     from drltune.search.runner import RAY_QUIET_ENV, SearchSpec, _auto_gpus, _init_ray
-
-    import os
 
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
@@ -243,11 +216,13 @@ def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float, 
     return failed
 
 
-def verified_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """The stored verification of a study as plain rows (what `drltune explore` shows and plots)."""
+def verified_rows(study: optuna.Study, keys: set[str] | None = None) -> list[dict[str, Any]]:
+    """The stored verification of a study (only the runs `keys` names, if given) as plain rows:
+    what `drltune verify` prints and `drltune explore` shows and plots."""
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    runs = {k: v for k, v in stored_runs(study).items() if keys is None or k in keys}
     rows = []
-    for v in summarize_runs(stored_runs(study)):
+    for v in summarize_runs(runs):
         trial = by_number.get(v.trial)
         acc, sd = mean_std(v.test_acc)
         refs = {}
@@ -261,20 +236,23 @@ def verified_rows(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({"trial": v.trial, "method": v.method, "seeds": v.seeds,
                      "search_val_acc": trial.value if trial is not None else None,
                      "search_test_acc": trial.user_attrs.get("test_acc") if trial is not None else None,
-                     "test_acc_mean": acc, "test_acc_std": sd, "test_acc_audio_mean": mean_std(v.audio)[0],
-                     "test_acc_visual_mean": mean_std(v.visual)[0], "references": refs})
+                     "test_acc_mean": acc, "test_acc_std": sd, "audio": mean_std(v.audio),
+                     "visual": mean_std(v.visual), "references": refs})
     return rows
 
 
 def verified_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Short lines for `drltune explore`: the search's figures beside the verified ones."""
+    """Per verified trial: the search's figures beside the verified ones (mean ± std, per modality),
+    then each reference with the paired difference, its interval and the verdict in words."""
     lines = []
     for r in rows:
         search = f"search val_acc {r['search_val_acc']:.4f}" if r["search_val_acc"] is not None else "search: -"
         if r["search_test_acc"] is not None:
             search += f" test_acc {r['search_test_acc']:.4f}"
+        (a, a_sd), (v, v_sd) = r["audio"], r["visual"]
         lines.append(f"  trial {r['trial']} ({r['method']}): {search}; verified test_acc "
-                     f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over {len(r['seeds'])} seeds")
+                     f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over {len(r['seeds'])} seeds {r['seeds']} "
+                     f"(audio {a:.3f} ± {a_sd:.3f}, visual {v:.3f} ± {v_sd:.3f})")
         for ref, d in r["references"].items():
             diff = (f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d["diff"] is not None else "-")
             lines.append(f"    vs {ref}: {d['test_acc_mean']:.4f} ± {d['test_acc_std']:.4f}, paired difference "

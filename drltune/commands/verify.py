@@ -39,7 +39,7 @@ def verify_cmd(study, storage, top, numbers, seeds, references, concurrent, cpus
     from drltune.explore.export import select_trials
     from drltune.explore.load import open_study
     from drltune.methods import METHODS
-    from drltune.verify import SEEDS_ATTR, execute, fresh_seeds, plan, report_lines, stored_runs, summarize_runs
+    from drltune.verify import SEEDS_ATTR, execute, fresh_seeds, plan, stored_runs, verified_lines, verified_rows
 
     for value in (cpus_per_trial, gpus_per_trial):
         if value is not None and not math.isfinite(value):
@@ -63,10 +63,9 @@ def verify_cmd(study, storage, top, numbers, seeds, references, concurrent, cpus
                f"{seed_list}" + (f" against {', '.join(references)}" if references else "")
                + f": {len(runs)} runs, {len(runs) - len(todo)} already stored, {len(todo)} to train")
     failed = execute(loaded, todo, concurrent, cpus_per_trial, gpus_per_trial, address, click.echo) if todo else 0
-    wanted = {r.key for r in runs}
-    verified = summarize_runs({k: v for k, v in stored_runs(loaded).items() if k in wanted})
-    click.echo("")
-    for line in report_lines(loaded, verified):
+    click.echo("\ntest accuracy on fresh seeds (mean ± std); vs a reference: the seed-paired difference "
+               "with its 95 % Student-t interval")
+    for line in verified_lines(verified_rows(loaded, {r.key for r in runs})):
         click.echo(line)
     if failed:
         raise DrltuneError(f"{failed} run(s) failed (see above); run the same command again to retry them")
