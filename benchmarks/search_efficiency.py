@@ -135,6 +135,11 @@ def stock_route(args: argparse.Namespace, seed: int, folder: Path) -> dict[str, 
             "errors": sum(r.error is not None for r in grid)}
 
 
+def same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Rows of the same benchmark: equal settings, the space compared by file name."""
+    return ({**a, "space": Path(a["space"]).name} == {**b, "space": Path(b["space"]).name})
+
+
 def load_rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -145,8 +150,9 @@ def mean_std(values: list[float]) -> str:
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * std:.1f}"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f} (one seed)"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
 def table(rows: list[dict[str, Any]], budget: int) -> list[str]:
@@ -163,6 +169,17 @@ def table(rows: list[dict[str, Any]], budget: int) -> list[str]:
         lines.append(f"| {name} | {','.join(str(r['seed']) for r in mine)} | {mean_std([r['best_val'] for r in mine])} "
                      f"| {mean_std([r['test_acc'] for r in mine])} | {100 * frac:.0f} % "
                      f"| {statistics.mean(r['seconds'] for r in mine):.0f} | {states} |")
+    return lines
+
+
+def per_search(rows: list[dict[str, Any]], budget: int) -> list[str]:
+    """Every finished search on its own line (seed by seed, so routes compare on the same seed)."""
+    lines = ["| seed | route | best val acc % | its test acc % | epochs / budget | wall s | C/P/F |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["seed"], ROUTES.index(r["route"]))):
+        lines.append(f"| {r['seed']} | {r['route']} | {100 * r['best_val']:.1f} | {100 * r['test_acc']:.1f} "
+                     f"| {100 * r['epochs'] / budget:.0f} % | {r['seconds']:.0f} | "
+                     + "/".join(str(r["states"][s]) for s in STATES) + " |")
     return lines
 
 
@@ -190,10 +207,11 @@ def main() -> None:
     rows_file = args.out / "rows.jsonl"
     header = (f"search efficiency: synthetic, {args.trials} trials x {args.max_epochs} epochs, {args.concurrent} "
               f"concurrent, TPE, space {args.space.name}" + (f", {' '.join(args.set)}" if args.set else ""))
-    print(header, flush=True)
+    if not args.report:
+        print(header, flush=True)
     setting = {"trials": args.trials, "max_epochs": args.max_epochs, "concurrent": args.concurrent,
                "space": str(args.space), "set": args.set}
-    done = {(r["route"], r["seed"]) for r in load_rows(rows_file) if r["setting"] == setting}
+    done = {(r["route"], r["seed"]) for r in load_rows(rows_file) if same_setting(r["setting"], setting)}
     for seed in [] if args.report else seeds:
         for route in routes:
             if (route, seed) in done:
@@ -207,9 +225,11 @@ def main() -> None:
                 out.write(json.dumps(row) + "\n")
             print(f"{route} seed {seed}: best val {row['best_val']:.4f} test {row['test_acc']:.4f} "
                   f"epochs {row['epochs']} {row['seconds']:.0f}s states {row['states']}", flush=True)
-    rows = [r for r in load_rows(rows_file) if r["setting"] == setting and r["seed"] in seeds]
+    rows = [r for r in load_rows(rows_file) if same_setting(r["setting"], setting) and r["seed"] in seeds]
     print(header)
     print("\n".join(table(rows, args.trials * args.max_epochs)))
+    print()
+    print("\n".join(per_search(rows, args.trials * args.max_epochs)))
 
 
 if __name__ == "__main__":
