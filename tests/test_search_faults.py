@@ -105,6 +105,10 @@ def test_driver_sigkill_during_dr_reinit_and_after_a_trial_then_resume(tmp_path)
     assert len(counted(study)) == 4
     retried = [t for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs]
     assert retried, "the trials cut off by the kills were queued again"
+    # the trial killed inside its epoch-1 re-init had saved epoch 0: its retry goes on from there
+    assert any(t.user_attrs.get("resumed_from_epoch") == 0 for t in retried), \
+        [(t.number, t.user_attrs.get("resumed_from_epoch")) for t in retried]
+    assert not [p for p in (tmp_path / "studies" / "ray" / "checkpoints").rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

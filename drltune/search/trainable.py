@@ -59,12 +59,12 @@ def run_trial(config: dict[str, Any]) -> None:
             def report(epoch: int, record: dict[str, Any]) -> bool:
                 if not resumed_from:
                     resumed_from.append(epoch - 1)
-                result = {**epoch_result(record), **node}
                 saved = trainer.last_checkpoint
                 if saved is not None:
                     if not store.direct:
                         store.upload(ckpt["key"], folder, saved.files)
-                    result["checkpoint_s"] = saved.seconds
+                    record = {**record, "checkpoint_s": saved.seconds}  # kept in the trial's history
+                result = {**epoch_result(record), **node}
                 if epoch < resolved.epochs - 1:
                     tune.report(result)
                 return False  # Ray stops a pruned trial itself
