@@ -268,7 +268,8 @@ def test_sigkilled_search_on_a_ray_cluster_resumes_without_losing_trials(tmp_pat
         closed = after.trials[t.number]
         assert closed.state == TrialState.FAIL and closed.user_attrs["interrupted"]
         (retry,) = [r for r in after.trials if r.user_attrs.get("retry_of") == t.number]
-        assert retry.params == t.params and retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert retry.params == t.params or not t.params  # a trial cut before its sampling is sampled anew
 
 
 def test_search_submitted_as_a_ray_job_runs_on_both_nodes(tmp_path, ray_cluster):
