@@ -103,7 +103,7 @@ def run_search(width: int, trials: int, epochs: int, extra: list[str]) -> dict[s
     ckpt = [r["checkpoint_s"] for h in histories for r in h if "checkpoint_s" in r]
     result = {"epochs": epochs_run, "bytes_per_epoch": sum(peak.values()) / max(epochs_run, 1),
               "disk_end": disk_use(work), "seconds": seconds,
-              "ckpt_s": sum(ckpt) / len(ckpt) if ckpt else float("nan")}
+              "ckpt_s": sum(ckpt) / max(epochs_run, 1) if ckpt else float("nan")}  # per epoch, saved or not
     shutil.rmtree(work, ignore_errors=True)
     return result
 
