@@ -11,7 +11,9 @@ A search's storage outlives faults of the database: every call that fails on a t
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -151,8 +153,10 @@ def open_storage(url: str | None, heartbeat: bool = False) -> optuna.storages.Ba
             raise DrltuneError(f"cannot create {path.parent}: {exc.strerror}") from None
         # The dashboard may read while the driver writes: wait for the lock instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 30}}
-        # Drivers opening a new file at the same moment race to create Optuna's tables: one at a time.
-        lock = FileLock(str(path) + ".lock")
+        # Drivers opening a new file at the same moment race to create Optuna's tables: one at a time
+        # (the lock file lives in the temp folder, so a study's folder holds only what the user made).
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+        lock = FileLock(os.path.join(tempfile.gettempdir(), f"drltune-sqlite-{digest}.lock"))
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
         try:
             with warnings.catch_warnings():
