@@ -80,7 +80,8 @@ def test_dashboard_serves_the_study_and_warns_off_loopback(tmp_path, monkeypatch
     assert status[0].startswith("200") and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["s"]
 
     calls = []
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: calls.append((host, port)))
+    monkeypatch.setattr(optuna_dashboard, "run_server",
+                        lambda storage, host, port, **served: calls.append((host, port)))  # + artifact_store
     out = CliRunner().invoke(cli, ["dashboard", "--storage", url])
     assert out.exit_code == 0 and calls[-1] == ("127.0.0.1", 8080) and "warning" not in out.output
     out = CliRunner().invoke(cli, ["dashboard", "--storage", url, "--host", "0.0.0.0", "--port", "9000"])
