@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from drltune.cli import cli
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
+from drltune.search.storage import open_storage
 from drltune.train import Trainer
 
 pytestmark = pytest.mark.slow
@@ -162,7 +163,8 @@ def search_cmd(tmp_path: Path, *extra: str) -> list[str]:
 
 
 def load(tmp_path: Path) -> optuna.Study:
-    return optuna.load_study(study_name="synthetic-tiny", storage=f"sqlite:///{tmp_path}/studies/drltune.db")
+    # drltune's storage: it takes the same creation lock as a driver that may be creating the tables now
+    return optuna.load_study(study_name="synthetic-tiny", storage=open_storage(f"sqlite:///{tmp_path}/studies/drltune.db"))
 
 
 def finished(study: optuna.Study) -> dict[int, tuple]:
