@@ -78,7 +78,9 @@ def storage_path(spec: SearchSpec) -> str:
     folder beside the SQLite file (or under ./studies)."""
     if spec.storage_path:
         return spec.storage_path if "://" in spec.storage_path else str(Path(spec.storage_path).expanduser().resolve())
-    return str((sqlite_path(resolve_storage_url(spec.storage)) or Path.cwd() / "studies" / "x").resolve().parent / "ray")
+    db = sqlite_path(resolve_storage_url(spec.storage))
+    studies = db.resolve().parent if db is not None else Path.cwd().resolve() / "studies"
+    return str(studies / "ray")
 
 
 def checkpoint_store(spec: SearchSpec, study_name: str) -> CheckpointStore:
