@@ -90,3 +90,28 @@ def test_two_drivers_with_the_same_seed_propose_different_configurations(tmp_pat
     again, _ = _study(tmp_path, "again")  # one driver alone: the same proposals for the same trial numbers
     again.sampler = driver()
     assert again.ask(LR).params["lr"] == a.params["lr"]
+
+
+def test_a_trial_is_born_claimed_by_the_driver_that_asks_for_it(tmp_path):
+    study, _ = _study(tmp_path)
+    budget = SharedBudget(study, 10, max_retries=2)
+    trial = study.ask(LR)  # no claim yet: a driver cut off right here must not leave an ownerless trial
+    attrs = study._storage.get_trial(trial._trial_id).user_attrs
+    assert attrs[liveness.DRIVER_ATTR] == budget.driver and attrs[liveness.DRIVER_NS_ATTR] == budget.namespace
+
+
+def test_a_trial_nobody_claimed_is_stale_once_watched_long_enough(tmp_path, monkeypatch):
+    import time
+
+    study, _ = _study(tmp_path)
+    claimed = study.ask(LR)
+    SharedBudget(study, 10, max_retries=2).claim(claimed)
+    other = SharedBudget(study, 10, max_retries=2)
+    other.driver = "elsewhere:1234:abcdef01"  # asked on another machine, cut off before its first heartbeat
+    unclaimed = study.ask(LR)
+    study._storage.set_trial_user_attr(unclaimed._trial_id, liveness.DRIVER_ATTR, other.driver)
+    study._storage.set_trial_user_attr(unclaimed._trial_id, liveness.DRIVER_NS_ATTR, "another-kernel")
+    monkeypatch.setattr(liveness, "ORPHAN_S", 1.0)
+    assert stale_trials(study) == []  # first seen now: its driver may be claiming it this very moment
+    time.sleep(1.5)
+    assert [t.number for t in stale_trials(study)] == [unclaimed.number]  # never the one with a heartbeat

@@ -38,7 +38,9 @@ def dependency_dirs() -> list[str]:
 
     dirs = {str(Path(m.__file__).resolve().parents[1]) for m in (torch, ray, optuna, optuna_dashboard, click)}
     dirs.add(sysconfig.get_paths()["purelib"])
-    return sorted(d for d in dirs if not d.startswith(str(ROOT)))
+    # The checkout's own folder would put its drltune first; a .venv inside the checkout is fine
+    # (only its packages are read: a folder named in a .pth line has its own .pth files ignored).
+    return sorted(d for d in dirs if Path(d) != ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ trial and leaves them to be retried by the next run.
 from __future__ import annotations
 
 import collections
+import math
 import functools
 import json
 import re
@@ -37,7 +38,7 @@ from drltune.errors import DrltuneError
 from optuna.exceptions import UpdateFinishedTrialError
 
 from drltune.search.checkpoints import CheckpointStore, lineage_key
-from drltune.search.liveness import SharedBudget
+from drltune.search.liveness import ORPHAN_S, SharedBudget
 from drltune.search.progress import Outcome
 from drltune.search.pruning import REINIT_ATTR
 from drltune.search.space import SearchSpace
@@ -128,7 +129,7 @@ class OptunaBridge(Searcher):
                  threads: int = 1, on_outcome: Callable[[Outcome], None] | None = None,
                  stop_reason: Callable[[], str | None] | None = None, checkpoints: CheckpointStore | None = None,
                  checkpoint_every: int = 1, max_failed: int = 10,
-                 heartbeat_age: Callable[[], float] | None = None) -> None:
+                 heartbeat_age: Callable[[], float] | None = None, note: Callable[[str], None] | None = None) -> None:
         super().__init__(metric="val_acc", mode="max")
         self.shared = shared  # the study-wide --trials budget when several drivers may join
         self.study, self.space, self.base = study, space, base
@@ -138,6 +139,8 @@ class OptunaBridge(Searcher):
         self.checkpoints, self.checkpoint_every = checkpoints, checkpoint_every
         self.failures = FailureBudget(max_failed)
         self.heartbeat_age = heartbeat_age or (lambda: 0.0)
+        self.note = note or (lambda line: None)
+        self._told_waiting = False
         self.fatal: str | None = None  # why the search halts on its own (storage lost, failure budget)
         self.storage_lost = False
         self.live: dict[str, LiveTrial] = {}
@@ -146,7 +149,8 @@ class OptunaBridge(Searcher):
     # Ray pickles its searcher into the experiment folder. The Optuna storage is the state we
     # resume from, so the study (with its URL, maybe credentials) stays out of those pickles.
     def __getstate__(self) -> dict[str, Any]:
-        runtime = ("study", "live", "on_outcome", "user_stop", "shared", "heartbeat_age", "checkpoints", "before_tell")
+        runtime = ("study", "live", "on_outcome", "user_stop", "shared", "heartbeat_age", "checkpoints", "before_tell",
+                   "note")
         return {k: v for k, v in self.__dict__.items() if k not in runtime}
 
     def save(self, checkpoint_path: str) -> None:
@@ -170,8 +174,14 @@ class OptunaBridge(Searcher):
             if self.stop_reason():
                 return Searcher.FINISHED
             state = self.shared.state()
+            if state == "wait" and not self.live and self.shared.held_by_others and not self._told_waiting:
+                self._told_waiting = True
+                held = ", ".join(f"#{n}" for n in self.shared.held_by_others)
+                self.note(f"waiting: the last places of --trials {self.shared.target} are held by {held}, run by "
+                          f"another driver; if it is gone they are retried here within {math.ceil(ORPHAN_S / 60)} min")
             if state != "open":
                 return Searcher.FINISHED if state == "done" else None  # None: ask again later
+            self._told_waiting = False
             with warnings.catch_warnings():  # Optuna's heartbeat is meant for study.optimize; here we beat ourselves
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = self.study.ask()

@@ -34,7 +34,8 @@ from drltune.search.study import FINISHED_OK, retire
 DRIVER_ATTR = "driver"
 DRIVER_NS_ATTR = "driver_ns"
 RECHECK_S = 2.0
-ORPHAN_S = 10 * GRACE_S  # a RUNNING trial that never got a driver (a retried insert), by the local clock
+ORPHAN_S = 3 * GRACE_S  # a RUNNING trial never claimed by any driver, as long as this process has watched it
+_first_seen_unclaimed: dict[int, float] = {}
 _TOKEN = uuid.uuid4().hex[:8]
 
 
@@ -70,22 +71,37 @@ def died_here(trial: FrozenTrial) -> bool:
     return len(pid) >= 2 and pid[1].isdigit() and not _process_exists(int(pid[1]))
 
 
+def _backend(study: optuna.Study) -> optuna.storages.BaseStorage:
+    return getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+
+
+def _unclaimed(study: optuna.Study, running: list[FrozenTrial]) -> set[int]:
+    """RUNNING trials seen without a heartbeat for ORPHAN_S by this process's own clock.
+
+    A driver claims a trial (driver id, first heartbeat) one round trip after asking, or halts
+    within its storage patience; a trial that stays unclaimed was left by a driver cut off in
+    between. Timed here, so no other machine's clock or time zone is involved."""
+    lookup = getattr(_backend(study), "running_trial_ids_without_heartbeat", None)
+    if lookup is None:
+        return set()
+    unbeaten, now = lookup(study._study_id), time.monotonic()
+    for trial_id in list(_first_seen_unclaimed):
+        if trial_id not in unbeaten:
+            del _first_seen_unclaimed[trial_id]
+    ids = {t._trial_id for t in running if t._trial_id in unbeaten}
+    return {i for i in ids if now - _first_seen_unclaimed.setdefault(i, now) >= ORPHAN_S}
+
+
 def stale_trials(study: optuna.Study, me: str | None = None) -> list[FrozenTrial]:
     """RUNNING trials whose driver is gone (never this driver's own)."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
     by_clock = set(study._storage._get_stale_trial_ids(study._study_id))
-    now = time.time()
-    stale = []
-    for t in running:
-        if me is not None and t.user_attrs.get(DRIVER_ATTR) == me:
-            continue
-        orphan = DRIVER_ATTR not in t.user_attrs and t.datetime_start is not None and \
-            now - t.datetime_start.timestamp() > ORPHAN_S
-        if t._trial_id in by_clock or died_here(t) or orphan:
-            stale.append(t)
-    return stale
+    unclaimed = _unclaimed(study, running)
+    return [t for t in running
+            if (me is None or t.user_attrs.get(DRIVER_ATTR) != me)
+            and (t._trial_id in by_clock or t._trial_id in unclaimed or died_here(t))]
 
 
 def retire_stale(study: optuna.Study, max_retries: int | None, me: str | None = None) -> int:
@@ -136,6 +152,9 @@ class SharedBudget:
         self.study, self.target, self.max_retries = study, target, max_retries
         self.driver, self.namespace = driver_id(), process_namespace()
         self._next_check = 0.0
+        self.held_by_others: list[int] = []  # running trials of other drivers that fill the budget
+        if hasattr(_backend(study), "new_trial_user_attrs"):  # trials this driver asks are born claimed
+            _backend(study).new_trial_user_attrs = {DRIVER_ATTR: self.driver, DRIVER_NS_ATTR: self.namespace}
 
     def _places(self) -> list[FrozenTrial]:
         """Trials holding a place: COMPLETE and PRUNED ones, and live running ones."""
@@ -149,7 +168,10 @@ class SharedBudget:
             return "wait"
         if len(self.study.get_trials(deepcopy=False, states=FINISHED_OK)) >= self.target:
             return "done"
-        if len(self._places()) >= self.target:
+        places = self._places()
+        if len(places) >= self.target:
+            self.held_by_others = [t.number for t in places if t.state == TrialState.RUNNING
+                                   and t.user_attrs.get(DRIVER_ATTR) != self.driver]
             retire_stale(self.study, self.max_retries, self.driver)
             self._next_check = time.monotonic() + RECHECK_S
             return "wait"

@@ -222,7 +222,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries), threads=threads,
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
-                          max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for)
+                          max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo)
 
     bridge.before_tell = publish.attach_artifacts
     started_ray = not ray.is_initialized()

@@ -16,15 +16,20 @@ import os
 import tempfile
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
 from filelock import FileLock
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, InterfaceError, OperationalError,
                             ProgrammingError, SQLAlchemyError)
+from sqlalchemy.orm import selectinload
 
 from drltune.errors import DrltuneError
 
@@ -93,15 +98,37 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
     private ones); public methods that only delegate to them are left alone, so retries never nest.
     """
 
+    #: User attributes written in the same transaction as each trial `study.ask()` creates (the
+    #: driver's id): a driver cut off between creating a trial and claiming it leaves no trial
+    #: that nobody owns.
+    new_trial_user_attrs: dict[str, Any] = {}
 
-for _name in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        if template_trial is None and self.new_trial_user_attrs:
+            template_trial = FrozenTrial(
+                number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(),
+                datetime_complete=None, params={}, distributions={}, user_attrs=dict(self.new_trial_user_attrs),
+                system_attrs={}, intermediate_values={}, trial_id=-1)
+        return super()._create_new_trial(study_id, template_trial)
+
+    def running_trial_ids_without_heartbeat(self, study_id: int) -> set[int]:
+        """RUNNING trials that never recorded a heartbeat (their driver never claimed them)."""
+        with _create_scoped_session(self.scoped_session) as session:
+            running = (session.query(models.TrialModel)
+                       .options(selectinload(models.TrialModel.heartbeats))
+                       .filter(models.TrialModel.state == TrialState.RUNNING,
+                               models.TrialModel.study_id == study_id).all())
+            return {t.trial_id for t in running if not t.heartbeats}
+
+
+for _name in ("_create_new_trial", "_get_best_trial_id", "running_trial_ids_without_heartbeat", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
               "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
               "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
               "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
               "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",
               "set_study_user_attr", "set_trial_intermediate_value", "set_trial_state_values",
               "set_trial_system_attr", "set_trial_user_attr"):
-    setattr(ResilientRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
+    setattr(ResilientRDBStorage, _name, _retrying(getattr(ResilientRDBStorage, _name)))
 
 
 def default_storage_url(cwd: Path | None = None) -> str:
