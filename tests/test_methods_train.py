@@ -21,6 +21,8 @@ PEERS = {
             lambda a, v: a + v == pytest.approx(2.0)),  # every step: alpha for exactly one modality
     "arl": ({"start": 0, "gamma": 4.0}, ("arl_weight_audio", "arl_weight_visual"),
             lambda a, v: a + v == pytest.approx(1.0) and a != v),  # softmax weights, asymmetric
+    "mla": ({}, ("loss_audio", "loss_visual"),
+            lambda a, v: a != v and min(a, v) > 0),  # each modality's own CE through the shared head
     "mmpareto": ({}, ("cos_audio", "cos_visual"),
                  lambda a, v: a != v and -1.0 <= min(a, v) and max(a, v) <= 1.0),  # per-encoder gradient cosines
 }

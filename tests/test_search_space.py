@@ -112,3 +112,15 @@ def test_declared_blocks_search_the_narrow_ranges_every_method_declares():
         resolve(cfg)  # every sampled config is valid (windows non-empty, logs positive)
         if cfg.method == "dr":
             assert 5 <= trial.params["dr.reinit_epoch"] <= 30 and 0.3 <= trial.params["dr.alpha"] <= 10
+
+
+def test_default_space_searches_mmpareto_and_mla_over_their_declared_ranges():
+    from drltune.methods import METHODS
+
+    s = load_space(DEFAULT, max_epochs=8)
+    dims = {d.name: d for name in ("mmpareto", "mla") for d in s.methods[name]}
+    gamma = {p.name: p for p in METHODS.get("mmpareto").params}["gamma"]
+    assert (dims["mmpareto.gamma"].low, dims["mmpareto.gamma"].high) == gamma.search
+    assert dims["mmpareto.rescale"].choices == (False, True)
+    assert dims["mla.head_projection"].choices == ("add", "replace", "off")
+    assert dims["mla.fusion_weights"].choices == ("batch_entropy", "sample_entropy", "fixed")

@@ -23,9 +23,11 @@ class Method:
 
     Hooks, in the order the trainer calls them: `extend_model` once, before the optimiser is
     built (modules the method adds are trained and checkpointed with the model); `setup` once
-    after the model and optimiser exist; per step `loss` then (after backward) `after_backward`; `on_epoch_end` after the
+    after the model and optimiser exist; per batch `train_step`, whose default (the trainer's
+    `joint_step`) calls `loss` then (after backward) `after_backward`; `on_epoch_end` after the
     epoch's validation, returning extra metrics for that epoch's record (keys from
-    `metric_keys`, so that every epoch has the same keys).
+    `metric_keys`, so that every epoch has the same keys). A method that needs another kind of
+    step (several optimiser steps per batch) overrides `train_step`.
     """
 
     name: ClassVar[str]
@@ -53,6 +55,11 @@ class Method:
 
     def setup(self) -> None:
         pass
+
+    def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
+                   step: int) -> tuple[float, torch.Tensor]:
+        """One batch of training: (its loss, logits for the training accuracy)."""
+        return self.trainer.joint_step(audio, visual, labels, epoch, step)
 
     def loss(self, out: "ModelOutput", labels: torch.Tensor, epoch: int) -> torch.Tensor:
         return F.cross_entropy(out.logits, labels)

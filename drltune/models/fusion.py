@@ -19,6 +19,11 @@ class Fusion(nn.Module):
         """ARL's *_AUXI unimodal paths: the fused head fed one modality with the other zeroed."""
         return self(a, torch.zeros_like(v)), self(torch.zeros_like(a), v)
 
+    def probe_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What evaluation's per-modality accuracies read: the fused head with the other modality
+        zeroed, for every fusion of the papers; a head with its own unimodal outputs overrides it."""
+        return self(a, torch.zeros_like(v)), self(torch.zeros_like(a), v)
+
 
 @FUSIONS.register("concat")
 class ConcatFusion(Fusion):

@@ -194,21 +194,39 @@ class Trainer:
         total_loss, correct, seen = 0.0, 0, 0
         for step, rows in enumerate(self.data.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen)):
             audio, visual, labels = to_device_batch(self.data.train, rows, self.device, c.augment, self.augment_gen)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                out = self.model(audio, visual)
-                loss = self.method.loss(out, labels, epoch)
-            if not math.isfinite(loss.item()):
-                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.method.after_backward(out, labels, epoch)
-            if c.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
-            total_loss += loss.item() * len(labels)
-            correct += (out.logits.argmax(1) == labels).sum().item()
+            loss, logits = self.method.train_step(audio, visual, labels, epoch, step)
+            total_loss += loss * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
         return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.cfg.batch_size)
+
+    def joint_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
+                   step: int) -> tuple[float, torch.Tensor]:
+        """The usual step: both encoders forward, the method's loss, one backward, one optimiser step.
+        Returns the loss and the fused logits (for the epoch's training accuracy)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model(audio, visual)
+            loss = self.method.loss(out, labels, epoch)
+        self.check_finite(loss, epoch, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.method.after_backward(out, labels, epoch)
+        self.optimizer_step()
+        return loss.item(), out.logits.detach()
+
+    def check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        """Stop before a NaN or infinite loss reaches the weights."""
+        if not math.isfinite(loss.item()):
+            raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr")
+
+    def optimizer_step(self) -> None:
+        """Clip (the config's `grad_clip`), then step."""
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
 
     # ---- evaluation ---------------------------------------------------------------
     def eval_batch_size(self) -> int:
@@ -245,9 +263,7 @@ class Trainer:
             audio, visual, labels = to_device_batch(split, rows, self.device, False, None)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 out = self.model(audio, visual)
-                zero_a, zero_v = torch.zeros_like(out.feat_a), torch.zeros_like(out.feat_v)
-                logits_a = self.model.fusion(out.feat_a, zero_v)
-                logits_v = self.model.fusion(zero_a, out.feat_v)
+                logits_a, logits_v = self.model.fusion.probe_logits(out.feat_a, out.feat_v)
             loss += F.cross_entropy(out.logits.float(), labels, reduction="sum").item()
             for key, t in (("a", out.feat_a), ("v", out.feat_v), ("logits", out.logits),
                            ("logits_a", logits_a), ("logits_v", logits_v)):
@@ -256,7 +272,8 @@ class Trainer:
         return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels_all), loss / len(split)
 
     def evaluate(self, split: Split) -> dict[str, float]:
-        """Fused accuracy and macro-F1, and each modality's accuracy with the other one zeroed."""
+        """Fused accuracy and macro-F1, and each modality's accuracy (the fusion's `probe_logits`:
+        the other modality zeroed, or the head's own unimodal logits where it has them)."""
         out, labels, loss = self._forward_split(split)
         k = self.data.num_classes
         pred = out["logits"].argmax(1)
