@@ -24,11 +24,10 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from drltune.config import TrialConfig, resolve
+from drltune.record import VERIFY_PREFIX as PREFIX, VERIFY_SEEDS as SEEDS_ATTR, stored_config
 from drltune.errors import DrltuneError
 from drltune.explore.export import trial_config
 
-PREFIX = "verify:"
-SEEDS_ATTR = "verify_seeds"  # the fresh seeds, fixed at the first verify so a re-run reuses them
 OWN = "config"
 RESULT_KEYS = ("test_acc", "test_f1", "test_acc_audio", "test_acc_visual", "best_val_acc", "best_epoch")
 # Student t quantile t(0.975, df) for df = 1..30; above 30 the normal quantile is within 2 %.
@@ -57,8 +56,7 @@ def run_key(trial: int, label: str, seed: int) -> str:
 
 def fresh_seeds(study: optuna.Study, n: int) -> list[int]:
     """`n` seeds no trial of the study trained with; the ones an earlier verify used come first."""
-    used = {int(t.user_attrs["config"]["seed"]) for t in study.get_trials(deepcopy=False)
-            if isinstance(t.user_attrs.get("config"), dict) and "seed" in t.user_attrs["config"]}
+    used = {int(stored_config(t)["seed"]) for t in study.get_trials(deepcopy=False) if "seed" in stored_config(t)}
     chosen = [s for s in study.user_attrs.get(SEEDS_ATTR, []) if s not in used]
     candidate = max(used, default=0) + 1
     while len(chosen) < n:

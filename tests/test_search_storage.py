@@ -13,7 +13,7 @@ from drltune.errors import DrltuneError
 from drltune.search.pruning import make_pruner
 from drltune.search.samplers import make_sampler
 from drltune.search.storage import default_storage_url, display_url, open_storage, resolve_storage_url
-from drltune.search.study import counted, open_study, retire
+from drltune.search.study import counted, create_or_resume, retire
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ATTRS = {"dataset": "synthetic", "max_epochs": 4, "space": "methods: {baseline: {}}"}
@@ -41,7 +41,7 @@ def test_passwords_are_never_printed():
 def _open(storage, **attrs):
     pruner, _ = make_pruner("median", 4, 8)
     sampler, _ = make_sampler("tpe", 0, 8)
-    return open_study("s", storage, sampler, pruner, {**ATTRS, **attrs})
+    return create_or_resume("s", storage, sampler, pruner, {**ATTRS, **attrs})
 
 
 def test_resume_refuses_a_changed_space_or_budget_and_retired_trials_are_retried(tmp_path):
@@ -117,12 +117,12 @@ package = types.ModuleType("drltune.search")  # the storage modules alone, not t
 package.__path__ = [drltune.__path__[0] + "/search"]
 sys.modules["drltune.search"] = package
 from drltune.search.storage import open_storage
-from drltune.search.study import open_study
+from drltune.search.study import create_or_resume
 import optuna
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 storage = open_storage(sys.argv[1], heartbeat=True)
-open_study("s", storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
+create_or_resume("s", storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
            {"dataset": "synthetic", "max_epochs": 4, "space": "x"})
 """
 

@@ -74,9 +74,10 @@ def export_cmd(study: str | None, storage: str, top: int | None, numbers: tuple[
 @STORAGE
 def studies_cmd(storage: str) -> None:
     """List the studies of a storage with their trial counts by state."""
-    from drltune.explore.load import open_storage, shown, study_rows
+    from drltune.explore.load import study_rows
+    from drltune.search.storage import open_storage, shown
 
-    rows = study_rows(open_storage(storage))
+    rows = study_rows(open_storage(storage, create=False))
     if not rows:
         click.echo(f"no study in {shown(storage)} yet; run `drltune search` first")
         return

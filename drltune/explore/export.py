@@ -12,9 +12,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from drltune import record
 from drltune.config import TrialConfig, resolve
 from drltune.errors import DrltuneError
-from drltune.explore.summary import STATES
 
 
 def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = ()) -> list[FrozenTrial]:
@@ -28,7 +28,7 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
         return [by_number[n] for n in numbers]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        counts = Counter(STATES.get(t.state.name, t.state.name.lower()) for t in trials)
+        counts = Counter(record.STATE_LABELS.get(t.state.name, t.state.name.lower()) for t in trials)
         states = ", ".join(f"{n} {label}" for label, n in counts.items()) or "no trials"
         raise DrltuneError(f"study {study.study_name!r} has no complete trial ({states}); pick one with --trial N")
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -36,7 +36,7 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
-    data = trial.user_attrs.get("config")
+    data = trial.user_attrs.get(record.CONFIG)
     if data is None:
         raise DrltuneError(f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) has no stored config")
     cfg = resolve(TrialConfig.from_dict(data, where=f"trial {trial.number}'s stored config"))
@@ -46,12 +46,12 @@ def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
 
 def trial_meta(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     meta: dict[str, Any] = {"study": study.study_name, "trial": trial.number, "state": trial.state.name,
-                            "value": trial.value, "best_epoch": trial.user_attrs.get("best_epoch")}
+                            "value": trial.value, "best_epoch": trial.user_attrs.get(record.BEST_EPOCH)}
     if trial.state != TrialState.COMPLETE:
         steps = trial.intermediate_values
-        meta["epochs_run"] = trial.user_attrs.get("epochs_run", len(steps))
+        meta["epochs_run"] = trial.user_attrs.get(record.EPOCHS_RUN, len(steps))
         meta["best_val_acc_so_far"] = max(steps.values()) if steps else None
-    for key in ("test_acc", "ray_trial_id"):
+    for key in ("test_acc", record.RAY_TRIAL_ID):
         if key in trial.user_attrs:
             meta[key] = trial.user_attrs[key]
     return meta

@@ -5,21 +5,15 @@ Both stay small at thousands of trials: one bar per method, and only each method
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.colors import qualitative
 
-from drltune.explore.load import trial_method
+from drltune.record import epochs, trial_method
 
 LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=70, r=30, t=80, b=60))
-
-
-def _curve(trial: FrozenTrial) -> list[dict[str, Any]]:
-    """The stored per-epoch records, else the intermediate values (studies without `history`)."""
-    return trial.user_attrs.get("history") or [{"epoch": s, "val_acc": v}
-                                               for s, v in sorted(trial.intermediate_values.items())]
 
 
 def _score(trial: FrozenTrial) -> float | None:
@@ -72,7 +66,7 @@ def method_curves_figure(trials: Sequence[FrozenTrial], per_method: int = 3) -> 
     for i, (method, group) in enumerate(sorted(by_method.items())):
         group.sort(key=lambda t: (t.state == TrialState.COMPLETE, _score(t)), reverse=True)
         for j, trial in enumerate(group[:per_method]):
-            curve = _curve(trial)
+            curve = epochs(trial)
             fig.add_scatter(x=[r["epoch"] for r in curve], y=[r["val_acc"] for r in curve], mode="lines",
                             name=method, legendgroup=method, showlegend=j == 0,
                             line=dict(color=palette[i % len(palette)],
@@ -89,6 +83,6 @@ def method_curves_figure(trials: Sequence[FrozenTrial], per_method: int = 3) -> 
     fig.update_layout(title=f"Learning curves of each method's best {per_method}<br>"
                             "<sub>dashed: pruned or running; red x: DR re-init</sub>",
                       xaxis_title="epoch (0-based)", yaxis_title="val_acc", **LAYOUT)
-    last = max((r["epoch"] for t in trials for r in _curve(t)), default=0)
+    last = max((r["epoch"] for t in trials for r in epochs(t)), default=0)
     fig.update_xaxes(tickformat="d", rangemode="tozero", dtick=1 if last <= 20 else None)
     return fig

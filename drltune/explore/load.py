@@ -1,72 +1,31 @@
 """Open a study read-only and turn its trials into pandas frames (the notebook API).
 
-Reading never writes: a SQLite URL or journal path to a missing file is an error, not a
-new empty database, and Optuna's table creation is skipped.
+Reading never writes: the storage is opened with `create=False` (a SQLite URL or journal path
+to a missing file is an error, not a new empty database, and Optuna's table creation is skipped),
+and every stored name comes from `drltune.record`.
 """
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-from sqlalchemy.exc import ArgumentError
 
+from drltune import record
 from drltune.errors import DrltuneError
-from drltune.search.storage import display_url, sqlite_path
+from drltune.record import HISTORY_KEYS, RESULT_ATTRS, reinits_fired, trial_fusion, trial_method
+from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, first_line, open_storage, shown
 
-DEFAULT_STORAGE = "sqlite:///studies/drltune.db"
-
-# Per-trial numbers the search stores as user attrs (contract with `drltune search`).
-RESULT_ATTRS = ("val_acc_audio", "val_acc_visual", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
                  "reinits", *RESULT_ATTRS, "duration_s", "error")
-HISTORY_KEYS = ("train_loss", "val_acc", "val_f1", "val_acc_audio", "val_acc_visual", "val_acc_best", "reinit")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def shown(storage: str) -> str:
-    """The storage as printed: a URL's password masked (never print credentials)."""
-    return display_url(storage) if "://" in storage else storage
-
-
-def database_file(storage: str) -> Path | None:
-    """The file a storage reads: a journal path, a SQLite URL's database, or None (a server)."""
-    if "://" not in storage:
-        return Path(storage).expanduser()
-    try:
-        return sqlite_path(storage)
-    except ArgumentError:
-        raise DrltuneError(f"storage: {storage!r} is not a database URL") from None
-
-
-def open_storage(storage: str) -> optuna.storages.BaseStorage:
-    """An existing storage: an SQLAlchemy URL or a journal file path; never creates one."""
-    path = database_file(storage)
-    if path is not None and not path.is_file():
-        raise DrltuneError(f"storage: {path} does not exist (no search has written to {shown(storage)})")
-    if "://" not in storage:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(str(path)))
-    # A running search writes to the same SQLite file: wait for its lock instead of failing.
-    engine_kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
-    try:
-        return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, skip_table_creation=True)
-    except Exception as exc:  # SQLAlchemy / driver errors: report the first line only
-        raise DrltuneError(f"storage: cannot open {shown(storage)}: {_first_line(exc)}") from None
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     try:
         return sorted(s.study_name for s in storage.get_all_studies())
     except Exception as exc:  # e.g. a SQLite file that holds no Optuna tables
-        raise DrltuneError(f"storage: not an Optuna storage ({_first_line(exc)})") from None
+        raise DrltuneError(f"storage: not an Optuna storage ({first_line(exc)})") from None
 
 
 def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
@@ -76,7 +35,7 @@ def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
         trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
         counts = {state.name.lower(): sum(1 for t in trials if t.state == state)
                   for state in optuna.trial.TrialState}
-        rows.append({"study": frozen.study_name, "dataset": frozen.user_attrs.get("dataset"),
+        rows.append({"study": frozen.study_name, "dataset": frozen.user_attrs.get(record.DATASET),
                      "trials": len(trials), **{k: v for k, v in counts.items() if v}})
     return rows
 
@@ -85,7 +44,7 @@ def choose_study(study: str | None, storage: str = DEFAULT_STORAGE) -> str:
     """`study`, or the only study in the storage when none is named; else a one-line error listing them."""
     if study is not None:
         return study
-    names = study_names(open_storage(storage))
+    names = study_names(open_storage(storage, create=False))
     if len(names) == 1:
         return names[0]
     if not names:
@@ -98,7 +57,7 @@ def open_study(study: str | None, storage: str = DEFAULT_STORAGE) -> optuna.Stud
     """Load an existing study with trials (None: the storage's only study); a missing or empty one
     is a one-line error listing the stored names."""
     study = choose_study(study, storage)
-    backend = open_storage(storage)
+    backend = open_storage(storage, create=False)
     names = study_names(backend)
     if study not in names:
         listed = ", ".join(names) if names else "none"
@@ -115,22 +74,6 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def trial_method(trial: optuna.trial.FrozenTrial) -> str:
-    return trial.params.get("method") or (trial.user_attrs.get("config") or {}).get("method") or "unknown"
-
-
-def trial_fusion(trial: optuna.trial.FrozenTrial) -> str:
-    return trial.params.get("fusion") or (trial.user_attrs.get("config") or {}).get("fusion") or "unknown"
-
-
-def reinits_fired(trial: optuna.trial.FrozenTrial) -> int:
-    """How many DR re-inits happened: from the per-epoch records, else the search's `reinit_epochs` list."""
-    history = trial.user_attrs.get("history")
-    if history:
-        return sum(1 for record in history if record.get("reinit"))
-    return len(trial.user_attrs.get("reinit_epochs") or ())
-
-
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, method, fusion, results, then `params_<name>` columns."""
     rows = []
@@ -139,12 +82,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row: dict[str, Any] = {
             "number": t.number, "state": t.state.name, "value": t.value,
             "best_val_acc": max(steps.values()) if steps else None,  # so far, for pruned and running ones
-            "method": trial_method(t), "fusion": trial_fusion(t), "best_epoch": t.user_attrs.get("best_epoch"),
-            "epochs_run": t.user_attrs.get("epochs_run", (max(steps) + 1) if steps else 0),
+            "method": trial_method(t), "fusion": trial_fusion(t), "best_epoch": t.user_attrs.get(record.BEST_EPOCH),
+            "epochs_run": t.user_attrs.get(record.EPOCHS_RUN, (max(steps) + 1) if steps else 0),
             "reinits": reinits_fired(t),
             **{key: _number(t.user_attrs.get(key)) for key in RESULT_ATTRS},
             "duration_s": t.duration.total_seconds() if t.duration is not None else None,
-            "error": t.user_attrs.get("error"),
+            "error": t.user_attrs.get(record.ERROR),
             **{f"params_{k}": v for k, v in t.params.items()},
         }
         rows.append(row)
@@ -161,9 +104,7 @@ def history_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per (trial, epoch): the stored per-epoch record, or the intermediate val_acc alone."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        records = t.user_attrs.get("history") or [{"epoch": s, "val_acc": v}
-                                                  for s, v in sorted(t.intermediate_values.items())]
-        for rec in records:
+        for rec in record.epochs(t):
             row = {"number": t.number, "state": t.state.name, "method": trial_method(t),
                    "fusion": trial_fusion(t), "epoch": rec.get("epoch")}
             row.update({k: rec.get(k) for k in HISTORY_KEYS})

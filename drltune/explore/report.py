@@ -12,7 +12,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
-from drltune.explore.load import database_file
+from drltune.search.storage import database_file
 from drltune.explore.summary import BEST_PER_METHOD_NOTE, TABLE_COLUMNS, Summary, counts_line
 
 # DR's parameters as the search names them, with the axis labels a reader understands.

@@ -12,9 +12,10 @@ from typing import Any, Iterable
 import optuna
 import pandas as pd
 
+from drltune import record
 from drltune.explore.load import trials_frame
 
-STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+STATES = record.STATE_LABELS
 # The short table of the terminal: what a user compares trials by.
 TABLE_COLUMNS = ["number", "state", "score", "method", "fusion", "epochs_run", "best_epoch", "reinits", "test_acc",
                  "params"]
@@ -142,12 +143,12 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
         notes.append(f"no complete trial for {', '.join(incomplete)}: the best-per-method rows show the best "
                      "pruned or running trial so far (fewer epochs), and the box plots leave them out")
     accuracies = [rec.get("val_acc") for t in study.get_trials(deepcopy=False)
-                  for rec in (t.user_attrs.get("history") or [])] or \
+                  for rec in (t.user_attrs.get(record.HISTORY) or [])] or \
                  [v for t in study.get_trials(deepcopy=False) for v in t.intermediate_values.values()]
     from drltune.verify import verified_rows
 
     verified = verified_rows(study)
-    return Summary(study=study.study_name, dataset=study.user_attrs.get("dataset"), counts=counts,
+    return Summary(study=study.study_name, dataset=study.user_attrs.get(record.DATASET), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
                    importances=imp, notes=notes, noise=noise_line(frame, accuracies, verified),
                    incomplete_methods=incomplete, verified=verified)

@@ -33,6 +33,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from drltune import record
 from drltune.config import TrialConfig, resolve
 from drltune.errors import DrltuneError
 from optuna.exceptions import UpdateFinishedTrialError
@@ -40,11 +41,9 @@ from optuna.exceptions import UpdateFinishedTrialError
 from drltune.search.checkpoints import CheckpointStore, lineage_key
 from drltune.search.liveness import ORPHAN_S, SharedBudget
 from drltune.search.progress import Outcome
-from drltune.search.pruning import REINIT_ATTR
 from drltune.search.space import SearchSpace
 from drltune.search.storage import GRACE_S, StorageUnavailable
 from drltune.search.study import lineage, retire
-from drltune.search.trainable import FINAL_KEYS
 
 MAX_INVALID_IN_A_ROW = 50
 SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
@@ -95,16 +94,6 @@ class LiveTrial:
     node: str | None = None
     pruned: bool = False
     error: str | None = None
-
-
-def trial_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """best_epoch (first maximum of val_acc, as the trainer selects), epochs_run, per-modality accuracy."""
-    if not history:
-        return {"epochs_run": 0, "history": []}
-    best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
-    return {"best_epoch": history[best]["epoch"], "epochs_run": len(history),
-            "val_acc_audio": history[best].get("val_acc_audio"),
-            "val_acc_visual": history[best].get("val_acc_visual"), "history": history}
 
 
 def _halting_on_storage_loss(default: Any) -> Callable:
@@ -193,12 +182,12 @@ class OptunaBridge(Searcher):
                     cfg = cfg.replace(threads=self.threads)
                 resolve(cfg)
             except DrltuneError as exc:  # e.g. a method that cannot run with the sampled fusion
-                self._tell(trial, TrialState.FAIL, {"error": f"invalid configuration: {exc}"})
+                self._tell(trial, TrialState.FAIL, {record.ERROR: f"invalid configuration: {exc}"})
                 self.on_outcome(Outcome(trial.number, "failed", 0, None, f"invalid configuration: {exc}"))
                 continue
             key = lineage_key(lineage(self.study._storage.get_trial(trial._trial_id)))
-            trial.set_user_attr("ray_trial_id", trial_id)
-            trial.set_user_attr("config", cfg.to_dict())
+            trial.set_user_attr(record.RAY_TRIAL_ID, trial_id)
+            trial.set_user_attr(record.CONFIG, cfg.to_dict())
             self.live[trial_id] = LiveTrial(trial, cfg, key=key)
             ckpt = None
             if self.checkpoints is not None and self.checkpoint_every > 0:
@@ -215,16 +204,16 @@ class OptunaBridge(Searcher):
         live = self.live.pop(trial_id, None)
         if live is None or self.storage_lost:  # a lost one stays RUNNING: the next run retires it
             return
-        attrs = trial_summary(live.history)
-        if result and result.get("resumed_from_epoch") is not None:  # resumed from its checkpoint
-            attrs["resumed_from_epoch"] = result["resumed_from_epoch"]
-        epochs = attrs["epochs_run"]
+        attrs = record.trial_summary(live.history)
+        if result and result.get(record.RESUMED_FROM_EPOCH) is not None:  # resumed from its checkpoint
+            attrs[record.RESUMED_FROM_EPOCH] = result[record.RESUMED_FROM_EPOCH]
+        epochs = attrs[record.EPOCHS_RUN]
         # What a trial reached before a stop is kept: pruned and finished trials are stored as such.
         if live.pruned:
             self._tell(live, TrialState.PRUNED, attrs)
             self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
-        elif result and all(key in result for key in FINAL_KEYS) and not result.get("error"):
-            final = {key: result[key] for key in FINAL_KEYS if key != "best_val_acc"}
+        elif result and all(key in result for key in record.FINAL_KEYS) and not result.get("error"):
+            final = {key: result[key] for key in record.FINAL_KEYS if key != "best_val_acc"}
             self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"]))
             self.failures.success()
             self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
@@ -232,7 +221,7 @@ class OptunaBridge(Searcher):
             self._interrupt(live, self.stop_reason())
         elif error or (result and result.get("error")):
             message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
-            self._tell(live, TrialState.FAIL, {**attrs, "error": message})
+            self._tell(live, TrialState.FAIL, {**attrs, record.ERROR: message})
             self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
             reason = self.failures.add(message)
             if reason:
@@ -254,17 +243,17 @@ class OptunaBridge(Searcher):
         step = int(result["epoch"])
         if live.history and step <= live.history[-1]["epoch"]:
             return False  # Ray repeats a function trainable's last result
-        record = json.loads(result["record"])
-        live.history.append(record)
+        epoch_record = json.loads(result["record"])
+        live.history.append(epoch_record)
         try:
             if result.get("node_id") and result["node_id"] != live.node:
                 live.node = result["node_id"]
-                live.trial.set_user_attr("ray_node", live.node)
-                live.trial.set_user_attr("ray_node_ip", result.get("node_ip"))
+                live.trial.set_user_attr(record.RAY_NODE, live.node)
+                live.trial.set_user_attr(record.RAY_NODE_IP, result.get("node_ip"))
             live.trial.report(float(result["val_acc"]), step)
-            if record.get("reinit"):
+            if epoch_record.get("reinit"):
                 live.reinits.append(step)
-                live.trial.set_user_attr(REINIT_ATTR, live.reinits)
+                live.trial.set_user_attr(record.REINIT_EPOCHS, live.reinits)
             if live.trial.should_prune():
                 live.pruned = True
         except UpdateFinishedTrialError:  # another driver retired it (this one lost the storage for a while)
@@ -304,7 +293,7 @@ class OptunaBridge(Searcher):
         try:
             for key, val in attrs.items():
                 trial.set_user_attr(key, val)
-            trial.set_user_attr("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+            trial.set_user_attr(record.FINISHED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
             self.study.tell(trial, value, state=state)
         except UpdateFinishedTrialError:  # another driver closed it while this one was cut off

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from drltune import record
 from drltune.search.curve_svg import curve_svg
 from drltune.search.storage import sqlite_path
 
@@ -53,16 +54,16 @@ def _fmt(value: Any, digits: int = 4) -> str:
 # ---- notes -------------------------------------------------------------------------------------
 def study_note(attrs: dict[str, Any]) -> str:
     """Markdown: how the study was made, its space as YAML, and how to read the values."""
-    lines = [f"## drltune study · dataset `{attrs.get('dataset')}`", "",
+    lines = [f"## drltune study · dataset `{attrs.get(record.DATASET)}`", "",
              f"Objective **{METRIC}**: the best validation accuracy of a trial (its selected epoch).", "",
              PRUNED_VALUE, "",
              "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts hold "
              "the whole per-epoch history (`history.csv`) and its learning curve (`learning_curve.svg`).", "",
              "| setting | value |", "|---|---|"]
-    for key in ("command", "max_epochs", "sampler", "pruner", "space_file", "drltune_version"):
+    for key in (record.COMMAND, record.MAX_EPOCHS, record.SAMPLER, record.PRUNER, record.SPACE_FILE, record.VERSION):
         if attrs.get(key) is not None:
             lines.append(f"| {key} | `{attrs[key]}` |")
-    lines += ["", "### Search space", "", "```yaml", str(attrs.get("space", "")).strip("\n"), "```"]
+    lines += ["", "### Search space", "", "```yaml", str(attrs.get(record.SPACE, "")).strip("\n"), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -91,12 +92,12 @@ def _config_yaml(config: dict[str, Any]) -> str:
 def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
     """Markdown for one finished trial: outcome, accuracy table, DR re-inits, config."""
     attrs, steps = trial.user_attrs, trial.intermediate_values
-    config = attrs.get("config") or {}
-    history = attrs.get("history") or []
+    config = record.stored_config(trial)
+    history = attrs.get(record.HISTORY) or []
     method = trial.params.get("method") or config.get("method", "?")
     fusion = trial.params.get("fusion") or config.get("fusion", "?")
-    best_epoch = attrs.get("best_epoch")
-    epochs_run = attrs.get("epochs_run", len(steps))
+    best_epoch = attrs.get(record.BEST_EPOCH)
+    epochs_run = attrs.get(record.EPOCHS_RUN, len(steps))
     head = f"## Trial {trial.number}: {trial.state.name} · `{method}` / `{fusion}`"
     lines = [head, ""]
     at = "" if best_epoch is None else f" at epoch {best_epoch}"
@@ -109,7 +110,7 @@ def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
                      f"last epoch's (epoch {last_step}); the best so far, which drltune ranks by, is "
                      f"**{_fmt(max(steps.values()))}**{at}.")
     elif trial.state == TrialState.FAIL:
-        lines.append(f"Failed after {epochs_run} epoch(s): `{attrs.get('error', 'no error stored')}`")
+        lines.append(f"Failed after {epochs_run} epoch(s): `{attrs.get(record.ERROR, 'no error stored')}`")
     if history and best_epoch is not None:
         best = next((r for r in history if r.get("epoch") == best_epoch), history[-1])
         lines += ["", f"| accuracy at epoch {best_epoch} | fused | audio only | visual only |", "|---|---|---|---|",
@@ -129,8 +130,8 @@ def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
 def history_csv(history: list[dict[str, Any]]) -> str:
     """Every epoch's record, one row each; columns in first-seen order."""
     columns: dict[str, None] = {}
-    for record in history:
-        columns.update(dict.fromkeys(record))
+    for epoch_record in history:
+        columns.update(dict.fromkeys(epoch_record))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -194,7 +195,7 @@ class DashboardPublisher:
     def attach_artifacts(self, trial: optuna.Trial, state: TrialState, attrs: dict[str, Any]) -> None:
         """Before the trial is told (a finished trial takes no more artifacts): `history.csv` and
         `learning_curve.svg` from its per-epoch records."""
-        history = attrs.get("history") or []
+        history = attrs.get(record.HISTORY) or []
         if not history:
             return
         try:
@@ -216,7 +217,7 @@ class DashboardPublisher:
         storage, study_id = self.study._storage, self.study._study_id
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
         frozen = storage.get_trial(trial_id)
-        if frozen.state.is_finished() and not frozen.user_attrs.get("interrupted"):
+        if frozen.state.is_finished() and not record.is_interrupted(frozen):
             write_trial_note(self.study, trial_id, trial_note(frozen, self.study.study_name))
 
     def refresh_figures(self) -> None:

@@ -28,11 +28,10 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, INTERRUPTED
 from drltune.search.storage import GRACE_S, HEARTBEAT_S
 from drltune.search.study import FINISHED_OK, retire
 
-DRIVER_ATTR = "driver"
-DRIVER_NS_ATTR = "driver_ns"
 RECHECK_S = 2.0
 ORPHAN_S = 3 * GRACE_S  # a RUNNING trial never claimed by any driver, as long as this process has watched it
 _first_seen_unclaimed: dict[int, float] = {}
@@ -187,9 +186,9 @@ class SharedBudget:
         if ahead < self.target:
             return True
         try:
-            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
             storage.set_trial_user_attr(
-                trial._trial_id, "error", f"not run: the study reached --trials {self.target} (another driver was first)")
+                trial._trial_id, ERROR, f"not run: the study reached --trials {self.target} (another driver was first)")
             self.study.tell(trial, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass

@@ -7,7 +7,8 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.search.study import counted, is_interrupted
+from drltune.record import is_interrupted
+from drltune.search.study import counted
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from drltune.errors import DrltuneError
+from drltune.record import REINIT_EPOCHS as REINIT_ATTR
 
 PRUNERS = ("hyperband", "median", "sha", "none")
-REINIT_ATTR = "reinit_epochs"
 PEER_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 

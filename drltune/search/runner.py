@@ -16,6 +16,7 @@ from typing import Any, Callable
 import optuna
 
 import drltune
+from drltune import record
 from drltune.config import TrialConfig, resolve
 from drltune.data import DATASETS, load_dataset
 from drltune.errors import DrltuneError
@@ -136,7 +137,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     from drltune.search.samplers import check_sampler, make_sampler
     from drltune.search.liveness import retire_stale
     from drltune.search.seeding import TrialSeededSampler
-    from drltune.search.study import counted, open_study
+    from drltune.search.study import counted, create_or_resume
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     max_epochs = check_budget(spec)
@@ -166,11 +167,11 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     _, sampler_args = make_sampler(spec.sampler, spec.seed, spec.trials, space)
     sampler = TrialSeededSampler(lambda seed: make_sampler(spec.sampler, seed, spec.trials, space)[0], spec.seed)
     sampler_args = {**sampler_args, "seed_per_trial": True}
-    attrs = {"dataset": spec.dataset, "space": space.text, "space_file": str(space.path.resolve()),
-             "drltune_version": drltune.__version__, "command": spec.command, "max_epochs": max_epochs,
-             "pruner": spec.pruner, "sampler": spec.sampler, "pruner_args": pruner_args,
-             "sampler_args": sampler_args}
-    study, existed = open_study(name, storage, sampler, pruner, attrs)
+    attrs = {record.DATASET: spec.dataset, record.SPACE: space.text, record.SPACE_FILE: str(space.path.resolve()),
+             record.VERSION: drltune.__version__, record.COMMAND: spec.command, record.MAX_EPOCHS: max_epochs,
+             record.PRUNER: spec.pruner, record.SAMPLER: spec.sampler, record.PRUNER_ARGS: pruner_args,
+             record.SAMPLER_ARGS: sampler_args}
+    study, existed = create_or_resume(name, storage, sampler, pruner, attrs)
     describe_study(study)  # metric name and study Note for optuna-dashboard
 
     path = sqlite_path(url)

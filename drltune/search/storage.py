@@ -1,8 +1,10 @@
-"""Where a study lives: one place that turns a storage URL into an Optuna storage object.
+"""Where a study lives: the one place that turns a storage URL into an Optuna storage object.
 
-Any SQLAlchemy URL works (`sqlite:///path.db`, `postgresql://host/db`, ...). The default is
-`studies/drltune.db` under the current directory, so a search "works from any directory" and
-keeps its files next to where it was started.
+Any SQLAlchemy URL works (`sqlite:///path.db`, `postgresql://host/db`, ...). The default,
+`DEFAULT_URL`, is `studies/drltune.db` under the current directory, so a search "works from any
+directory" and keeps its files next to where it was started. A search opens its storage with
+`create=True` (the tables are made when missing); `drltune explore` and notebooks open an existing
+one with `create=False`, which never writes (it also reads Optuna journal files).
 
 A search's storage outlives faults of the database: every call that fails on a transient error
 (SQLite busy, a PostgreSQL restart or dropped connection) is retried with back-off for up to
@@ -35,6 +37,7 @@ from drltune.errors import DrltuneError
 
 STUDIES_DIR = "studies"
 DEFAULT_DB = "drltune.db"
+DEFAULT_URL = f"sqlite:///{STUDIES_DIR}/{DEFAULT_DB}"  # relative to the current directory
 SCHEMA_RACE_RETRIES = 3
 PATIENCE_ENV = "DRLTUNE_STORAGE_PATIENCE_S"
 DEFAULT_PATIENCE_S = 120.0
@@ -163,11 +166,52 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_storage(url: str | None, heartbeat: bool = False) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for `url` (creating the SQLite file's folder); errors are one line.
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
-    Every round trip is retried on transient errors (see the module docstring). With `heartbeat`,
-    the storage keeps Optuna's trial heartbeats (liveness judged on the database's clock)."""
+
+def shown(storage: str) -> str:
+    """A storage as printed: a URL's password masked (never print credentials)."""
+    return display_url(storage) if "://" in storage else storage
+
+
+def database_file(storage: str) -> Path | None:
+    """The file a storage reads: a journal path, a SQLite URL's database, or None (a server)."""
+    if "://" not in storage:
+        return Path(storage).expanduser()
+    try:
+        return sqlite_path(storage)
+    except ArgumentError:
+        raise DrltuneError(f"storage: {storage!r} is not a database URL") from None
+
+
+def _open_existing(storage: str) -> optuna.storages.BaseStorage:
+    """An existing storage (a URL or a journal file path), opened without creating anything."""
+    path = database_file(storage)
+    if path is not None and not path.is_file():
+        raise DrltuneError(f"storage: {path} does not exist (no search has written to {shown(storage)})")
+    if "://" not in storage:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    # A running search writes to the same SQLite file: wait for its lock instead of failing.
+    engine_kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
+    try:
+        return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except Exception as exc:  # SQLAlchemy / driver errors: report the first line only
+        raise DrltuneError(f"storage: cannot open {shown(storage)}: {first_line(exc)}") from None
+
+
+def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for `url` (None: the default); errors are one line.
+
+    With `create` (a search): an RDB storage whose tables (and SQLite file and folder) are made when
+    missing, every round trip retried on transient errors (see the module docstring), and with
+    `heartbeat` Optuna's trial heartbeats (liveness judged on the database's clock). Without it (a
+    reader): the storage must exist, nothing is written, and a journal file path is accepted too."""
+    if not create:
+        return _open_existing(url or DEFAULT_URL)
     url = resolve_storage_url(url)
     path = sqlite_path(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a connection that died with the server is replaced

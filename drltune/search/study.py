@@ -19,15 +19,15 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from drltune import record
 from drltune.errors import DrltuneError
 
-CHECKED_ATTRS = ("dataset", "max_epochs", "space")
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def open_study(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
+def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
                pruner: optuna.pruners.BasePruner, attrs: dict[str, Any]) -> tuple[optuna.Study, bool]:
-    """Create the study or resume it (same name); a resumed one must match `attrs` on CHECKED_ATTRS."""
+    """Create the study or resume it (same name); a resumed one must match `attrs` on record.RESUME_CHECKED."""
     existed = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     try:
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
@@ -37,20 +37,16 @@ def open_study(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.
     if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
         raise DrltuneError(f"study {name!r} exists and does not maximise one value; use another --study")
     if existed and study.user_attrs:
-        for key in CHECKED_ATTRS:
+        for key in record.RESUME_CHECKED:
             old, new = study.user_attrs.get(key), attrs[key]
             if old != new:
-                what = "the search space file changed" if key == "space" else f"{key} was {old!r}, now {new!r}"
+                what = "the search space file changed" if key == record.SPACE else f"{key} was {old!r}, now {new!r}"
                 raise DrltuneError(f"study {name!r} cannot be resumed: {what}; use another --study "
                                    "(or the original settings)")
     if not existed or not study.user_attrs:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
     return study, existed
-
-
-def is_interrupted(trial: FrozenTrial) -> bool:
-    return bool(trial.user_attrs.get("interrupted"))
 
 
 def counted(study: optuna.Study) -> int:
@@ -79,7 +75,7 @@ class _Requeue(RetryHeartbeatStaleTrialCallback):
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         fresh = copy.copy(trial)
-        fresh.user_attrs = {"retry_of": trial.number}
+        fresh.user_attrs = {record.RETRY_OF: trial.number}
         super().__call__(study, fresh)
 
 
@@ -92,9 +88,9 @@ def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | N
         return False
     retried = max_retries is None or attempts(trial) < max_retries
     try:
-        storage.set_trial_user_attr(trial_id, "error", reason if retried else
+        storage.set_trial_user_attr(trial_id, record.ERROR, reason if retried else
                                     f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)")
-        storage.set_trial_user_attr(trial_id, "interrupted", retried)
+        storage.set_trial_user_attr(trial_id, record.INTERRUPTED, retried)
         if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
             return False
     except UpdateFinishedTrialError:  # another driver finished or retired it first

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-FINAL_KEYS = ("best_val_acc", "best_epoch", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
+from drltune.record import FINAL_KEYS, RESUMED_FROM_EPOCH
 
 
 def epoch_result(record: dict[str, Any]) -> dict[str, Any]:
@@ -74,10 +74,10 @@ def run_trial(config: dict[str, Any]) -> None:
         except Exception as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
             traceback.print_exc()  # the whole story in the worker's log
             tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000], "val_acc": float("nan"),
-                         "resumed_from_epoch": _resumed(resumed_from), **node})
+                         RESUMED_FROM_EPOCH: _resumed(resumed_from), **node})
             return
     final = {**epoch_result(result.history[-1]), **node}
-    final.update({key: getattr(result, key) for key in FINAL_KEYS}, resumed_from_epoch=_resumed(resumed_from))
+    final.update({key: getattr(result, key) for key in FINAL_KEYS}, **{RESUMED_FROM_EPOCH: _resumed(resumed_from)})
     tune.report(final)
 
 
