@@ -13,7 +13,7 @@ from drltune.errors import DrltuneError
 from drltune.search.pruning import make_pruner
 from drltune.search.samplers import make_sampler
 from drltune.search.storage import default_storage_url, display_url, open_storage, resolve_storage_url
-from drltune.search.study import counted, create_or_resume, retire
+from drltune.search.study import counted, create_or_resume, requeue_lost, retire
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ATTRS = {"dataset": "synthetic", "max_epochs": 4, "space": "methods: {baseline: {}}"}
@@ -108,6 +108,25 @@ def test_retries_are_bounded_along_the_chain(tmp_path):
     assert {lineage(study.trials[n]) for n in chain} == {chain[0]}
     last = study.trials[chain[-1]]
     assert not last.user_attrs["interrupted"] and "not retried: cut off 3 times" in last.user_attrs["error"]
+
+
+def test_a_retry_lost_between_fail_and_queue_is_queued_on_resume(tmp_path, monkeypatch):
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=True)
+    study, _ = _open(storage)
+    first = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1.0)})
+    assert retire(study, first._trial_id, "interrupted: driver died", max_retries=2)
+    retry = study.ask()
+    import drltune.search.study as study_module
+
+    monkeypatch.setattr(study_module._Requeue, "__call__", lambda *args: None)  # killed right after the FAIL
+    assert retire(study, retry._trial_id, "interrupted: driver died", max_retries=2)
+    monkeypatch.undo()
+    assert not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert requeue_lost(study) == 1 and requeue_lost(study) == 0  # the first retry's own retry was queued
+    (queued,) = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert queued.user_attrs["retry_of"] == retry.number and queued.params == retry.params
+    from drltune.search.study import lineage
+    assert lineage(queued) == first.number  # so it resumes from the chain's checkpoint
 
 
 CREATE_SCRIPT = """

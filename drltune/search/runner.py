@@ -141,7 +141,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     from drltune.search.samplers import check_sampler, make_sampler
     from drltune.search.liveness import retire_stale
     from drltune.search.seeding import TrialSeededSampler
-    from drltune.search.study import counted, create_or_resume
+    from drltune.search.study import counted, create_or_resume, requeue_lost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     max_epochs = check_budget(spec)
@@ -187,7 +187,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
         echo(f"epoch budget: {note}")
     store = checkpoint_store(spec, name)
     if existed:
-        stale = retire_stale(study, spec.max_retries)
+        stale = retire_stale(study, spec.max_retries) + requeue_lost(study)
         echo(f"resuming: {counted(study)} finished trials kept"
              + (f", {stale} interrupted trials closed as FAIL and queued again" if stale else ""))
         sweep_checkpoints(study, store)

@@ -100,3 +100,18 @@ def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | N
             warnings.simplefilter("ignore", ExperimentalWarning)
             _Requeue(max_retry=None)(study, storage.get_trial(trial_id))
     return True
+
+
+def requeue_lost(study: optuna.Study) -> int:
+    """Queue the retry of every trial retired as `interrupted` whose retry never got queued.
+
+    Retiring is two writes (FAIL, then the queued copy); a driver killed between them left a
+    promised retry unqueued, and with it the trial's checkpoint. Run when a search resumes."""
+    trials = study.get_trials(deepcopy=False)
+    queued = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
+    lost = [t for t in trials if t.state == TrialState.FAIL and is_interrupted(t) and t.number not in queued]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        for trial in lost:
+            _Requeue(max_retry=None)(study, copy.deepcopy(trial))  # Optuna's callback appends to its lists
+    return len(lost)
