@@ -33,17 +33,17 @@ from optuna.trial import TrialState, create_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drltune.search.bridge import OptunaBridge, trial_summary  # noqa: E402
+from drltune.record import CONFIG, FINAL_KEYS, FINISHED_AT, trial_summary  # noqa: E402
+from drltune.search.bridge import OptunaBridge  # noqa: E402
 from drltune.search.dashboard_view import DashboardPublisher, describe_study  # noqa: E402
 from drltune.search.liveness import SharedBudget  # noqa: E402
-from drltune.search.progress import Outcome, Progress  # noqa: E402
+from drltune.search.progress import Progress  # noqa: E402
 from drltune.search.pruning import make_pruner  # noqa: E402
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec, base_config  # noqa: E402
 from drltune.search.samplers import make_sampler  # noqa: E402
 from drltune.search.seeding import TrialSeededSampler  # noqa: E402
 from drltune.search.space import load_space  # noqa: E402
 from drltune.search.storage import open_storage  # noqa: E402
-from drltune.search.trainable import FINAL_KEYS  # noqa: E402
 
 EPOCHS = 90
 LIVE_EPOCHS = 30  # past the median pruner's warm-up (max-epochs / 6 = 15), so it judges
@@ -82,7 +82,7 @@ def fill(study: optuna.Study, space, base, count: int, rng: random.Random) -> No
         pruned = rng.random() < 0.6
         kept = values[:rng.randrange(16, 40)] if pruned else values
         history = [record(e, v) for e, v in enumerate(kept)]
-        attrs = {**trial_summary(history), "config": cfg.to_dict(), "finished_at": "2026-11-25T10:00:00"}
+        attrs = {**trial_summary(history), CONFIG: cfg.to_dict(), FINISHED_AT: "2026-11-25T10:00:00"}
         if not pruned:
             attrs.update({key: 0.5 for key in FINAL_KEYS if key != "best_val_acc"})
         study.add_trial(create_trial(

@@ -109,7 +109,7 @@ def requeue_lost(study: optuna.Study) -> int:
     promised retry unqueued, and with it the trial's checkpoint. Run when a search resumes."""
     trials = study.get_trials(deepcopy=False)
     queued = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
-    lost = [t for t in trials if t.state == TrialState.FAIL and is_interrupted(t) and t.number not in queued]
+    lost = [t for t in trials if t.state == TrialState.FAIL and record.is_interrupted(t) and t.number not in queued]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         for trial in lost:
