@@ -115,3 +115,17 @@ def test_a_trial_nobody_claimed_is_stale_once_watched_long_enough(tmp_path, monk
     assert stale_trials(study) == []  # first seen now: its driver may be claiming it this very moment
     time.sleep(1.5)
     assert [t.number for t in stale_trials(study)] == [unclaimed.number]  # never the one with a heartbeat
+
+
+def test_a_driver_whose_last_places_are_held_elsewhere_waits_and_says_so(tmp_path):
+    from drltune.search.bridge import OptunaBridge
+
+    study, _ = _study(tmp_path)
+    other = SharedBudget(study, 2, max_retries=2)
+    other.driver, other.namespace = "elsewhere:1234:abcdef01", "another-kernel"  # alive, on another machine
+    held = [study.ask(LR) for _ in range(2)]
+    assert all(other.claim(t) for t in held)
+    lines: list[str] = []
+    bridge = OptunaBridge(study, None, None, SharedBudget(study, 2, max_retries=2), note=lines.append)
+    assert bridge.suggest("t1") is None and bridge.suggest("t2") is None  # ask again later, not FINISHED
+    assert len(lines) == 1 and f"#{held[0].number}, #{held[1].number}" in lines[0], lines
