@@ -183,3 +183,27 @@ def test_a_busy_sqlite_database_is_waited_out(tmp_path):
     threading.Timer(2.0, holder.rollback).start()
     storage.set_study_user_attr(study_id, "written", "through the lock")  # plain RDBStorage raises here
     assert storage.get_study_user_attrs(study_id)["written"] == "through the lock"
+
+
+def test_a_study_begun_on_an_earlier_default_space_resumes_on_its_own(tmp_path, monkeypatch):
+    from drltune.search import runner
+    from drltune.search.space import load_space
+
+    default = tmp_path / "default.yaml"
+    default.write_text("methods: {baseline: {}, dr: {reinit_epoch: 2}}\n")
+    monkeypatch.setattr(runner, "DEFAULT_SPACE", default)
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = runner.SearchSpec(space_file=default, storage=url, max_epochs=4)
+    earlier = load_space(default, 4)
+    create_or_resume("synthetic-default", open_storage(url), optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
+                     {**ATTRS, "space": earlier.text})
+    default.write_text("methods: {baseline: {}, dr: {reinit_epoch: 2}, ogm_ge: {}}\n")  # an upgrade added a method
+    today = load_space(default, 4)
+    space, note = runner.own_space_on_resume(spec, today, 4)
+    assert space.text == earlier.text and "began with" in note
+    assert runner.own_space_on_resume(runner.SearchSpec(space_file=default, storage=url, study_name="new", max_epochs=4),
+                                      today, 4) == (today, None)  # a new study takes today's default
+    given = tmp_path / "mine.yaml"
+    given.write_text(default.read_text())
+    assert runner.own_space_on_resume(runner.SearchSpec(space_file=given, storage=url, max_epochs=4),
+                                      load_space(given, 4), 4)[1] is None  # an explicit --space is checked as before

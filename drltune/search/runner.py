@@ -16,11 +16,11 @@ from typing import Any, Callable
 import optuna
 
 import drltune
-from drltune import record
+from drltune import record, safe_yaml
 from drltune.config import TrialConfig, resolve
 from drltune.data import DATASETS, load_dataset
 from drltune.errors import DrltuneError
-from drltune.search.space import SearchSpace, load_space
+from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
@@ -106,6 +106,28 @@ def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
     return len(gone)
 
 
+def own_space_on_resume(spec: SearchSpec, space: SearchSpace, max_epochs: int) -> tuple[SearchSpace, str | None]:
+    """The space a study resumes on when no --space is given: its own, as stored when it began.
+
+    An upgrade may change the shipped default space (a new method among `method`'s choices), and a
+    categorical's choices cannot change within an Optuna study: without this, `drltune search`
+    run again after an upgrade would refuse to resume the study it made. (None: no such study, or
+    its space is the default's; else the line that says which space it resumes on.)"""
+    if Path(spec.space_file) != DEFAULT_SPACE:
+        return space, None
+    name = spec.study_name or f"{spec.dataset}-{space.path.stem}"
+    try:
+        storage = open_storage(spec.storage, create=False)
+        stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(record.SPACE)
+    except (DrltuneError, KeyError):  # no storage or no such study yet: a new study
+        return space, None
+    if not stored or stored == space.text:
+        return space, None
+    own = parse_space(safe_yaml.load(stored), max_epochs, path=space.path, text=stored)
+    return own, (f"search space: the one study {name!r} began with, stored in it (the default space has "
+                 "changed since; pass --space to choose one):")
+
+
 def check_budget(spec: SearchSpec) -> int:
     """The epoch budget of each trial: --max-epochs, else the dataset's default epochs."""
     if spec.max_epochs is not None:
@@ -146,6 +168,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     max_epochs = check_budget(spec)
     space = load_space(spec.space_file, max_epochs)
+    space, own_space_note = own_space_on_resume(spec, space, max_epochs)
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
     resolved = resolve(base)  # dataset, fixed values and --set are checked before anything is stored
     if spec.address and spec.address.startswith("ray://"):
@@ -180,7 +203,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
 
     path = sqlite_path(url)
     echo(f"study {name!r} in {display_url(url)}" + (f"  ({path.resolve()})" if path else ""))
-    echo(f"search space {space.path}:")
+    echo(f"search space {space.path}:" if own_space_note is None else own_space_note)
     for line in space.describe():
         echo(f"  {line}")
     for note in space.notes:
