@@ -13,8 +13,9 @@ import argparse
 import statistics
 import time
 
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
 from drltune.methods import METHODS
+from drltune.resolve import resolve
 from drltune.train import Trainer
 from drltune.train.probe import linear_probe
 

@@ -35,7 +35,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
+from drltune.resolve import resolve
 from drltune.search.pruning import pruner_defaults
 from drltune.search.runner import DEFAULT_SPACE, RAY_QUIET_ENV, SearchSpec, base_config, run_search
 from drltune.search.samplers import make_sampler

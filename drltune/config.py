@@ -1,4 +1,8 @@
-"""TrialConfig: every knob of one training run; what `export` writes and `train` reads."""
+"""TrialConfig: every knob of one training run; what `export` writes and `train` reads.
+
+A leaf: it describes a config and checks each value's type. Filling the defaults and checking
+values against the registries (methods, datasets, fusions) is `drltune.resolve`'s job.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +15,7 @@ import yaml
 
 from drltune import safe_yaml
 from drltune.errors import DrltuneError
+from drltune.params import yaml_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("none", "step", "cosine")
@@ -68,7 +73,7 @@ class TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
     def check_types(self) -> None:
-        """Cheap type checks that name the key; value ranges are checked by `resolve`."""
+        """Cheap type checks that name the key; value ranges are checked by `drltune.resolve`."""
         spec = {
             "dataset": str, "method": str, "fusion": str, "epochs": int, "seed": int,
             "optimizer": str, "lr": float, "momentum": float, "weight_decay": float,
@@ -82,7 +87,7 @@ class TrialConfig:
             if value is None:
                 continue
             if typ in (int, float) and isinstance(value, str):
-                value = _number_from_yaml(value)
+                value = yaml_number(value)
                 setattr(self, key, value)
             ok = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
             if typ is float and isinstance(value, int) and not isinstance(value, bool):
@@ -151,15 +156,6 @@ class TrialConfig:
         return TrialConfig.from_dict(data, where="--set")
 
 
-def _number_from_yaml(text: str) -> object:
-    """YAML 1.1 reads `1e-3` (no dot) as a string; users mean the number."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
-
-
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "epochs": 30,
     "optimizer": "sgd",
@@ -174,56 +170,3 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "augment": False,
     "grad_clip": 0.0,
 }
-
-
-@dataclass(frozen=True)
-class ResolvedConfig:
-    """A TrialConfig with every default filled in and every value checked."""
-
-    config: TrialConfig
-    params: dict[str, Any]
-    dataset_params: dict[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.config, name)
-
-
-def resolve(cfg: TrialConfig) -> ResolvedConfig:
-    """Fill defaults (dataset, then global) and validate every value, naming the bad key."""
-    from drltune.data import DATASETS
-    from drltune.methods import METHODS
-    from drltune.models.fusion import FUSIONS
-    from drltune.params import resolve_params
-
-    cfg.check_types()
-    dataset = DATASETS.get(cfg.dataset)
-    method = METHODS.get(cfg.method)
-    FUSIONS.get(cfg.fusion)
-    filled = cfg.to_dict()
-    for key, default in {**GLOBAL_DEFAULTS, **dataset.defaults}.items():
-        if filled.get(key) is None:
-            filled[key] = default
-    out = TrialConfig(**filled)
-    out.check_types()
-    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                         ("selection", SELECTIONS), ("modality", MODALITIES)):
-        if getattr(out, key) not in allowed:
-            raise DrltuneError(f"{key}: {getattr(out, key)!r} is not one of {', '.join(allowed)}")
-    positive = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "encoder_width": (1, 4096),
-                "lr_step": (1, 100_000), "seed": (0, 2**32 - 1)}
-    for key, (lo, hi) in positive.items():
-        if not lo <= getattr(out, key) <= hi:
-            raise DrltuneError(f"{key}: {getattr(out, key)} is outside [{lo}, {hi}]")
-    for key, (lo, hi) in {"lr": (0.0, 10.0), "momentum": (0.0, 1.0), "weight_decay": (0.0, 1.0),
-                          "lr_gamma": (0.0, 1.0), "grad_clip": (0.0, 1e6)}.items():
-        if not lo <= getattr(out, key) <= hi or (key == "lr" and out.lr <= 0):
-            raise DrltuneError(f"{key}: {getattr(out, key)} is outside the valid range ({lo}, {hi}]")
-    if out.threads is not None and not 1 <= out.threads <= 1024:
-        raise DrltuneError(f"threads: {out.threads} is outside [1, 1024]")
-    if out.device not in ("auto", "cpu") and not out.device.startswith("cuda"):
-        raise DrltuneError(f"device: {out.device!r} must be auto, cpu or cuda[:N]")
-    params = resolve_params(method.params, {**dataset.method_defaults.get(out.method, {}), **out.params},
-                            where="params")
-    method.check(params, out)
-    dataset_params = resolve_params(dataset.params, out.dataset_params, where="dataset_params")
-    return ResolvedConfig(config=out, params=params, dataset_params=dataset_params)

@@ -8,6 +8,19 @@ from typing import Any, Sequence
 from drltune.errors import DrltuneError
 
 
+def yaml_number(value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` (no dot) as a string; users mean the number. A numeric string becomes
+    its number (an int when written as one); any other value is returned as it is. The one place
+    that fix lives: configs, method parameters and search spaces all call it."""
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
 @dataclass(frozen=True)
 class Param:
     """A tunable knob with its default and the range a search may explore.
@@ -45,11 +58,7 @@ class Param:
                     f"{key}: {value!r} is not one of {', '.join(map(str, self.choices))}"
                 )
             return value
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DrltuneError(f"{key}: expected a number, got {value!r}")
         if self.kind == "int":

@@ -1,7 +1,12 @@
-"""Name -> object registries, so that adding a dataset, fusion or method is one file."""
+"""Name -> class registries, so that adding a dataset, fusion or method is one file.
+
+Each registry lives beside its base class (`METHODS` in methods/base.py, `DATASETS` in
+data/base.py, `FUSIONS` in models/fusion.py). A class registers under its own `name`, written
+once: `@METHODS.register` above `class MyMethod(Method): name = "mine"`.
+"""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from drltune.errors import DrltuneError
 
@@ -13,14 +18,20 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        def add(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
-            self._items[name] = obj
-            return obj
+    def register(self, obj: T) -> T:
+        """Decorator: add a class under its `name` attribute (a name taken twice is a bug)."""
+        name = getattr(obj, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"register the {self.kind} class itself (`@register`, no argument); "
+                            f"it needs a non-empty `name` class attribute, got {name!r}")
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self._items[name] = obj
+        return obj
 
-        return add
+    def unregister(self, name: str) -> None:
+        """Remove a registered name (for tests that register a toy class for a while)."""
+        del self._items[name]
 
     def get(self, name: str) -> T:
         try:

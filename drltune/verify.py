@@ -23,10 +23,11 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial
 
-from drltune.config import TrialConfig, resolve
-from drltune.record import VERIFY_PREFIX as PREFIX, VERIFY_SEEDS as SEEDS_ATTR, stored_config
+from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.explore.export import trial_config
+from drltune.record import VERIFY_PREFIX as PREFIX, VERIFY_SEEDS as SEEDS_ATTR, stored_config
+from drltune.resolve import resolve
 
 OWN = "config"
 RESULT_KEYS = ("test_acc", "test_f1", "test_acc_audio", "test_acc_visual", "best_val_acc", "best_epoch")

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from drltune.cli import main
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
+from drltune.resolve import resolve
 from tests.conftest import TINY_DATA
 
 

@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
+from drltune.resolve import resolve
 from drltune.train import Trainer
+from test_method_contract import assert_resumes_exactly, final_weights
 
 # method -> (params, its two per-modality metrics, what their epoch means must satisfy)
 PEERS = {
@@ -28,10 +30,6 @@ PEERS = {
 }
 
 
-def _final_weights(trainer: Trainer) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-
-
 @pytest.mark.parametrize("fusion", ["concat", "gated"])
 @pytest.mark.parametrize("method", sorted(PEERS))
 def test_method_trains_and_differs_from_the_baseline(tiny_config, method, fusion):
@@ -41,7 +39,7 @@ def test_method_trains_and_differs_from_the_baseline(tiny_config, method, fusion
     baseline = Trainer(tiny_config(method="baseline", fusion=fusion))
     baseline.fit()
 
-    assert not torch.equal(_final_weights(trainer), _final_weights(baseline)), "the method changed nothing"
+    assert not torch.equal(final_weights(trainer), final_weights(baseline)), "the method changed nothing"
     last = result.history[-1]
     assert set(METHODS.get(method).metric_keys) <= set(last)
     for key in keys:
@@ -56,24 +54,8 @@ def test_unimodal_runs_are_rejected(method):
         resolve(TrialConfig(method=method, modality="visual"))
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.parametrize("method", sorted(PEERS))
 def test_resumed_trial_matches_uninterrupted(tiny_config, tmp_path, method):
     cfg = tiny_config(epochs=3, method=method, params=PEERS[method][0], augment=True)
     whole = Trainer(cfg)
-    expected = whole.fit()
-
-    def stop_after_0(epoch, record):
-        if epoch == 0:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        Trainer(cfg).fit(report=stop_after_0, checkpoint_dir=tmp_path)
-    resumed = Trainer(cfg)
-    result = resumed.fit(checkpoint_dir=tmp_path)
-    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
-    assert strip(result.history) == strip(expected.history)
-    assert torch.equal(_final_weights(resumed), _final_weights(whole))
+    assert_resumes_exactly(cfg, tmp_path, whole, whole.fit())

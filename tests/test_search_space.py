@@ -7,8 +7,9 @@ import optuna
 import pytest
 import yaml
 
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
+from drltune.resolve import resolve
 from drltune.search.space import load_space, parse_space
 
 DEFAULT = Path(__file__).resolve().parents[1] / "drltune" / "search_spaces" / "default.yaml"

@@ -4,29 +4,32 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 
+if TYPE_CHECKING:
+    from drltune.methods import Method
 
-def _fmt(record: dict[str, Any]) -> str:
+
+def epoch_line(record: dict[str, Any], method: type[Method]) -> str:
+    """One epoch as `drltune train` prints it; the method adds its own metrics (Method.epoch_text)."""
     line = (f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  val_acc {record['val_acc']:.4f}  "
             f"val_f1 {record['val_f1']:.4f}  audio {record['val_acc_audio']:.3f}  visual {record['val_acc_visual']:.3f}")
-    if record.get("reinit"):
-        line += (f"  re-init w_a {record['reinit_weight_audio']:.3f} w_v {record['reinit_weight_visual']:.3f}"
-                 f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
-                 f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})")
-    return line + f"  {record['seconds']:.1f}s"
+    extra = method.epoch_text(record)
+    return line + (f"  {extra}" if extra else "") + f"  {record['seconds']:.1f}s"
 
 
 def run_one(cfg: TrialConfig, quiet: bool = False) -> dict[str, Any]:
+    from drltune.methods import METHODS
     from drltune.train import Trainer
 
     trainer = Trainer(cfg)
-    result = trainer.fit(report=None if quiet else lambda epoch, rec: click.echo(_fmt(rec)))
+    method = METHODS.get(cfg.method)
+    result = trainer.fit(report=None if quiet else lambda epoch, rec: click.echo(epoch_line(rec, method)))
     click.echo(f"{cfg.method}/{cfg.fusion} seed {cfg.seed}: best_val_acc {result.best_val_acc:.4f} "
                f"(epoch {result.best_epoch})  test_acc {result.test_acc:.4f}  test_f1 {result.test_f1:.4f}  "
                f"audio {result.test_acc_audio:.3f}  visual {result.test_acc_visual:.3f}  {result.seconds:.1f}s")
@@ -35,7 +38,7 @@ def run_one(cfg: TrialConfig, quiet: bool = False) -> dict[str, Any]:
 
 def warn_inert(cfg: TrialConfig) -> None:
     """Say so when an epoch-valued setting cannot act within the run (e.g. DR's re-init interval)."""
-    from drltune.config import resolve
+    from drltune.resolve import resolve
     from drltune.epoch_budget import config_warnings
 
     resolved = resolve(cfg)

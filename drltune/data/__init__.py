@@ -1,6 +1,5 @@
 """Datasets behind a registry; importing this package registers the built-in ones."""
-from drltune.data.base import DataBundle, DatasetSpec, Split
-from drltune.data.registry import DATASETS
+from drltune.data.base import DATASETS, DataBundle, DatasetSpec, Split
 from drltune.data import synthetic  # noqa: F401  (registers "synthetic")
 from drltune.data import cremad  # noqa: F401  (registers "cremad")
 from drltune.data import kinetics_sounds  # noqa: F401  (registers "kinetics_sounds")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from drltune.params import Param
+from drltune.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,7 +61,9 @@ class DataBundle:
 
 
 class DatasetSpec:
-    """A registered dataset: its parameters, the TrialConfig defaults that suit it, and a loader."""
+    """A registered dataset: its parameters, the TrialConfig defaults that suit it, and a loader.
+
+    A dataset is a subclass with a `name`, registered with `@DATASETS.register`."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -72,6 +75,9 @@ class DatasetSpec:
     @classmethod
     def load(cls, data_root: str | None, params: dict[str, Any]) -> DataBundle:
         raise NotImplementedError
+
+
+DATASETS: Registry = Registry("dataset")
 
 
 def to_device_batch(split: Split, rows: np.ndarray, device: torch.device, augment: bool,

@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from drltune.data.base import DataBundle, DatasetSpec
+from drltune.data.base import DATASETS, DataBundle, DatasetSpec
 from drltune.data.cache import AUDIO_DTYPES
 from drltune.data.prepared import (audio_array, bundle, clips_in, existing_root, label_ids, prepare_record,
                                    read_splits, require_layout)
-from drltune.data.registry import DATASETS
 from drltune.data.video import pick_frames
 from drltune.params import Param
 
@@ -26,7 +25,7 @@ CLIP_NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A
 LAYOUT = "audio/<clip>.npy, frames/<clip>/*.jpg and splits/{train,val,test}.csv"
 
 
-@DATASETS.register("cremad")
+@DATASETS.register
 class CremaD(DatasetSpec):
     name = "cremad"
     description = "CREMA-D (6 emotions; DR split 5,954/744/744); prepare it with `drltune prepare cremad`"

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from drltune.data.base import DataBundle, DatasetSpec
+from drltune.data.base import DATASETS, DataBundle, DatasetSpec
 from drltune.data.prepared import (audio_array, bundle, carve_val, clips_in, existing_root, label_ids, read_splits,
                                    require_layout)
-from drltune.data.registry import DATASETS
 from drltune.data.video import pick_frames
 from drltune.params import Param
 
@@ -28,7 +27,7 @@ PAPER_CLASSES = 31
 LAYOUT = "audio/<clip>.npy, frames/<clip>/*.jpg and splits/train.csv, splits/test.csv (splits/val.csv optional)"
 
 
-@DATASETS.register("kinetics_sounds")
+@DATASETS.register
 class KineticsSounds(DatasetSpec):
     name = "kinetics_sounds"
     description = "Kinetics-Sounds (31 classes; fbank 1024x128 + 3 frames) from a preprocessed folder"

@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from drltune.data.base import DataBundle, DatasetSpec, Split
-from drltune.data.registry import DATASETS
+from drltune.data.base import DATASETS, DataBundle, DatasetSpec, Split
 from drltune.params import Param
 
 CLASS_NAMES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register
 class Synthetic(DatasetSpec):
     name = "synthetic"
     description = "built-in audio-visual data from a seed (6 classes, audio easy, visual slow); no download"

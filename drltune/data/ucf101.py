@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from drltune.data.base import DataBundle, DatasetSpec
+from drltune.data.base import DATASETS, DataBundle, DatasetSpec
 from drltune.data.prepared import (bundle, carve_val, clips_in, existing_root, label_ids, read_splits,
                                    require_layout)
-from drltune.data.registry import DATASETS
 from drltune.data.splits import Rows
 from drltune.data.video import pick_frames
 from drltune.errors import DrltuneError
@@ -36,7 +35,7 @@ LAYOUT = (f"frames/<clip>/, flow_u/<clip>/, flow_v/<clip>/ and either {LIST_DIR}
           f"trainlist01.txt, testlist01.txt) or splits/train.csv, splits/test.csv")
 
 
-@DATASETS.register("ucf101")
+@DATASETS.register
 class UCF101(DatasetSpec):
     name = "ucf101"
     description = "UCF-101 (101 classes; RGB frames + 2-channel optical flow) from a preprocessed folder"

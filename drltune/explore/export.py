@@ -13,8 +13,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
+from drltune.resolve import resolve
 
 
 def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = ()) -> list[FrozenTrial]:

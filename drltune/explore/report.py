@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,9 +16,9 @@ from drltune.errors import DrltuneError
 from drltune.search.storage import database_file
 from drltune.explore.summary import BEST_PER_METHOD_NOTE, TABLE_COLUMNS, Summary, counts_line
 
-# DR's parameters as the search names them, with the axis labels a reader understands.
-DR_AXES = {"params_dr.reinit_epoch": "re-init interval (epochs)", "params_dr.alpha": "alpha (strength)",
-           "params_dr.reinit_num": "re-init count (max)"}
+if TYPE_CHECKING:
+    from drltune.methods import Method
+
 ACC = "validation accuracy"
 LAYOUT = dict(template="plotly_white", height=440, margin=dict(l=70, r=30, t=60, b=60),
               font=dict(size=13), legend=dict(title_text=""))
@@ -143,20 +144,24 @@ def _dimension(label: str, values: pd.Series) -> dict:
     return dim
 
 
-def dr_figure(trials: pd.DataFrame) -> go.Figure | None:
-    """Parallel coordinates: DR's re-init interval, alpha and count against the trial's accuracy."""
-    axes = [c for c in DR_AXES if c in trials]
-    dr = trials[(trials["state"] == "COMPLETE") & (trials["method"] == "dr")].dropna(subset=axes)
-    if not axes or dr.empty:
+def method_figure(trials: pd.DataFrame, method: type[Method]) -> go.Figure | None:
+    """Parallel coordinates: the parameters a method's report plots (Method.report_axes, e.g. DR's
+    re-init interval, alpha and count) against its complete trials' accuracy."""
+    # The search names a method's parameter `<method>.<param>`: a frame column `params_<method>.<param>`.
+    labels = {f"params_{method.name}.{param}": label for param, label in method.report_axes.items()}
+    axes = [c for c in labels if c in trials]
+    mine = trials[(trials["state"] == "COMPLETE") & (trials["method"] == method.name)].dropna(subset=axes)
+    if not axes or mine.empty:
         return None
-    dims = [_dimension(DR_AXES[c], dr[c].astype(float)) for c in axes]
-    dims.append(_dimension(f"best {ACC}", dr["value"]))
+    dims = [_dimension(labels[c], mine[c].astype(float)) for c in axes]
+    dims.append(_dimension(f"best {ACC}", mine["value"]))
     low, high = _padded_range(trials.loc[trials["state"] == "COMPLETE", "value"])
     fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(
-        color=dr["value"], colorscale="Viridis", cmin=low, cmax=high, showscale=True,
+        color=mine["value"], colorscale="Viridis", cmin=low, cmax=high, showscale=True,
         colorbar=dict(title=dict(text="val acc")))))
-    fig.update_layout(title=f"DR parameters against accuracy ({len(dr)} complete DR trial{'s' * (len(dr) != 1)})",
-                      **LAYOUT)
+    title = method.title()
+    fig.update_layout(title=f"{title} parameters against accuracy ({len(mine)} complete {title} "
+                            f"trial{'s' * (len(mine) != 1)})", **LAYOUT)
     fig.update_layout(margin=dict(l=80, r=80, t=110, b=40))
     return fig
 
@@ -261,6 +266,8 @@ def trials_html(frame: pd.DataFrame, first: str | None = None) -> str:
 
 def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> str:
     """The whole page; a plot that has nothing to show is replaced by one sentence that says why."""
+    from drltune.methods import METHODS
+
     colours = _colours(list(trials["method"].dropna()))
     parts = [f"<p>{counts_line(summary)}"
              + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "") + ".</p>"]
@@ -274,7 +281,8 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
         ("Optimisation history", history_figure(trials, colours), "no trial has reported an accuracy"),
         ("Learning curves", curves_figure(history, colours), "no trial has reported an epoch"),
         ("Accuracy by method and fusion", by_group_figure(trials, colours), "no complete trial"),
-        ("DR parameters", dr_figure(trials), "no complete DR trial with its parameters"),
+        *((f"{m.title()} parameters", method_figure(trials, m), f"no complete {m.title()} trial with its parameters")
+          for m in (METHODS.get(name) for name in METHODS.names()) if m.report_axes),
         ("Parameter importances", importance_figure(summary.importances),
          next((n for n in summary.notes if "importance" in n), "no complete trial")),
         ("Per-modality accuracy", modality_figure(summary.top), "no complete trial"),

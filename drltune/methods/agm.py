@@ -58,7 +58,7 @@ def agm_coefficients(scores: dict[str, float], running: dict[str, float], alpha:
     return coeffs
 
 
-@METHODS.register("agm")
+@METHODS.register
 class AGM(Method):
     name = "agm"
     description = "AGM: Shapley zero-padding scores -> boost the lagging and slow the leading encoder's grads"

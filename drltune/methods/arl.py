@@ -61,7 +61,7 @@ def arl_weights(logits_a: torch.Tensor, logits_v: torch.Tensor, temperature: flo
     return w[0].item(), w[1].item()
 
 
-@METHODS.register("arl")
+@METHODS.register
 class ARL(Method):
     name = "arl"
     description = "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size x inverse entropy"

@@ -1,21 +1,55 @@
-"""The hooks a balancing method gives the trainer. A method is one file: a subclass + a registry line."""
+"""The hooks a balancing method gives the trainer. A method is one file: a subclass + `@METHODS.register`."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.params import Param
 from drltune.registry import Registry
 
 if TYPE_CHECKING:
-    from drltune.config import TrialConfig
-    from drltune.models import ModelOutput
-    from drltune.train.trainer import Trainer
+    import numpy as np
+
+    from drltune.data.base import DataBundle, Split
+    from drltune.models import AVClassifier, ModelOutput
 
 METHODS: Registry = Registry("method")
+
+
+class TrialView(Protocol):
+    """What a method may use of the trial it balances (the Trainer provides it); a method needs
+    nothing else, so it can be built and tested on any object with these members."""
+
+    cfg: TrialConfig  # the resolved config: every default filled in
+    model: AVClassifier
+    data: DataBundle
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    amp: bool  # bf16 autocast on (CUDA); extra passes outside the training step follow it
+
+    def features(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Eval-mode pooled audio and visual features of a split, and its labels."""
+        ...
+
+    def joint_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
+                   step: int) -> tuple[float, torch.Tensor]:
+        """The usual training step (the method's loss, one backward, one optimiser step)."""
+        ...
+
+    def check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        """Stop the trial on a NaN or infinite loss."""
+        ...
+
+    def optimizer_step(self) -> None:
+        """Clip the gradients as the config says, then step the optimiser."""
+        ...
+
+    def steps_per_epoch(self) -> int:
+        ...
 
 
 class Method:
@@ -36,13 +70,26 @@ class Method:
     metric_keys: ClassVar[tuple[str, ...]] = ()
     both_modalities: ClassVar[bool] = True  # it balances audio against visual: no unimodal runs
     windows: ClassVar[tuple[tuple[str, str], ...]] = ()  # (starts, ends) params: an empty window is an error
+    # How reports name it, and the parameters `drltune explore`'s report plots against accuracy
+    # (parameter -> axis label; none: no such figure).
+    label: ClassVar[str] = ""
+    report_axes: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, params: dict[str, Any], trainer: "Trainer") -> None:
+    def __init__(self, params: dict[str, Any], trainer: TrialView) -> None:
         self.p = params
         self.trainer = trainer
 
     @classmethod
-    def check(cls, params: dict[str, Any], cfg: "TrialConfig") -> None:
+    def title(cls) -> str:
+        return cls.label or cls.name
+
+    @classmethod
+    def epoch_text(cls, record: dict[str, Any]) -> str:
+        """What `drltune train` adds to an epoch's line from this method's metrics ("" for nothing)."""
+        return ""
+
+    @classmethod
+    def check(cls, params: dict[str, Any], cfg: TrialConfig) -> None:
         """Reject combinations the method cannot run (after each value was checked on its own)."""
         if cls.both_modalities and cfg.modality != "both":
             raise DrltuneError(f"modality: {cls.name} balances audio against visual; use modality both")

@@ -2,7 +2,7 @@
 from drltune.methods.base import METHODS, Method
 
 
-@METHODS.register("baseline")
+@METHODS.register
 class Baseline(Method):
     name = "baseline"
     description = "joint training, CE on the fused logits (no balancing)"

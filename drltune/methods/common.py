@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import torch
 
+if TYPE_CHECKING:
+    from drltune.methods.base import TrialView
 
 
-def autocast(trainer) -> torch.autocast:
+def autocast(trainer: TrialView) -> torch.autocast:
     """The trainer's mixed precision, for extra passes that run outside its training step
     (after backward the features are bfloat16 on CUDA while the head's weights are float32)."""
     return torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=trainer.amp)

@@ -55,7 +55,7 @@ def blend_(params: list[tuple[str, torch.nn.Parameter]], initial: dict[str, torc
         p.copy_(weight * initial[name].to(p.device, p.dtype) + (1.0 - weight) * p)
 
 
-@METHODS.register("dr")
+@METHODS.register
 class DiagnosingRelearning(Method):
     name = "dr"
     description = "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init toward initial weights"
@@ -84,7 +84,17 @@ class DiagnosingRelearning(Method):
     )
     metric_keys = ("reinit", "purity_train_audio", "purity_val_audio", "purity_train_visual",
                    "purity_val_visual", "reinit_weight_audio", "reinit_weight_visual")
+    label = "DR"
+    report_axes = {"reinit_epoch": "re-init interval (epochs)", "alpha": "alpha (strength)",
+                   "reinit_num": "re-init count (max)"}
 
+    @classmethod
+    def epoch_text(cls, record: dict[str, Any]) -> str:
+        if not record.get("reinit"):
+            return ""
+        return (f"re-init w_a {record['reinit_weight_audio']:.3f} w_v {record['reinit_weight_visual']:.3f}"
+                f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
+                f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})")
 
     def setup(self) -> None:
         model = self.trainer.model

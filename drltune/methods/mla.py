@@ -97,7 +97,7 @@ class SharedHead(Fusion):
     probe_logits = auxiliary_logits = unimodal_logits
 
 
-@METHODS.register("mla")
+@METHODS.register
 class MLA(Method):
     name = "mla"
     description = ("MLA: one optimiser step per modality through a shared head (projected head gradient), "

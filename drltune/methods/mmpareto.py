@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drltune.methods.base import METHODS, Method
+from drltune.methods.base import METHODS, Method, TrialView
 from drltune.methods.common import StepMeans
 from drltune.params import Param
 
@@ -60,7 +60,7 @@ def combined_grad(g_mm: torch.Tensor, g_uni: torch.Tensor, g_sum: torch.Tensor, 
     return new * gamma
 
 
-@METHODS.register("mmpareto")
+@METHODS.register
 class MMPareto(Method):
     name = "mmpareto"
     description = "MMPareto: fused + unimodal losses, per-encoder gradients combined by a Pareto rule and enlarged"
@@ -72,7 +72,7 @@ class MMPareto(Method):
     metric_keys = ("cos_audio", "cos_visual", "pareto_share_audio", "pareto_share_visual",
                    "loss_audio", "loss_visual")
 
-    def __init__(self, params: dict[str, Any], trainer) -> None:
+    def __init__(self, params: dict[str, Any], trainer: TrialView) -> None:
         super().__init__(params, trainer)
         self.means = StepMeans(self.metric_keys)
         self.grads: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}

@@ -52,7 +52,7 @@ def modulate_(grads: list[torch.Tensor], coeff: float, noise: bool) -> None:
             g.mul_(coeff)
 
 
-@METHODS.register("ogm_ge")
+@METHODS.register
 class OGMGE(Method):
     name = "ogm_ge"
     description = "OGM-GE: slow the dominant encoder's grads by 1 - tanh(alpha * score ratio), plus Gaussian noise"

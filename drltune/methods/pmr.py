@@ -64,7 +64,7 @@ def pmr_coefficients(ratio: float, alpha: float, mode: str = "hard") -> tuple[fl
     return 0.0, 0.0
 
 
-@METHODS.register("pmr")
+@METHODS.register
 class PMR(Method):
     name = "pmr"
     description = "PMR: prototype (nearest class-mean) CE on the weaker modality, prototypes refreshed each epoch"

@@ -1,6 +1,8 @@
 """Fusion heads of the papers (docs/methods.md §1.2); `a` is audio, `v` visual, both (B,D)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -10,7 +12,12 @@ FUSIONS: Registry = Registry("fusion")
 
 
 class Fusion(nn.Module):
-    """Fused logits, plus the unimodal logits that OGM-GE/PMR read (None where undefined)."""
+    """Fused logits, plus the unimodal logits that OGM-GE/PMR read (None where undefined).
+
+    A fusion is a subclass with a `name`, registered with `@FUSIONS.register`; it is built as
+    `cls(dim, num_classes)` from two (B, dim) embeddings."""
+
+    name: ClassVar[str]
 
     def unimodal_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
@@ -25,9 +32,11 @@ class Fusion(nn.Module):
         return self(a, torch.zeros_like(v)), self(torch.zeros_like(a), v)
 
 
-@FUSIONS.register("concat")
+@FUSIONS.register
 class ConcatFusion(Fusion):
     """fc_out([a; v]); unimodal logits are the weight halves with half the bias each."""
+
+    name = "concat"
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
@@ -42,9 +51,11 @@ class ConcatFusion(Fusion):
         return a @ w[:, : self.dim].T + b / 2, v @ w[:, self.dim:].T + b / 2
 
 
-@FUSIONS.register("sum")
+@FUSIONS.register
 class SumFusion(Fusion):
     """fc_x(a) + fc_y(v); each branch is its modality's logits."""
+
+    name = "sum"
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
@@ -61,9 +72,11 @@ class SumFusion(Fusion):
         return self.fc_x(a), self.fc_y(v)
 
 
-@FUSIONS.register("film")
+@FUSIONS.register
 class FiLMFusion(Fusion):
     """Audio conditions visual: fused = gamma(a) * v + beta(a)."""
+
+    name = "film"
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
@@ -76,9 +89,11 @@ class FiLMFusion(Fusion):
         return self.fc_out(gamma * v + beta)
 
 
-@FUSIONS.register("gated")
+@FUSIONS.register
 class GatedFusion(Fusion):
     """Audio gates visual: logits = fc_out(sigmoid(fc_x(a)) * fc_y(v))."""
+
+    name = "gated"
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()

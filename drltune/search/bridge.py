@@ -34,8 +34,9 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from drltune import record
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
+from drltune.resolve import resolve
 from optuna.exceptions import UpdateFinishedTrialError
 
 from drltune.search.checkpoints import CheckpointStore, lineage_key

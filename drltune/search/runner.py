@@ -17,9 +17,10 @@ import optuna
 
 import drltune
 from drltune import record, safe_yaml
-from drltune.config import TrialConfig, resolve
+from drltune.config import TrialConfig
 from drltune.data import DATASETS, load_dataset
 from drltune.errors import DrltuneError
+from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path

@@ -27,7 +27,7 @@ import yaml
 from drltune import safe_yaml
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
-from drltune.params import Param
+from drltune.params import Param, yaml_number
 
 FILE_KEYS = ("epochs", "fixed", "space", "methods")
 NOT_SEARCHABLE = {"dataset", "data_root", "method", "epochs", "seed", "params", "dataset_params"}
@@ -97,7 +97,7 @@ class SearchSpace:
     def check_values(self, base: TrialConfig) -> None:
         """Every choice and range end of a TrialConfig key must be a value a trial can run with
         (e.g. batch_size 0 or optimizer lbfgs is an error now, not a study full of failed trials)."""
-        from drltune.config import resolve
+        from drltune.resolve import resolve
 
         for d in self.top:
             values = d.choices if d.kind == "categorical" else (d.low, d.high) if d.searched else (d.value,)
@@ -113,7 +113,7 @@ class SearchSpace:
     def inert_warnings(self, base: TrialConfig) -> list[str]:
         """Epoch-valued method settings (searched, fixed or left at the method's default) that cannot
         act within the trials' epochs, e.g. DR's default re-init interval in a 4-epoch search."""
-        from drltune.config import resolve
+        from drltune.resolve import resolve
         from drltune.epoch_budget import space_warnings
 
         lines = []
@@ -226,12 +226,10 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _number(value: Any, kind: str, where: str) -> float | int:
-    """YAML 1.1 reads `1e-3` as a string: accept numeric strings, reject anything else."""
+    """A number (a numeric string too: params.yaml_number), else a one-line error."""
+    value = yaml_number(value)
     if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise DrltuneError(f"{where}: expected a number, got {value!r}") from None
+        raise DrltuneError(f"{where}: expected a number, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise DrltuneError(f"{where}: expected a finite number, got {value!r}")
     if kind == "int":

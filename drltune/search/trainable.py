@@ -38,7 +38,8 @@ def run_trial(config: dict[str, Any]) -> None:
     `config["checkpoint"]` (root, key, every) where its checkpoints live, or None for none."""
     from ray import tune
 
-    from drltune.config import TrialConfig, resolve
+    from drltune.config import TrialConfig
+    from drltune.resolve import resolve
     from drltune.search.checkpoints import CheckpointStore
     from drltune.train import Trainer
 

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from drltune.config import ResolvedConfig, TrialConfig, resolve
 from drltune import faults
+from drltune.config import TrialConfig
 from drltune.data import DataBundle, Split, load_dataset
 from drltune.data.base import to_device_batch
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.models import AVClassifier
+from drltune.resolve import ResolvedConfig, resolve
 from drltune.train import checkpoint
 from drltune.train.metrics import accuracy, macro_f1
 

@@ -1,3 +1,0 @@
-from drltune.registry import Registry
-
-DATASETS: Registry = Registry("dataset")

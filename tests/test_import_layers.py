@@ -1,0 +1,126 @@
+"""The package's imports go one way: no import circle, and no module imports from a higher layer.
+
+Every import counts, the ones inside functions and under TYPE_CHECKING too: a lazy import still
+ties the two modules together. The layers are the README's (Architecture).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import drltune
+
+ROOT = Path(drltune.__file__).resolve().parent
+# Lowest first; a module belongs to the layer that names it, else to the one that names its package.
+LAYERS = (
+    ("leaves", ("drltune.errors", "drltune.safe_yaml", "drltune.faults", "drltune.params", "drltune.registry",
+                "drltune.config", "drltune.record")),
+    ("parts", ("drltune.data", "drltune.models", "drltune.methods")),
+    ("resolution", ("drltune.resolve", "drltune.epoch_budget")),
+    ("training", ("drltune.train",)),
+    ("drivers", ("drltune.search", "drltune.explore", "drltune.verify")),
+    ("entry", ("drltune.cli", "drltune.commands")),
+)
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The drltune modules `name` imports (a `from pkg import sub` names the submodule)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def closest(dotted: str) -> str | None:
+        while dotted and dotted not in known:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [closest(alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else closest(base) for a in node.names]
+        else:
+            continue
+        out.update(t for t in targets if t and t != name)
+    return out
+
+
+def layer(name: str) -> int:
+    if name == "drltune":  # the package itself holds only __version__
+        return 0
+    module = name
+    while module != "drltune":
+        for rank, (_, names) in enumerate(LAYERS):
+            if module in names:
+                return rank
+        module = module.rpartition(".")[0]
+    raise AssertionError(f"{name} is in no layer: add it to LAYERS (and the README)")
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def test_no_import_circle(graph):
+    assert cycles(graph) == []
+
+
+def test_no_import_from_a_higher_layer(graph):
+    upward = [f"{a} ({LAYERS[layer(a)][0]}) imports {b} ({LAYERS[layer(b)][0]})"
+              for a, targets in graph.items() for b in sorted(targets) if layer(b) > layer(a)]
+    assert upward == []
+
+
+def test_the_walk_sees_a_circle():
+    """The checker itself: a two-module circle is found, a chain is not."""
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
