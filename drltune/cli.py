@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "methods": ("listing", "List the balancing methods and their parameters."),
     "datasets": ("listing", "List the datasets and their parameters."),
     "fusions": ("listing", "List the fusion heads."),
+    "config": ("listing", "List the TrialConfig training knobs with their defaults and ranges."),
 }
 
 

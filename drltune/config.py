@@ -15,17 +15,52 @@ import yaml
 
 from drltune import safe_yaml
 from drltune.errors import DrltuneError
-from drltune.params import yaml_number
+from drltune.params import Param, yaml_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("none", "step", "cosine")
 SELECTIONS = ("val", "test")
 MODALITIES = ("both", "audio", "visual")
 
+# The training knobs, declared like method parameters. Unset (None) in a TrialConfig, a knob takes
+# the dataset's default, then `default` here. This one declaration drives the type checks below,
+# the defaults and range checks of `drltune.resolve`, the value types and epoch scaling of search
+# spaces, and the listing of `drltune config` and `drltune train --help`.
+KNOBS: tuple[Param, ...] = (
+    Param("epochs", "int", 30, "epochs to train", 1, 100_000),
+    Param("optimizer", "choice", "sgd", "optimiser", choices=OPTIMIZERS),
+    Param("lr", "float", 1e-3, "learning rate (above 0)", 0.0, 10.0, log=True),
+    Param("momentum", "float", 0.9, "SGD momentum", 0.0, 1.0),
+    Param("weight_decay", "float", 1e-4, "weight decay", 0.0, 1.0),
+    Param("lr_schedule", "choice", "none", "learning-rate schedule", choices=LR_SCHEDULES),
+    Param("lr_step", "int", 70, "step schedule: epochs between decays", 1, 100_000, is_epoch=True),
+    Param("lr_gamma", "float", 0.1, "step schedule: decay factor", 0.0, 1.0),
+    Param("batch_size", "int", 64, "training batch size", 1, 65_536),
+    Param("encoder_width", "int", 64, "ResNet-18 base width (64 = the papers')", 1, 4096),
+    Param("augment", "bool", False, "random resized crop and flip of training frames"),
+    Param("grad_clip", "float", 0.0, "clip the gradient norm to this (0: no clipping)", 0.0, 1e6),
+)
+# The other checked settings; their defaults are the dataclass's (threads None: torch's default).
+SETTINGS: tuple[Param, ...] = (
+    Param("seed", "int", 0, "seed of the trial's initialisation, shuffling and augmentation", 0, 2**32 - 1),
+    Param("selection", "choice", "val", "split the best epoch is selected on (test: the papers' optimistic way)",
+          choices=SELECTIONS),
+    Param("modality", "choice", "both", "both, or one modality alone (a unimodal reference)", choices=MODALITIES),
+    Param("threads", "int", None, "CPU threads for torch (a CPU result depends on them)", 1, 1024),
+)
+GLOBAL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in KNOBS}
+_KIND_TYPES = {"int": int, "float": float, "bool": bool, "choice": str}
+# Every TrialConfig key's type: the declared ones' from their kind, then the names and mappings.
+FIELD_TYPES: dict[str, type] = {
+    **{p.name: _KIND_TYPES[p.kind] for p in (*KNOBS, *SETTINGS)},
+    "dataset": str, "method": str, "fusion": str, "device": str, "data_root": str,
+    "params": dict, "dataset_params": dict,
+}
+
 
 @dataclass
 class TrialConfig:
-    """Unset (None) fields take the dataset's defaults, then the global ones in `GLOBAL_DEFAULTS`."""
+    """Unset (None) knobs take the dataset's defaults, then the ones declared in `KNOBS`."""
 
     dataset: str = "synthetic"
     data_root: str | None = None
@@ -74,15 +109,7 @@ class TrialConfig:
 
     def check_types(self) -> None:
         """Cheap type checks that name the key; value ranges are checked by `drltune.resolve`."""
-        spec = {
-            "dataset": str, "method": str, "fusion": str, "epochs": int, "seed": int,
-            "optimizer": str, "lr": float, "momentum": float, "weight_decay": float,
-            "lr_schedule": str, "lr_step": int, "lr_gamma": float, "batch_size": int,
-            "encoder_width": int, "augment": bool, "grad_clip": float, "selection": str,
-            "modality": str, "device": str, "params": dict, "dataset_params": dict,
-            "data_root": str, "threads": int,
-        }
-        for key, typ in spec.items():
+        for key, typ in FIELD_TYPES.items():
             value = getattr(self, key)
             if value is None:
                 continue
@@ -154,19 +181,3 @@ class TrialConfig:
             else:
                 raise DrltuneError(f"--set {key!r}: only params.NAME and dataset_params.NAME may be nested")
         return TrialConfig.from_dict(data, where="--set")
-
-
-GLOBAL_DEFAULTS: dict[str, Any] = {
-    "epochs": 30,
-    "optimizer": "sgd",
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "lr_schedule": "none",
-    "lr_step": 70,
-    "lr_gamma": 0.1,
-    "batch_size": 64,
-    "encoder_width": 64,
-    "augment": False,
-    "grad_clip": 0.0,
-}

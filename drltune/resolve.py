@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drltune.config import GLOBAL_DEFAULTS, LR_SCHEDULES, MODALITIES, OPTIMIZERS, SELECTIONS, TrialConfig
+from drltune.config import GLOBAL_DEFAULTS, KNOBS, SETTINGS, TrialConfig
 from drltune.data import DATASETS
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.models.fusion import FUSIONS
-from drltune.params import resolve_params
+from drltune.params import Param, resolve_params
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,21 @@ class ResolvedConfig:
         return getattr(self.config, name)
 
 
+def check_range(knob: Param, value: Any) -> None:
+    """A declared TrialConfig value within its choices or [low, high] (lr: above 0); None is unset."""
+    key = knob.name
+    if value is None or knob.kind == "bool":
+        return
+    if knob.kind == "choice":
+        if value not in knob.choices:
+            raise DrltuneError(f"{key}: {value!r} is not one of {', '.join(knob.choices)}")
+    elif knob.kind == "int":
+        if not knob.low <= value <= knob.high:
+            raise DrltuneError(f"{key}: {value} is outside [{knob.low}, {knob.high}]")
+    elif not knob.low <= value <= knob.high or (key == "lr" and value <= 0):
+        raise DrltuneError(f"{key}: {value} is outside the valid range ({knob.low}, {knob.high}]")
+
+
 def resolve(cfg: TrialConfig) -> ResolvedConfig:
     """Fill defaults (dataset, then global) and validate every value, naming the bad key."""
     cfg.check_types()
@@ -40,21 +55,8 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
             filled[key] = default
     out = TrialConfig(**filled)
     out.check_types()
-    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                         ("selection", SELECTIONS), ("modality", MODALITIES)):
-        if getattr(out, key) not in allowed:
-            raise DrltuneError(f"{key}: {getattr(out, key)!r} is not one of {', '.join(allowed)}")
-    positive = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "encoder_width": (1, 4096),
-                "lr_step": (1, 100_000), "seed": (0, 2**32 - 1)}
-    for key, (lo, hi) in positive.items():
-        if not lo <= getattr(out, key) <= hi:
-            raise DrltuneError(f"{key}: {getattr(out, key)} is outside [{lo}, {hi}]")
-    for key, (lo, hi) in {"lr": (0.0, 10.0), "momentum": (0.0, 1.0), "weight_decay": (0.0, 1.0),
-                          "lr_gamma": (0.0, 1.0), "grad_clip": (0.0, 1e6)}.items():
-        if not lo <= getattr(out, key) <= hi or (key == "lr" and out.lr <= 0):
-            raise DrltuneError(f"{key}: {getattr(out, key)} is outside the valid range ({lo}, {hi}]")
-    if out.threads is not None and not 1 <= out.threads <= 1024:
-        raise DrltuneError(f"threads: {out.threads} is outside [1, 1024]")
+    for knob in (*KNOBS, *SETTINGS):
+        check_range(knob, getattr(out, knob.name))
     if out.device not in ("auto", "cpu") and not out.device.startswith("cuda"):
         raise DrltuneError(f"device: {out.device!r} must be auto, cpu or cuda[:N]")
     params = resolve_params(method.params, {**dataset.method_defaults.get(out.method, {}), **out.params},

@@ -1,4 +1,4 @@
-"""`drltune methods` and `drltune datasets`: what is registered, with each one's parameters."""
+"""`drltune methods`, `datasets`, `fusions` and `config`: what is registered or declared, with parameters."""
 from __future__ import annotations
 
 import click
@@ -36,4 +36,18 @@ def fusions_cmd() -> None:
         click.echo(f"{name}: {FUSIONS.get(name).__doc__.strip().splitlines()[0]}")
 
 
-COMMANDS = [methods_cmd, datasets_cmd, fusions_cmd]
+@click.command("config")
+def config_cmd() -> None:
+    """List the TrialConfig training knobs with their defaults and ranges."""
+    from drltune.config import KNOBS, SETTINGS
+
+    click.echo("training knobs (unset: the dataset's default, then this one):")
+    for p in KNOBS:
+        click.echo(f"    {p.describe()}")
+    click.echo("other settings:")
+    for p in SETTINGS:
+        click.echo(f"    {p.describe()}")
+    click.echo("and: dataset, data_root, method, fusion, device (auto | cpu | cuda[:N]), params, dataset_params")
+
+
+COMMANDS = [methods_cmd, datasets_cmd, fusions_cmd, config_cmd]

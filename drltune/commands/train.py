@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from drltune.config import TrialConfig
+from drltune.config import KNOBS, TrialConfig
 from drltune.errors import DrltuneError
 
 if TYPE_CHECKING:
@@ -46,7 +46,11 @@ def warn_inert(cfg: TrialConfig) -> None:
         click.echo(f"warning: {line}", err=True)
 
 
-@click.command("train")
+KNOBS_HELP = ("\b\nTraining knobs (--set KEY=VALUE; unset: the dataset's default, then this one; "
+              "`drltune config` lists every key):\n" + "\n".join(f"  {p.describe()}" for p in KNOBS))
+
+
+@click.command("train", epilog=KNOBS_HELP)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TrialConfig YAML (one or more documents).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. params.alpha=2.")
 @click.option("--epochs", type=click.IntRange(1, 100_000), help="Train this many epochs instead.")

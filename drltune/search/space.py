@@ -16,8 +16,7 @@ parameters are named `<method>.<param>` so that equal names of two methods never
 from __future__ import annotations
 
 import math
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,14 +24,14 @@ import optuna
 import yaml
 
 from drltune import safe_yaml
-from drltune.config import TrialConfig
+from drltune.config import FIELD_TYPES, KNOBS, TrialConfig
 from drltune.errors import DrltuneError
 from drltune.params import Param, yaml_number
 
 FILE_KEYS = ("epochs", "fixed", "space", "methods")
 NOT_SEARCHABLE = {"dataset", "data_root", "method", "epochs", "seed", "params", "dataset_params"}
 NOT_FIXABLE = {"dataset", "data_root", "method", "epochs", "seed", "params"}
-EPOCH_KEYS = {"lr_step"}  # TrialConfig keys counted in epochs (method params say so with Param.is_epoch)
+EPOCH_KEYS = {p.name for p in KNOBS if p.is_epoch}  # TrialConfig keys counted in epochs (e.g. lr_step)
 
 
 @dataclass(frozen=True)
@@ -196,25 +195,8 @@ def parse_space(data: Any, max_epochs: int, path: Path = Path("<space>"), text: 
 
 
 # ---- parsing helpers -----------------------------------------------------------------------------
-def _config_types() -> dict[str, str]:
-    """TrialConfig field -> "int" | "float" | "bool" | "str" | "dict", read from its annotations."""
-    hints = typing.get_type_hints(TrialConfig)
-    out = {}
-    for f in fields(TrialConfig):
-        if typing.get_origin(hints[f.name]) is dict:
-            out[f.name] = "dict"
-            continue
-        args = set(typing.get_args(hints[f.name])) or {hints[f.name]}
-        for typ, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
-            if typ in args:
-                out[f.name] = name
-                break
-        else:
-            out[f.name] = "dict"
-    return out
-
-
-_CONFIG_TYPES = _config_types()
+# TrialConfig key -> "int" | "float" | "bool" | "str" | "dict", from the config's own declaration.
+_CONFIG_TYPES = {key: typ.__name__ for key, typ in FIELD_TYPES.items()}
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
