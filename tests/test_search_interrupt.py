@@ -37,6 +37,7 @@ methods:
 NAME = "interrupt"
 TRIALS = 4
 TIMEOUT_S = 5  # counted from Ray start-up: shorter than any trial here, so it always cuts the run
+STOP_S = 180  # how long a stop may take (Ray shuts down slowly on a busy machine)
 
 
 def _trials(url: str) -> list:
@@ -85,8 +86,9 @@ def test_ctrl_c_and_timeout_stop_cleanly_and_the_same_command_resumes(tmp_path):
                  and TrialState.COMPLETE in states, 300, "a finished and a running trial", first, poll=0.2)
         os.killpg(first.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
         sent = time.monotonic()
-        assert first.wait(60) == 130, first.output()[-3000:]
-        assert time.monotonic() - sent < 60
+        # Generous on a loaded machine (Ray's shutdown); what is asserted is the exit status and lines.
+        assert first.wait(STOP_S) == 130, first.output()[-3000:]
+        assert time.monotonic() - sent < STOP_S
         lines = _lines(first)
         assert lines[-1] == "error: interrupted", lines[-5:]
         assert re.fullmatch(r"stopped by Ctrl-C: [1-9]\d* running trials closed and queued for the next run",
@@ -103,8 +105,8 @@ def test_ctrl_c_and_timeout_stop_cleanly_and_the_same_command_resumes(tmp_path):
         second = Search(tmp_path, [*args, "--timeout", str(TIMEOUT_S)])
         searches.append(second)
         started = time.monotonic()
-        assert second.wait(TIMEOUT_S + 60) == 0, second.output()[-3000:]
-        assert time.monotonic() - started < TIMEOUT_S + 60
+        assert second.wait(TIMEOUT_S + STOP_S) == 0, second.output()[-3000:]
+        assert time.monotonic() - started < TIMEOUT_S + STOP_S
         lines = _lines(second)
         assert any(line.startswith(f"resuming: {len(kept)} finished trials kept") for line in lines), lines
         assert any(re.fullmatch(r"stopped by --timeout: \d+ running trials closed and queued for the next run",
