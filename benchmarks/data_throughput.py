@@ -38,7 +38,7 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 def run_cached(root: str, batch: int, epochs: int, workers: int, device: str, queue: mp.Queue,
                audio_dtype: str = "float16") -> None:
     from drltune.data import load_dataset
-    from drltune.data.base import to_device_batch
+    from drltune.data.batches import to_device_batch
 
     torch.set_num_threads(1)  # several threads lose to their own barriers on a busy 2-core machine
     base = peak_rss_mib()
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from drltune.data import load_dataset
     from drltune.data.cremad_prepare import prepare_cremad
-    from drltune.data.fake_cremad import write_cremad_raw
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fixture writer lives with the tests
+    from fake_cremad import write_cremad_raw
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)

@@ -196,7 +196,8 @@ def measure(target, *args) -> dict:
 
 def prepare_data(work: Path, clips: int) -> Path:
     from drltune.data.cremad_prepare import prepare_cremad
-    from drltune.data.fake_cremad import write_cremad_raw
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fixture writer lives with the tests
+    from fake_cremad import write_cremad_raw
 
     if len(list((work / "raw" / "AudioWAV").glob("*.wav"))) != clips:  # a kept --workdir is reused
         write_cremad_raw(work / "raw", clips, seconds=2.5, width=480, height=360, n_actors=10)

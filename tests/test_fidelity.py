@@ -18,7 +18,7 @@ from sklearn.preprocessing import MinMaxScaler
 from drltune.config import TrialConfig
 from drltune.data import load_dataset
 from drltune.data.cremad_prepare import prepare_cremad
-from drltune.data.fake_cremad import EMOTIONS, clip_names
+from fake_cremad import EMOTIONS, clip_names
 from drltune.data.splits import read_split
 from drltune.methods import dr
 from drltune.train import Trainer

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drltune.data.base import to_device_batch
+from drltune.data.batches import to_device_batch
 from drltune.methods.agm import agm_coefficients, agm_score, shapley_logits
 from drltune.train import Trainer
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drltune.data.base import to_device_batch
+from drltune.data.batches import to_device_batch
 from drltune.methods.arl import arl_weights
 from drltune.train import Trainer
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drltune.data.base import to_device_batch
+from drltune.data.batches import to_device_batch
 from drltune.methods.mla import (SharedHead, modality_weights, projected_grad, projection_alpha,
                                  update_projector)
 from drltune.train import Trainer

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drltune.data.base import to_device_batch
+from drltune.data.batches import to_device_batch
 from drltune.methods.mmpareto import combined_grad, min_norm_weights, pareto_weights
 from drltune.train import Trainer
 

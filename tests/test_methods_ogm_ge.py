@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from drltune.config import TrialConfig
-from drltune.data.base import to_device_batch
+from drltune.data.batches import to_device_batch
 from drltune.errors import DrltuneError
 from drltune.methods.common import true_class_score
 from drltune.methods.ogm_ge import modulate_, ogm_coefficients

@@ -7,7 +7,7 @@ import torch
 
 from drltune.config import TrialConfig
 from drltune.data import load_dataset
-from drltune.data.base import augment_frames
+from drltune.data.batches import augment_frames
 from drltune.errors import DrltuneError
 from drltune.train import NonFiniteLoss, Trainer
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from drltune.data.base import to_device_batch
+from drltune.data.batches import to_device_batch
 from drltune.methods.base import METHODS, Method
 from drltune.methods.common import StepMeans, autocast, in_window, mean_entropy, true_class_score
 from drltune.params import Param

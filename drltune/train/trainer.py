@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from drltune import faults
 from drltune.config import TrialConfig
 from drltune.data import DataBundle, Split, load_dataset
-from drltune.data.base import to_device_batch
+from drltune.data.batches import to_device_batch
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.models import AVClassifier

@@ -1,4 +1,4 @@
-"""Write a CREMA-D-shaped raw folder (real WAV + FLV files) for tests and the throughput benchmark.
+"""Write a CREMA-D-shaped raw folder (real WAV + FLV files) for tests and the data benchmarks.
 
 Each clip has a class-dependent tone in noise and frames whose colour depends on the class, so the
 data is learnable, and the files are what the published dataset holds: 16 kHz PCM WAVs in
