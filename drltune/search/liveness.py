@@ -5,8 +5,10 @@ Liveness is Optuna's: the driver records a heartbeat for each trial it runs
 whose heartbeat is older than the grace period is stale (`_get_stale_trial_ids`, same clock, so
 machines' clocks never meet). What Optuna lacks is kept here: each trial carries its driver's
 unique id (`driver`: host:pid:token) and process namespace (`driver_ns`), so that a driver that
-died on this machine is known at once (its PID is gone) instead of after the grace period. Stale
-trials are retired (study.retire: FAIL, then retried); a driver never retires its own trials.
+died on this machine is known at once (its PID is gone) instead of after the grace period. The id
+is written with the trial itself; a trial that never got a heartbeat (its driver was cut off right
+after asking) is stale once this driver has watched it for ORPHAN_S. Stale trials are retired
+(study.retire: FAIL, then retried); a driver never retires its own trials.
 
 `--trials` counts the study's total of COMPLETE and PRUNED trials: a driver asks for a new trial
 only while those plus live running trials (of every driver) are fewer than `--trials`, and after

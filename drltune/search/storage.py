@@ -124,8 +124,8 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             return {t.trial_id for t in running if not t.heartbeats}
 
 
-for _name in ("_create_new_trial", "_get_best_trial_id", "running_trial_ids_without_heartbeat", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
-              "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
+for _name in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
+              "running_trial_ids_without_heartbeat", "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
               "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
               "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
               "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",
