@@ -111,10 +111,13 @@ def test_a_trial_nobody_claimed_is_stale_once_watched_long_enough(tmp_path, monk
     unclaimed = study.ask(LR)
     study._storage.set_trial_user_attr(unclaimed._trial_id, liveness.DRIVER_ATTR, other.driver)
     study._storage.set_trial_user_attr(unclaimed._trial_id, liveness.DRIVER_NS_ATTR, "another-kernel")
+    phantom = study.ask(LR)  # born with this driver's id, never claimed (a retried insert that had landed)
     monkeypatch.setattr(liveness, "ORPHAN_S", 1.0)
     assert stale_trials(study) == []  # first seen now: its driver may be claiming it this very moment
     time.sleep(1.5)
-    assert [t.number for t in stale_trials(study)] == [unclaimed.number]  # never the one with a heartbeat
+    mine = phantom.user_attrs[liveness.DRIVER_ATTR]
+    assert [t.number for t in stale_trials(study, me=mine)] == [unclaimed.number, phantom.number]
+    assert claimed.number not in [t.number for t in stale_trials(study)]  # never one with a heartbeat
 
 
 def test_a_driver_whose_last_places_are_held_elsewhere_waits_and_says_so(tmp_path):

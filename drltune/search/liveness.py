@@ -94,15 +94,15 @@ def _unclaimed(study: optuna.Study, running: list[FrozenTrial]) -> set[int]:
 
 
 def stale_trials(study: optuna.Study, me: str | None = None) -> list[FrozenTrial]:
-    """RUNNING trials whose driver is gone (never this driver's own)."""
+    """RUNNING trials whose driver is gone, or that no driver ever claimed (a trial this driver runs
+    is never among them)."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
     by_clock = set(study._storage._get_stale_trial_ids(study._study_id))
-    unclaimed = _unclaimed(study, running)
-    return [t for t in running
-            if (me is None or t.user_attrs.get(DRIVER_ATTR) != me)
-            and (t._trial_id in by_clock or t._trial_id in unclaimed or died_here(t))]
+    unclaimed = _unclaimed(study, running)  # this driver's own too: one it runs has a heartbeat
+    return [t for t in running if t._trial_id in unclaimed
+            or ((me is None or t.user_attrs.get(DRIVER_ATTR) != me) and (t._trial_id in by_clock or died_here(t)))]
 
 
 def retire_stale(study: optuna.Study, max_retries: int | None, me: str | None = None) -> int:
