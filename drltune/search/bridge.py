@@ -17,9 +17,9 @@ trial and leaves them to be retried by the next run.
 from __future__ import annotations
 
 import collections
-import math
 import functools
 import json
+import math
 import re
 import time
 import warnings

@@ -107,6 +107,11 @@ def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
     return len(gone)
 
 
+def study_name(spec: SearchSpec, space: SearchSpace) -> str:
+    """--study, else DATASET-SPACE (e.g. synthetic-default)."""
+    return spec.study_name or f"{spec.dataset}-{space.path.stem}"
+
+
 def own_space_on_resume(spec: SearchSpec, space: SearchSpace, max_epochs: int) -> tuple[SearchSpace, str | None]:
     """The space a study resumes on when no --space is given: its own, as stored when it began.
 
@@ -116,7 +121,7 @@ def own_space_on_resume(spec: SearchSpec, space: SearchSpace, max_epochs: int) -
     its space is the default's; else the line that says which space it resumes on.)"""
     if Path(spec.space_file) != DEFAULT_SPACE:
         return space, None
-    name = spec.study_name or f"{spec.dataset}-{space.path.stem}"
+    name = study_name(spec, space)
     try:
         storage = open_storage(spec.storage, create=False)
         stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(record.SPACE)
@@ -189,7 +194,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     check_sampler(spec.sampler, space)
     url = resolve_storage_url(spec.storage)
     storage = open_storage(url, heartbeat=True)
-    name = spec.study_name or f"{spec.dataset}-{space.path.stem}"
+    name = study_name(spec, space)
     # Each trial samples with its own seed (seed, trial number): drivers that share the study
     # propose different configurations, and one driver alone is reproducible.
     _, sampler_args = make_sampler(spec.sampler, spec.seed, spec.trials, space)

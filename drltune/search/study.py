@@ -74,7 +74,7 @@ class _Requeue(RetryHeartbeatStaleTrialCallback):
     trial's own attributes, its error and driver, would mislabel the retry)."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        fresh = copy.copy(trial)
+        fresh = copy.deepcopy(trial)  # Optuna's callback appends to the trial's retry_history list
         fresh.user_attrs = {record.RETRY_OF: trial.number}
         super().__call__(study, fresh)
 
@@ -113,5 +113,5 @@ def requeue_lost(study: optuna.Study) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         for trial in lost:
-            _Requeue(max_retry=None)(study, copy.deepcopy(trial))  # Optuna's callback appends to its lists
+            _Requeue(max_retry=None)(study, trial)
     return len(lost)
