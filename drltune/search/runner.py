@@ -188,6 +188,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
         # A missing or malformed data folder fails here, before the study exists, and the cache is
         # built once now instead of inside the first trial while the others wait on its lock.
         load_dataset(base.dataset, base.data_root, resolved.dataset_params)
+    fixed_notes = space.fixed_by(spec.overrides, base)
     space.check_values(base)
 
     pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
@@ -212,6 +213,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     echo(f"search space {space.path}:" if own_space_note is None else own_space_note)
     for line in space.describe():
         echo(f"  {line}")
+    for note in fixed_notes:
+        echo(note)
     for note in space.notes:
         echo(f"epoch budget: {note}")
     store = checkpoint_store(spec, name)

@@ -133,6 +133,34 @@ class SearchSpace:
             lines.extend(space_warnings(method, ranges, base.epochs or 1))
         return lines
 
+    def fixed_by(self, overrides: Sequence[str], base: TrialConfig) -> list[str]:
+        """Make `--set KEY=VALUE` fix KEY where the space searches it (else a sampled value would
+        silently replace it in every trial): a top key, `method`, or `params.NAME` of any method
+        that searches NAME. `base` holds the parsed values. Returns one note per fixed key."""
+        keys = list(dict.fromkeys(item.split("=", 1)[0].strip() for item in overrides))
+        notes = []
+        for key in keys:
+            if key == "method":
+                if base.method not in self.methods:
+                    raise DrltuneError(f"--set method={base.method}: not among {self.path}'s methods "
+                                       f"({', '.join(self.methods)})")
+                self.methods = {base.method: self.methods[base.method]}
+                notes.append(f"--set method={base.method}: the only method searched")
+            elif key.startswith("params."):
+                name = key[len("params."):]
+                searched = [m for m, dims in self.methods.items() if any(
+                    d.searched and d.name == f"{m}.{name}" for d in dims)]
+                for m in searched:
+                    self.methods[m] = [Dimension(d.name, "fixed", value=base.params[name])
+                                       if d.name == f"{m}.{name}" else d for d in self.methods[m]]
+                if searched:
+                    notes.append(f"--set {key}={base.params[name]!r}: fixed for {', '.join(searched)}")
+            elif any(d.searched and d.name == key for d in self.top):
+                value = getattr(base, key)
+                self.top = [Dimension(key, "fixed", value=value) if d.name == key else d for d in self.top]
+                notes.append(f"--set {key}={value!r}: fixed, not searched")
+        return notes
+
     def describe(self) -> list[str]:
         lines = [d.describe() for d in self.top]
         lines.append(f"method in {{{', '.join(self.methods)}}}")
