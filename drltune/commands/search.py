@@ -63,7 +63,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--storage-path", help="Folder or URI (s3://...) for Ray's state and trial checkpoints; on a "
                                      "multi-node cluster one that every node reaches [default: studies/ray].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Fix a TrialConfig key for every trial (a key the space searches is then not searched), e.g. dataset_params.n_train=120.")
+              help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120 "
+                   "(a key the space searches is then not searched).")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
                pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
                max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, overrides) -> None:
