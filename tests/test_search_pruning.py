@@ -134,8 +134,7 @@ def test_median_judges_a_trial_after_its_grace_window_against_the_others_at_that
 def test_median_counts_running_trials_so_a_concurrent_first_wave_is_pruned():
     """Eight trials run at once and none has finished: Optuna's median (COMPLETE trials only)
     would let all of them train every epoch; peers that reached the step count here."""
-    pruner, args = make_pruner("median", max_epochs=12, n_trials=64)
-    assert args["n_startup_trials"] == 5 and args["n_warmup_steps"] == 2
+    pruner, args = make_pruner("median", max_epochs=12, n_trials=64, startup=5, warmup=2)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     wave = [study.ask() for _ in range(8)]
     pruned = set()
@@ -152,6 +151,9 @@ def test_median_counts_running_trials_so_a_concurrent_first_wave_is_pruned():
 
 
 def test_pruner_startup_and_warmup_flags():
+    assert make_pruner("median", max_epochs=30, n_trials=64)[1]["n_warmup_steps"] == 2  # the defaults
+    assert make_pruner("median", max_epochs=90, n_trials=200)[1]["n_startup_trials"] == 3
+    assert make_pruner("hyperband", max_epochs=90, n_trials=200)[1]["min_resource"] == 6
     pruner, args = make_pruner("median", max_epochs=30, n_trials=64, startup=3, warmup=7)
     assert (args["n_startup_trials"], args["n_min_trials"], args["n_warmup_steps"]) == (3, 3, 7)
     _, args = make_pruner("sha", max_epochs=30, n_trials=64, warmup=5)

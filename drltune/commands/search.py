@@ -34,10 +34,10 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Optuna pruner, wrapped to be re-init aware.")
 @click.option("--pruner-startup", type=click.IntRange(1, 100_000),
               help="median: other trials that must have reached an epoch (finished, pruned or running) "
-                   "before a trial is judged there [default: 2-5, from --trials].")
+                   "before a trial is judged there [default: 2-3, from --trials].")
 @click.option("--pruner-warmup", type=click.IntRange(1, 100_000),
               help="Epochs every trial trains before it can be pruned (sha/hyperband: the first rung) "
-                   "[default: median max-epochs/6, sha/hyperband max-epochs/8].")
+                   "[default: max-epochs/15, at least 1].")
 @click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
