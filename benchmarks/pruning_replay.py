@@ -4,7 +4,9 @@ Replays the learning curves of finished unpruned studies (e.g. `search_efficienc
 route) through drltune's own pruners (`make_pruner`: re-init aware, like with like), in trial
 order, `--concurrent` trials advancing epoch by epoch side by side. Per setting and study: epochs
 trained as a share of trials x epochs, how far the best validation accuracy among the trials that
-would have trained the whole budget falls below the study's best, and how many would have.
+would have trained the whole budget falls below the study's best, how many of the study's 5 and
+10 best trials would have trained it (a pruned good trial also tells TPE its region is bad), and
+how many trials would have.
 
 This is how the pruners' default start-up and warm-up were chosen. It holds the configurations
 fixed: a real pruned search also samples differently (TPE learns from pruned trials), which
@@ -38,12 +40,12 @@ def unpruned_curves(db: Path) -> list[Curve]:
 
 
 def replay(curves: list[Curve], pruner_name: str, startup: int | None, warmup: int | None,
-           concurrent: int) -> tuple[float, float, int]:
-    """(share of epochs trained, best val lost, trials that trained the whole budget)."""
+           concurrent: int) -> tuple[float, float, int, int, int]:
+    """(share of epochs trained, best val lost, top-5 kept, top-10 kept, trials kept)."""
     epochs = len(curves[0])
     pruner, _ = make_pruner(pruner_name, epochs, len(curves), startup, warmup)
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    waiting, live, trained, kept = list(range(len(curves))), {}, 0, []
+    waiting, live, trained, kept = list(range(len(curves))), {}, 0, set()
     while waiting or live:
         while waiting and len(live) < concurrent:
             live[waiting.pop(0)] = (study.ask(), 0)
@@ -52,15 +54,17 @@ def replay(curves: list[Curve], pruner_name: str, startup: int | None, warmup: i
             trained += 1
             if step == epochs - 1:
                 study.tell(trial, max(curves[i]))
-                kept.append(max(curves[i]))
+                kept.add(i)
             elif trial.should_prune():
                 study.tell(trial, state=TrialState.PRUNED)
             else:
                 live[i] = (trial, step + 1)
                 continue
             del live[i]
-    best = max(max(c) for c in curves)
-    return trained / (len(curves) * epochs), best - max(kept, default=0.0), len(kept)
+    ranked = sorted(range(len(curves)), key=lambda i: -max(curves[i]))
+    lost = max(curves[ranked[0]]) - max((max(curves[i]) for i in kept), default=0.0)
+    return (trained / (len(curves) * epochs), lost, sum(i in kept for i in ranked[:5]),
+            sum(i in kept for i in ranked[:10]), len(kept))
 
 
 def main() -> None:
@@ -78,15 +82,16 @@ def main() -> None:
     settings += [(name, None, w) for name in ("sha", "hyperband") for w in warmups]
     print(f"{len(studies)} unpruned studies, {', '.join(str(len(c)) for c in studies)} trials x {epochs} epochs, "
           f"{args.concurrent} at a time")
-    print("| pruner | start-up | warm-up | epochs % (each study) | best val lost, points | full-budget trials |")
-    print("|---|---|---|---|---|---|")
+    print("| pruner | start-up | warm-up | epochs % (each study) | best val lost, points | top 5 kept | top 10 kept "
+          "| full-budget trials |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, startup, warmup in settings:
         default = pruner_defaults(name, epochs, len(studies[0])) == (startup, warmup)
         rows = [replay(c, name, startup, warmup, args.concurrent) for c in studies]
         print(f"| {name}{' (default)' if default else ''} | {startup or '-'} | {warmup} "
               f"| {statistics.mean(r[0] for r in rows) * 100:.0f} ({' '.join(f'{r[0] * 100:.0f}' for r in rows)}) "
               f"| {statistics.mean(r[1] for r in rows) * 100:.2f} ({' '.join(f'{r[1] * 100:.1f}' for r in rows)}) "
-              f"| {' '.join(str(r[2]) for r in rows)} |", flush=True)
+              + "".join(f"| {' '.join(str(r[k]) for r in rows)} " for k in (2, 3, 4)) + "|", flush=True)
 
 
 if __name__ == "__main__":
