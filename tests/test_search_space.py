@@ -132,7 +132,7 @@ def test_set_fixes_a_key_the_space_searches_instead_of_being_overwritten_by_the_
     overrides = ["batch_size=16", "method=dr", "params.alpha=2.5", "encoder_width=4"]
     base = TrialConfig(epochs=8).with_overrides(overrides)
     notes = s.fixed_by(overrides, base)
-    assert notes == ["--set batch_size=16: fixed, not searched", "--set method=dr: the only method searched",
+    assert notes == ["--set method=dr: the only method searched", "--set batch_size=16: fixed, not searched",
                      "--set params.alpha=2.5: fixed for dr"]
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
     for _ in range(10):
@@ -141,5 +141,7 @@ def test_set_fixes_a_key_the_space_searches_instead_of_being_overwritten_by_the_
         assert (cfg.batch_size, cfg.method, cfg.params["alpha"], cfg.encoder_width) == (16, "dr", 2.5, 4)
         assert "batch_size" not in trial.params and "dr.alpha" not in trial.params and "dr.reinit_epoch" in trial.params
         study.tell(trial, 0.5)
+    reordered = ["params.alpha=2.5", "method=dr"]  # the note names dr only, whatever the order
+    assert load_space(DEFAULT, max_epochs=8).fixed_by(reordered, base)[1] == "--set params.alpha=2.5: fixed for dr"
     with pytest.raises(DrltuneError, match="--set method=toy: not among .*default.yaml's methods"):
         load_space(DEFAULT, max_epochs=8).fixed_by(["method=toy"], TrialConfig(method="toy"))

@@ -138,6 +138,7 @@ class SearchSpace:
         silently replace it in every trial): a top key, `method`, or `params.NAME` of any method
         that searches NAME. `base` holds the parsed values. Returns one note per fixed key."""
         keys = list(dict.fromkeys(item.split("=", 1)[0].strip() for item in overrides))
+        keys.sort(key=lambda key: key != "method")  # methods narrowed first: params notes name only those left
         notes = []
         for key in keys:
             if key == "method":
