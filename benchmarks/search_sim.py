@@ -1,0 +1,586 @@
+"""Simulated searches on the learning-curve table: which route returns the best config, and at what cost?
+
+A simulated search runs drltune's own search machinery (the `OptunaBridge` that `drltune search`
+runs under Ray: its sampler, its re-init-aware pruner, its budget and trial bookkeeping) on a
+simulated clock with N workers, without Ray and without training: each trial's epochs come from
+the table (`benchmarks/curve_table.py`). A proposal is answered by its nearest recorded
+configuration of the same method (distance over the space's normalised dimensions), on the
+search's training seed, so a search replays real curves, re-init dips and NaN failures included,
+and an epoch takes the seconds it took when recorded.
+
+Scoring. The seeds a search sees (0-2: one per search, as `drltune search` trains every trial on
+its --seed; racing routes see the others) are never the seeds that score it: a config's *true
+quality* is its mean over the held-out seeds (3-4) of the test accuracy at the epoch selected on
+validation, what a user gets from `drltune train` on a fresh seed. Regret of a search = the best
+true quality in the world's configs minus the true quality of the config it returns (points).
+Routes run on the same search seeds; paired differences get bootstrap 95 % intervals.
+
+Worlds. `--world even|odd|all`: the table's even-numbered configs, the odd ones, or all. Settings
+are chosen on one world and set of search seeds and reported on the other (README).
+
+    python benchmarks/search_sim.py [--routes median,tpe,...] [--seeds 0-99] [--world all]
+        [--trials 64] [--epochs 30] [--workers 2] [--jobs 2] [--out DIR] [--report] [--fidelity]
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import random
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from curve_table import OUT as TABLE_DIR  # noqa: E402
+from curve_table import load_runs  # noqa: E402
+
+VISIBLE_SEEDS = (0, 1, 2)
+HELDOUT_SEEDS = (3, 4)
+
+
+# ---- the table and its surrogate -------------------------------------------------------------------
+@dataclass
+class Run:
+    """One recorded (config, seed): per-epoch curves; `error` when it stopped on a non-finite loss."""
+
+    val: list[float]
+    test: list[float]
+    seconds: list[float]
+    reinits: list[int] = field(default_factory=list)
+    val_audio: list[float] = field(default_factory=list)
+    val_visual: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def selected(self) -> int:
+        """The epoch the trainer selects: the first maximum of validation accuracy."""
+        return max(range(len(self.val)), key=lambda i: (self.val[i], -i))
+
+
+@dataclass
+class Config:
+    id: int
+    params: dict[str, Any]
+    runs: dict[int, Run]
+
+    @property
+    def method(self) -> str:
+        return self.params["method"]
+
+    def quality(self, seeds: Iterable[int] = HELDOUT_SEEDS) -> float:
+        """Mean test accuracy at the validation-selected epoch over `seeds` (a failed run counts 0)."""
+        values = [self.runs[s].test[self.runs[s].selected] if self.runs[s].val and not self.runs[s].error else 0.0
+                  for s in seeds if s in self.runs]
+        return statistics.mean(values) if values else math.nan
+
+
+class Table:
+    """The world a simulated search lives in: configs, their runs, nearest-neighbour lookup."""
+
+    def __init__(self, configs: list[Config], space: Any, epochs: int, quality_seeds: tuple[int, ...] = HELDOUT_SEEDS,
+                 visible: tuple[int, ...] = VISIBLE_SEEDS) -> None:
+        self.epochs, self.space, self.visible = epochs, space, visible
+        if not any(all(s in c.runs for s in quality_seeds) for c in configs):  # a table still recording
+            print(f"note: no config has its held-out seeds {quality_seeds} yet: true quality is taken on the "
+                  f"visible seeds {visible} (not held out)", file=sys.stderr)
+            quality_seeds = visible
+        self.quality_seeds = quality_seeds
+        self.configs = [c for c in configs
+                        if all(s in c.runs for s in visible) and all(s in c.runs for s in quality_seeds)]
+        self.by_method: dict[str, list[Config]] = {}
+        for c in self.configs:
+            self.by_method.setdefault(c.method, []).append(c)
+        self.dims = {m: [*space.top, *dims] for m, dims in space.methods.items()}
+        self.quality = {c.id: c.quality(quality_seeds) for c in self.configs}
+        self.by_id = {c.id: c for c in self.configs}
+        self.best_quality = max(self.quality.values())
+
+    @classmethod
+    def load(cls, folder: Path = TABLE_DIR, world: str = "all", epochs: int = 30) -> "Table":
+        from drltune.search.runner import DEFAULT_SPACE
+        from drltune.search.space import load_space
+
+        configs: dict[int, Config] = {}
+        for r in load_runs(folder):
+            if world == "even" and r["config"] % 2 or world == "odd" and not r["config"] % 2:
+                continue
+            c = configs.setdefault(r["config"], Config(r["config"], r["params"], {}))
+            c.runs[r["seed"]] = Run(r["val"], r["test"], r["seconds"], r["reinits"], r["val_audio"],
+                                    r["val_visual"], r["error"])
+        return cls(sorted(configs.values(), key=lambda c: c.id), load_space(DEFAULT_SPACE, epochs), epochs)
+
+    def _coordinate(self, dim: Any, value: Any) -> float | Any:
+        if dim.kind in ("int", "float"):
+            lo, hi, x = float(dim.low), float(dim.high), float(value)
+            if dim.log:
+                lo, hi, x = math.log(lo), math.log(hi), math.log(x)
+            return (x - lo) / (hi - lo) if hi > lo else 0.0
+        return value
+
+    def distance(self, method: str, a: dict[str, Any], b: dict[str, Any]) -> float:
+        total = 0.0
+        for dim in self.dims[method]:
+            if not dim.searched:
+                continue
+            x, y = self._coordinate(dim, a[dim.name]), self._coordinate(dim, b[dim.name])
+            total += (x - y) ** 2 if isinstance(x, float) else float(x != y)
+        return total
+
+    def nearest(self, params: dict[str, Any], exclude: int | None = None) -> Config:
+        """The recorded config of the same method closest to `params` (ties: the lower id)."""
+        pool = [c for c in self.by_method[params["method"]] if c.id != exclude]
+        return min(pool, key=lambda c: (self.distance(params["method"], params, c.params), c.id))
+
+    def fidelity(self) -> dict[str, float]:
+        """Leave-one-out: each config's true quality predicted by its nearest other config of the
+        same method; Spearman rank correlation over the world (and a method-mean predictor's)."""
+        from scipy.stats import spearmanr
+
+        truth, nn, method_mean = [], [], []
+        for c in self.configs:
+            if len(self.by_method[c.method]) < 2:
+                continue
+            truth.append(self.quality[c.id])
+            nn.append(self.quality[self.nearest(c.params, exclude=c.id).id])
+            others = [self.quality[o.id] for o in self.by_method[c.method] if o.id != c.id]
+            method_mean.append(statistics.mean(others))
+        return {"configs": len(truth), "spearman_nn": float(spearmanr(truth, nn).statistic),
+                "spearman_method_mean": float(spearmanr(truth, method_mean).statistic)}
+
+
+# ---- routes -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    """One way of searching: sampler, pruner and what happens after the search."""
+
+    name: str
+    sampler: str = "tpe"
+    pruner: str = "none"
+    startup: int | None = None
+    warmup: int | None = None
+    stock: bool = False  # Ray's OptunaSearch + ASHA: stopped trials told COMPLETE with their last value
+    forgive: bool = False  # TPE does not see trials pruned at the first verdict
+    race: int = 0  # re-run the top K on the other visible seeds; return the best mean
+    trials: int | None = None  # None: --trials
+    description: str = ""
+
+
+ROUTES: dict[str, Route] = {r.name: r for r in (
+    Route("random", sampler="random", description="random search, no pruning"),
+    Route("tpe", description="TPE, no pruning"),
+    Route("median", pruner="median", description="drltune's median pruner at its current defaults"),
+    Route("sha", pruner="sha", description="successive halving"),
+    Route("hyperband", pruner="hyperband", description="Hyperband"),
+    Route("stock", stock=True, description="Ray OptunaSearch + ASHA semantics (stopped = COMPLETE, last value)"),
+    Route("median-w5", pruner="median", warmup=5, description="median, first verdict at epoch 5"),
+    Route("median-forgive", pruner="median", forgive=True,
+          description="median; TPE does not learn from trials pruned at the first verdict"),
+    Route("median-race3", pruner="median", race=3, description="median, then the top 3 raced on 2 more seeds"),
+    Route("tpe-race3", race=3, trials=48, description="TPE unpruned, 48 trials, then the top 3 raced"),
+    Route("median-forgive-race3", pruner="median", forgive=True, race=3,
+          description="median + forgiving TPE + racing the top 3"),
+)}
+
+
+class LocalBudget:
+    """`SharedBudget`'s decisions for one driver with no other driver and no stale trial:
+    "done" once --trials trials finished, "wait" while running ones fill the rest, else "open"."""
+
+    def __init__(self, study: optuna.Study, target: int) -> None:
+        self.study, self.target, self.held_by_others = study, target, []
+
+    def state(self) -> str:
+        from drltune.search.liveness import FINISHED_OK
+
+        finished = len(self.study.get_trials(deepcopy=False, states=FINISHED_OK))
+        running = len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        return "done" if finished >= self.target else "wait" if finished + running >= self.target else "open"
+
+    def claim(self, trial: optuna.Trial) -> bool:
+        return True
+
+
+@dataclass
+class Outcome:
+    """What one simulated search returned and spent."""
+
+    config: int  # the table config whose curves the returned trial replayed
+    best_val: float  # the returned trial's best validation accuracy (single seed), as the search shows it
+    test_acc: float  # its test accuracy at the selected epoch (same seed)
+    raced_val: float  # the mean it was chosen on (racing), else best_val
+    epochs: int
+    seconds: float
+    states: dict[str, int]
+    methods: dict[str, int]
+    trial_configs: list[int] = field(default_factory=list)  # the table config each trial replayed, in order
+
+
+class Clock:
+    """N workers on a simulated clock: events are (time, order, trial), served in time order."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers, self.now, self.events, self.order, self.busy, self.peak = workers, 0.0, [], 0, 0, 0
+
+    def start(self, after: float, key: Any) -> None:
+        self.busy += 1
+        self.peak = max(self.peak, self.busy)
+        assert self.busy <= self.workers, "more trials running than workers"
+        self.schedule(after, key)
+
+    def schedule(self, after: float, key: Any) -> None:
+        heapq.heappush(self.events, (self.now + after, self.order, key))
+        self.order += 1
+
+    def next(self) -> Any:
+        self.now, _, key = heapq.heappop(self.events)
+        return key
+
+    def free(self) -> None:
+        self.busy -= 1
+
+
+def epoch_record(run: Run, epoch: int) -> dict[str, Any]:
+    return {"epoch": epoch, "val_acc": run.val[epoch], "val_acc_audio": run.val_audio[epoch] if run.val_audio else None,
+            "val_acc_visual": run.val_visual[epoch] if run.val_visual else None, "reinit": epoch in run.reinits,
+            "seconds": run.seconds[epoch]}
+
+
+def final_result(run: Run, last: int) -> dict[str, Any]:
+    best = run.selected
+    return {"epoch": last, "val_acc": run.val[last], "best_val_acc": run.val[best], "best_epoch": best,
+            "test_acc": run.test[best], "test_f1": math.nan, "test_acc_audio": math.nan, "test_acc_visual": math.nan}
+
+
+def _sampler(route: Route, seed: int, trials: int, warmup: int | None) -> optuna.samplers.BaseSampler:
+    from drltune.search.samplers import make_sampler
+
+    sampler, _ = make_sampler(route.sampler, seed, trials)
+    if route.forgive:
+        from drltune.search.samplers import ForgivingSampler
+
+        sampler = ForgivingSampler(sampler, before_step=warmup)
+    return sampler
+
+
+def simulate(table: Table, route: Route, seed: int, trials: int = 64, workers: int = 2) -> Outcome:
+    """One search of `route` with search seed `seed` (sampler seed; training seed = visible[seed % 3])."""
+    from drltune.config import TrialConfig
+    from drltune.search.bridge import OptunaBridge
+    from drltune.search.pruning import make_pruner, pruner_defaults
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    trials = route.trials or trials
+    epochs, last = table.epochs, table.epochs - 1
+    train_seed = table.visible[seed % len(table.visible)]
+    warmup = route.warmup if route.warmup is not None else pruner_defaults("median", epochs, trials)[1]
+    pruner, _ = make_pruner(route.pruner, epochs, trials, route.startup, route.warmup)
+    study = optuna.create_study(direction="maximize", sampler=_sampler(route, seed, trials, warmup),
+                                pruner=pruner if not route.stock else optuna.pruners.NopPruner())
+    base = TrialConfig.from_dict({"dataset": "synthetic", "epochs": epochs, "seed": train_seed, "threads": 1})
+    clock = Clock(workers)
+    runs: dict[str, tuple[Config, Run]] = {}
+    epochs_run = 0
+    if route.stock:
+        searcher = StockRoute(study, table, trials, epochs, warmup)
+    else:
+        bridge = OptunaBridge(study, table.space, base, LocalBudget(study, trials), max_failed=max(10, trials // 10))
+        searcher = BridgeRoute(bridge)
+    n_ids = 0
+    while True:
+        while clock.busy < workers and not searcher.finished:
+            tid = f"t{n_ids}"
+            params = searcher.suggest(tid)
+            if params is None:
+                break
+            n_ids += 1
+            config = table.nearest(params)
+            runs[tid] = (config, config.runs[train_seed])
+            clock.start(runs[tid][1].seconds[0], (tid, 0))
+        if not clock.events:
+            break
+        tid, epoch = clock.next()
+        config, run = runs[tid]
+        epochs_run += 1
+        failed = run.error is not None and epoch == len(run.val) - 1
+        stop = searcher.epoch(tid, run, epoch, last, failed)
+        if stop or epoch == last or failed:
+            clock.free()
+        else:
+            clock.schedule(run.seconds[epoch + 1], (tid, epoch + 1))
+    outcome = searcher.returned()
+    if outcome is None:
+        return Outcome(-1, math.nan, math.nan, math.nan, epochs_run, clock.now, searcher.states(), {},
+                       [c.id for c, _ in runs.values()])
+    tid, chosen_val = outcome
+    config, run = runs[tid]
+    raced_val = chosen_val
+    if route.race:
+        config, raced_val, more_epochs, clock.now = race(table, searcher.ranked(runs), route.race, train_seed,
+                                                          workers, clock.now)
+        epochs_run += more_epochs
+        run = config.runs[train_seed]
+    methods: dict[str, int] = {}
+    for c, _ in runs.values():
+        methods[c.method] = methods.get(c.method, 0) + 1
+    return Outcome(config.id, run.val[run.selected] if not run.error else 0.0,
+                   run.test[run.selected] if not run.error else 0.0, raced_val, epochs_run, clock.now,
+                   searcher.states(), methods, [c.id for c, _ in runs.values()])
+
+
+def race(table: Table, ranked: list[Config], k: int, train_seed: int, workers: int,
+         now: float) -> tuple[Config, float, int, float]:
+    """Re-run the top `k` distinct configs on the other visible seeds (N workers, longest first);
+    the winner is the best mean of best validation accuracy over all its visible seeds."""
+    top = []
+    for c in ranked:
+        if c not in top:
+            top.append(c)
+        if len(top) == k:
+            break
+    others = [s for s in table.visible if s != train_seed]
+    jobs = sorted((sum(c.runs[s].seconds) for c in top for s in others), reverse=True)
+    finish = [now] * workers
+    for seconds in jobs:
+        i = min(range(workers), key=lambda w: finish[w])
+        finish[i] += seconds
+    epochs = sum(len(c.runs[s].val) for c in top for s in others)
+
+    def mean_val(c: Config) -> float:
+        return statistics.mean(max(c.runs[s].val) if c.runs[s].val and not c.runs[s].error else 0.0
+                               for s in table.visible)
+
+    best = max(top, key=lambda c: (mean_val(c), -top.index(c)))
+    return best, mean_val(best), epochs, max(finish)
+
+
+class BridgeRoute:
+    """drltune's route: the OptunaBridge exactly as `drltune search` drives it through Ray."""
+
+    def __init__(self, bridge: Any) -> None:
+        self.bridge, self.finished = bridge, False
+
+    def suggest(self, tid: str) -> dict[str, Any] | None:
+        from ray.tune.search import Searcher
+
+        answer = self.bridge.suggest(tid)
+        if answer == Searcher.FINISHED:
+            self.finished = True
+            return None
+        if answer is None:
+            return None
+        return dict(self.bridge.live[tid].trial.params)
+
+    def epoch(self, tid: str, run: Run, epoch: int, last: int, failed: bool) -> bool:
+        record = epoch_record(run, epoch)
+        result = final_result(run, last) if epoch == last else {"epoch": epoch, "val_acc": run.val[epoch]}
+        stop = self.bridge.on_epoch(tid, {**result, "record": json.dumps(record)})
+        if failed:
+            self.bridge.on_trial_complete(tid, {"error": run.error or "failed", "val_acc": math.nan})
+        elif stop or epoch == last:
+            self.bridge.on_trial_complete(tid, result if epoch == last else None)
+        return stop
+
+    def returned(self) -> tuple[str, float] | None:
+        best = max(self._complete(), key=lambda t: t.value, default=None)  # study.best_trial: the first max
+        if best is None:
+            return None
+        return best.user_attrs["ray_trial_id"], best.value
+
+    def _complete(self) -> list[Any]:
+        return self.bridge.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    def ranked(self, runs: dict[str, tuple[Config, Run]]) -> list[Config]:
+        done = sorted(self._complete(), key=lambda t: (-t.value, t.number))
+        return [runs[t.user_attrs["ray_trial_id"]][0] for t in done]
+
+    def states(self) -> dict[str, int]:
+        trials = self.bridge.study.get_trials(deepcopy=False)
+        return {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+
+
+class StockRoute:
+    """Ray's `OptunaSearch` with `ASHAScheduler` (grace = drltune's first rung, factor 3): Ray's own
+    ASHA decides on the *last* value; a stopped trial is told COMPLETE with its last value; the
+    search returns the full-budget trial with the best best-so-far (as `search_efficiency.py`)."""
+
+    def __init__(self, study: optuna.Study, table: Table, trials: int, epochs: int, grace: int) -> None:
+        from ray.tune.schedulers import ASHAScheduler
+
+        self.study, self.table, self.trials, self.finished = study, table, trials, False
+        self.asha = ASHAScheduler(time_attr="training_iteration", metric="val_acc", mode="max", max_t=epochs,
+                                  grace_period=grace, reduction_factor=3)
+        self.live: dict[str, optuna.Trial] = {}
+        self.full: list[tuple[float, int, str]] = []
+        self.asked = 0
+
+    def suggest(self, tid: str) -> dict[str, Any] | None:
+        if self.asked >= self.trials:
+            self.finished = True
+            return None
+        self.asked += 1
+        trial = self.study.ask()
+        self.table.space.sample(trial)
+        self.live[tid] = trial
+        self.asha.on_trial_add(None, SimpleNamespace(trial_id=tid))  # one bracket: no random choice
+        return dict(trial.params)
+
+    def epoch(self, tid: str, run: Run, epoch: int, last: int, failed: bool) -> bool:
+        trial = self.live[tid]
+        trial.report(run.val[epoch], epoch)
+        if failed:
+            self.study.tell(trial, state=TrialState.FAIL)
+            return True
+        action = self.asha.on_trial_result(None, SimpleNamespace(trial_id=tid),
+                                           {"training_iteration": epoch + 1, "val_acc": run.val[epoch]})
+        if epoch == last or action == "STOP":
+            self.study.tell(trial, run.val[epoch])
+            if epoch == last:
+                self.full.append((max(run.val), -trial.number, tid))
+            return True
+        return False
+
+    def returned(self) -> tuple[str, float] | None:
+        if not self.full:
+            return None
+        value, _, tid = max(self.full)
+        return tid, value
+
+    def ranked(self, runs: dict[str, tuple[Config, Run]]) -> list[Config]:
+        return [runs[tid][0] for _, _, tid in sorted(self.full, reverse=True)]
+
+    def states(self) -> dict[str, int]:
+        trials = self.study.get_trials(deepcopy=False)
+        return {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+
+
+# ---- many searches, and their figures -------------------------------------------------------------
+def run_one(job: tuple[str, str, int, int, int, str]) -> dict[str, Any]:
+    route_name, world, seed, trials, workers, folder = job
+    return {"world": world, **run_one_on(_table(folder, world), route_name, seed, trials, workers)}
+
+
+def run_one_on(table: Table, route_name: str, seed: int, trials: int, workers: int) -> dict[str, Any]:
+    """One simulated search as a row: its outcome and its regret in points."""
+    start = time.perf_counter()
+    out = simulate(table, ROUTES[route_name], seed, trials, workers)
+    regret = 100 * (table.best_quality - table.quality[out.config]) if out.config >= 0 else math.nan
+    row = {"route": route_name, "seed": seed, "trials": trials, "workers": workers, "regret": regret,
+           **out.__dict__, "sim_s": time.perf_counter() - start}
+    row.pop("trial_configs")
+    return row
+
+
+_TABLES: dict[tuple[str, str], Table] = {}
+
+
+def _table(folder: str, world: str) -> Table:
+    if (folder, world) not in _TABLES:
+        _TABLES[(folder, world)] = Table.load(Path(folder), world)
+    return _TABLES[(folder, world)]
+
+
+def bootstrap(diffs: list[float], n: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of the mean of paired differences."""
+    rng = np.random.default_rng(seed)
+    d = np.asarray(diffs)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def report(rows: list[dict[str, Any]], budget: int, reference: str) -> list[str]:
+    by_route: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        by_route.setdefault(r["route"], {})[r["seed"]] = r
+    lines = ["| route | searches | median regret | p90 regret | mean regret | epochs / unpruned | sim wall s "
+             f"| mean regret minus {reference} [95 % CI] |", "|---|---|---|---|---|---|---|---|"]
+    ref = by_route.get(reference, {})
+    for name in [n for n in ROUTES if n in by_route]:
+        mine = by_route[name]
+        regrets = [r["regret"] for r in mine.values()]
+        paired = [mine[s]["regret"] - ref[s]["regret"] for s in mine if s in ref]
+        ci = bootstrap(paired) if paired and name != reference else None
+        diff = f"{statistics.mean(paired):+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "-"
+        lines.append(f"| {name} | {len(mine)} | {np.median(regrets):.2f} | {np.percentile(regrets, 90):.2f} "
+                     f"| {statistics.mean(regrets):.2f} | {100 * statistics.mean(r['epochs'] for r in mine.values()) / budget:.0f} % "
+                     f"| {statistics.mean(r['seconds'] for r in mine.values()):.0f} | {diff} |")
+    return lines
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            seeds.extend(range(int(a), int(b) + 1))
+        elif part:
+            seeds.append(int(part))
+    return seeds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", default=",".join(ROUTES))
+    parser.add_argument("--seeds", default="0-99", help="search seeds, e.g. 0-99 or 0,5,7")
+    parser.add_argument("--world", choices=("all", "even", "odd"), default="all")
+    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="simulations run side by side (processes)")
+    parser.add_argument("--table", type=Path, default=TABLE_DIR)
+    parser.add_argument("--out", type=Path, default=Path("studies/search_sim"))
+    parser.add_argument("--reference", default="median", help="the route paired differences are taken against")
+    parser.add_argument("--report", action="store_true", help="only print the table of the rows already there")
+    parser.add_argument("--fidelity", action="store_true", help="print the surrogate's fidelity and stop")
+    args = parser.parse_args()
+    table = Table.load(args.table, args.world)
+    print(f"table: {len(table.configs)} configs in world {args.world!r} ({', '.join(f'{m} {len(c)}' for m, c in table.by_method.items())}); "
+          f"best true quality {100 * table.best_quality:.2f} %", flush=True)
+    fid = table.fidelity()
+    print(f"surrogate fidelity (leave-one-out, Spearman of true quality): nearest neighbour {fid['spearman_nn']:.2f}, "
+          f"method mean {fid['spearman_method_mean']:.2f} over {fid['configs']} configs", flush=True)
+    if args.fidelity:
+        return
+    routes = [r for r in args.routes.split(",") if r]
+    unknown = set(routes) - set(ROUTES)
+    if unknown:
+        parser.error(f"--routes: unknown {sorted(unknown)}; valid: {','.join(ROUTES)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows_file = args.out / "rows.jsonl"
+    key = lambda r: (r["route"], r["world"], r["seed"], r["trials"], r["workers"])  # noqa: E731
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()] if rows_file.exists() else []
+    done = {key(r) for r in rows}
+    seeds = parse_seeds(args.seeds)
+    jobs = [(route, args.world, seed, args.trials, args.workers, str(args.table))
+            for seed in seeds for route in routes if (route, args.world, seed, args.trials, args.workers) not in done]
+    if jobs and not args.report:
+        import multiprocessing
+
+        start = time.perf_counter()
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool, rows_file.open("a") as out:
+            for n, row in enumerate(pool.imap_unordered(run_one, jobs, chunksize=1), 1):
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+                rows.append(row)
+                if n % 20 == 0 or n == len(jobs):
+                    print(f"  {n}/{len(jobs)} searches simulated, {time.perf_counter() - start:.0f} s", flush=True)
+    mine = [r for r in rows if r["world"] == args.world and r["seed"] in set(seeds) and r["trials"] == args.trials
+            and r["workers"] == args.workers and r["route"] in routes]
+    print(f"\n{len({r['seed'] for r in mine})} search seeds ({args.seeds}), world {args.world}, {args.trials} trials x "
+          f"{table.epochs} epochs, {args.workers} workers; regret in points of true quality "
+          f"(held-out seeds' test accuracy)")
+    print("\n".join(report(mine, args.trials * table.epochs, args.reference)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The search simulator (benchmarks/search_sim.py) on a tiny hand-made table: deterministic for a
+seed, regret computed from the held-out seeds, never more trials running than workers."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import search_sim as sim  # noqa: E402
+from curve_table import draw_configs  # noqa: E402
+
+EPOCHS = 6
+
+
+def curve(final: float, epochs: int = EPOCHS) -> list[float]:
+    return [round(final * (e + 1) / epochs, 4) for e in range(epochs)]
+
+
+@pytest.fixture(scope="module")
+def table() -> sim.Table:
+    """16 configs (2 per method). Visible seeds: val ends at 0.2 + 0.04 * id (config 15 looks best);
+    test accuracy 0.3 + 0.01 * id, except config 3 on the held-out seeds: 0.9, so the true best
+    is config 3, which no search can tell from the seeds it sees."""
+    from drltune.search.runner import DEFAULT_SPACE
+    from drltune.search.space import load_space
+
+    configs = []
+    for c in draw_configs(16, EPOCHS):
+        runs = {}
+        for seed in (*sim.VISIBLE_SEEDS, *sim.HELDOUT_SEEDS):
+            val = curve(0.2 + 0.04 * c["id"] + 0.001 * seed)
+            test = [0.9 if c["id"] == 3 and seed in sim.HELDOUT_SEEDS else 0.3 + 0.01 * c["id"]] * EPOCHS
+            runs[seed] = sim.Run(val, test, [1.0 + 0.1 * c["id"]] * EPOCHS)
+        configs.append(sim.Config(c["id"], c["params"], runs))
+    return sim.Table(configs, load_space(DEFAULT_SPACE, EPOCHS), EPOCHS)
+
+
+def test_true_quality_is_the_heldout_test_accuracy_at_the_val_selected_epoch() -> None:
+    run = sim.Run(val=[0.1, 0.5, 0.5, 0.2], test=[0.9, 0.4, 0.8, 0.7], seconds=[1.0] * 4)
+    assert run.selected == 1  # the first maximum of val, as the trainer selects
+    config = sim.Config(0, {"method": "baseline"}, {3: run, 4: sim.Run([0.3, 0.1], [0.6, 0.2], [1.0, 1.0])})
+    assert config.quality() == pytest.approx((0.4 + 0.6) / 2)
+    failed = sim.Run([0.3], [0.9], [1.0], error="NonFiniteLoss")
+    assert sim.Config(1, {"method": "baseline"}, {3: failed, 4: failed}).quality() == 0.0
+
+
+def test_regret_is_the_best_true_quality_minus_the_returned_configs(table: sim.Table) -> None:
+    row = sim.run_one_on(table, "tpe", seed=0, trials=12, workers=2)
+    returned = row["config"]
+    assert table.best_quality == pytest.approx(0.9)
+    assert row["regret"] == pytest.approx(100 * (0.9 - table.quality[returned]))
+    assert row["regret"] > 0 or returned == 3
+
+
+def test_a_search_is_deterministic_for_its_seed(table: sim.Table) -> None:
+    for route in ("median", "stock", "median-forgive"):
+        a = sim.simulate(table, sim.ROUTES[route], seed=5, trials=12, workers=2)
+        b = sim.simulate(table, sim.ROUTES[route], seed=5, trials=12, workers=2)
+        assert a == b
+    other = [sim.simulate(table, sim.ROUTES["random"], seed=s, trials=12, workers=2).methods for s in (1, 2, 3)]
+    assert len({tuple(sorted(m.items())) for m in other}) > 1  # another seed, another search
+
+
+def test_no_more_trials_run_at_once_than_workers(table: sim.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    peaks = []
+    original = sim.Clock.free
+
+    def free(clock: sim.Clock) -> None:
+        peaks.append(clock.peak)
+        original(clock)
+
+    monkeypatch.setattr(sim.Clock, "free", free)
+    for workers in (1, 3):
+        peaks.clear()
+        sim.simulate(table, sim.ROUTES["tpe"], seed=1, trials=9, workers=workers)
+        assert max(peaks) == workers
+
+
+def test_the_clock_counts_each_epochs_recorded_seconds(table: sim.Table) -> None:
+    # config i's epochs take 1 + 0.1 * i seconds: one worker serialises them exactly
+    one = sim.simulate(table, sim.ROUTES["tpe"], seed=2, trials=6, workers=1)
+    assert one.epochs == 6 * EPOCHS
+    assert one.seconds == pytest.approx(sum(EPOCHS * (1 + 0.1 * i) for i in one.trial_configs))
+    two = sim.simulate(table, sim.ROUTES["tpe"], seed=2, trials=6, workers=2)
+    assert max(EPOCHS * (1 + 0.1 * i) for i in two.trial_configs) <= two.seconds < one.seconds
+
+
+def test_pruning_trains_fewer_epochs_and_racing_returns_the_best_mean(table: sim.Table) -> None:
+    unpruned = sim.simulate(table, sim.ROUTES["tpe"], seed=3, trials=16, workers=2)
+    pruned = sim.simulate(table, sim.ROUTES["median"], seed=3, trials=16, workers=2)
+    assert pruned.epochs < unpruned.epochs == 16 * EPOCHS
+    raced = sim.simulate(table, sim.ROUTES["median-race3"], seed=3, trials=16, workers=2)
+    assert raced.epochs > pruned.epochs  # the race's extra seeds are counted
+    assert raced.raced_val == pytest.approx(
+        sum(max(table.by_id[raced.config].runs[s].val) for s in sim.VISIBLE_SEEDS) / 3)
+
+
+def test_bootstrap_interval_excludes_zero_only_for_a_real_difference() -> None:
+    low, high = sim.bootstrap([1.0, 1.2, 0.8, 1.1, 0.9] * 8)
+    assert 0 < low < 1.0 < high
+    low, high = sim.bootstrap([1.0, -1.0] * 20)
+    assert low < 0 < high
