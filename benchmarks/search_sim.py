@@ -263,14 +263,10 @@ def final_result(run: Run, last: int) -> dict[str, Any]:
 
 
 def _sampler(route: Route, seed: int, trials: int, warmup: int | None) -> optuna.samplers.BaseSampler:
-    from drltune.search.samplers import make_sampler
+    """The sampler exactly as `drltune search` builds it (one seeded sampler per trial)."""
+    from drltune.search.samplers import search_sampler
 
-    sampler, _ = make_sampler(route.sampler, seed, trials)
-    if route.forgive:
-        from drltune.search.samplers import ForgivingSampler
-
-        sampler = ForgivingSampler(sampler, before_step=warmup)
-    return sampler
+    return search_sampler(route.sampler, seed, trials, forgive_before=warmup if route.forgive else None)[0]
 
 
 def simulate(table: Table, route: Route, seed: int, trials: int = 64, workers: int = 2) -> Outcome:
@@ -286,7 +282,13 @@ def simulate(table: Table, route: Route, seed: int, trials: int = 64, workers: i
     train_seed = table.visible[seed % len(table.visible)]
     warmup = route.warmup if route.warmup is not None else pruner_defaults("median", epochs, trials)[1]
     pruner, _ = make_pruner(route.pruner, epochs, trials, route.startup, route.warmup)
-    study = optuna.create_study(direction="maximize", sampler=_sampler(route, seed, trials, warmup),
+    if route.stock:  # OptunaSearch holds one sampler, seeded once (as search_efficiency.py's stock route)
+        from drltune.search.samplers import make_sampler
+
+        sampler = make_sampler(route.sampler, seed, trials)[0]
+    else:
+        sampler = _sampler(route, seed, trials, warmup)
+    study = optuna.create_study(direction="maximize", sampler=sampler,
                                 pruner=pruner if not route.stock else optuna.pruners.NopPruner())
     base = TrialConfig.from_dict({"dataset": "synthetic", "epochs": epochs, "seed": train_seed, "threads": 1})
     clock = Clock(workers)

@@ -166,9 +166,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     from drltune.search.pruning import make_pruner
     from drltune.search.dashboard_view import describe_study
     from drltune.search.progress import next_steps, summary_lines
-    from drltune.search.samplers import check_sampler, make_sampler
+    from drltune.search.samplers import check_sampler, search_sampler
     from drltune.search.liveness import retire_stale
-    from drltune.search.seeding import TrialSeededSampler
     from drltune.search.study import counted, create_or_resume, requeue_lost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -198,9 +197,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
     name = study_name(spec, space)
     # Each trial samples with its own seed (seed, trial number): drivers that share the study
     # propose different configurations, and one driver alone is reproducible.
-    _, sampler_args = make_sampler(spec.sampler, spec.seed, spec.trials, space)
-    sampler = TrialSeededSampler(lambda seed: make_sampler(spec.sampler, seed, spec.trials, space)[0], spec.seed)
-    sampler_args = {**sampler_args, "seed_per_trial": True}
+    sampler, sampler_args = search_sampler(spec.sampler, spec.seed, spec.trials, space)
     attrs = {record.DATASET: spec.dataset, record.SPACE: space.text, record.SPACE_FILE: str(space.path.resolve()),
              record.VERSION: drltune.__version__, record.COMMAND: spec.command, record.MAX_EPOCHS: max_epochs,
              record.PRUNER: spec.pruner, record.SAMPLER: spec.sampler, record.PRUNER_ARGS: pruner_args,

@@ -108,3 +108,22 @@ class ForgivingSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
+
+
+def search_sampler(name: str, seed: int, n_trials: int, space: SearchSpace | None = None,
+                   forgive_before: int | None = None) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
+    """The sampler `drltune search` runs: every trial samples with its own seeded sampler
+    (seeding.py), behind a `ForgivingSampler` when `forgive_before` is given; and its arguments."""
+    from drltune.search.seeding import TrialSeededSampler
+
+    _, args = make_sampler(name, seed, n_trials, space)
+
+    def make(trial_seed: int) -> optuna.samplers.BaseSampler:
+        inner = make_sampler(name, trial_seed, n_trials, space)[0]
+        return inner if forgive_before is None else ForgivingSampler(inner, forgive_before)
+
+    args = {**args, "seed_per_trial": True}
+    if forgive_before is not None:
+        args["forgive_pruned_at_or_before_step"] = forgive_before
+    return TrialSeededSampler(make, seed), args
+
