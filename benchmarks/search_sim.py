@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from curve_table import OUT as TABLE_DIR  # noqa: E402
 from curve_table import load_runs  # noqa: E402
 
+FIGURES = Path(__file__).resolve().parents[1] / "drltune" / "search" / "search_benchmark.json"
 VISIBLE_SEEDS = (0, 1, 2)
 HELDOUT_SEEDS = (3, 4)
 
@@ -520,6 +521,44 @@ def report(rows: list[dict[str, Any]], budget: int, reference: str) -> list[str]
     return lines
 
 
+REAL_ROUTE = {"none": "tpe", "median": "median", "sha": "sha", "hyperband": "hyperband", "stock": "stock"}
+
+
+def check_real(real: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """Each real search (search_efficiency.py) against the simulated spread (5th-95th percentile over
+    the simulated search seeds) of the same route: best val acc of the returned trial, epochs share."""
+    lines = ["| route | real seed | real best val % | simulated 5-95 % (median) | inside | real epochs % "
+             "| simulated 5-95 % (median) | inside |", "|---|---|---|---|---|---|---|---|"]
+    budget = {r["route"]: r["trials"] * 30 for r in rows}
+    for r in real:
+        sim_route = REAL_ROUTE[r["route"]]
+        mine = [x for x in rows if x["route"] == sim_route]
+        if not mine:
+            continue
+        vals = [100 * x["best_val"] for x in mine]
+        shares = [100 * x["epochs"] / budget[sim_route] for x in mine]
+        cells = []
+        for value, dist in ((100 * r["best_val"], vals), (100 * r["epochs_share"], shares)):
+            lo, mid, hi = np.percentile(dist, [5, 50, 95])
+            cells.append(f"{value:.1f} | {lo:.1f}-{hi:.1f} ({mid:.1f}) | {'yes' if lo <= value <= hi else 'NO'}")
+        lines.append(f"| {r['route']} ({sim_route}) | {r['seed']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_figures(rows: list[dict[str, Any]], route: str, path: Path, world: str, seeds: str, budget: int) -> dict:
+    """The default route's measured figures, for the line `drltune search` and `explore` print."""
+    mine = [r for r in rows if r["route"] == route]
+    regrets = [r["regret"] for r in mine]
+    figures = {"benchmark": "benchmarks/search_sim.py", "route": route, "searches": len(mine), "world": world,
+               "seeds": seeds, "trials": mine[0]["trials"], "workers": mine[0]["workers"],
+               "median_regret": round(float(np.median(regrets)), 2),
+               "p90_regret": round(float(np.percentile(regrets, 90)), 2),
+               "epochs_share": round(statistics.mean(r["epochs"] for r in mine) / budget, 3),
+               "best_val_std": round(100 * statistics.pstdev(r["best_val"] for r in mine), 2)}
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
+
+
 def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
@@ -544,6 +583,10 @@ def main() -> None:
     parser.add_argument("--reference", default="median", help="the route paired differences are taken against")
     parser.add_argument("--report", action="store_true", help="only print the table of the rows already there")
     parser.add_argument("--fidelity", action="store_true", help="print the surrogate's fidelity and stop")
+    parser.add_argument("--check-real", type=Path, metavar="ROWS",
+                        help="real search_efficiency.py rows (JSON lines) to check against the simulated spread")
+    parser.add_argument("--write-figures", metavar="ROUTE",
+                        help=f"write ROUTE's figures to {FIGURES} (what drltune search and explore quote)")
     args = parser.parse_args()
     table = Table.load(args.table, args.world)
     print(f"table: {len(table.configs)} configs in world {args.world!r} ({', '.join(f'{m} {len(c)}' for m, c in table.by_method.items())}); "
@@ -582,6 +625,13 @@ def main() -> None:
           f"{table.epochs} epochs, {args.workers} workers; regret in points of true quality "
           f"(held-out seeds' test accuracy)")
     print("\n".join(report(mine, args.trials * table.epochs, args.reference)))
+    if args.check_real:
+        real = [json.loads(line) for line in args.check_real.read_text().splitlines() if line.strip()]
+        print(f"\nreal searches ({args.check_real.name}) against the simulated spread of the same route")
+        print("\n".join(check_real(real, mine)))
+    if args.write_figures:
+        figures = write_figures(mine, args.write_figures, FIGURES, args.world, args.seeds, args.trials * table.epochs)
+        print(f"\nwrote {FIGURES}: {figures}")
 
 
 if __name__ == "__main__":
