@@ -47,6 +47,8 @@ from curve_table import load_runs  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parents[1] / "drltune" / "search" / "search_benchmark.json"
 VISIBLE_SEEDS = (0, 1, 2)
+# Weights of the nearest-neighbour distance per searched dimension ("*": every other one).
+DISTANCE_WEIGHTS = {"lr": 1.0, "batch_size": 1.0, "optimizer": 1.0, "fusion": 1.0, "*": 1.0}
 HELDOUT_SEEDS = (3, 4)
 
 
@@ -90,8 +92,9 @@ class Table:
     """The world a simulated search lives in: configs, their runs, nearest-neighbour lookup."""
 
     def __init__(self, configs: list[Config], space: Any, epochs: int, quality_seeds: tuple[int, ...] = HELDOUT_SEEDS,
-                 visible: tuple[int, ...] = VISIBLE_SEEDS) -> None:
+                 visible: tuple[int, ...] = VISIBLE_SEEDS, weights: dict[str, float] | None = None) -> None:
         self.epochs, self.space, self.visible = epochs, space, visible
+        self.weights = {**DISTANCE_WEIGHTS, **(weights or {})}
         if not any(all(s in c.runs for s in quality_seeds) for c in configs):  # a table still recording
             print(f"note: no config has its held-out seeds {quality_seeds} yet: true quality is taken on the "
                   f"visible seeds {visible} (not held out)", file=sys.stderr)
@@ -121,12 +124,18 @@ class Table:
                                     r["val_visual"], r["error"])
         return cls(sorted(configs.values(), key=lambda c: c.id), load_space(DEFAULT_SPACE, epochs), epochs)
 
-    def _coordinate(self, dim: Any, value: Any) -> float | Any:
+    @staticmethod
+    def _coordinate(dim: Any, value: Any) -> float | Any:
+        """A number in [0, 1] (log scale where the space is; numeric choices by their rank), else the value."""
         if dim.kind in ("int", "float"):
             lo, hi, x = float(dim.low), float(dim.high), float(value)
             if dim.log:
                 lo, hi, x = math.log(lo), math.log(hi), math.log(x)
             return (x - lo) / (hi - lo) if hi > lo else 0.0
+        numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in dim.choices)
+        if numeric and len(dim.choices) > 1:
+            ranked = sorted(dim.choices)
+            return ranked.index(value) / (len(ranked) - 1)
         return value
 
     def distance(self, method: str, a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -135,7 +144,8 @@ class Table:
             if not dim.searched:
                 continue
             x, y = self._coordinate(dim, a[dim.name]), self._coordinate(dim, b[dim.name])
-            total += (x - y) ** 2 if isinstance(x, float) else float(x != y)
+            weight = self.weights.get(dim.name, self.weights["*"])
+            total += weight * ((x - y) ** 2 if isinstance(x, float) else float(x != y))
         return total
 
     def nearest(self, params: dict[str, Any], exclude: int | None = None) -> Config:
@@ -158,6 +168,23 @@ class Table:
             method_mean.append(statistics.mean(others))
         return {"configs": len(truth), "spearman_nn": float(spearmanr(truth, nn).statistic),
                 "spearman_method_mean": float(spearmanr(truth, method_mean).statistic)}
+
+
+WEIGHT_GRID = {"lr": (1, 4, 8, 16), "batch_size": (1, 2, 4, 8), "optimizer": (0.5, 1, 2, 4), "fusion": (0.25, 0.5, 1),
+               "*": (0.1, 0.25, 0.5, 1)}
+
+
+def fit_weights(table: Table) -> list[tuple[float, dict[str, float]]]:
+    """Every weight setting of WEIGHT_GRID with its leave-one-out fidelity on `table`, best first
+    (choose them on one world, report the fidelity on the other)."""
+    import itertools
+
+    scored = []
+    for values in itertools.product(*WEIGHT_GRID.values()):
+        weights = dict(zip(WEIGHT_GRID, values))
+        trial = Table(table.configs, table.space, table.epochs, table.quality_seeds, table.visible, weights)
+        scored.append((trial.fidelity()["spearman_nn"], weights))
+    return sorted(scored, key=lambda x: -x[0])
 
 
 # ---- routes -------------------------------------------------------------------------------------
@@ -583,6 +610,8 @@ def main() -> None:
     parser.add_argument("--reference", default="median", help="the route paired differences are taken against")
     parser.add_argument("--report", action="store_true", help="only print the table of the rows already there")
     parser.add_argument("--fidelity", action="store_true", help="print the surrogate's fidelity and stop")
+    parser.add_argument("--fit-weights", action="store_true",
+                        help="grid-search the nearest-neighbour distance weights on this world and stop")
     parser.add_argument("--check-real", type=Path, metavar="ROWS",
                         help="real search_efficiency.py rows (JSON lines) to check against the simulated spread")
     parser.add_argument("--write-figures", metavar="ROUTE",
@@ -594,6 +623,10 @@ def main() -> None:
     fid = table.fidelity()
     print(f"surrogate fidelity (leave-one-out, Spearman of true quality): nearest neighbour {fid['spearman_nn']:.2f}, "
           f"method mean {fid['spearman_method_mean']:.2f} over {fid['configs']} configs", flush=True)
+    if args.fit_weights:
+        for score, weights in fit_weights(table)[:5]:
+            print(f"  {score:.3f}  {weights}")
+        return
     if args.fidelity:
         return
     routes = [r for r in args.routes.split(",") if r]
