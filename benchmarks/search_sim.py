@@ -577,7 +577,8 @@ def write_figures(rows: list[dict[str, Any]], route: str, path: Path, world: str
     mine = [r for r in rows if r["route"] == route]
     regrets = [r["regret"] for r in mine]
     figures = {"benchmark": "benchmarks/search_sim.py", "route": route, "searches": len(mine), "world": world,
-               "seeds": seeds, "trials": mine[0]["trials"], "workers": mine[0]["workers"],
+               "seeds": seeds, "trials": mine[0]["trials"], "epochs": budget // mine[0]["trials"],
+               "workers": mine[0]["workers"],
                "median_regret": round(float(np.median(regrets)), 2),
                "p90_regret": round(float(np.percentile(regrets, 90)), 2),
                "epochs_share": round(statistics.mean(r["epochs"] for r in mine) / budget, 3),

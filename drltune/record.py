@@ -25,6 +25,7 @@ SAMPLER_ARGS = "sampler_args"
 RESUME_CHECKED = (DATASET, MAX_EPOCHS, SPACE)  # a resumed study must match these
 VERIFY_PREFIX = "verify:"  # + trial<N>:<label>:seed<S>: one `drltune verify` run
 VERIFY_SEEDS = "verify_seeds"  # the fresh seeds, fixed at the first verify so a re-run reuses them
+RACE = "race"  # the search's race (racing.py): {"top", "seeds", "ranking": [{"trial", "mean_val_acc", ...}]}
 
 # ---- trial user attributes ------------------------------------------------------------------------
 CONFIG = "config"  # the TrialConfig the trial trained, as a dict (what `export` writes back)
@@ -94,3 +95,10 @@ def reinits_fired(trial: FrozenTrial) -> int:
 
 def is_interrupted(trial: FrozenTrial) -> bool:
     return bool(trial.user_attrs.get(INTERRUPTED))
+
+
+def raced_ranking(study: Any) -> list[dict[str, Any]]:
+    """The study's stored race, best mean first ([] when it was not raced)."""
+    race = study.user_attrs.get(RACE)
+    return list(race["ranking"]) if isinstance(race, dict) else []
+

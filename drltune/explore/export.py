@@ -18,8 +18,10 @@ from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 
 
-def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = ()) -> list[FrozenTrial]:
-    """The trials named by number, else the `top` best complete ones (1 when nothing is asked)."""
+def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = (),
+                  by_race: bool = True) -> list[FrozenTrial]:
+    """The trials named by number, else the `top` best complete ones (1 when nothing is asked):
+    in a raced study (racing.py) the raced ones first, by their mean over seeds, then the rest."""
     trials = study.get_trials(deepcopy=False)
     if numbers:
         by_number = {t.number: t for t in trials}
@@ -33,7 +35,11 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
         states = ", ".join(f"{n} {label}" for label, n in counts.items()) or "no trials"
         raise DrltuneError(f"study {study.study_name!r} has no complete trial ({states}); pick one with --trial N")
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: (-t.value if reverse else t.value, t.number))[: top or 1]
+    ordered = sorted(complete, key=lambda t: (-t.value if reverse else t.value, t.number))
+    if by_race:
+        raced = [r["trial"] for r in record.raced_ranking(study)]
+        ordered = sorted(ordered, key=lambda t: raced.index(t.number) if t.number in raced else len(raced))
+    return ordered[: top or 1]
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:

@@ -274,6 +274,8 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.notes]
     if summary.noise:
         parts.append(f'<p class="noise"><b>Noise:</b> {html.escape(summary.noise)}.</p>')
+    if summary.choice:
+        parts.append(f'<p class="noise">{html.escape(summary.choice)}.</p>')
     parts.append(f'<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>'
                  f'{trials_html(summary.best_by_method, "method")}</section>')
     parts.append(f"<section><h2>Top trials</h2>{trials_html(summary.top)}</section>")

@@ -37,6 +37,7 @@ class Summary:
     noise: str | None = None  # what one validation clip is worth, and how far apart the top trials are
     incomplete_methods: list[str] = field(default_factory=list)  # methods with trials but none complete
     verified: list[dict[str, Any]] = field(default_factory=list)  # drltune verify's figures (verify.py)
+    choice: str | None = None  # how the best was chosen (one seed or raced) and the benchmark's figures
 
 
 def key_params(row: pd.Series) -> str:
@@ -147,11 +148,13 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
                  [v for t in study.get_trials(deepcopy=False) for v in t.intermediate_values.values()]
     from drltune.verify import verified_rows
 
+    from drltune.search.choice import choice_line
+
     verified = verified_rows(study)
     return Summary(study=study.study_name, dataset=study.user_attrs.get(record.DATASET), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
                    importances=imp, notes=notes, noise=noise_line(frame, accuracies, verified),
-                   incomplete_methods=incomplete, verified=verified)
+                   incomplete_methods=incomplete, verified=verified, choice=choice_line(study))
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -188,6 +191,8 @@ def render_table(s: Summary) -> str:
     lines += [f"note: {n}" for n in s.notes]
     if s.noise:
         lines.append(f"noise: {s.noise}")
+    if s.choice:
+        lines.append(s.choice)
     lines += ["", f"top {len(s.top)} trials (val_acc: best validation accuracy; complete trials first)",
               trials_table(s.top), "", BEST_PER_METHOD, trials_table(s.best_by_method, "method"),
               "", "best trial per fusion", trials_table(s.best_by_fusion, "fusion")]
@@ -215,6 +220,7 @@ def _plain(value: Any) -> Any:
 
 def render_json(s: Summary) -> str:
     payload = {"study": s.study, "dataset": s.dataset, "counts": s.counts, "notes": s.notes, "noise": s.noise,
+               "choice": s.choice,
                "top": _records(s.top), "best_by_method": _records(s.best_by_method),
                "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances,
                "verified": s.verified}

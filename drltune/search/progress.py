@@ -7,7 +7,8 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.record import is_interrupted
+from drltune.record import is_interrupted, raced_ranking
+from drltune.search.choice import choice_line
 from drltune.search.study import counted
 
 
@@ -68,13 +69,20 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
                     key=lambda t: t.value, reverse=True)[:top]
     if not trials:
         return ["no complete trial yet"]
-    lines = [f"best {len(trials)} configurations of study {study.study_name!r} (value = best val_acc):"]
+    raced = {r["trial"]: r for r in raced_ranking(study)}
+    if raced:  # the raced trials first, by their mean over seeds
+        trials = sorted(trials, key=lambda t: list(raced).index(t.number) if t.number in raced else len(raced))
+    lines = [f"best {len(trials)} configurations of study {study.study_name!r} (value = best val_acc"
+             + ("; raced: mean over seeds" if raced else "") + "):"]
     for rank, t in enumerate(trials, 1):
         test = t.user_attrs.get("test_acc")
-        lines.append(f"{rank:>2}. #{t.number:<4} val_acc {t.value:.4f}  test_acc "
+        mean = f"  mean val_acc {raced[t.number]['mean_val_acc']:.4f} over {raced[t.number]['seeds']} seeds" \
+            if t.number in raced else ""
+        lines.append(f"{rank:>2}. #{t.number:<4} val_acc {t.value:.4f}{mean}  test_acc "
                      f"{'n/a' if test is None else f'{test:.4f}'}  best epoch {t.user_attrs.get('best_epoch')}  "
                      f"{params_text(t.params)}")
-    return lines
+    line = choice_line(study)
+    return lines + ([line] if line else [])
 
 
 def next_steps(study_name: str, storage_url: str) -> list[str]:

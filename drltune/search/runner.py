@@ -161,8 +161,10 @@ class _Stop:
         return "stopped by Ctrl-C" if self.interrupted.is_set() else self.fired
 
 
-def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.Study:
-    """Create or resume the study, run the remaining trials on Ray Tune, print the best configs."""
+def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
+               after_trials: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
+    """Create or resume the study, run the remaining trials on Ray Tune, print the best configs.
+    `after_trials` runs once the study has its --trials (e.g. the race), before the summary."""
     from drltune.search.pruning import make_pruner
     from drltune.search.dashboard_view import describe_study
     from drltune.search.progress import next_steps, summary_lines
@@ -227,6 +229,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print) -> optuna.
         echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, "
              f"sampler {spec.sampler}, pruner {spec.pruner} (re-init aware)")
         _run_tune(spec, study, space, base, store, echo)
+    if after_trials is not None and counted(study) >= spec.trials:
+        after_trials(study)
     for line in summary_lines(study):
         echo(line)
     for line in next_steps(name, display_url(url)):
