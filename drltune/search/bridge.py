@@ -45,6 +45,7 @@ from drltune.search.progress import Outcome
 from drltune.search.space import SearchSpace
 from drltune.search.storage import GRACE_S, StorageUnavailable
 from drltune.search.study import lineage, retire
+from drltune.search.trainable import RESTORED
 
 MAX_INVALID_IN_A_ROW = 50
 SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
@@ -233,7 +234,11 @@ class OptunaBridge(Searcher):
     # ---- called by PruningScheduler ---------------------------------------------------------
     @_halting_on_storage_loss(True)
     def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
-        """Forward one epoch's val_acc (step = 0-based epoch); True when the trial should stop."""
+        """Forward one epoch's val_acc (step = 0-based epoch); True when the trial should stop.
+
+        A resumed trial's first result also carries the epochs its checkpoint restored: they are
+        recorded first, so that its history, the pruner's view and the re-init grace (a dip right
+        after a re-init before the cut) cover the whole trial, not only the retry's tail."""
         live = self.live.get(trial_id)
         if live is None or "epoch" not in result:
             return False
@@ -244,16 +249,20 @@ class OptunaBridge(Searcher):
         step = int(result["epoch"])
         if live.history and step <= live.history[-1]["epoch"]:
             return False  # Ray repeats a function trainable's last result
-        epoch_record = json.loads(result["record"])
-        live.history.append(epoch_record)
+        last = live.history[-1]["epoch"] if live.history else -1
+        epochs = [r for r in json.loads(result.get(RESTORED) or "[]") if last < r["epoch"] < step]
+        epochs.append(json.loads(result["record"]))
+        live.history.extend(epochs)
         try:
             if result.get("node_id") and result["node_id"] != live.node:
                 live.node = result["node_id"]
                 live.trial.set_user_attr(record.RAY_NODE, live.node)
                 live.trial.set_user_attr(record.RAY_NODE_IP, result.get("node_ip"))
-            live.trial.report(float(result["val_acc"]), step)
-            if epoch_record.get("reinit"):
-                live.reinits.append(step)
+            for epoch_record in epochs:
+                live.trial.report(float(epoch_record["val_acc"]), int(epoch_record["epoch"]))
+            reinits = [int(r["epoch"]) for r in epochs if r.get("reinit")]
+            if reinits:
+                live.reinits.extend(reinits)
                 live.trial.set_user_attr(record.REINIT_EPOCHS, live.reinits)
             if live.trial.should_prune():
                 live.pruned = True
