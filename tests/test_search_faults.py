@@ -127,8 +127,9 @@ def test_two_drivers_share_one_study(tmp_path, backend, request):
     kept = counted(load_study(url, name))
     assert len(kept) == 5, [(t.number, t.state.name, t.user_attrs.get("error")) for t in trials]
     assert len({t.number for t in trials}) == len(trials)
-    extra = [t for t in trials if t.user_attrs.get("interrupted")]
+    extra = [t for t in trials if t.user_attrs.get("not_run")]  # never queued again (not `interrupted`)
     assert all(t.user_attrs["error"].startswith("not run: the study reached --trials") for t in extra)
+    assert not [t for t in extra if t.user_attrs.get("interrupted")]
     firsts = {}
     for t in sorted(trials, key=lambda t: t.number):
         firsts.setdefault(t.user_attrs["driver"], t.params)

@@ -132,3 +132,34 @@ def test_a_driver_whose_last_places_are_held_elsewhere_waits_and_says_so(tmp_pat
     bridge = OptunaBridge(study, None, None, SharedBudget(study, 2, max_retries=2), note=lines.append)
     assert bridge.suggest("t1") is None and bridge.suggest("t2") is None  # ask again later, not FINISHED
     assert len(lines) == 1 and f"#{held[0].number}, #{held[1].number}" in lines[0], lines
+
+
+def test_a_trial_asked_past_the_budget_is_not_run_and_never_queued_again(tmp_path):
+    """Closed at once as `not_run`, not `interrupted`: a resume must not queue it (in a finished
+    study the queued trial would wait forever; drivers resuming together would queue duplicates),
+    nor may it count as failed. Studies that marked it interrupted are read by its error."""
+    from drltune.search.progress import Progress
+    from drltune.search.study import requeue_lost
+
+    study, _ = _study(tmp_path)
+    budget = SharedBudget(study, 1, max_retries=2)
+    first, extra = study.ask(LR), study.ask(LR)
+    assert budget.claim(first) and not budget.claim(extra)
+    closed = study.trials[extra.number]
+    assert closed.state == TrialState.FAIL and closed.user_attrs["not_run"] and "interrupted" not in closed.user_attrs
+    assert closed.user_attrs["error"].startswith("not run: the study reached --trials 1")
+
+    old = study.ask(LR)  # as stored before `not_run` existed
+    old.set_user_attr("interrupted", True)
+    old.set_user_attr("error", "not run: the study reached --trials 1 (another driver was first)")
+    study.tell(old, state=TrialState.FAIL)
+    assert requeue_lost(study) == 0 and requeue_lost(study) == 0
+    assert study.get_trials(states=(TrialState.WAITING,)) == []
+    study.tell(first, 0.5)
+    assert "failed 0" in Progress(study, 1, print, running=lambda: 0).status()
+
+    cut = study.ask(LR)  # a really interrupted trial whose retry was never queued still is
+    cut.set_user_attr("interrupted", True)
+    study.tell(cut, state=TrialState.FAIL)
+    assert requeue_lost(study) == 1
+    assert [t.user_attrs["retry_of"] for t in study.get_trials(states=(TrialState.WAITING,))] == [cut.number]

@@ -13,9 +13,9 @@ after asking) is stale once this driver has watched it for ORPHAN_S. Stale trial
 `--trials` counts the study's total of COMPLETE and PRUNED trials: a driver asks for a new trial
 only while those plus live running trials (of every driver) are fewer than `--trials`, and after
 asking it checks its place (trial numbers are allocated by the database): a trial beyond the
-budget is closed at once as "not run". So concurrent drivers never overshoot, and a driver whose
-last places are held by another driver waits for them: if that driver dies, its trials are
-retried here.
+budget is closed at once as "not run" (FAIL with `not_run`, never queued again). So concurrent
+drivers never overshoot, and a driver whose last places are held by another driver waits for
+them: if that driver dies, its trials are retried here.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, INTERRUPTED
+from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, NOT_RUN, NOT_RUN_ERROR
 from drltune.search.storage import GRACE_S, HEARTBEAT_S
 from drltune.search.study import FINISHED_OK, retire
 
@@ -188,9 +188,9 @@ class SharedBudget:
         if ahead < self.target:
             return True
         try:
-            storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-            storage.set_trial_user_attr(
-                trial._trial_id, ERROR, f"not run: the study reached --trials {self.target} (another driver was first)")
+            storage.set_trial_user_attr(trial._trial_id, NOT_RUN, True)  # not `interrupted`: never queued again
+            storage.set_trial_user_attr(trial._trial_id, ERROR, f"{NOT_RUN_ERROR} the study reached --trials "
+                                                                f"{self.target} (another driver was first)")
             self.study.tell(trial, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
