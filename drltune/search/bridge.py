@@ -212,22 +212,22 @@ class OptunaBridge(Searcher):
         epochs = attrs[record.EPOCHS_RUN]
         # What a trial reached before a stop is kept: pruned and finished trials are stored as such.
         if live.pruned:
-            self._tell(live, TrialState.PRUNED, attrs)
-            self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
+            if self._tell(live, TrialState.PRUNED, attrs):
+                self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
         elif result and all(key in result for key in record.FINAL_KEYS) and not result.get("error"):
             final = {key: result[key] for key in record.FINAL_KEYS if key != "best_val_acc"}
-            self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"]))
-            self.failures.success()
-            self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
+            if self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"])):
+                self.failures.success()
+                self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
         elif self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
             self._interrupt(live, self.stop_reason())
         elif error or (result and result.get("error")):
             message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
-            self._tell(live, TrialState.FAIL, {**attrs, record.ERROR: message})
-            self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
-            reason = self.failures.add(message)
-            if reason:
-                self.halt(reason)
+            if self._tell(live, TrialState.FAIL, {**attrs, record.ERROR: message}):
+                self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
+                reason = self.failures.add(message)
+                if reason:
+                    self.halt(reason)
         else:
             self._interrupt(live, "interrupted: the search was stopped before this trial finished")
 
@@ -268,8 +268,7 @@ class OptunaBridge(Searcher):
                 live.pruned = True
         except UpdateFinishedTrialError:  # another driver retired it (this one lost the storage for a while)
             self.live.pop(trial_id)
-            self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None,
-                                    "closed by another driver; dropped here"))
+            self._dropped(live)
             return True
         return live.pruned
 
@@ -297,8 +296,15 @@ class OptunaBridge(Searcher):
         retire(self.study, live.trial._trial_id, reason, max_retries=None)  # a clean stop: always retried
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 
+    def _dropped(self, live: LiveTrial) -> None:
+        """Another driver found the trial stale (this one was cut off from the storage) and retired
+        it; its retry runs from the checkpoint, so what this driver saw of it is dropped."""
+        self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None,
+                                "closed by another driver; dropped here"))
+
     def _tell(self, live: LiveTrial | optuna.Trial, state: TrialState, attrs: dict[str, Any],
-              value: float | None = None) -> None:
+              value: float | None = None) -> bool:
+        """Store the outcome; False (and the trial dropped) when another driver closed it first."""
         trial = live.trial if isinstance(live, LiveTrial) else live
         try:
             for key, val in attrs.items():
@@ -306,10 +312,15 @@ class OptunaBridge(Searcher):
             trial.set_user_attr(record.FINISHED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
             self.study.tell(trial, value, state=state)
-        except UpdateFinishedTrialError:  # another driver closed it while this one was cut off
-            return
+        except (UpdateFinishedTrialError, ValueError) as exc:  # closed elsewhere while this one was cut off
+            if isinstance(exc, ValueError) and not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+                raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
+            if isinstance(live, LiveTrial):
+                self._dropped(live)
+            return False
         if isinstance(live, LiveTrial) and self.checkpoints is not None:
             self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
+        return True
 
 
 class StopSearch(Stopper):

@@ -158,10 +158,13 @@ class SharedBudget:
             _backend(study).new_trial_user_attrs = {DRIVER_ATTR: self.driver, DRIVER_NS_ATTR: self.namespace}
 
     def _places(self) -> list[FrozenTrial]:
-        """Trials holding a place: COMPLETE and PRUNED ones, and live running ones."""
-        trials = self.study.get_trials(deepcopy=False, states=(*FINISHED_OK, TrialState.RUNNING))
-        stale = {t.number for t in stale_trials(self.study, self.driver)}
-        return [t for t in trials if t.number not in stale]
+        """Trials holding a place: COMPLETE and PRUNED ones, and running ones not stale.
+
+        A stale trial gives up its place only once it is retired (FAIL, queued again): its owner,
+        back after a storage stall, then finds it finished and drops it, instead of it and its
+        replacement both counting. One that could not be retired keeps its place."""
+        retire_stale(self.study, self.max_retries, self.driver)
+        return self.study.get_trials(deepcopy=False, states=(*FINISHED_OK, TrialState.RUNNING))
 
     def state(self) -> str:
         """"done" (the study has its trials), "wait" (places held by running trials), or "open"."""
@@ -173,7 +176,6 @@ class SharedBudget:
         if len(places) >= self.target:
             self.held_by_others = [t.number for t in places if t.state == TrialState.RUNNING
                                    and t.user_attrs.get(DRIVER_ATTR) != self.driver]
-            retire_stale(self.study, self.max_retries, self.driver)
             self._next_check = time.monotonic() + RECHECK_S
             return "wait"
         return "open"
