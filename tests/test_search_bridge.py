@@ -203,3 +203,27 @@ def test_a_resumed_trial_below_the_others_is_pruned_on_its_whole_history(make_br
     t = bridge.study.trials[number]
     assert t.state == TrialState.PRUNED and t.user_attrs["epochs_run"] == 3
     assert (t.user_attrs["best_epoch"], t.user_attrs["val_acc_audio"]) == (1, 0.275)  # the best epoch was restored
+
+
+def test_a_trial_is_beaten_until_its_outcome_is_stored(make_bridge, monkeypatch):
+    """The heartbeat beats `live` (runner.py's list): a trial leaves it only after the writes that
+    close it, and before its progress line, which counts `live` as running."""
+    running_at_outcome = []
+    bridge = make_bridge(optuna.pruners.NopPruner(), on_outcome=lambda o: running_at_outcome.append(len(bridge.live)))
+    beaten = lambda: [t.trial._trial_id for t in list(bridge.live.values())]  # noqa: E731 (as runner.py's)
+    numbers = {name: bridge.suggest(name)["optuna_trial"] for name in ("done", "failed", "cut")}
+    ids = {name: bridge.study.trials[n]._trial_id for name, n in numbers.items()}
+    storage, closing = bridge.study._storage, {}
+    store_state = storage.set_trial_state_values
+
+    def set_state(trial_id, state, values=None):
+        closing[trial_id] = trial_id in beaten()
+        return store_state(trial_id, state, values)
+
+    monkeypatch.setattr(storage, "set_trial_state_values", set_state)
+    bridge.on_epoch("done", epoch_result(record(0, 0.5)))
+    bridge.on_trial_complete("done", final(2, 0.5, best=0.6, best_epoch=1))
+    bridge.on_trial_complete("failed", {"error": "RuntimeError: x"})
+    bridge.on_trial_complete("cut", None)
+    assert closing == {ids["done"]: True, ids["failed"]: True, ids["cut"]: True}
+    assert running_at_outcome == [2, 1, 0] and bridge.live == {}

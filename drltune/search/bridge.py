@@ -93,6 +93,7 @@ class LiveTrial:
     history: list[dict[str, Any]] = field(default_factory=list)
     reinits: list[int] = field(default_factory=list)
     key: str = ""  # its checkpoint folder (shared by its retries)
+    ray_id: str = ""  # its Ray trial id, its key in OptunaBridge.live
     node: str | None = None
     pruned: bool = False
     error: str | None = None
@@ -190,7 +191,7 @@ class OptunaBridge(Searcher):
             key = lineage_key(lineage(self.study._storage.get_trial(trial._trial_id)))
             trial.set_user_attr(record.RAY_TRIAL_ID, trial_id)
             trial.set_user_attr(record.CONFIG, cfg.to_dict())
-            self.live[trial_id] = LiveTrial(trial, cfg, key=key)
+            self.live[trial_id] = LiveTrial(trial, cfg, key=key, ray_id=trial_id)
             ckpt = None
             if self.checkpoints is not None and self.checkpoint_every > 0:
                 ckpt = {"root": self.checkpoints.root, "key": key, "every": self.checkpoint_every}
@@ -203,9 +204,16 @@ class OptunaBridge(Searcher):
 
     @_halting_on_storage_loss(None)
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        live = self.live.pop(trial_id, None)
-        if live is None or self.storage_lost:  # a lost one stays RUNNING: the next run retires it
-            return
+        """Store how the trial ended. It leaves `live` (and the heartbeat) only once that is stored:
+        the tell is a dozen writes, which a slow storage may stretch past other drivers' patience."""
+        live = self.live.get(trial_id)
+        try:
+            if live is not None and not self.storage_lost:  # a lost one stays RUNNING: the next run retires it
+                self._close(live, result, error)
+        finally:
+            self.live.pop(trial_id, None)
+
+    def _close(self, live: LiveTrial, result: dict[str, Any] | None, error: bool) -> None:
         attrs = record.trial_summary(live.history)
         if result and result.get(record.RESUMED_FROM_EPOCH) is not None:  # resumed from its checkpoint
             attrs[record.RESUMED_FROM_EPOCH] = result[record.RESUMED_FROM_EPOCH]
@@ -294,6 +302,7 @@ class OptunaBridge(Searcher):
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
         reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
         retire(self.study, live.trial._trial_id, reason, max_retries=None)  # a clean stop: always retried
+        self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 
     def _dropped(self, live: LiveTrial) -> None:
@@ -316,10 +325,13 @@ class OptunaBridge(Searcher):
             if isinstance(exc, ValueError) and not self.study._storage.get_trial(trial._trial_id).state.is_finished():
                 raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
             if isinstance(live, LiveTrial):
+                self.live.pop(live.ray_id, None)
                 self._dropped(live)
             return False
-        if isinstance(live, LiveTrial) and self.checkpoints is not None:
-            self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
+        if isinstance(live, LiveTrial):
+            self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
+            if self.checkpoints is not None:
+                self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
         return True
 
 
