@@ -108,6 +108,9 @@ def test_driver_sigkill_during_dr_reinit_and_after_a_trial_then_resume(tmp_path)
     # the trial killed inside its epoch-1 re-init had saved epoch 0: its retry goes on from there
     assert any(t.user_attrs.get("resumed_from_epoch") == 0 for t in retried), \
         [(t.number, t.user_attrs.get("resumed_from_epoch")) for t in retried]
+    for t in retried:  # its record holds the epoch it restored, not only the ones it trained
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("resumed_from_epoch") is not None:
+            assert sorted(t.intermediate_values) == [0, 1, 2] and t.user_attrs["epochs_run"] == 3, t
     assert not [p for p in (tmp_path / "studies" / "ray" / "checkpoints").rglob("*") if p.is_file()]
 
 

@@ -204,8 +204,9 @@ class OptunaBridge(Searcher):
 
     @_halting_on_storage_loss(None)
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        """Store how the trial ended. It leaves `live` (and the heartbeat) only once that is stored:
-        the tell is a dozen writes, which a slow storage may stretch past other drivers' patience."""
+        """Store how the trial ended. It leaves `live` (the heartbeat's list) only once that is
+        stored: the tell is a dozen writes, which a slow storage may stretch toward the 90 s after
+        which other drivers take a trial without heartbeats for stale."""
         live = self.live.get(trial_id)
         try:
             if live is not None and not self.storage_lost:  # a lost one stays RUNNING: the next run retires it
@@ -214,6 +215,7 @@ class OptunaBridge(Searcher):
             self.live.pop(trial_id, None)
 
     def _close(self, live: LiveTrial, result: dict[str, Any] | None, error: bool) -> None:
+        """Tell the outcome Ray's last result says (each branch takes the trial out of `live`)."""
         attrs = record.trial_summary(live.history)
         if result and result.get(record.RESUMED_FROM_EPOCH) is not None:  # resumed from its checkpoint
             attrs[record.RESUMED_FROM_EPOCH] = result[record.RESUMED_FROM_EPOCH]
