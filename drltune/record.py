@@ -32,6 +32,8 @@ CONFIG = "config"  # the TrialConfig the trial trained, as a dict (what `export`
 HISTORY = "history"  # one record per epoch (the trainer's epoch records)
 ERROR = "error"  # why it failed (one line)
 INTERRUPTED = "interrupted"  # cut off by a stop or a dead driver, queued again (not a real failure)
+NOT_RUN = "not_run"  # asked past --trials (another driver was first) and closed at once: never run, never retried
+NOT_RUN_ERROR = "not run:"  # how its error begins (studies from before NOT_RUN marked it INTERRUPTED)
 RETRY_OF = "retry_of"  # the number of the cut-off trial this one retries
 REINIT_EPOCHS = "reinit_epochs"  # epochs after which DR re-initialised (the pruner's grace)
 DRIVER = "driver"  # host:pid:token of the search process that runs the trial
@@ -93,12 +95,18 @@ def reinits_fired(trial: FrozenTrial) -> int:
     return len(trial.user_attrs.get(REINIT_EPOCHS) or ())
 
 
+def is_not_run(trial: FrozenTrial) -> bool:
+    """Closed unrun past --trials; read from the error too, for studies that marked it interrupted."""
+    return bool(trial.user_attrs.get(NOT_RUN)) or str(trial.user_attrs.get(ERROR, "")).startswith(NOT_RUN_ERROR)
+
+
 def is_interrupted(trial: FrozenTrial) -> bool:
-    return bool(trial.user_attrs.get(INTERRUPTED))
+    """Cut off and queued again (a trial never run is not: it has nothing to resume)."""
+    return bool(trial.user_attrs.get(INTERRUPTED)) and not is_not_run(trial)
+
 
 
 def raced_ranking(study: Any) -> list[dict[str, Any]]:
     """The study's stored race, best mean first ([] when it was not raced)."""
     race = study.user_attrs.get(RACE)
     return list(race["ranking"]) if isinstance(race, dict) else []
-

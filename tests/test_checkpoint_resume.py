@@ -58,6 +58,7 @@ def test_resumed_trial_matches_uninterrupted(tiny_config, tmp_path, overrides, s
     result = resumed.fit(report=lambda epoch, rec: seen.append(epoch), checkpoint_dir=tmp_path)
 
     assert seen == list(range(stop_at + 1, 4)), "resume continues after the last completed epoch"
+    assert [r["epoch"] for r in resumed.restored] == list(range(stop_at + 1)), "the skipped epochs, for the search"
     assert _comparable(result) == _comparable(expected)
     assert _model_equal(resumed, whole)
     if overrides is DR:
@@ -91,6 +92,46 @@ def test_checkpoint_of_another_config_or_corrupt_is_refused(tiny_config, tmp_pat
     checkpoint_path(tmp_path).write_bytes(b"\x00junk")
     with pytest.raises(DrltuneError, match="cannot be read"):
         Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path)
+
+
+class Cut(BaseException):  # not an Exception: the trainable must not report it as the trial's error
+    pass
+
+
+def test_a_resumed_search_trial_reports_its_restored_epochs_first(tiny_config, tmp_path, monkeypatch):
+    """The trainer reports only the epochs it trains; the search trainable's first result of a
+    resumed trial carries the ones its checkpoint restored, so that the driver records them all."""
+    import json
+
+    from ray import tune
+
+    from drltune.search import trainable
+    from drltune.search.trainable import RESTORED, run_trial
+
+    cfg = tiny_config(epochs=4)
+    config = {"trial": cfg.to_dict(), "checkpoint": {"root": str(tmp_path), "key": "trial-0", "every": 1}}
+    results = []
+
+    def cut_after_epoch_1(result):
+        results.append(result)
+        if result["epoch"] == 1:
+            raise Cut
+
+    monkeypatch.setattr(trainable, "_node", lambda: {})  # outside Ray: asking for the node would start one
+    monkeypatch.setattr(tune, "report", cut_after_epoch_1)
+    with pytest.raises(Cut):
+        run_trial(config)
+    first_run = [{k: v for k, v in json.loads(r["record"]).items() if k != "checkpoint_s"} for r in results]
+    results.clear()
+    monkeypatch.setattr(tune, "report", results.append)
+    run_trial(config)
+    assert [r["epoch"] for r in results] == [2, 3] and RESTORED not in results[1]
+    assert json.loads(results[0][RESTORED]) == first_run and results[1]["resumed_from_epoch"] == 1
+
+    results.clear()
+    run_trial(config)  # cut after its last checkpoint, before the final result: nothing left to train
+    assert [r["epoch"] for r in results] == [3] and results[0]["resumed_from_epoch"] == 3
+    assert [r["epoch"] for r in json.loads(results[0][RESTORED])] == [0, 1, 2]
 
 
 KILL_SCRIPT = """

@@ -1,6 +1,8 @@
 """The Ray<->Optuna bridge without a Ray runtime: what each way a trial ends leaves in the study."""
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 import yaml
@@ -170,3 +172,58 @@ def test_worker_error_message_is_the_last_line_of_the_traceback():
 
     assert error_message(FakeTrial()) == ("drltune.train.trainer.NonFiniteLoss: loss became nan at epoch 2, "
                                           "step 0; lower the lr")
+
+
+def test_a_resumed_trial_is_recorded_and_judged_with_its_restored_epochs(make_bridge):
+    """The retry's first result carries the epochs its checkpoint restored (0 and 1, with a DR
+    re-init after 1): the stored record covers all of them, and the dip at epoch 2 is inside the
+    re-init's grace window, so the retry is not pruned there."""
+    from drltune.search.trainable import RESTORED
+
+    bridge = make_bridge(ReinitAwarePruner(optuna.pruners.ThresholdPruner(lower=0.9), final_step=5))
+    number = bridge.suggest("retry")["optuna_trial"]
+    restored = [record(0, 0.5), record(1, 0.55, reinit=True)]
+    first = {**epoch_result(record(2, 0.3)), RESTORED: json.dumps(restored)}
+    assert bridge.on_epoch("retry", first) is False  # in grace: the re-init before the cut counts
+    assert bridge.on_epoch("retry", first) is False  # Ray's duplicate: ignored
+    bridge.on_epoch("retry", final(3, 0.7, best=0.7, best_epoch=3))
+    bridge.on_trial_complete("retry", {**final(3, 0.7, best=0.7, best_epoch=3), "resumed_from_epoch": 1})
+    t = bridge.study.trials[number]
+    assert t.state == TrialState.COMPLETE and t.intermediate_values == {0: 0.5, 1: 0.55, 2: 0.3, 3: 0.7}
+    assert [r["epoch"] for r in t.user_attrs["history"]] == [0, 1, 2, 3] and t.user_attrs["epochs_run"] == 4
+    assert t.user_attrs[REINIT_ATTR] == [1] and t.user_attrs["resumed_from_epoch"] == 1
+
+
+def test_a_resumed_trial_below_the_others_is_pruned_on_its_whole_history(make_bridge):
+    bridge = make_bridge(ReinitAwarePruner(optuna.pruners.ThresholdPruner(lower=0.9), final_step=5))
+    number = bridge.suggest("retry")["optuna_trial"]
+    first = {**epoch_result(record(2, 0.3)), "restored": json.dumps([record(0, 0.5), record(1, 0.55)])}
+    assert bridge.on_epoch("retry", first) is True
+    bridge.on_trial_complete("retry", {**epoch_result(record(2, 0.3)), "done": True})
+    t = bridge.study.trials[number]
+    assert t.state == TrialState.PRUNED and t.user_attrs["epochs_run"] == 3
+    assert (t.user_attrs["best_epoch"], t.user_attrs["val_acc_audio"]) == (1, 0.275)  # the best epoch was restored
+
+
+def test_a_trial_is_beaten_until_its_outcome_is_stored(make_bridge, monkeypatch):
+    """The heartbeat beats `live` (runner.py's list): a trial leaves it only after the writes that
+    close it, and before its progress line, which counts `live` as running."""
+    running_at_outcome = []
+    bridge = make_bridge(optuna.pruners.NopPruner(), on_outcome=lambda o: running_at_outcome.append(len(bridge.live)))
+    beaten = lambda: [t.trial._trial_id for t in list(bridge.live.values())]  # noqa: E731 (as runner.py's)
+    numbers = {name: bridge.suggest(name)["optuna_trial"] for name in ("done", "failed", "cut")}
+    ids = {name: bridge.study.trials[n]._trial_id for name, n in numbers.items()}
+    storage, closing = bridge.study._storage, {}
+    store_state = storage.set_trial_state_values
+
+    def set_state(trial_id, state, values=None):
+        closing[trial_id] = trial_id in beaten()
+        return store_state(trial_id, state, values)
+
+    monkeypatch.setattr(storage, "set_trial_state_values", set_state)
+    bridge.on_epoch("done", epoch_result(record(0, 0.5)))
+    bridge.on_trial_complete("done", final(2, 0.5, best=0.6, best_epoch=1))
+    bridge.on_trial_complete("failed", {"error": "RuntimeError: x"})
+    bridge.on_trial_complete("cut", None)
+    assert closing == {ids["done"]: True, ids["failed"]: True, ids["cut"]: True}
+    assert running_at_outcome == [2, 1, 0] and bridge.live == {}

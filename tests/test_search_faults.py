@@ -108,6 +108,9 @@ def test_driver_sigkill_during_dr_reinit_and_after_a_trial_then_resume(tmp_path)
     # the trial killed inside its epoch-1 re-init had saved epoch 0: its retry goes on from there
     assert any(t.user_attrs.get("resumed_from_epoch") == 0 for t in retried), \
         [(t.number, t.user_attrs.get("resumed_from_epoch")) for t in retried]
+    for t in retried:  # its record holds the epoch it restored, not only the ones it trained
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("resumed_from_epoch") is not None:
+            assert sorted(t.intermediate_values) == [0, 1, 2] and t.user_attrs["epochs_run"] == 3, t
     assert not [p for p in (tmp_path / "studies" / "ray" / "checkpoints").rglob("*") if p.is_file()]
 
 
@@ -127,8 +130,9 @@ def test_two_drivers_share_one_study(tmp_path, backend, request):
     kept = counted(load_study(url, name))
     assert len(kept) == 5, [(t.number, t.state.name, t.user_attrs.get("error")) for t in trials]
     assert len({t.number for t in trials}) == len(trials)
-    extra = [t for t in trials if t.user_attrs.get("interrupted")]
+    extra = [t for t in trials if t.user_attrs.get("not_run")]  # never queued again (not `interrupted`)
     assert all(t.user_attrs["error"].startswith("not run: the study reached --trials") for t in extra)
+    assert not [t for t in extra if t.user_attrs.get("interrupted")]
     firsts = {}
     for t in sorted(trials, key=lambda t: t.number):
         firsts.setdefault(t.user_attrs["driver"], t.params)

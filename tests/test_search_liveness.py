@@ -132,3 +132,78 @@ def test_a_driver_whose_last_places_are_held_elsewhere_waits_and_says_so(tmp_pat
     bridge = OptunaBridge(study, None, None, SharedBudget(study, 2, max_retries=2), note=lines.append)
     assert bridge.suggest("t1") is None and bridge.suggest("t2") is None  # ask again later, not FINISHED
     assert len(lines) == 1 and f"#{held[0].number}, #{held[1].number}" in lines[0], lines
+
+
+def test_a_trial_asked_past_the_budget_is_not_run_and_never_queued_again(tmp_path):
+    """Closed at once as `not_run`, not `interrupted`: a resume must not queue it (in a finished
+    study the queued trial would wait forever; drivers resuming together would queue duplicates),
+    nor may it count as failed. Studies that marked it interrupted are read by its error."""
+    from drltune.search.progress import Progress
+    from drltune.search.study import requeue_lost
+
+    study, _ = _study(tmp_path)
+    budget = SharedBudget(study, 1, max_retries=2)
+    first, extra = study.ask(LR), study.ask(LR)
+    assert budget.claim(first) and not budget.claim(extra)
+    closed = study.trials[extra.number]
+    assert closed.state == TrialState.FAIL and closed.user_attrs["not_run"] and "interrupted" not in closed.user_attrs
+    assert closed.user_attrs["error"].startswith("not run: the study reached --trials 1")
+
+    old = study.ask(LR)  # as stored before `not_run` existed
+    old.set_user_attr("interrupted", True)
+    old.set_user_attr("error", "not run: the study reached --trials 1 (another driver was first)")
+    study.tell(old, state=TrialState.FAIL)
+    assert requeue_lost(study) == 0 and requeue_lost(study) == 0
+    assert study.get_trials(states=(TrialState.WAITING,)) == []
+    study.tell(first, 0.5)
+    assert "failed 0" in Progress(study, 1, print, running=lambda: 0).status()
+
+    cut = study.ask(LR)  # a really interrupted trial whose retry was never queued still is
+    cut.set_user_attr("interrupted", True)
+    study.tell(cut, state=TrialState.FAIL)
+    assert requeue_lost(study) == 1
+    assert [t.user_attrs["retry_of"] for t in study.get_trials(states=(TrialState.WAITING,))] == [cut.number]
+
+
+def test_a_stale_trial_gives_up_its_place_only_once_retired(tmp_path):
+    """--trials 1: another driver's trial goes stale (its driver stalled on the storage), this
+    driver takes the place with the trial's retry; when the owner comes back its tell finds the
+    trial finished and drops it, so the study ends with one trial, not two."""
+    import yaml
+
+    from drltune.config import TrialConfig
+    from drltune.search.bridge import OptunaBridge
+    from drltune.search.space import parse_space
+    from drltune.search.study import counted
+    from drltune.search.trainable import epoch_result
+
+    study, url = _study(tmp_path)
+    space = parse_space(yaml.safe_load("space: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}\nmethods: {baseline: {}}"),
+                        max_epochs=2)
+    base = TrialConfig(epochs=2, encoder_width=4)
+    owner_study = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=True))
+    owner_budget = SharedBudget(owner_study, 1, max_retries=2)
+    owner_budget.driver, owner_budget.namespace = "elsewhere:1234:abcdef01", "another-kernel"
+    outcomes = []
+    owner = OptunaBridge(owner_study, space, base, owner_budget, on_outcome=outcomes.append)
+    mine = OptunaBridge(study, space, base, SharedBudget(study, 1, max_retries=2))
+
+    def result(epoch: int, acc: float, final: bool = False) -> dict:
+        extra = {"best_val_acc": acc, "best_epoch": epoch, "test_acc": 0.5, "test_f1": 0.4, "test_acc_audio": 0.3,
+                 "test_acc_visual": 0.2} if final else {}
+        return {**epoch_result({"epoch": epoch, "val_acc": acc}), **extra}
+
+    stalled = owner.suggest("a")["optuna_trial"]
+    owner.on_epoch("a", result(0, 0.5))
+    owner.on_epoch("a", result(1, 0.6, final=True))
+    assert mine.suggest("b") is None  # its place is held
+    _age_heartbeat(url, study.trials[stalled]._trial_id, liveness.GRACE_S + 30)  # the owner stalls
+    mine.shared._next_check = 0.0
+    retry = mine.suggest("b")
+    assert retry is not None and study.trials[stalled].state == TrialState.FAIL
+    assert study.trials[retry["optuna_trial"]].user_attrs["retry_of"] == stalled
+
+    owner.on_trial_complete("a", result(1, 0.6, final=True))  # back from the stall: its tell is refused
+    assert [(o.number, o.state) for o in outcomes] == [(stalled, "interrupted")]  # dropped, not complete
+    mine.on_trial_complete("b", result(1, 0.7, final=True))
+    assert counted(study) == 1 and study.trials[stalled].user_attrs["interrupted"]

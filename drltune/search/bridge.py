@@ -45,6 +45,7 @@ from drltune.search.progress import Outcome
 from drltune.search.space import SearchSpace
 from drltune.search.storage import GRACE_S, StorageUnavailable
 from drltune.search.study import lineage, retire
+from drltune.search.trainable import RESTORED
 
 MAX_INVALID_IN_A_ROW = 50
 SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
@@ -92,6 +93,7 @@ class LiveTrial:
     history: list[dict[str, Any]] = field(default_factory=list)
     reinits: list[int] = field(default_factory=list)
     key: str = ""  # its checkpoint folder (shared by its retries)
+    ray_id: str = ""  # its Ray trial id, its key in OptunaBridge.live
     node: str | None = None
     pruned: bool = False
     error: str | None = None
@@ -189,7 +191,7 @@ class OptunaBridge(Searcher):
             key = lineage_key(lineage(self.study._storage.get_trial(trial._trial_id)))
             trial.set_user_attr(record.RAY_TRIAL_ID, trial_id)
             trial.set_user_attr(record.CONFIG, cfg.to_dict())
-            self.live[trial_id] = LiveTrial(trial, cfg, key=key)
+            self.live[trial_id] = LiveTrial(trial, cfg, key=key, ray_id=trial_id)
             ckpt = None
             if self.checkpoints is not None and self.checkpoint_every > 0:
                 ckpt = {"root": self.checkpoints.root, "key": key, "every": self.checkpoint_every}
@@ -202,38 +204,51 @@ class OptunaBridge(Searcher):
 
     @_halting_on_storage_loss(None)
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        live = self.live.pop(trial_id, None)
-        if live is None or self.storage_lost:  # a lost one stays RUNNING: the next run retires it
-            return
+        """Store how the trial ended. It leaves `live` (the heartbeat's list) only once that is
+        stored: the tell is a dozen writes, which a slow storage may stretch toward the 90 s after
+        which other drivers take a trial without heartbeats for stale."""
+        live = self.live.get(trial_id)
+        try:
+            if live is not None and not self.storage_lost:  # a lost one stays RUNNING: the next run retires it
+                self._close(live, result, error)
+        finally:
+            self.live.pop(trial_id, None)
+
+    def _close(self, live: LiveTrial, result: dict[str, Any] | None, error: bool) -> None:
+        """Tell the outcome Ray's last result says (each branch takes the trial out of `live`)."""
         attrs = record.trial_summary(live.history)
         if result and result.get(record.RESUMED_FROM_EPOCH) is not None:  # resumed from its checkpoint
             attrs[record.RESUMED_FROM_EPOCH] = result[record.RESUMED_FROM_EPOCH]
         epochs = attrs[record.EPOCHS_RUN]
         # What a trial reached before a stop is kept: pruned and finished trials are stored as such.
         if live.pruned:
-            self._tell(live, TrialState.PRUNED, attrs)
-            self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
+            if self._tell(live, TrialState.PRUNED, attrs):
+                self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
         elif result and all(key in result for key in record.FINAL_KEYS) and not result.get("error"):
             final = {key: result[key] for key in record.FINAL_KEYS if key != "best_val_acc"}
-            self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"]))
-            self.failures.success()
-            self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
+            if self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"])):
+                self.failures.success()
+                self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
         elif self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
             self._interrupt(live, self.stop_reason())
         elif error or (result and result.get("error")):
             message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
-            self._tell(live, TrialState.FAIL, {**attrs, record.ERROR: message})
-            self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
-            reason = self.failures.add(message)
-            if reason:
-                self.halt(reason)
+            if self._tell(live, TrialState.FAIL, {**attrs, record.ERROR: message}):
+                self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
+                reason = self.failures.add(message)
+                if reason:
+                    self.halt(reason)
         else:
             self._interrupt(live, "interrupted: the search was stopped before this trial finished")
 
     # ---- called by PruningScheduler ---------------------------------------------------------
     @_halting_on_storage_loss(True)
     def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
-        """Forward one epoch's val_acc (step = 0-based epoch); True when the trial should stop."""
+        """Forward one epoch's val_acc (step = 0-based epoch); True when the trial should stop.
+
+        A resumed trial's first result also carries the epochs its checkpoint restored: they are
+        recorded first, so that its history, the pruner's view and the re-init grace (a dip right
+        after a re-init before the cut) cover the whole trial, not only the retry's tail."""
         live = self.live.get(trial_id)
         if live is None or "epoch" not in result:
             return False
@@ -244,23 +259,26 @@ class OptunaBridge(Searcher):
         step = int(result["epoch"])
         if live.history and step <= live.history[-1]["epoch"]:
             return False  # Ray repeats a function trainable's last result
-        epoch_record = json.loads(result["record"])
-        live.history.append(epoch_record)
+        last = live.history[-1]["epoch"] if live.history else -1
+        epochs = [r for r in json.loads(result.get(RESTORED) or "[]") if last < r["epoch"] < step]
+        epochs.append(json.loads(result["record"]))
+        live.history.extend(epochs)
         try:
             if result.get("node_id") and result["node_id"] != live.node:
                 live.node = result["node_id"]
                 live.trial.set_user_attr(record.RAY_NODE, live.node)
                 live.trial.set_user_attr(record.RAY_NODE_IP, result.get("node_ip"))
-            live.trial.report(float(result["val_acc"]), step)
-            if epoch_record.get("reinit"):
-                live.reinits.append(step)
+            for epoch_record in epochs:
+                live.trial.report(float(epoch_record["val_acc"]), int(epoch_record["epoch"]))
+            reinits = [int(r["epoch"]) for r in epochs if r.get("reinit")]
+            if reinits:
+                live.reinits.extend(reinits)
                 live.trial.set_user_attr(record.REINIT_EPOCHS, live.reinits)
             if live.trial.should_prune():
                 live.pruned = True
         except UpdateFinishedTrialError:  # another driver retired it (this one lost the storage for a while)
             self.live.pop(trial_id)
-            self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None,
-                                    "closed by another driver; dropped here"))
+            self._dropped(live)
             return True
         return live.pruned
 
@@ -286,10 +304,18 @@ class OptunaBridge(Searcher):
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
         reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
         retire(self.study, live.trial._trial_id, reason, max_retries=None)  # a clean stop: always retried
+        self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 
+    def _dropped(self, live: LiveTrial) -> None:
+        """Another driver found the trial stale (this one was cut off from the storage) and retired
+        it; its retry runs from the checkpoint, so what this driver saw of it is dropped."""
+        self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None,
+                                "closed by another driver; dropped here"))
+
     def _tell(self, live: LiveTrial | optuna.Trial, state: TrialState, attrs: dict[str, Any],
-              value: float | None = None) -> None:
+              value: float | None = None) -> bool:
+        """Store the outcome; False (and the trial dropped) when another driver closed it first."""
         trial = live.trial if isinstance(live, LiveTrial) else live
         try:
             for key, val in attrs.items():
@@ -297,10 +323,18 @@ class OptunaBridge(Searcher):
             trial.set_user_attr(record.FINISHED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
             self.study.tell(trial, value, state=state)
-        except UpdateFinishedTrialError:  # another driver closed it while this one was cut off
-            return
-        if isinstance(live, LiveTrial) and self.checkpoints is not None:
-            self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
+        except (UpdateFinishedTrialError, ValueError) as exc:  # closed elsewhere while this one was cut off
+            if isinstance(exc, ValueError) and not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+                raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
+            if isinstance(live, LiveTrial):
+                self.live.pop(live.ray_id, None)
+                self._dropped(live)
+            return False
+        if isinstance(live, LiveTrial):
+            self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
+            if self.checkpoints is not None:
+                self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
+        return True
 
 
 class StopSearch(Stopper):

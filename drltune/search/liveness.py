@@ -13,9 +13,9 @@ after asking) is stale once this driver has watched it for ORPHAN_S. Stale trial
 `--trials` counts the study's total of COMPLETE and PRUNED trials: a driver asks for a new trial
 only while those plus live running trials (of every driver) are fewer than `--trials`, and after
 asking it checks its place (trial numbers are allocated by the database): a trial beyond the
-budget is closed at once as "not run". So concurrent drivers never overshoot, and a driver whose
-last places are held by another driver waits for them: if that driver dies, its trials are
-retried here.
+budget is closed at once as "not run" (FAIL with `not_run`, never queued again). So concurrent
+drivers never overshoot, and a driver whose last places are held by another driver waits for
+them: if that driver dies, its trials are retried here.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, INTERRUPTED
+from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, NOT_RUN, NOT_RUN_ERROR
 from drltune.search.storage import GRACE_S, HEARTBEAT_S
 from drltune.search.study import FINISHED_OK, retire
 
@@ -158,10 +158,13 @@ class SharedBudget:
             _backend(study).new_trial_user_attrs = {DRIVER_ATTR: self.driver, DRIVER_NS_ATTR: self.namespace}
 
     def _places(self) -> list[FrozenTrial]:
-        """Trials holding a place: COMPLETE and PRUNED ones, and live running ones."""
-        trials = self.study.get_trials(deepcopy=False, states=(*FINISHED_OK, TrialState.RUNNING))
-        stale = {t.number for t in stale_trials(self.study, self.driver)}
-        return [t for t in trials if t.number not in stale]
+        """Trials holding a place: COMPLETE and PRUNED ones, and running ones not stale.
+
+        A stale trial gives up its place only once it is retired (FAIL, queued again): its owner,
+        back after a storage stall, then finds it finished and drops it, instead of it and its
+        replacement both counting. One that could not be retired keeps its place."""
+        retire_stale(self.study, self.max_retries, self.driver)
+        return self.study.get_trials(deepcopy=False, states=(*FINISHED_OK, TrialState.RUNNING))
 
     def state(self) -> str:
         """"done" (the study has its trials), "wait" (places held by running trials), or "open"."""
@@ -173,7 +176,6 @@ class SharedBudget:
         if len(places) >= self.target:
             self.held_by_others = [t.number for t in places if t.state == TrialState.RUNNING
                                    and t.user_attrs.get(DRIVER_ATTR) != self.driver]
-            retire_stale(self.study, self.max_retries, self.driver)
             self._next_check = time.monotonic() + RECHECK_S
             return "wait"
         return "open"
@@ -188,9 +190,9 @@ class SharedBudget:
         if ahead < self.target:
             return True
         try:
-            storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-            storage.set_trial_user_attr(
-                trial._trial_id, ERROR, f"not run: the study reached --trials {self.target} (another driver was first)")
+            storage.set_trial_user_attr(trial._trial_id, NOT_RUN, True)  # not `interrupted`: never queued again
+            storage.set_trial_user_attr(trial._trial_id, ERROR, f"{NOT_RUN_ERROR} the study reached --trials "
+                                                                f"{self.target} (another driver was first)")
             self.study.tell(trial, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass

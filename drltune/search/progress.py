@@ -7,7 +7,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.record import is_interrupted, raced_ranking
+from drltune.record import is_interrupted, is_not_run, raced_ranking
 from drltune.search.choice import choice_line
 from drltune.search.study import counted
 
@@ -50,7 +50,7 @@ class Progress:
 
     def status(self) -> str:
         trials = self.study.get_trials(deepcopy=False)
-        n = {state: sum(1 for t in trials if t.state == state and not is_interrupted(t))
+        n = {state: sum(1 for t in trials if t.state == state and not (is_interrupted(t) or is_not_run(t)))
              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         line = (f"[{counted(self.study)}/{self.total}] complete {n[TrialState.COMPLETE]}, "
                 f"pruned {n[TrialState.PRUNED]}, failed {n[TrialState.FAIL]}, running {self.running()}")

@@ -106,7 +106,8 @@ def requeue_lost(study: optuna.Study) -> int:
     """Queue the retry of every trial retired as `interrupted` whose retry never got queued.
 
     Retiring is two writes (FAIL, then the queued copy); a driver killed between them left a
-    promised retry unqueued, and with it the trial's checkpoint. Run when a search resumes."""
+    promised retry unqueued, and with it the trial's checkpoint. Run when a search resumes. A trial
+    closed unrun past --trials is no interrupted one (`record.is_not_run`, old studies included)."""
     trials = study.get_trials(deepcopy=False)
     queued = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
     lost = [t for t in trials if t.state == TrialState.FAIL and record.is_interrupted(t) and t.number not in queued]

@@ -3,7 +3,9 @@
 Each epoch goes to Ray as `{"epoch", "val_acc", "record", "node_id", "node_ip"}` (the record as
 JSON, so that nested or None values arrive unchanged; the node says where the trial runs). The
 last epoch is reported once, after the test evaluation, together with the test metrics: that final
-result is how the driver knows a trial finished.
+result is how the driver knows a trial finished. A trial resumed from its checkpoint trains only
+the epochs after it; its first result also carries the restored ones (`restored`, a JSON list of
+records), so that the driver's record, the pruner and the re-init marks cover the whole trial.
 
 Checkpoints do not go through Ray: `config["checkpoint"]` names the trial's folder in the search's
 CheckpointStore (see checkpoints.py), which a retry of the trial, on any node, resumes from.
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from drltune.record import FINAL_KEYS, RESUMED_FROM_EPOCH
+
+RESTORED = "restored"  # in a resumed trial's first result: the epoch records its checkpoint held
 
 
 def epoch_result(record: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +51,15 @@ def run_trial(config: dict[str, Any]) -> None:
     ckpt = config.get("checkpoint")
     store = CheckpointStore(ckpt["root"]) if ckpt else None
     node = _node()
-    resumed_from: list[int] = []
+    trainer = None
+    sent: list[int] = []  # the epochs reported so far
+
+    def send(result: dict[str, Any]) -> None:
+        """Report to Ray; the first result of a resumed trial also carries the restored epochs."""
+        earlier = [] if sent or trainer is None else [r for r in trainer.restored if r["epoch"] < result["epoch"]]
+        sent.append(result["epoch"])
+        tune.report({**result, RESTORED: json.dumps(earlier, default=float)} if earlier else result)
+
     with tempfile.TemporaryDirectory(prefix="drltune-trial-") as tmp:
         folder = None
         if store is not None:
@@ -58,8 +70,6 @@ def run_trial(config: dict[str, Any]) -> None:
             trainer = Trainer(resolved)
 
             def report(epoch: int, record: dict[str, Any]) -> bool:
-                if not resumed_from:
-                    resumed_from.append(epoch - 1)
                 saved = trainer.last_checkpoint
                 if saved is not None:
                     if not store.direct:
@@ -67,7 +77,7 @@ def run_trial(config: dict[str, Any]) -> None:
                     record = {**record, "checkpoint_s": saved.seconds}  # kept in the trial's history
                 result = {**epoch_result(record), **node}
                 if epoch < resolved.epochs - 1:
-                    tune.report(result)
+                    send(result)
                 return False  # Ray stops a pruned trial itself
 
             result = trainer.fit(report=report, checkpoint_dir=folder,
@@ -75,13 +85,13 @@ def run_trial(config: dict[str, Any]) -> None:
         except Exception as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
             traceback.print_exc()  # the whole story in the worker's log
             tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000], "val_acc": float("nan"),
-                         RESUMED_FROM_EPOCH: _resumed(resumed_from), **node})
+                         RESUMED_FROM_EPOCH: _resumed(trainer), **node})
             return
     final = {**epoch_result(result.history[-1]), **node}
-    final.update({key: getattr(result, key) for key in FINAL_KEYS}, **{RESUMED_FROM_EPOCH: _resumed(resumed_from)})
-    tune.report(final)
+    final.update({key: getattr(result, key) for key in FINAL_KEYS}, **{RESUMED_FROM_EPOCH: _resumed(trainer)})
+    send(final)
 
 
-def _resumed(first_epoch_minus_one: list[int]) -> int | None:
+def _resumed(trainer: Any) -> int | None:
     """The last epoch a checkpoint held when this run started (None: it started from epoch 0)."""
-    return first_epoch_minus_one[0] if first_epoch_minus_one and first_epoch_minus_one[0] >= 0 else None
+    return trainer.restored[-1]["epoch"] if trainer is not None and trainer.restored else None

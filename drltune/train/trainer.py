@@ -93,6 +93,7 @@ class Trainer:
         self.amp = self.device.type == "cuda"
         self._eval_cache: dict[int, tuple[Split, tuple[int, ...], Any]] = {}  # see _forward_split
         self.last_checkpoint: SavedCheckpoint | None = None
+        self.restored: list[dict[str, Any]] = []  # the epochs a checkpoint held when fit began (report skips them)
 
     # ---- construction -------------------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -124,6 +125,7 @@ class Trainer:
         saved = checkpoint.load(checkpoint_dir, c.config.to_dict()) if checkpoint_dir is not None else None
         if saved is not None:
             history, best_acc, best_epoch, best_state = self._restore(saved)
+            self.restored = list(history)
         best_on_disk = best_epoch  # the epoch whose weights the checkpoint folder holds
         for epoch in range(len(history), c.epochs):
             t0, self.last_checkpoint = time.perf_counter(), None
