@@ -105,7 +105,6 @@ def is_interrupted(trial: FrozenTrial) -> bool:
     return bool(trial.user_attrs.get(INTERRUPTED)) and not is_not_run(trial)
 
 
-
 def raced_ranking(study: Any) -> list[dict[str, Any]]:
     """The study's stored race, best mean first ([] when it was not raced)."""
     race = study.user_attrs.get(RACE)
