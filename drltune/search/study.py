@@ -87,15 +87,22 @@ def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | N
     if trial.state != TrialState.RUNNING:
         return False
     retried = max_retries is None or attempts(trial) < max_retries
+    labels = {record.ERROR: reason if retried else
+              f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)",
+              record.INTERRUPTED: retried}
+    backend = getattr(storage, "_backend", storage)  # under Optuna's cache wrapper
     try:
-        storage.set_trial_user_attr(trial_id, record.ERROR, reason if retried else
-                                    f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)")
-        storage.set_trial_user_attr(trial_id, record.INTERRUPTED, retried)
-        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
-            return False
-    except UpdateFinishedTrialError:  # another driver finished or retired it first
+        if hasattr(backend, "change_trial_state"):  # labels and FAIL in one transaction that one driver wins
+            won = backend.change_trial_state(trial_id, TrialState.FAIL, user_attrs=labels)
+        else:  # a storage without it (e.g. in memory: one process, no race)
+            for key, value in labels.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            won = storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:  # another driver finished or retired it first: its labels stay
         return False
-    if retried:
+    if not won:
+        return False
+    if retried:  # only the winner queues the retry
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             _Requeue(max_retry=None)(study, storage.get_trial(trial_id))
