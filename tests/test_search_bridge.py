@@ -163,6 +163,25 @@ def test_finished_trials_leave_no_checkpoint_and_cut_ones_keep_it(make_bridge, t
     assert retry["checkpoint"]["key"] == configs["cut"]["checkpoint"]["key"]
 
 
+def test_a_trial_another_driver_closed_just_before_the_tell_is_dropped_quietly(make_bridge, tmp_path):
+    """Its attributes were written while it ran, then another driver retired it: study.tell's
+    "Cannot tell a FAIL trial" is a normal outcome (never an exception into Ray), and its
+    checkpoint stays for the other driver's retry."""
+    from drltune.search.study import retire
+
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    bridge = make_bridge(optuna.pruners.NopPruner(), checkpoints=store)
+    config = bridge.suggest("a")
+    store.path(config["checkpoint"]["key"]).mkdir(parents=True)
+    other = optuna.load_study(study_name=bridge.study.study_name,
+                              storage=open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=True))
+    bridge.before_tell = lambda trial, state, attrs: retire(other, trial._trial_id, "interrupted: cut off", 2)
+    bridge.on_trial_complete("a", final(2, 0.5, best=0.6, best_epoch=1))
+    t = bridge.study.trials[config["optuna_trial"]]
+    assert t.state == TrialState.FAIL and t.user_attrs["interrupted"] is True
+    assert store.keys() == [config["checkpoint"]["key"]]
+
+
 def test_worker_error_message_is_the_last_line_of_the_traceback():
     class FakeTrial:
         def get_error(self):
