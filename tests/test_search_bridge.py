@@ -153,7 +153,8 @@ def test_finished_trials_leave_no_checkpoint_and_cut_ones_keep_it(make_bridge, t
     bridge = make_bridge(optuna.pruners.NopPruner(), checkpoints=store)
     configs = {name: bridge.suggest(name) for name in ("done", "failed", "cut")}
     for name, config in configs.items():
-        assert config["checkpoint"] == {"root": store.root, "key": f"trial-{config['optuna_trial']}", "every": 1}
+        assert config["checkpoint"] == {"root": store.root, "key": f"trial-{config['optuna_trial']}", "every": 1,
+                                        "owner": None}
         store.path(config["checkpoint"]["key"]).mkdir(parents=True)
     bridge.on_trial_complete("done", final(2, 0.5, best=0.6, best_epoch=1))
     bridge.on_trial_complete("failed", {"error": "RuntimeError: x"})

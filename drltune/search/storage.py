@@ -177,6 +177,20 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 f"Trial#{number} is already {now_state.name} (read {lost.read.name}): another writer changed "
                 f"its state first; {state.name} not written") from None
 
+    def setdefault_study_system_attr(self, study_id: int, key: str, value: Any) -> Any:
+        """The study's system attr `key`, `value` written first when it has none; drivers racing to
+        write it all get the first one's (the key is unique: a later insert fails and is dropped)."""
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                study = models.StudyModel.find_or_raise_by_id(study_id, session)
+                if models.StudySystemAttributeModel.find_by_study_and_key(study, key, session) is None:
+                    session.add(models.StudySystemAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value)))
+        except IntegrityError:
+            pass
+        with _create_scoped_session(self.scoped_session) as session:
+            study = models.StudyModel.find_or_raise_by_id(study_id, session)
+            return json.loads(models.StudySystemAttributeModel.find_by_study_and_key(study, key, session).value_json)
+
     def running_trial_ids_without_heartbeat(self, study_id: int) -> set[int]:
         """RUNNING trials that never recorded a heartbeat (their driver never claimed them)."""
         with _create_scoped_session(self.scoped_session) as session:
@@ -188,7 +202,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
 
 
 for _name in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
-              "running_trial_ids_without_heartbeat", "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
+              "running_trial_ids_without_heartbeat", "setdefault_study_system_attr", "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
               "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
               "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
               "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",

@@ -11,6 +11,7 @@ stopped is closed as FAIL (user attrs `error`, `interrupted`) and queued again b
 from __future__ import annotations
 
 import copy
+import uuid
 import warnings
 from typing import Any
 
@@ -23,6 +24,7 @@ from drltune import record
 from drltune.errors import DrltuneError
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
+STUDY_ID = "drltune:study_id"  # study system attr: this study's own id (its checkpoints' folder and owner)
 
 
 def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
@@ -46,7 +48,25 @@ def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: o
     if not existed or not study.user_attrs:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
+    if not existed:
+        study_uid(study)  # made with the study (one from before ids gets its own in runner.checkpoint_store)
     return study, existed
+
+
+def study_uid(study: optuna.Study) -> str:
+    """The study's own id (uuid4 hex), made once: unlike its name, it tells apart two studies of one
+    name in two databases, or a study deleted and made again."""
+    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+    if hasattr(backend, "setdefault_study_system_attr"):  # drivers racing to make it agree on one
+        return backend.setdefault_study_system_attr(study._study_id, STUDY_ID, uuid.uuid4().hex)
+    if not has_uid(study):
+        study._storage.set_study_system_attr(study._study_id, STUDY_ID, uuid.uuid4().hex)
+    return study._storage.get_study_system_attrs(study._study_id)[STUDY_ID]
+
+
+def has_uid(study: optuna.Study) -> bool:
+    """False for a study made before studies had ids (until `study_uid` gives it one)."""
+    return STUDY_ID in study._storage.get_study_system_attrs(study._study_id)
 
 
 def counted(study: optuna.Study) -> int:
