@@ -90,7 +90,7 @@ def test_two_drivers_retiring_one_trial_one_wins_and_one_retry_is_queued(url, re
     assert closed.state == TrialState.FAIL and closed.user_attrs["interrupted"] is True
     assert closed.user_attrs["error"] == REASON + (" (a)" if won[0] else " (b)")  # the winner's labels only
     (retry,) = _waiting(a)
-    assert retry.user_attrs["retry_of"] == trial.number
+    assert retry.user_attrs["retry_of"] == trial.number and "drltune:state_change" not in retry.system_attrs
 
 
 def test_an_owner_telling_complete_while_another_driver_retires_one_wins(url, read_together):

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.errors import DrltuneError
+from drltune.search.storage import STATE_CHANGE_ATTR
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_ID = "drltune:study_id"  # study system attr: this study's own id (its checkpoints' folder and owner)
@@ -96,6 +97,7 @@ class _Requeue(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         fresh = copy.deepcopy(trial)  # Optuna's callback appends to the trial's retry_history list
         fresh.user_attrs = {record.RETRY_OF: trial.number}
+        fresh.system_attrs.pop(STATE_CHANGE_ATTR, None)  # the cut trial's own, not the retry's
         super().__call__(study, fresh)
 
 
