@@ -72,7 +72,8 @@ def test_studies_of_one_name_never_share_a_checkpoint_folder_nor_sweep_each_othe
     assert checkpoint_store(spec_a, a).root == store_a.root  # the id is made once
 
     other = _new_study(spec_a.storage, "cremad/dr v2")
-    assert checkpoint_store(spec_a, other).root != checkpoint_store(spec_a, _new_study(spec_a.storage, "cremad_dr_v2")).root
+    cleaned_alike = _new_study(spec_a.storage, "cremad_dr_v2")
+    assert checkpoint_store(spec_a, other).root != checkpoint_store(spec_a, cleaned_alike).root
     optuna.delete_study(study_name="s", storage=spec_a.storage)
     assert checkpoint_store(spec_a, _new_study(spec_a.storage, "s")).root != store_a.root  # deleted and made again
 

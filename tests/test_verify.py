@@ -128,8 +128,9 @@ def test_verify_waits_out_a_locked_sqlite_file_instead_of_losing_a_finished_run(
         release = threading.Thread(target=lambda: (met_the_lock.wait(30), holder.rollback()))
         release.start()
         try:
+            result = {**{k: 0.5 for k in verify.RESULT_KEYS}, "best_epoch": 0}
             for run in runs:
-                study.set_user_attr(run.key, verify.record(run, {**{k: 0.5 for k in verify.RESULT_KEYS}, "best_epoch": 0}))
+                study.set_user_attr(run.key, verify.record(run, result))
         finally:
             release.join()
             holder.close()

@@ -145,9 +145,11 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 if not read.is_finished() and (state != TrialState.RUNNING or read == TrialState.WAITING):
                     for objective, value in enumerate(values or ()):
                         self._set_trial_value_without_commit(session, trial, objective, value)
-                    for key, value in {**user_attrs, STATE_CHANGE_ATTR: token}.items():
-                        model = models.TrialSystemAttributeModel if key == STATE_CHANGE_ATTR else models.TrialUserAttributeModel
-                        self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+                    for key, value in user_attrs.items():
+                        self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key,
+                                                            value)
+                    self._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id,
+                                                        STATE_CHANGE_ATTR, token)
                     changes: dict[str, Any] = {"state": state}
                     if state == TrialState.RUNNING:
                         changes["datetime_start"] = datetime.now()
@@ -184,7 +186,8 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             with _create_scoped_session(self.scoped_session) as session:
                 study = models.StudyModel.find_or_raise_by_id(study_id, session)
                 if models.StudySystemAttributeModel.find_by_study_and_key(study, key, session) is None:
-                    session.add(models.StudySystemAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value)))
+                    session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
+                                                                 value_json=json.dumps(value)))
         except IntegrityError:
             pass
         with _create_scoped_session(self.scoped_session) as session:
@@ -202,7 +205,8 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
 
 
 for _name in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
-              "running_trial_ids_without_heartbeat", "setdefault_study_system_attr", "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
+              "running_trial_ids_without_heartbeat", "setdefault_study_system_attr", "create_new_study", "delete_study",
+              "get_all_studies", "get_study_directions",
               "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
               "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
               "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",

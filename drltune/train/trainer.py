@@ -123,7 +123,8 @@ class Trainer:
         history: list[dict[str, Any]] = []
         best_acc, best_epoch, best_state = -1.0, -1, None
         stopped = False
-        saved = checkpoint.load(checkpoint_dir, c.config.to_dict(), checkpoint_owner) if checkpoint_dir is not None else None
+        saved = (checkpoint.load(checkpoint_dir, c.config.to_dict(), checkpoint_owner)
+                 if checkpoint_dir is not None else None)
         if saved is not None:
             history, best_acc, best_epoch, best_state = self._restore(saved)
             self.restored = list(history)
