@@ -233,14 +233,14 @@ def test_a_trial_is_beaten_until_its_outcome_is_stored(make_bridge, monkeypatch)
     beaten = lambda: [t.trial._trial_id for t in list(bridge.live.values())]  # noqa: E731 (as runner.py's)
     numbers = {name: bridge.suggest(name)["optuna_trial"] for name in ("done", "failed", "cut")}
     ids = {name: bridge.study.trials[n]._trial_id for name, n in numbers.items()}
-    storage, closing = bridge.study._storage, {}
-    store_state = storage.set_trial_state_values
+    backend, closing = bridge.study._storage._backend, {}  # every state change, retire's too, ends here
+    store_state = backend.change_trial_state
 
-    def set_state(trial_id, state, values=None):
+    def set_state(trial_id, state, values=None, user_attrs=None):
         closing[trial_id] = trial_id in beaten()
-        return store_state(trial_id, state, values)
+        return store_state(trial_id, state, values, user_attrs)
 
-    monkeypatch.setattr(storage, "set_trial_state_values", set_state)
+    monkeypatch.setattr(backend, "change_trial_state", set_state)
     bridge.on_epoch("done", epoch_result(record(0, 0.5)))
     bridge.on_trial_complete("done", final(2, 0.5, best=0.6, best_epoch=1))
     bridge.on_trial_complete("failed", {"error": "RuntimeError: x"})
