@@ -89,6 +89,9 @@ def test_checkpoint_of_another_config_or_corrupt_is_refused(tiny_config, tmp_pat
     Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path)
     with pytest.raises(DrltuneError, match="another config.*lr"):
         Trainer(tiny_config(epochs=1, lr=0.5)).fit(checkpoint_dir=tmp_path)
+    Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path / "owned", checkpoint_owner="study-a")
+    with pytest.raises(DrltuneError, match="belongs to another study"):
+        Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path / "owned", checkpoint_owner="study-b")
     checkpoint_path(tmp_path).write_bytes(b"\x00junk")
     with pytest.raises(DrltuneError, match="cannot be read"):
         Trainer(tiny_config(epochs=1)).fit(checkpoint_dir=tmp_path)

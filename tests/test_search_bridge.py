@@ -153,7 +153,8 @@ def test_finished_trials_leave_no_checkpoint_and_cut_ones_keep_it(make_bridge, t
     bridge = make_bridge(optuna.pruners.NopPruner(), checkpoints=store)
     configs = {name: bridge.suggest(name) for name in ("done", "failed", "cut")}
     for name, config in configs.items():
-        assert config["checkpoint"] == {"root": store.root, "key": f"trial-{config['optuna_trial']}", "every": 1}
+        assert config["checkpoint"] == {"root": store.root, "key": f"trial-{config['optuna_trial']}", "every": 1,
+                                        "owner": None}
         store.path(config["checkpoint"]["key"]).mkdir(parents=True)
     bridge.on_trial_complete("done", final(2, 0.5, best=0.6, best_epoch=1))
     bridge.on_trial_complete("failed", {"error": "RuntimeError: x"})
@@ -161,6 +162,25 @@ def test_finished_trials_leave_no_checkpoint_and_cut_ones_keep_it(make_bridge, t
     assert store.keys() == [configs["cut"]["checkpoint"]["key"]]
     retry = bridge.suggest("retry")  # the retry resumes from the cut trial's folder
     assert retry["checkpoint"]["key"] == configs["cut"]["checkpoint"]["key"]
+
+
+def test_a_trial_another_driver_closed_just_before_the_tell_is_dropped_quietly(make_bridge, tmp_path):
+    """Its attributes were written while it ran, then another driver retired it: study.tell's
+    "Cannot tell a FAIL trial" is a normal outcome (never an exception into Ray), and its
+    checkpoint stays for the other driver's retry."""
+    from drltune.search.study import retire
+
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    bridge = make_bridge(optuna.pruners.NopPruner(), checkpoints=store)
+    config = bridge.suggest("a")
+    store.path(config["checkpoint"]["key"]).mkdir(parents=True)
+    other = optuna.load_study(study_name=bridge.study.study_name,
+                              storage=open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=True))
+    bridge.before_tell = lambda trial, state, attrs: retire(other, trial._trial_id, "interrupted: cut off", 2)
+    bridge.on_trial_complete("a", final(2, 0.5, best=0.6, best_epoch=1))
+    t = bridge.study.trials[config["optuna_trial"]]
+    assert t.state == TrialState.FAIL and t.user_attrs["interrupted"] is True
+    assert store.keys() == [config["checkpoint"]["key"]]
 
 
 def test_worker_error_message_is_the_last_line_of_the_traceback():
@@ -213,14 +233,14 @@ def test_a_trial_is_beaten_until_its_outcome_is_stored(make_bridge, monkeypatch)
     beaten = lambda: [t.trial._trial_id for t in list(bridge.live.values())]  # noqa: E731 (as runner.py's)
     numbers = {name: bridge.suggest(name)["optuna_trial"] for name in ("done", "failed", "cut")}
     ids = {name: bridge.study.trials[n]._trial_id for name, n in numbers.items()}
-    storage, closing = bridge.study._storage, {}
-    store_state = storage.set_trial_state_values
+    backend, closing = bridge.study._storage._backend, {}  # every state change, retire's too, ends here
+    store_state = backend.change_trial_state
 
-    def set_state(trial_id, state, values=None):
+    def set_state(trial_id, state, values=None, user_attrs=None):
         closing[trial_id] = trial_id in beaten()
-        return store_state(trial_id, state, values)
+        return store_state(trial_id, state, values, user_attrs)
 
-    monkeypatch.setattr(storage, "set_trial_state_values", set_state)
+    monkeypatch.setattr(backend, "change_trial_state", set_state)
     bridge.on_epoch("done", epoch_result(record(0, 0.5)))
     bridge.on_trial_complete("done", final(2, 0.5, best=0.6, best_epoch=1))
     bridge.on_trial_complete("failed", {"error": "RuntimeError: x"})

@@ -97,3 +97,55 @@ def test_verify_mistakes_are_one_line(tmp_path, capsys, args, message):
         main(["verify", "--study", "v", "--storage", url, *args])
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_verify_waits_out_a_locked_sqlite_file_instead_of_losing_a_finished_run(tmp_path, capsys, monkeypatch):
+    """A running search holds the SQLite file's lock past SQLite's own wait while verify stores a run:
+    the write is retried until the lock goes (the reader's storage, which verify wrote through, failed)."""
+    import sqlite3
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from drltune import verify
+
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    cfg = TrialConfig(epochs=1, encoder_width=4, threads=1, seed=0).to_dict()
+    new_study(url, "v").add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"config": cfg}))
+    met_the_lock = threading.Event()
+
+    def short_wait(dbapi_connection, record):  # SQLite's own wait, short: the lock outlasts it
+        dbapi_connection.execute("PRAGMA busy_timeout = 100")
+
+    def on_error(context):
+        if "locked" in str(context.original_exception):
+            met_the_lock.set()
+
+    def execute(study, runs, *args):  # what verify.execute does with each finished run, without Ray
+        holder = sqlite3.connect(tmp_path / "v.db", isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN EXCLUSIVE")
+        release = threading.Thread(target=lambda: (met_the_lock.wait(30), holder.rollback()))
+        release.start()
+        try:
+            result = {**{k: 0.5 for k in verify.RESULT_KEYS}, "best_epoch": 0}
+            for run in runs:
+                study.set_user_attr(run.key, verify.record(run, result))
+        finally:
+            release.join()
+            holder.close()
+        return 0
+
+    monkeypatch.setattr(verify, "execute", execute)
+    monkeypatch.setenv("DRLTUNE_STORAGE_PATIENCE_S", "60")
+    event.listen(Engine, "connect", short_wait)
+    event.listen(Engine, "handle_error", on_error)
+    try:
+        main(["verify", "--study", "v", "--storage", url, "--trial", "0", "--seeds", "1", "--reference", ""])
+    finally:
+        event.remove(Engine, "connect", short_wait)
+        event.remove(Engine, "handle_error", on_error)
+    assert met_the_lock.is_set()
+    stored = [k for k in optuna.load_study(study_name="v", storage=url).user_attrs if k.startswith(PREFIX)]
+    assert stored == [f"{PREFIX}trial0:config:seed1"]
+    assert "verified test_acc 0.5000" in capsys.readouterr().out

@@ -39,7 +39,8 @@ def verify_cmd(study, storage, top, numbers, seeds, references, concurrent, cpus
     from drltune.explore.export import select_trials
     from drltune.explore.load import open_study
     from drltune.methods import METHODS
-    from drltune.verify import SEEDS_ATTR, execute, fresh_seeds, plan, stored_runs, verified_lines, verified_rows
+    from drltune.verify import (SEEDS_ATTR, execute, fresh_seeds, plan, stored_runs, verified_lines, verified_rows,
+                                writable)
 
     for value in (cpus_per_trial, gpus_per_trial):
         if value is not None and not math.isfinite(value):
@@ -49,7 +50,7 @@ def verify_cmd(study, storage, top, numbers, seeds, references, concurrent, cpus
     unknown = [r for r in references if r not in METHODS]
     if unknown:
         raise DrltuneError(f"--reference {unknown[0]!r}: unknown method; valid: {', '.join(METHODS)}")
-    loaded = open_study(study, storage)
+    loaded = writable(open_study(study, storage), storage)  # checked by the reader, written with retries
     trials = select_trials(loaded, top or (None if numbers else 3), numbers)
     seed_list = fresh_seeds(loaded, seeds)
     notes: list[str] = []

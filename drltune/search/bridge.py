@@ -194,7 +194,8 @@ class OptunaBridge(Searcher):
             self.live[trial_id] = LiveTrial(trial, cfg, key=key, ray_id=trial_id)
             ckpt = None
             if self.checkpoints is not None and self.checkpoint_every > 0:
-                ckpt = {"root": self.checkpoints.root, "key": key, "every": self.checkpoint_every}
+                ckpt = {"root": self.checkpoints.root, "key": key, "every": self.checkpoint_every,
+                        "owner": self.checkpoints.owner}
             return {"trial": cfg.to_dict(), "optuna_trial": trial.number, "checkpoint": ckpt}
         raise DrltuneError(f"{MAX_INVALID_IN_A_ROW} sampled configurations in a row were invalid; "
                            "fix the search space (see the trials' `error` attribute)")

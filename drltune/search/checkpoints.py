@@ -1,6 +1,8 @@
 """Where a search keeps its trials' checkpoints, and when they go away.
 
-One folder per trial lineage (a trial and its retries share it), `<root>/<key>`: `root` is a local
+One folder per trial lineage (a trial and its retries share it), `<root>/<key>`; `root` is the
+study's own folder, named by its readable name and its id (`study_folder_name`), so that two
+studies of one name (in two databases, or deleted and made again) never share one. `root` is a local
 folder (on a cluster, one that every node mounts) or a URI that pyarrow's file systems take
 (`s3://`, `gs://`, `file://`), as for Ray's own storage. On a local folder the trainer writes in
 place; for a URI it writes to a temporary folder and the files it wrote are uploaded. The driver
@@ -16,9 +18,11 @@ from pathlib import Path
 TRIAL_PREFIX = "trial-"
 
 
-def study_folder_name(study_name: str) -> str:
-    """A file-system-safe folder name for a study."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", study_name) or "study"
+def study_folder_name(study_name: str, study_id: str | None = None) -> str:
+    """A file-system-safe folder name for a study: its name cleaned, then its id (see study.study_uid).
+    Without the id, the folder name studies had before they had ids."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name) or "study"
+    return clean if study_id is None else f"{clean}-{study_id}"
 
 
 def lineage_key(trial_number: int) -> str:
@@ -28,9 +32,10 @@ def lineage_key(trial_number: int) -> str:
 class CheckpointStore:
     """The checkpoint folders of one study under `root` (a path or a URI)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, owner: str | None = None) -> None:
         self.root = root.rstrip("/") or "/"
         self.direct = "://" not in self.root  # a plain path: the trainer writes in place
+        self.owner = owner  # the study's id, stored in each checkpoint: another study's is refused
 
     def _fs(self):  # imported lazily: pyarrow is large and only URIs need it
         import pyarrow.fs
@@ -77,6 +82,26 @@ class CheckpointStore:
             fs.delete_dir(f"{base}/{key}")
         except FileNotFoundError:
             pass
+
+    def adopt(self, other: "CheckpointStore", key: str) -> bool:
+        """Move `key`'s folder from `other` here (nothing when `other` lacks it or this store has it)."""
+        if key not in other.keys() or key in self.keys():
+            return False
+        if self.direct and other.direct:
+            self.path(key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(other.path(key)), str(self.path(key)))
+            return True
+        import pyarrow.fs
+
+        (src_fs, src), (dst_fs, dst) = other._fs(), self._fs()
+        dst_fs.create_dir(f"{dst}/{key}", recursive=True)
+        for info in src_fs.get_file_info(pyarrow.fs.FileSelector(f"{src}/{key}")):
+            if info.type == pyarrow.fs.FileType.File:
+                with src_fs.open_input_stream(info.path) as fin, dst_fs.open_output_stream(
+                        f"{dst}/{key}/{info.base_name}") as fout:
+                    shutil.copyfileobj(fin, fout)
+        other.delete(key)
+        return True
 
     def keys(self) -> list[str]:
         """The lineages that have a folder."""

@@ -196,5 +196,8 @@ class SharedBudget:
             self.study.tell(trial, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
+        except ValueError:  # study.tell's "Cannot tell a FAIL trial": another driver closed it first
+            if not storage.get_trial(trial._trial_id).state.is_finished():
+                raise
         self._next_check = time.monotonic() + RECHECK_S
         return False

@@ -89,18 +89,38 @@ def storage_path(spec: SearchSpec) -> str:
     return str(studies / "ray")
 
 
-def checkpoint_store(spec: SearchSpec, study_name: str) -> CheckpointStore:
-    return CheckpointStore(f"{storage_path(spec).rstrip('/')}/checkpoints/{study_folder_name(study_name)}")
+def checkpoint_store(spec: SearchSpec, study: optuna.Study) -> CheckpointStore:
+    """The study's own checkpoint folder, named by its name and id (see checkpoints.py); a study
+    from before ids gets its id here."""
+    from drltune.search.study import study_uid
+
+    uid = study_uid(study)
+    return CheckpointStore(f"{storage_path(spec).rstrip('/')}/checkpoints/{study_folder_name(study.study_name, uid)}",
+                           owner=uid)
 
 
-def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
-    """Delete the checkpoint folders that no running or queued trial will resume from."""
+def adopt_legacy_checkpoints(spec: SearchSpec, study: optuna.Study, store: CheckpointStore) -> int:
+    """Move into `store` the checkpoints that this study's running and queued trials resume from,
+    out of the folder named by the study's name alone (drltune before study ids). Run once, when a
+    study gets its id: that folder may be shared with another study of the same name, so nothing
+    else in it is touched."""
+    legacy = CheckpointStore(f"{storage_path(spec).rstrip('/')}/checkpoints/{study_folder_name(study.study_name)}")
+    return sum(store.adopt(legacy, key) for key in sorted(_pending(study)))
+
+
+def _pending(study: optuna.Study) -> set[str]:
+    """The checkpoint folders that running and queued trials resume from."""
     from optuna.trial import TrialState
 
     from drltune.search.study import lineage
 
-    pending = {lineage_key(lineage(t)) for t in study.get_trials(
+    return {lineage_key(lineage(t)) for t in study.get_trials(
         deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+
+
+def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
+    """Delete the checkpoint folders (of this study's own folder) that no running or queued trial will resume from."""
+    pending = _pending(study)
     gone = [key for key in store.keys() if key not in pending]
     for key in gone:
         store.delete(key)
@@ -170,7 +190,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     from drltune.search.progress import next_steps, summary_lines
     from drltune.search.samplers import check_sampler, search_sampler
     from drltune.search.liveness import retire_stale
-    from drltune.search.study import counted, create_or_resume, requeue_lost
+    from drltune.search.study import counted, create_or_resume, has_uid, requeue_lost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     max_epochs = check_budget(spec)
@@ -216,11 +236,15 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
         echo(note)
     for note in space.notes:
         echo(f"epoch budget: {note}")
-    store = checkpoint_store(spec, name)
+    migrating = existed and not has_uid(study)  # a study from before study ids
+    store = checkpoint_store(spec, study)
     if existed:
         stale = retire_stale(study, spec.max_retries) + requeue_lost(study)
         echo(f"resuming: {counted(study)} finished trials kept"
              + (f", {stale} interrupted trials closed as FAIL and queued again" if stale else ""))
+        adopted = adopt_legacy_checkpoints(spec, study, store) if migrating else 0
+        if adopted:
+            echo(f"checkpoints: {adopted} interrupted trials resume from their checkpoints, moved to {store.root}")
         sweep_checkpoints(study, store)
     remaining = spec.trials - counted(study)
     if remaining <= 0:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import tempfile
 import time
+import uuid
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from filelock import FileLock
@@ -28,6 +30,7 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, InterfaceError, OperationalError,
                             ProgrammingError, SQLAlchemyError)
@@ -43,6 +46,7 @@ PATIENCE_ENV = "DRLTUNE_STORAGE_PATIENCE_S"
 DEFAULT_PATIENCE_S = 120.0
 HEARTBEAT_S = 10  # Optuna's heartbeat: each running trial's row is refreshed this often ...
 GRACE_S = 90  # ... and a trial whose heartbeat is older than this (on the database's clock) is stale
+STATE_CHANGE_ATTR = "drltune:state_change"  # trial system attr: the token of the state change that won
 
 
 class StorageUnavailable(DrltuneError):
@@ -72,14 +76,6 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
         while True:
             try:
                 return method(self, *args, **kwargs)
-            except UpdateFinishedTrialError:
-                # A state change whose commit landed before its connection dropped: the retry
-                # finds it done. Anything else (another driver finished the trial) is re-raised.
-                if failed is not None and method.__name__ == "set_trial_state_values":
-                    state = kwargs.get("state", args[1] if len(args) > 1 else None)
-                    if self.get_trial(args[0]).state == state:
-                        return True
-                raise
             except (StorageInternalError, SQLAlchemyError) as exc:
                 if not _is_transient(exc):
                     raise
@@ -92,6 +88,14 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
     return call
+
+
+class _Lost(Exception):
+    """A state change that another writer won (raised inside the transaction to roll it back)."""
+
+    def __init__(self, read: TrialState) -> None:
+        super().__init__(read.name)
+        self.read = read
 
 
 class ResilientRDBStorage(optuna.storages.RDBStorage):
@@ -114,6 +118,82 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 system_attrs={}, intermediate_values={}, trial_id=-1)
         return super()._create_new_trial(study_id, template_trial)
 
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        """Optuna's, as a change only one writer can win (see `change_trial_state`)."""
+        return self.change_trial_state(trial_id, state, values)
+
+    def change_trial_state(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None,
+                           user_attrs: dict[str, Any] | None = None) -> bool:
+        """Set the state (and values, and `user_attrs`) of a trial in one transaction that only one
+        writer can win.
+
+        Optuna reads the row and then writes it (its FOR UPDATE is a no-op on SQLite), so two drivers
+        retiring one trial both "won", and an owner's COMPLETE could land on top of another driver's
+        FAIL. Here the state changes by `UPDATE ... WHERE state = <the state read>`, checked by its
+        row count. The loser gets UpdateFinishedTrialError (False for a WAITING -> RUNNING pop, as
+        in Optuna) and none of its writes. Each change carries a token (a trial system attr written
+        in the same transaction): a retry after a dropped connection knows its own commit from
+        another driver's."""
+        return self._change_state(trial_id, state, values, user_attrs or {}, uuid.uuid4().hex)
+
+    def _change_state(self, trial_id: int, state: TrialState, values: Sequence[float] | None,
+                      user_attrs: dict[str, Any], token: str) -> bool:
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                read = trial.state
+                if not read.is_finished() and (state != TrialState.RUNNING or read == TrialState.WAITING):
+                    for objective, value in enumerate(values or ()):
+                        self._set_trial_value_without_commit(session, trial, objective, value)
+                    for key, value in user_attrs.items():
+                        self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key,
+                                                            value)
+                    self._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id,
+                                                        STATE_CHANGE_ATTR, token)
+                    changes: dict[str, Any] = {"state": state}
+                    if state == TrialState.RUNNING:
+                        changes["datetime_start"] = datetime.now()
+                    if state.is_finished():
+                        changes["datetime_complete"] = datetime.now()
+                    done = session.execute(
+                        update(models.TrialModel)
+                        .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == read)
+                        .values(**changes).execution_options(synchronize_session=False))
+                    if done.rowcount == 1:
+                        return True
+                raise _Lost(read)  # rolls back everything this transaction wrote
+        except IntegrityError:
+            return False
+        except _Lost as lost:
+            with _create_scoped_session(self.scoped_session) as session:
+                mine = session.query(models.TrialSystemAttributeModel.value_json).filter(
+                    models.TrialSystemAttributeModel.trial_id == trial_id,
+                    models.TrialSystemAttributeModel.key == STATE_CHANGE_ATTR).scalar()
+                now = session.query(models.TrialModel).filter(models.TrialModel.trial_id == trial_id).one()
+                number, now_state = now.number, now.state
+            if mine is not None and json.loads(mine) == token:
+                return True  # this call's earlier attempt landed before its connection dropped
+            if state == TrialState.RUNNING and not now_state.is_finished():
+                return False  # another driver popped this WAITING trial first
+            raise UpdateFinishedTrialError(
+                f"Trial#{number} is already {now_state.name} (read {lost.read.name}): another writer changed "
+                f"its state first; {state.name} not written") from None
+
+    def setdefault_study_system_attr(self, study_id: int, key: str, value: Any) -> Any:
+        """The study's system attr `key`, `value` written first when it has none; drivers racing to
+        write it all get the first one's (the key is unique: a later insert fails and is dropped)."""
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                study = models.StudyModel.find_or_raise_by_id(study_id, session)
+                if models.StudySystemAttributeModel.find_by_study_and_key(study, key, session) is None:
+                    session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
+                                                                 value_json=json.dumps(value)))
+        except IntegrityError:
+            pass
+        with _create_scoped_session(self.scoped_session) as session:
+            study = models.StudyModel.find_or_raise_by_id(study_id, session)
+            return json.loads(models.StudySystemAttributeModel.find_by_study_and_key(study, key, session).value_json)
+
     def running_trial_ids_without_heartbeat(self, study_id: int) -> set[int]:
         """RUNNING trials that never recorded a heartbeat (their driver never claimed them)."""
         with _create_scoped_session(self.scoped_session) as session:
@@ -125,11 +205,12 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
 
 
 for _name in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
-              "running_trial_ids_without_heartbeat", "create_new_study", "delete_study", "get_all_studies", "get_study_directions",
+              "running_trial_ids_without_heartbeat", "setdefault_study_system_attr", "create_new_study", "delete_study",
+              "get_all_studies", "get_study_directions",
               "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
               "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
               "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",
-              "set_study_user_attr", "set_trial_intermediate_value", "set_trial_state_values",
+              "set_study_user_attr", "set_trial_intermediate_value", "_change_state",
               "set_trial_system_attr", "set_trial_user_attr"):
     setattr(ResilientRDBStorage, _name, _retrying(getattr(ResilientRDBStorage, _name)))
 

@@ -11,6 +11,7 @@ stopped is closed as FAIL (user attrs `error`, `interrupted`) and queued again b
 from __future__ import annotations
 
 import copy
+import uuid
 import warnings
 from typing import Any
 
@@ -21,8 +22,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.errors import DrltuneError
+from drltune.search.storage import STATE_CHANGE_ATTR
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
+STUDY_ID = "drltune:study_id"  # study system attr: this study's own id (its checkpoints' folder and owner)
 
 
 def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
@@ -46,7 +49,25 @@ def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: o
     if not existed or not study.user_attrs:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
+    if not existed:
+        study_uid(study)  # made with the study (one from before ids gets its own in runner.checkpoint_store)
     return study, existed
+
+
+def study_uid(study: optuna.Study) -> str:
+    """The study's own id (uuid4 hex), made once: unlike its name, it tells apart two studies of one
+    name in two databases, or a study deleted and made again."""
+    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+    if hasattr(backend, "setdefault_study_system_attr"):  # drivers racing to make it agree on one
+        return backend.setdefault_study_system_attr(study._study_id, STUDY_ID, uuid.uuid4().hex)
+    if not has_uid(study):
+        study._storage.set_study_system_attr(study._study_id, STUDY_ID, uuid.uuid4().hex)
+    return study._storage.get_study_system_attrs(study._study_id)[STUDY_ID]
+
+
+def has_uid(study: optuna.Study) -> bool:
+    """False for a study made before studies had ids (until `study_uid` gives it one)."""
+    return STUDY_ID in study._storage.get_study_system_attrs(study._study_id)
 
 
 def counted(study: optuna.Study) -> int:
@@ -76,6 +97,7 @@ class _Requeue(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         fresh = copy.deepcopy(trial)  # Optuna's callback appends to the trial's retry_history list
         fresh.user_attrs = {record.RETRY_OF: trial.number}
+        fresh.system_attrs.pop(STATE_CHANGE_ATTR, None)  # the cut trial's own, not the retry's
         super().__call__(study, fresh)
 
 
@@ -87,15 +109,22 @@ def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | N
     if trial.state != TrialState.RUNNING:
         return False
     retried = max_retries is None or attempts(trial) < max_retries
+    labels = {record.ERROR: reason if retried else
+              f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)",
+              record.INTERRUPTED: retried}
+    backend = getattr(storage, "_backend", storage)  # under Optuna's cache wrapper
     try:
-        storage.set_trial_user_attr(trial_id, record.ERROR, reason if retried else
-                                    f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)")
-        storage.set_trial_user_attr(trial_id, record.INTERRUPTED, retried)
-        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
-            return False
-    except UpdateFinishedTrialError:  # another driver finished or retired it first
+        if hasattr(backend, "change_trial_state"):  # labels and FAIL in one transaction that one driver wins
+            won = backend.change_trial_state(trial_id, TrialState.FAIL, user_attrs=labels)
+        else:  # a storage without it (e.g. in memory: one process, no race)
+            for key, value in labels.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            won = storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:  # another driver finished or retired it first: its labels stay
         return False
-    if retried:
+    if not won:
+        return False
+    if retried:  # only the winner queues the retry
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             _Requeue(max_retry=None)(study, storage.get_trial(trial_id))

@@ -39,7 +39,7 @@ def _node() -> dict[str, str]:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable; `config["trial"]` is the TrialConfig dict (threads included) and
-    `config["checkpoint"]` (root, key, every) where its checkpoints live, or None for none."""
+    `config["checkpoint"]` (root, key, every, owner: the study's id) where its checkpoints live, or None for none."""
     from ray import tune
 
     from drltune.config import TrialConfig
@@ -80,8 +80,8 @@ def run_trial(config: dict[str, Any]) -> None:
                     send(result)
                 return False  # Ray stops a pruned trial itself
 
-            result = trainer.fit(report=report, checkpoint_dir=folder,
-                                 checkpoint_every=ckpt["every"] if ckpt else 0)
+            result = trainer.fit(report=report, checkpoint_dir=folder, checkpoint_every=ckpt["every"] if ckpt else 0,
+                                 checkpoint_owner=ckpt.get("owner") if ckpt else None)
         except Exception as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
             traceback.print_exc()  # the whole story in the worker's log
             tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000], "val_acc": float("nan"),

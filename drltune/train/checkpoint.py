@@ -74,7 +74,8 @@ def _write(path: Path, payload: dict[str, Any]) -> None:
 
 def save(directory: str | os.PathLike, state: dict[str, Any],
          best_state: dict[str, torch.Tensor] | None = None) -> list[Path]:
-    """Write `state` (tensors / plain types; `history` and `config` may be any JSON data) and, when
+    """Write `state` (tensors / plain types; `history` and `config` may be any JSON data; `owner`, the
+    study's id, optional) and, when
     given, the selected model's weights (those of epoch `state["best_epoch"]`). The best file is
     written first under its epoch's name and older ones are removed only after the state file that
     names the new one: a crash at any point leaves a state file whose best file exists.
@@ -104,8 +105,10 @@ def completed_epochs(directory: str | os.PathLike) -> int:
     return len(json.loads(torch.load(path, map_location="cpu", weights_only=True)["history"]))
 
 
-def load(directory: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The state saved in `directory`, or None when there is none; refuses another config's checkpoint."""
+def load(directory: str | os.PathLike, config: dict[str, Any], owner: str | None = None) -> dict[str, Any] | None:
+    """The state saved in `directory`, or None when there is none; refuses another config's checkpoint,
+    and with `owner` (a study's id, see search/study.py) one that another study saved (one saved
+    without an owner, before studies had ids, is taken)."""
     path = checkpoint_path(directory)
     if not path.exists():
         return None
@@ -123,6 +126,10 @@ def load(directory: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]
         first = (str(exc).splitlines() or [""])[0]
         raise DrltuneError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {first}); "
                            "delete its folder to start the trial over") from None
+    saved_owner = state.get("owner")
+    if owner is not None and saved_owner is not None and saved_owner != owner:
+        raise DrltuneError(f"checkpoint {path} belongs to another study (id {saved_owner}, this one is {owner}); "
+                           "delete its folder to start the trial over")
     expected = json.loads(json.dumps(config, sort_keys=True, default=_plain))
     if saved_config != expected:
         changed = sorted(k for k in set(saved_config) | set(expected) if saved_config.get(k) != expected.get(k))

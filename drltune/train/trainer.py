@@ -113,16 +113,18 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------
     def fit(self, report: Report | None = None, checkpoint_dir: str | os.PathLike | None = None,
-            checkpoint_every: int = 1) -> TrainResult:
+            checkpoint_every: int = 1, checkpoint_owner: str | None = None) -> TrainResult:
         """Train `epochs` epochs. With `checkpoint_dir`, the state is saved there after every
         `checkpoint_every`-th epoch (before `report` sees it: `last_checkpoint`
-        then says what that epoch wrote), and a checkpoint already there is resumed after its epoch."""
+        then says what that epoch wrote), and a checkpoint already there is resumed after its epoch
+        (refused when another `checkpoint_owner`, i.e. another study, saved it)."""
         c, start = self.cfg, time.perf_counter()
         self.method.setup()
         history: list[dict[str, Any]] = []
         best_acc, best_epoch, best_state = -1.0, -1, None
         stopped = False
-        saved = checkpoint.load(checkpoint_dir, c.config.to_dict()) if checkpoint_dir is not None else None
+        saved = (checkpoint.load(checkpoint_dir, c.config.to_dict(), checkpoint_owner)
+                 if checkpoint_dir is not None else None)
         if saved is not None:
             history, best_acc, best_epoch, best_state = self._restore(saved)
             self.restored = list(history)
@@ -151,7 +153,7 @@ class Trainer:
             if checkpoint_dir is not None and checkpoint_every > 0 and (epoch + 1) % checkpoint_every == 0:
                 t_save = time.perf_counter()
                 written = self._save(checkpoint_dir, history, best_acc, best_epoch,
-                                     best_state if best_epoch != best_on_disk else None)
+                                     best_state if best_epoch != best_on_disk else None, checkpoint_owner)
                 best_on_disk = best_epoch
                 self.last_checkpoint = SavedCheckpoint(epoch, written, time.perf_counter() - t_save)
             if report is not None and report(epoch, record):
@@ -168,9 +170,10 @@ class Trainer:
 
     # ---- checkpoints ---------------------------------------------------------------
     def _save(self, directory: str | os.PathLike, history: list[dict[str, Any]], best_acc: float,
-              best_epoch: int, new_best_state: dict[str, torch.Tensor] | None) -> list[Path]:
+              best_epoch: int, new_best_state: dict[str, torch.Tensor] | None, owner: str | None = None) -> list[Path]:
         """The epoch's state; the selected weights only when they changed since the last save."""
         return checkpoint.save(directory, {
+            **({"owner": owner} if owner is not None else {}),
             "config": self.cfg.config.to_dict(), "history": history,
             "best_acc": best_acc, "best_epoch": best_epoch,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
