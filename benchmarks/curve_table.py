@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--parity", choices=("all", "even", "odd"), default="all",
+                        help="record only the even- or odd-numbered configs (search_sim.py's worlds) this time")
     parser.add_argument("--status", action="store_true", help="only say how much of the table is recorded")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -165,7 +167,8 @@ def main() -> None:
     (args.out / "configs.json").write_text(json.dumps(
         {"table_seed": TABLE_SEED, "epochs": args.epochs, "seeds": seeds, "set": BENCH_SET, "configs": configs},
         indent=None, separators=(",", ":")) + "\n")
-    jobs = list(todo(configs, seeds, done))
+    wanted_configs = [c for c in configs if args.parity == "all" or (c["id"] % 2 == 0) == (args.parity == "even")]
+    jobs = list(todo(wanted_configs, seeds, done))
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=50) as pool:
         for n, row in enumerate(pool.imap_unordered(record_run, jobs), 1):
