@@ -66,6 +66,13 @@ def draw_configs(n: int, epochs: int, overrides: list[str] | None = None) -> lis
     return out
 
 
+def world_of(config_id: int, n_methods: int) -> str:
+    """"even" or "odd": the parity of the config's round of the method cycle (config i runs method
+    i mod n, so ids 0..n-1 are round 0). Each world holds every method; search_sim.py chooses
+    settings on one and reports them on the other."""
+    return "odd" if (config_id // n_methods) % 2 else "even"
+
+
 def chunk_file(out: Path, config_id: int) -> Path:
     return out / f"chunk-{config_id // CHUNK:02d}.jsonl"
 
@@ -151,7 +158,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--parity", choices=("all", "even", "odd"), default="all",
-                        help="record only the even- or odd-numbered configs (search_sim.py's worlds) this time")
+                        help="record only one world's configs this time (world_of: search_sim.py's --world)")
     parser.add_argument("--status", action="store_true", help="only say how much of the table is recorded")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -167,7 +174,8 @@ def main() -> None:
     (args.out / "configs.json").write_text(json.dumps(
         {"table_seed": TABLE_SEED, "epochs": args.epochs, "seeds": seeds, "set": BENCH_SET, "configs": configs},
         indent=None, separators=(",", ":")) + "\n")
-    wanted_configs = [c for c in configs if args.parity == "all" or (c["id"] % 2 == 0) == (args.parity == "even")]
+    n_methods = len({c["params"]["method"] for c in configs})
+    wanted_configs = [c for c in configs if args.parity == "all" or world_of(c["id"], n_methods) == args.parity]
     jobs = list(todo(wanted_configs, seeds, done))
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=50) as pool:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Record (or continue) the learning-curve table in the background: seeds 0-2 for every config first
-# (the seeds a simulated search sees), then the scoring-only seeds 3-4, the even-numbered configs
-# (search_sim.py's world where defaults are chosen) before the odd ones (where they are reported).
+# (the seeds a simulated search sees), then the scoring-only seeds 3-4, the configs of
+# the world where defaults are chosen (even) before those where they are reported (odd).
 # Resumable: run it again after a stop. Log: studies/curve_table.log.
 cd "$(dirname "$0")/.."
 mkdir -p studies

@@ -15,8 +15,9 @@ validation, what a user gets from `drltune train` on a fresh seed. Regret of a s
 true quality in the world's configs minus the true quality of the config it returns (points).
 Routes run on the same search seeds; paired differences get bootstrap 95 % intervals.
 
-Worlds. `--world even|odd|all`: the table's even-numbered configs, the odd ones, or all. Settings
-are chosen on one world and set of search seeds and reported on the other (README).
+Worlds. `--world even|odd|all`: the table's configs in even rounds of the method cycle (ids 0-7,
+16-23, ...), in odd rounds, or all; each world holds every method. Settings are chosen on one
+world and set of search seeds and reported on the other (README).
 
     python benchmarks/search_sim.py [--routes median,tpe,...] [--seeds 0-99] [--world all]
         [--trials 64] [--epochs 30] [--workers 2] [--jobs 2] [--out DIR] [--report] [--fidelity]
@@ -43,7 +44,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from curve_table import OUT as TABLE_DIR  # noqa: E402
-from curve_table import load_runs  # noqa: E402
+from curve_table import load_runs, world_of  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parents[1] / "drltune" / "search" / "search_benchmark.json"
 VISIBLE_SEEDS = (0, 1, 2)
@@ -115,14 +116,15 @@ class Table:
         from drltune.search.runner import DEFAULT_SPACE
         from drltune.search.space import load_space
 
+        space = load_space(DEFAULT_SPACE, epochs)
         configs: dict[int, Config] = {}
         for r in load_runs(folder):
-            if world == "even" and r["config"] % 2 or world == "odd" and not r["config"] % 2:
+            if world != "all" and world_of(r["config"], len(space.methods)) != world:
                 continue
             c = configs.setdefault(r["config"], Config(r["config"], r["params"], {}))
             c.runs[r["seed"]] = Run(r["val"], r["test"], r["seconds"], r["reinits"], r["val_audio"],
                                     r["val_visual"], r["error"])
-        return cls(sorted(configs.values(), key=lambda c: c.id), load_space(DEFAULT_SPACE, epochs), epochs)
+        return cls(sorted(configs.values(), key=lambda c: c.id), space, epochs)
 
     @staticmethod
     def _coordinate(dim: Any, value: Any) -> float | Any:
@@ -170,7 +172,7 @@ class Table:
                 "spearman_method_mean": float(spearmanr(truth, method_mean).statistic)}
 
 
-WEIGHT_GRID = {"lr": (1, 4, 8, 16), "batch_size": (1, 2, 4, 8), "optimizer": (0.5, 1, 2, 4), "fusion": (0.25, 0.5, 1),
+WEIGHT_GRID = {"lr": (4, 16, 32, 64), "batch_size": (1, 2, 4, 8), "optimizer": (0.5, 1, 2, 4), "fusion": (0.25, 0.5, 1),
                "*": (0.1, 0.25, 0.5, 1)}
 
 
