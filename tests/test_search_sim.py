@@ -103,3 +103,12 @@ def test_bootstrap_interval_excludes_zero_only_for_a_real_difference() -> None:
     assert 0 < low < 1.0 < high
     low, high = sim.bootstrap([1.0, -1.0] * 20)
     assert low < 0 < high
+
+
+def test_each_world_holds_every_method() -> None:
+    from curve_table import world_of
+
+    configs = draw_configs(32, EPOCHS)
+    methods = {c["params"]["method"] for c in configs}
+    for world in ("even", "odd"):
+        assert {c["params"]["method"] for c in configs if world_of(c["id"], len(methods)) == world} == methods
