@@ -155,6 +155,19 @@ class Table:
         pool = [c for c in self.by_method[params["method"]] if c.id != exclude]
         return min(pool, key=lambda c: (self.distance(params["method"], params, c.params), c.id))
 
+    def best_val(self, config: Config, seeds: Iterable[int]) -> float:
+        """Mean best val accuracy over `seeds` (a failed run counts 0): what a search can see."""
+        return statistics.mean(max(config.runs[s].val) if config.runs[s].val and not config.runs[s].error else 0.0
+                               for s in seeds)
+
+    def oracle_regrets(self) -> dict[str, float]:
+        """The regret of searches that trained every config of the world: on one visible seed (mean
+        over the seeds) and on all of them. The noise floor no route can beat with that knowledge."""
+        one = [self.best_quality - self.quality[max(self.configs, key=lambda c: (self.best_val(c, [s]), -c.id)).id]
+               for s in self.visible]
+        every = max(self.configs, key=lambda c: (self.best_val(c, self.visible), -c.id))
+        return {"one_seed": 100 * statistics.mean(one), "all_seeds": 100 * (self.best_quality - self.quality[every.id])}
+
     def fidelity(self) -> dict[str, float]:
         """Leave-one-out: each config's true quality predicted by its nearest other config of the
         same method; Spearman rank correlation over the world (and a method-mean predictor's)."""
@@ -392,12 +405,8 @@ def race(table: Table, ranked: list[Config], k: int, train_seed: int, workers: i
         finish[i] += seconds
     epochs = sum(len(c.runs[s].val) for c in top for s in others)
 
-    def mean_val(c: Config) -> float:
-        return statistics.mean(max(c.runs[s].val) if c.runs[s].val and not c.runs[s].error else 0.0
-                               for s in table.visible)
-
-    best = max(top, key=lambda c: (mean_val(c), -top.index(c)))
-    return best, mean_val(best), epochs, max(finish)
+    best = max(top, key=lambda c: (table.best_val(c, table.visible), -top.index(c)))
+    return best, table.best_val(best, table.visible), epochs, max(finish)
 
 
 class BridgeRoute:
@@ -629,6 +638,9 @@ def main() -> None:
     fid = table.fidelity()
     print(f"surrogate fidelity (leave-one-out, Spearman of true quality): nearest neighbour {fid['spearman_nn']:.2f}, "
           f"method mean {fid['spearman_method_mean']:.2f} over {fid['configs']} configs", flush=True)
+    oracle = table.oracle_regrets()
+    print(f"noise floor: every config trained on one visible seed, best returned: regret {oracle['one_seed']:.2f} "
+          f"points (mean over the seeds); on all {len(table.visible)}: {oracle['all_seeds']:.2f}", flush=True)
     if args.fit_weights:
         for score, weights in fit_weights(table)[:5]:
             print(f"  {score:.3f}  {weights}")
