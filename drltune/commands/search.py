@@ -38,6 +38,9 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--pruner-warmup", type=click.IntRange(1, 100_000),
               help="Epochs every trial trains before it can be pruned (sha/hyperband: the first rung) "
                    "[default: max-epochs/15, at least 1].")
+@click.option("--forgive-pruned/--learn-from-pruned", default=False, show_default=True,
+              help="TPE leaves out trials pruned at the first verdict (slow starters: missing data, not bad "
+                   "results) instead of ranking them below every complete trial.")
 @click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
@@ -71,7 +74,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120 "
                    "(a key the space searches is then not searched).")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
-               pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
+               pruner_warmup, forgive_pruned, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed,
+               timeout,
                max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, race, race_seeds,
                overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
@@ -80,7 +84,8 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
     spec = SearchSpec(
         dataset=dataset, data_root=data_root, space_file=space_file or DEFAULT_SPACE, trials=trials,
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
-        pruner_startup=pruner_startup, pruner_warmup=pruner_warmup, max_epochs=max_epochs,
+        pruner_startup=pruner_startup, pruner_warmup=pruner_warmup, forgive_pruned=forgive_pruned,
+        max_epochs=max_epochs,
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
         seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
