@@ -236,6 +236,11 @@ ROUTES: dict[str, Route] = {r.name: r for r in (
     Route("tpe-race3", race=3, trials=48, description="TPE unpruned, 48 trials, then the top 3 raced"),
     Route("median-forgive-race3", pruner="median", forgive=True, race=3,
           description="median + forgiving TPE + racing the top 3"),
+    Route("median-forgive-race2", pruner="median", forgive=True, race=2,
+          description="median + forgiving TPE + racing the top 2"),
+    Route("median-race3-t48", pruner="median", race=3, trials=48, description="median, 48 trials, racing the top 3"),
+    Route("median-forgive-race3-t48", pruner="median", forgive=True, race=3, trials=48,
+          description="median + forgiving TPE, 48 trials, racing the top 3"),
 )}
 
 
