@@ -18,16 +18,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 
+
 def rank(study: optuna.Study, trials: list[FrozenTrial], seeds: list[int]) -> list[dict[str, Any]]:
     """Each trial's mean best val_acc over its search seed and the fresh `seeds` it has runs for;
     best mean first (ties: the better single-seed value, then the lower number)."""
-    from drltune.verify import OWN, stored_runs
+    from drltune.verify import OWN, run_key, stored_runs
 
     runs = stored_runs(study)
     rows = []
     for t in trials:
-        values = [float(t.value)] + [runs[k]["best_val_acc"] for k in
-                                     (f"{record.VERIFY_PREFIX}trial{t.number}:{OWN}:seed{s}" for s in seeds) if k in runs]
+        fresh = [runs[key]["best_val_acc"] for key in (run_key(t.number, OWN, s) for s in seeds) if key in runs]
+        values = [float(t.value), *fresh]
         rows.append({"trial": t.number, "mean_val_acc": statistics.mean(values), "seeds": len(values),
                      "search_val_acc": float(t.value)})
     return sorted(rows, key=lambda r: (-r["mean_val_acc"], -r["search_val_acc"], r["trial"]))
@@ -48,8 +49,9 @@ def run_race(study: optuna.Study, top: int, n_seeds: int, concurrent: int, cpus:
     runs = plan(study, trials, seeds, [], [])
     done = stored_runs(study)
     todo = [r for r in runs if r.key not in done]
+    stored = f", {len(runs) - len(todo)} already stored" if len(todo) < len(runs) else ""
     echo(f"racing the top {len(trials)} (trials {', '.join(f'#{t.number}' for t in trials)}) on {n_seeds} fresh "
-         f"seeds {seeds}: {len(todo)} runs to train" + (f", {len(runs) - len(todo)} already stored" if len(todo) < len(runs) else ""))
+         f"seeds {seeds}: {len(todo)} runs to train{stored}")
     failed = execute(study, todo, concurrent, cpus, gpus, address, echo) if todo else 0
     ranking = rank(study, trials, seeds)
     study.set_user_attr(record.RACE, {"top": len(trials), "seeds": seeds, "ranking": ranking})
