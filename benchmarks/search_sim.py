@@ -595,7 +595,10 @@ def write_figures(rows: list[dict[str, Any]], route: str, path: Path, world: str
     """The default route's measured figures, for the line `drltune search` and `explore` print."""
     mine = [r for r in rows if r["route"] == route]
     regrets = [r["regret"] for r in mine]
+    chosen = ROUTES[route]
     figures = {"benchmark": "benchmarks/search_sim.py", "route": route, "searches": len(mine), "world": world,
+               "settings": {"sampler": chosen.sampler, "pruner": chosen.pruner, "forgive": chosen.forgive,
+                            "race": chosen.race},
                "seeds": seeds, "trials": mine[0]["trials"], "epochs": budget // mine[0]["trials"],
                "workers": mine[0]["workers"],
                "median_regret": round(float(np.median(regrets)), 2),

@@ -25,13 +25,24 @@ def benchmark_figures() -> dict[str, Any] | None:
         return None
 
 
-def benchmark_clause(figures: dict[str, Any] | None) -> str:
+def study_settings(study: optuna.Study) -> dict[str, Any]:
+    """The route a study ran, in the benchmark's terms (sampler, pruner, forgiving TPE, race size)."""
+    race = study.user_attrs.get(record.RACE)
+    return {"sampler": study.user_attrs.get(record.SAMPLER), "pruner": study.user_attrs.get(record.PRUNER),
+            "forgive": "forgive_pruned_at_or_before_step" in (study.user_attrs.get(record.SAMPLER_ARGS) or {}),
+            "race": race["top"] if isinstance(race, dict) else 0}
+
+
+def benchmark_clause(figures: dict[str, Any] | None, settings: dict[str, Any]) -> str:
     if not figures:
         return ""
+    same = all(settings.get(k) == v for k, v in figures["settings"].items())
+    ran = "this search's route" if same else "the default route (" + ", ".join(
+        f"{k} {v}" for k, v in figures["settings"].items()) + "), which this search did not run,"
     return (f"; on {figures['benchmark']} ({figures['trials']} trials x {figures['epochs']} epochs, built-in data, "
-            f"{figures['searches']} search seeds not used to choose it) the default route's pick was "
+            f"{figures['searches']} search seeds not used to choose it) {ran} picked a config "
             f"{figures['median_regret']:.1f} points (median) and {figures['p90_regret']:.1f} (90th percentile) of "
-            f"fresh-seed test accuracy below the best config, with {100 * figures['epochs_share']:.0f} % of the "
+            f"fresh-seed test accuracy below the best one, with {100 * figures['epochs_share']:.0f} % of the "
             "unpruned epochs")
 
 
@@ -48,11 +59,11 @@ def choice_line(study: optuna.Study) -> str | None:
                 f"{win['seeds']} seeds")
         if single["trial"] != win["trial"]:
             line += f" (on its one search seed #{single['trial']} looked best, {single['search_val_acc']:.4f})"
-        return line + benchmark_clause(figures)
+        return line + benchmark_clause(figures, study_settings(study))
     seeds = {record.stored_config(t).get("seed") for t in study.get_trials(deepcopy=False)} - {None}
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         return None
     seed = f"seed {seeds.pop()}" if len(seeds) == 1 else "one seed each"
     return (f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), the luckiest "
             "of noisy single-seed values; `--race K` or `drltune verify` re-train the top on fresh seeds"
-            + benchmark_clause(figures))
+            + benchmark_clause(figures, study_settings(study)))
