@@ -207,3 +207,36 @@ def test_a_stale_trial_gives_up_its_place_only_once_retired(tmp_path):
     assert [(o.number, o.state) for o in outcomes] == [(stalled, "interrupted")]  # dropped, not complete
     mine.on_trial_complete("b", result(1, 0.7, final=True))
     assert counted(study) == 1 and study.trials[stalled].user_attrs["interrupted"]
+
+
+def test_a_fresh_heartbeat_is_fresh_to_drivers_in_other_time_zones(postgres_url):
+    """PostgreSQL renders now() in each session's TimeZone and Optuna's heartbeat column has none:
+    a driver 26 hours east of another saw its heartbeats as a day old (or from tomorrow)."""
+    import uuid
+
+    def driver(zone: str, create: bool) -> optuna.Study:
+        url = postgres_url + ("&" if "?" in postgres_url else "?") + f"options=-c%20TimeZone%3D{zone}"
+        storage, name = open_storage(url, heartbeat=True), f"tz-{run}"
+        study = (optuna.create_study(study_name=name, storage=storage, direction="maximize") if create
+                 else optuna.load_study(study_name=name, storage=storage))
+        with study._storage._backend.engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("SHOW TimeZone")).scalar() == zone.replace("%2B", "+")
+        return study
+
+    run = uuid.uuid4().hex[:8]
+    east, west = driver("Pacific/Kiritimati", True), driver("Etc/GMT%2B12", False)  # UTC+14, UTC-12
+    age = sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = heartbeat - :age * interval '1 second' "
+                          "WHERE trial_id = :id")
+    for owner, other in ((east, west), (west, east)):
+        trial = owner.ask(LR)
+        owner._storage.record_heartbeat(trial._trial_id)  # the insert
+        owner._storage.record_heartbeat(trial._trial_id)  # an update
+        assert trial._trial_id not in other._storage._get_stale_trial_ids(other._study_id)
+        assert trial._trial_id not in owner._storage._get_stale_trial_ids(owner._study_id)
+        engine = sqlalchemy.create_engine(postgres_url)
+        with engine.begin() as conn:  # the owner stalls: its trial is stale to both
+            conn.execute(age, {"age": liveness.GRACE_S + 30, "id": trial._trial_id})
+        engine.dispose()
+        assert trial._trial_id in other._storage._get_stale_trial_ids(other._study_id)
+        assert trial._trial_id in owner._storage._get_stale_trial_ids(owner._study_id)
+        owner.tell(trial, 0.5)

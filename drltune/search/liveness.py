@@ -1,9 +1,10 @@
 """Several drivers on one study: who is alive, and how many trials the study still needs.
 
 Liveness is Optuna's: the driver records a heartbeat for each trial it runs
-(`RDBStorage.record_heartbeat`, stamped with the database server's clock) and a RUNNING trial
-whose heartbeat is older than the grace period is stale (`_get_stale_trial_ids`, same clock, so
-machines' clocks never meet). What Optuna lacks is kept here: each trial carries its driver's
+(`RDBStorage.record_heartbeat`, stamped with the database server's clock in UTC, whatever each
+session's time zone) and a RUNNING trial whose heartbeat is older than the grace period is stale
+(`_get_stale_trial_ids`, same clock, so machines' clocks never meet; a SQLite file is shared
+through one machine's clock). What Optuna lacks is kept here: each trial carries its driver's
 unique id (`driver`: host:pid:token) and process namespace (`driver_ns`), so that a driver that
 died on this machine is known at once (its PID is gone) instead of after the grace period. The id
 is written with the trial itself; a trial that never got a heartbeat (its driver was cut off right

@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +30,7 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, InterfaceError, OperationalError,
                             ProgrammingError, SQLAlchemyError)
@@ -193,6 +193,42 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         with _create_scoped_session(self.scoped_session) as session:
             study = models.StudyModel.find_or_raise_by_id(study_id, session)
             return json.loads(models.StudySystemAttributeModel.find_by_study_and_key(study, key, session).value_json)
+
+    def _utc_now(self) -> Any:
+        """The database's clock in UTC, as SQL (the heartbeat column has no time zone).
+
+        Optuna stamps heartbeats with now(), which PostgreSQL renders in each session's TimeZone:
+        drivers whose sessions differ (PGTZ, `SET TIME ZONE`) saw each other's heartbeats as hours
+        old. SQLite's CURRENT_TIMESTAMP is UTC of the writing process's clock: a SQLite file is
+        shared through one machine's clock (or clocks kept in step)."""
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return func.timezone("UTC", func.now())
+        if dialect in ("mysql", "mariadb"):
+            return func.utc_timestamp()
+        return func.current_timestamp()
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Optuna's, stamped with the database's UTC clock (see `_utc_now`)."""
+        with _create_scoped_session(self.scoped_session, True) as session:
+            heartbeat = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
+            if heartbeat is None:
+                session.add(models.TrialHeartbeatModel(trial_id=trial_id, heartbeat=self._utc_now()))
+            else:
+                heartbeat.heartbeat = self._utc_now()
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's, on the database's UTC clock (see `_utc_now`)."""
+        assert self.heartbeat_interval is not None
+        grace = timedelta(seconds=self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval)
+        with _create_scoped_session(self.scoped_session, True) as session:
+            now = session.execute(select(self._utc_now())).scalar_one()
+            beat = models.TrialHeartbeatModel
+            beats = (session.query(models.TrialModel.trial_id, beat.heartbeat)
+                     .join(beat, beat.trial_id == models.TrialModel.trial_id)
+                     .filter(models.TrialModel.state == TrialState.RUNNING, models.TrialModel.study_id == study_id)
+                     .all())
+            return [trial_id for trial_id, beat in beats if now - beat > grace]
 
     def running_trial_ids_without_heartbeat(self, study_id: int) -> set[int]:
         """RUNNING trials that never recorded a heartbeat (their driver never claimed them)."""
