@@ -240,3 +240,42 @@ def test_a_fresh_heartbeat_is_fresh_to_drivers_in_other_time_zones(postgres_url)
         assert trial._trial_id in other._storage._get_stale_trial_ids(other._study_id)
         assert trial._trial_id in owner._storage._get_stale_trial_ids(owner._study_id)
         owner.tell(trial, 0.5)
+
+
+def test_a_driver_gives_up_on_the_storage_before_others_call_it_dead(monkeypatch):
+    """A storage call waits out the patience; the heartbeat may be due just before it starts: both
+    must end before another driver calls this one's trials stale (and retries them)."""
+    from drltune.search import storage
+
+    monkeypatch.delenv(storage.PATIENCE_ENV, raising=False)
+    assert storage.patience_s() + storage.HEARTBEAT_S <= storage.HALT_S < storage.GRACE_S
+    monkeypatch.setenv(storage.PATIENCE_ENV, "1000")  # more asked for: capped
+    assert storage.patience_s() + storage.HEARTBEAT_S <= storage.HALT_S < storage.GRACE_S
+    monkeypatch.setenv(storage.PATIENCE_ENV, "8")  # less is fine (the fault tests)
+    assert storage.patience_s() == 8
+
+
+def test_a_driver_whose_heartbeats_fail_halts_its_trials(tmp_path):
+    """Failing beats for longer than the limit, or one beat that outlasted the storage's patience,
+    stop this driver's trials (the bridge halts) before other drivers retry them."""
+    import time
+
+    from drltune.search.bridge import OptunaBridge, StopSearch
+    from drltune.search.storage import StorageUnavailable
+
+    for error, limit in ((RuntimeError("database is locked"), 0.3), (StorageUnavailable("unreachable for 70 s"), 60)):
+        study, _ = _study(tmp_path, f"s-{limit}")
+        bridge = OptunaBridge(study, None, None, SharedBudget(study, 2, max_retries=2))
+        trial = study.ask(LR)
+
+        def down(trial_id: int, error: Exception = error) -> None:
+            raise error
+
+        study._storage.record_heartbeat = down
+        beat = liveness.Heartbeat(study, lambda: [trial._trial_id], every=0.05, limit=limit, on_lost=bridge.halt)
+        with beat:
+            deadline = time.monotonic() + 10
+            while bridge.stop_reason() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert StopSearch(bridge).stop_all() and "heartbeat" in bridge.stop_reason(), bridge.stop_reason()
+        assert beat.failing_for() < 10

@@ -8,7 +8,9 @@ one with `create=False`, which never writes (it also reads Optuna journal files)
 
 A search's storage outlives faults of the database: every call that fails on a transient error
 (SQLite busy, a PostgreSQL restart or dropped connection) is retried with back-off for up to
-`DRLTUNE_STORAGE_PATIENCE_S` seconds (default 120), then `StorageUnavailable` says so in one line.
+`DRLTUNE_STORAGE_PATIENCE_S` seconds (default and most `MAX_PATIENCE_S`, 70), then
+`StorageUnavailable` says so in one line. The patience is bounded by the heartbeat's grace: a
+driver gives up on the storage (and stops its trials) before other drivers call it dead.
 """
 from __future__ import annotations
 
@@ -43,9 +45,11 @@ DEFAULT_DB = "drltune.db"
 DEFAULT_URL = f"sqlite:///{STUDIES_DIR}/{DEFAULT_DB}"  # relative to the current directory
 SCHEMA_RACE_RETRIES = 3
 PATIENCE_ENV = "DRLTUNE_STORAGE_PATIENCE_S"
-DEFAULT_PATIENCE_S = 120.0
 HEARTBEAT_S = 10  # Optuna's heartbeat: each running trial's row is refreshed this often ...
 GRACE_S = 90  # ... and a trial whose heartbeat is older than this (on the database's clock) is stale
+HALT_S = GRACE_S - HEARTBEAT_S  # a driver that could not beat for this long stops its trials ...
+MAX_PATIENCE_S = float(HALT_S - HEARTBEAT_S)  # ... as does one whose beat, due up to HEARTBEAT_S after
+# its last, outlasted the patience: either way before the others' grace runs out
 STATE_CHANGE_ATTR = "drltune:state_change"  # trial system attr: the token of the state change that won
 
 
@@ -66,7 +70,9 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def patience_s() -> float:
-    return float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
+    """How long a storage call retries: DRLTUNE_STORAGE_PATIENCE_S, at most MAX_PATIENCE_S (waiting
+    longer, a driver would still be writing to trials that others have retried)."""
+    return min(float(os.environ.get(PATIENCE_ENV, MAX_PATIENCE_S)), MAX_PATIENCE_S)
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
