@@ -14,6 +14,7 @@ driver gives up on the storage (and stops its trials) before other drivers call 
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -51,10 +52,15 @@ HALT_S = GRACE_S - HEARTBEAT_S  # a driver that could not beat for this long sto
 MAX_PATIENCE_S = float(HALT_S - HEARTBEAT_S)  # ... as does one whose beat, due up to HEARTBEAT_S after
 # its last, outlasted the patience: either way before the others' grace runs out
 STATE_CHANGE_ATTR = "drltune:state_change"  # trial system attr: the token of the state change that won
+RETRIED_ATTR = "drltune:retried"  # trial system attr: set on a cut trial in the transaction that queues its retry
 
 
 class StorageUnavailable(DrltuneError):
     """The storage kept failing for longer than the patience: the search stops (and resumes later)."""
+
+
+class AlreadyQueued(DrltuneError):
+    """Another driver (or an earlier try of this call) queued this trial's retry first."""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -122,7 +128,31 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(),
                 datetime_complete=None, params={}, distributions={}, user_attrs=dict(self.new_trial_user_attrs),
                 system_attrs={}, intermediate_values={}, trial_id=-1)
-        return super()._create_new_trial(study_id, template_trial)
+        history = template_trial.system_attrs.get("retry_history") if template_trial is not None else None
+        if not history or template_trial is None or template_trial.state != TrialState.WAITING:
+            return super()._create_new_trial(study_id, template_trial)
+        return self._create_retry(study_id, template_trial, history[-1])
+
+    def _create_retry(self, study_id: int, template_trial: FrozenTrial, parent: int) -> FrozenTrial:
+        """Queue the retry of trial number `parent` once: its RETRIED_ATTR (unique per trial) is
+        inserted in the same transaction, so a driver retiring the trial and drivers resuming
+        (`requeue_lost`) at the same moment queue one retry between them; the others get
+        AlreadyQueued. (Optuna's insert-or-update of attrs would let both pass.)"""
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers, as Optuna
+                parent_id = session.query(models.TrialModel.trial_id).filter(
+                    models.TrialModel.study_id == study_id, models.TrialModel.number == parent).scalar()
+                session.add(models.TrialSystemAttributeModel(trial_id=parent_id, key=RETRIED_ATTR,
+                                                             value_json=json.dumps(True)))
+                session.flush()
+                trial = self._get_prepared_new_trial(study_id, template_trial, session)
+                frozen = copy.deepcopy(template_trial)  # as Optuna's _create_new_trial returns it
+                frozen.number, frozen.datetime_start = trial.number, trial.datetime_start
+                frozen._trial_id = trial.trial_id
+                return frozen
+        except IntegrityError:
+            raise AlreadyQueued(f"the retry of trial #{parent} is queued already") from None
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         """Optuna's, as a change only one writer can win (see `change_trial_state`)."""
