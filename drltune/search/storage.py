@@ -259,9 +259,9 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         grace = timedelta(seconds=self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval)
         with _create_scoped_session(self.scoped_session, True) as session:
             now = session.execute(select(self._utc_now())).scalar_one()
-            beat = models.TrialHeartbeatModel
-            beats = (session.query(models.TrialModel.trial_id, beat.heartbeat)
-                     .join(beat, beat.trial_id == models.TrialModel.trial_id)
+            heartbeat = models.TrialHeartbeatModel
+            beats = (session.query(models.TrialModel.trial_id, heartbeat.heartbeat)
+                     .join(heartbeat, heartbeat.trial_id == models.TrialModel.trial_id)
                      .filter(models.TrialModel.state == TrialState.RUNNING, models.TrialModel.study_id == study_id)
                      .all())
             return [trial_id for trial_id, beat in beats if now - beat > grace]
