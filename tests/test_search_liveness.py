@@ -207,3 +207,75 @@ def test_a_stale_trial_gives_up_its_place_only_once_retired(tmp_path):
     assert [(o.number, o.state) for o in outcomes] == [(stalled, "interrupted")]  # dropped, not complete
     mine.on_trial_complete("b", result(1, 0.7, final=True))
     assert counted(study) == 1 and study.trials[stalled].user_attrs["interrupted"]
+
+
+def test_a_fresh_heartbeat_is_fresh_to_drivers_in_other_time_zones(postgres_url):
+    """PostgreSQL renders now() in each session's TimeZone and Optuna's heartbeat column has none:
+    a driver 26 hours east of another saw its heartbeats as a day old (or from tomorrow)."""
+    import uuid
+
+    def driver(zone: str, create: bool) -> optuna.Study:
+        url = postgres_url + ("&" if "?" in postgres_url else "?") + f"options=-c%20TimeZone%3D{zone}"
+        storage, name = open_storage(url, heartbeat=True), f"tz-{run}"
+        study = (optuna.create_study(study_name=name, storage=storage, direction="maximize") if create
+                 else optuna.load_study(study_name=name, storage=storage))
+        with study._storage._backend.engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("SHOW TimeZone")).scalar() == zone.replace("%2B", "+")
+        return study
+
+    run = uuid.uuid4().hex[:8]
+    east, west = driver("Pacific/Kiritimati", True), driver("Etc/GMT%2B12", False)  # UTC+14, UTC-12
+    age = sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = heartbeat - :age * interval '1 second' "
+                          "WHERE trial_id = :id")
+    for owner, other in ((east, west), (west, east)):
+        trial = owner.ask(LR)
+        owner._storage.record_heartbeat(trial._trial_id)  # the insert
+        owner._storage.record_heartbeat(trial._trial_id)  # an update
+        assert trial._trial_id not in other._storage._get_stale_trial_ids(other._study_id)
+        assert trial._trial_id not in owner._storage._get_stale_trial_ids(owner._study_id)
+        engine = sqlalchemy.create_engine(postgres_url)
+        with engine.begin() as conn:  # the owner stalls: its trial is stale to both
+            conn.execute(age, {"age": liveness.GRACE_S + 30, "id": trial._trial_id})
+        engine.dispose()
+        assert trial._trial_id in other._storage._get_stale_trial_ids(other._study_id)
+        assert trial._trial_id in owner._storage._get_stale_trial_ids(owner._study_id)
+        owner.tell(trial, 0.5)
+
+
+def test_a_driver_gives_up_on_the_storage_before_others_call_it_dead(monkeypatch):
+    """A storage call waits out the patience; the heartbeat may be due just before it starts: both
+    must end before another driver calls this one's trials stale (and retries them)."""
+    from drltune.search import storage
+
+    monkeypatch.delenv(storage.PATIENCE_ENV, raising=False)
+    assert storage.patience_s() + storage.HEARTBEAT_S <= storage.HALT_S < storage.GRACE_S
+    monkeypatch.setenv(storage.PATIENCE_ENV, "1000")  # more asked for: capped
+    assert storage.patience_s() + storage.HEARTBEAT_S <= storage.HALT_S < storage.GRACE_S
+    monkeypatch.setenv(storage.PATIENCE_ENV, "8")  # less is fine (the fault tests)
+    assert storage.patience_s() == 8
+
+
+def test_a_driver_whose_heartbeats_fail_halts_its_trials(tmp_path):
+    """Failing beats for longer than the limit, or one beat that outlasted the storage's patience,
+    stop this driver's trials (the bridge halts) before other drivers retry them."""
+    import time
+
+    from drltune.search.bridge import OptunaBridge, StopSearch
+    from drltune.search.storage import StorageUnavailable
+
+    for error, limit in ((RuntimeError("database is locked"), 0.3), (StorageUnavailable("unreachable for 70 s"), 60)):
+        study, _ = _study(tmp_path, f"s-{limit}")
+        bridge = OptunaBridge(study, None, None, SharedBudget(study, 2, max_retries=2))
+        trial = study.ask(LR)
+
+        def down(trial_id: int, error: Exception = error) -> None:
+            raise error
+
+        study._storage.record_heartbeat = down
+        beat = liveness.Heartbeat(study, lambda: [trial._trial_id], every=0.05, limit=limit, on_lost=bridge.halt)
+        with beat:
+            deadline = time.monotonic() + 10
+            while bridge.stop_reason() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert StopSearch(bridge).stop_all() and "heartbeat" in bridge.stop_reason(), bridge.stop_reason()
+        assert beat.failing_for() < 10

@@ -159,3 +159,24 @@ def test_a_retried_state_change_knows_its_own_commit_from_another_drivers(tmp_pa
     monkeypatch.setattr(storage_module, "_create_scoped_session", dropping_after_commit)
     assert a._storage.set_trial_state_values(second._trial_id, TrialState.FAIL) is True and dropped
     assert a.trials[second.number].state == TrialState.FAIL
+
+
+def test_a_driver_resuming_while_another_retires_queues_one_retry(url, monkeypatch):
+    """Retiring is the FAIL, then the queued retry; a driver resuming in between (requeue_lost)
+    found the trial's retry missing and queued one too: two retries of one lineage ran at once."""
+    from drltune.search import study as study_module
+
+    a, b, trial = _two_drivers(url)
+    original, resumed = study_module._Requeue.__call__, []
+
+    def queue(self, study, frozen):
+        if not resumed:  # driver a's FAIL has landed, its retry not yet: driver b resumes now
+            resumed.append(None)
+            resumed[0] = study_module.requeue_lost(b)
+        return original(self, study, frozen)
+
+    monkeypatch.setattr(study_module._Requeue, "__call__", queue)
+    assert retire(a, trial._trial_id, REASON, 2) is True and resumed == [1]
+    (retry,) = _waiting(a)
+    assert retry.user_attrs["retry_of"] == trial.number
+    assert study_module.requeue_lost(a) == 0 and study_module.requeue_lost(b) == 0 and len(_waiting(a)) == 1

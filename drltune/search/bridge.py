@@ -43,7 +43,7 @@ from drltune.search.checkpoints import CheckpointStore, lineage_key
 from drltune.search.liveness import ORPHAN_S, SharedBudget
 from drltune.search.progress import Outcome
 from drltune.search.space import SearchSpace
-from drltune.search.storage import GRACE_S, StorageUnavailable
+from drltune.search.storage import HALT_S, StorageUnavailable
 from drltune.search.study import lineage, retire
 from drltune.search.trainable import RESTORED
 
@@ -253,7 +253,7 @@ class OptunaBridge(Searcher):
         live = self.live.get(trial_id)
         if live is None or "epoch" not in result:
             return False
-        if self.heartbeat_age() > GRACE_S:  # other drivers may be retrying this driver's trials by now
+        if self.heartbeat_age() > HALT_S:  # other drivers may soon be retrying this driver's trials
             self.halt(f"this driver could not record its heartbeats for {self.heartbeat_age():.0f} s; "
                       "its trials were stopped (the same command resumes)")
             return True

@@ -1,9 +1,10 @@
 """Several drivers on one study: who is alive, and how many trials the study still needs.
 
 Liveness is Optuna's: the driver records a heartbeat for each trial it runs
-(`RDBStorage.record_heartbeat`, stamped with the database server's clock) and a RUNNING trial
-whose heartbeat is older than the grace period is stale (`_get_stale_trial_ids`, same clock, so
-machines' clocks never meet). What Optuna lacks is kept here: each trial carries its driver's
+(`RDBStorage.record_heartbeat`, stamped with the database server's clock in UTC, whatever each
+session's time zone) and a RUNNING trial whose heartbeat is older than the grace period is stale
+(`_get_stale_trial_ids`, same clock, so machines' clocks never meet; a SQLite file is shared
+through one machine's clock). What Optuna lacks is kept here: each trial carries its driver's
 unique id (`driver`: host:pid:token) and process namespace (`driver_ns`), so that a driver that
 died on this machine is known at once (its PID is gone) instead of after the grace period. The id
 is written with the trial itself; a trial that never got a heartbeat (its driver was cut off right
@@ -31,7 +32,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, NOT_RUN, NOT_RUN_ERROR
-from drltune.search.storage import GRACE_S, HEARTBEAT_S
+from drltune.search.storage import GRACE_S, HALT_S, HEARTBEAT_S, StorageUnavailable
 from drltune.search.study import FINISHED_OK, retire
 
 RECHECK_S = 2.0
@@ -114,10 +115,14 @@ def retire_stale(study: optuna.Study, max_retries: int | None, me: str | None = 
 
 class Heartbeat:
     """A daemon thread that records Optuna heartbeats for the trials this driver runs, and knows
-    since when it has failed to (a driver cut off from the storage must stop its trials)."""
+    since when it has failed to. A driver cut off from the storage must stop its trials before
+    other drivers retry them: `on_lost` (the bridge's halt) is called once the beats have failed
+    for `limit` seconds, or one beat outlasted the storage's patience (see storage.HALT_S)."""
 
-    def __init__(self, study: optuna.Study, live_ids: Callable[[], list[int]], every: float = HEARTBEAT_S) -> None:
-        self.study, self.live_ids, self.every = study, live_ids, every
+    def __init__(self, study: optuna.Study, live_ids: Callable[[], list[int]], every: float = HEARTBEAT_S,
+                 limit: float = HALT_S, on_lost: Callable[[str], None] | None = None) -> None:
+        self.study, self.live_ids, self.every, self.limit = study, live_ids, every, limit
+        self.on_lost = on_lost or (lambda reason: None)
         self.last_ok = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drltune-heartbeat", daemon=True)
@@ -132,10 +137,16 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
+            gave_up = False
             try:
                 self.beat(self.live_ids())
+            except StorageUnavailable:
+                gave_up = True
             except Exception:  # a database outage must not kill the driver; failing_for() tells
                 pass
+            if gave_up or self.failing_for() > self.limit:
+                self.on_lost(f"this driver could not record its heartbeats for {self.failing_for():.0f} s; "
+                             "its trials were stopped (the same command resumes)")
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()

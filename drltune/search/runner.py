@@ -290,6 +290,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                           max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo)
 
     bridge.before_tell = publish.attach_artifacts
+    heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
     started_ray = not ray.is_initialized()
     if started_ray:
         _init_ray(spec, ray)

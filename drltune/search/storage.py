@@ -8,10 +8,13 @@ one with `create=False`, which never writes (it also reads Optuna journal files)
 
 A search's storage outlives faults of the database: every call that fails on a transient error
 (SQLite busy, a PostgreSQL restart or dropped connection) is retried with back-off for up to
-`DRLTUNE_STORAGE_PATIENCE_S` seconds (default 120), then `StorageUnavailable` says so in one line.
+`DRLTUNE_STORAGE_PATIENCE_S` seconds (default and most `MAX_PATIENCE_S`, 70), then
+`StorageUnavailable` says so in one line. The patience is bounded by the heartbeat's grace: a
+driver gives up on the storage (and stops its trials) before other drivers call it dead.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -20,7 +23,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +33,7 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, InterfaceError, OperationalError,
                             ProgrammingError, SQLAlchemyError)
@@ -43,14 +46,21 @@ DEFAULT_DB = "drltune.db"
 DEFAULT_URL = f"sqlite:///{STUDIES_DIR}/{DEFAULT_DB}"  # relative to the current directory
 SCHEMA_RACE_RETRIES = 3
 PATIENCE_ENV = "DRLTUNE_STORAGE_PATIENCE_S"
-DEFAULT_PATIENCE_S = 120.0
 HEARTBEAT_S = 10  # Optuna's heartbeat: each running trial's row is refreshed this often ...
 GRACE_S = 90  # ... and a trial whose heartbeat is older than this (on the database's clock) is stale
+HALT_S = GRACE_S - HEARTBEAT_S  # a driver that could not beat for this long stops its trials ...
+MAX_PATIENCE_S = float(HALT_S - HEARTBEAT_S)  # ... as does one whose beat, due up to HEARTBEAT_S after
+# its last, outlasted the patience: either way before the others' grace runs out
 STATE_CHANGE_ATTR = "drltune:state_change"  # trial system attr: the token of the state change that won
+RETRIED_ATTR = "drltune:retried"  # trial system attr: set on a cut trial in the transaction that queues its retry
 
 
 class StorageUnavailable(DrltuneError):
     """The storage kept failing for longer than the patience: the search stops (and resumes later)."""
+
+
+class AlreadyQueued(DrltuneError):
+    """Another driver (or an earlier try of this call) queued this trial's retry first."""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -66,7 +76,9 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def patience_s() -> float:
-    return float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
+    """How long a storage call retries: DRLTUNE_STORAGE_PATIENCE_S, at most MAX_PATIENCE_S (waiting
+    longer, a driver would still be writing to trials that others have retried)."""
+    return min(float(os.environ.get(PATIENCE_ENV, MAX_PATIENCE_S)), MAX_PATIENCE_S)
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,7 +128,31 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(),
                 datetime_complete=None, params={}, distributions={}, user_attrs=dict(self.new_trial_user_attrs),
                 system_attrs={}, intermediate_values={}, trial_id=-1)
-        return super()._create_new_trial(study_id, template_trial)
+        history = template_trial.system_attrs.get("retry_history") if template_trial is not None else None
+        if not history or template_trial is None or template_trial.state != TrialState.WAITING:
+            return super()._create_new_trial(study_id, template_trial)
+        return self._create_retry(study_id, template_trial, history[-1])
+
+    def _create_retry(self, study_id: int, template_trial: FrozenTrial, parent: int) -> FrozenTrial:
+        """Queue the retry of trial number `parent` once: its RETRIED_ATTR (unique per trial) is
+        inserted in the same transaction, so a driver retiring the trial and drivers resuming
+        (`requeue_lost`) at the same moment queue one retry between them; the others get
+        AlreadyQueued. (Optuna's insert-or-update of attrs would let both pass.)"""
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers, as Optuna
+                parent_id = session.query(models.TrialModel.trial_id).filter(
+                    models.TrialModel.study_id == study_id, models.TrialModel.number == parent).scalar()
+                session.add(models.TrialSystemAttributeModel(trial_id=parent_id, key=RETRIED_ATTR,
+                                                             value_json=json.dumps(True)))
+                session.flush()
+                trial = self._get_prepared_new_trial(study_id, template_trial, session)
+                frozen = copy.deepcopy(template_trial)  # as Optuna's _create_new_trial returns it
+                frozen.number, frozen.datetime_start = trial.number, trial.datetime_start
+                frozen._trial_id = trial.trial_id
+                return frozen
+        except IntegrityError:
+            raise AlreadyQueued(f"the retry of trial #{parent} is queued already") from None
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         """Optuna's, as a change only one writer can win (see `change_trial_state`)."""
@@ -193,6 +229,42 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         with _create_scoped_session(self.scoped_session) as session:
             study = models.StudyModel.find_or_raise_by_id(study_id, session)
             return json.loads(models.StudySystemAttributeModel.find_by_study_and_key(study, key, session).value_json)
+
+    def _utc_now(self) -> Any:
+        """The database's clock in UTC, as SQL (the heartbeat column has no time zone).
+
+        Optuna stamps heartbeats with now(), which PostgreSQL renders in each session's TimeZone:
+        drivers whose sessions differ (PGTZ, `SET TIME ZONE`) saw each other's heartbeats as hours
+        old. SQLite's CURRENT_TIMESTAMP is UTC of the writing process's clock: a SQLite file is
+        shared through one machine's clock (or clocks kept in step)."""
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return func.timezone("UTC", func.now())
+        if dialect in ("mysql", "mariadb"):
+            return func.utc_timestamp()
+        return func.current_timestamp()
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Optuna's, stamped with the database's UTC clock (see `_utc_now`)."""
+        with _create_scoped_session(self.scoped_session, True) as session:
+            heartbeat = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
+            if heartbeat is None:
+                session.add(models.TrialHeartbeatModel(trial_id=trial_id, heartbeat=self._utc_now()))
+            else:
+                heartbeat.heartbeat = self._utc_now()
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's, on the database's UTC clock (see `_utc_now`)."""
+        assert self.heartbeat_interval is not None
+        grace = timedelta(seconds=self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval)
+        with _create_scoped_session(self.scoped_session, True) as session:
+            now = session.execute(select(self._utc_now())).scalar_one()
+            heartbeat = models.TrialHeartbeatModel
+            beats = (session.query(models.TrialModel.trial_id, heartbeat.heartbeat)
+                     .join(heartbeat, heartbeat.trial_id == models.TrialModel.trial_id)
+                     .filter(models.TrialModel.state == TrialState.RUNNING, models.TrialModel.study_id == study_id)
+                     .all())
+            return [trial_id for trial_id, beat in beats if now - beat > grace]
 
     def running_trial_ids_without_heartbeat(self, study_id: int) -> set[int]:
         """RUNNING trials that never recorded a heartbeat (their driver never claimed them)."""

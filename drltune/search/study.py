@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.errors import DrltuneError
-from drltune.search.storage import STATE_CHANGE_ATTR
+from drltune.search.storage import RETRIED_ATTR, STATE_CHANGE_ATTR, AlreadyQueued
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_ID = "drltune:study_id"  # study system attr: this study's own id (its checkpoints' folder and owner)
@@ -98,7 +98,19 @@ class _Requeue(RetryHeartbeatStaleTrialCallback):
         fresh = copy.deepcopy(trial)  # Optuna's callback appends to the trial's retry_history list
         fresh.user_attrs = {record.RETRY_OF: trial.number}
         fresh.system_attrs.pop(STATE_CHANGE_ATTR, None)  # the cut trial's own, not the retry's
+        fresh.system_attrs.pop(RETRIED_ATTR, None)
         super().__call__(study, fresh)
+
+
+def _queue_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Queue the retry of a retired trial; False when another driver queued it first."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        try:
+            _Requeue(max_retry=None)(study, trial)
+        except AlreadyQueued:
+            return False
+    return True
 
 
 def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | None) -> bool:
@@ -124,10 +136,8 @@ def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | N
         return False
     if not won:
         return False
-    if retried:  # only the winner queues the retry
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            _Requeue(max_retry=None)(study, storage.get_trial(trial_id))
+    if retried:  # only the winner queues the retry (unless a resuming driver was first)
+        _queue_retry(study, storage.get_trial(trial_id))
     return True
 
 
@@ -139,9 +149,6 @@ def requeue_lost(study: optuna.Study) -> int:
     closed unrun past --trials is no interrupted one (`record.is_not_run`, old studies included)."""
     trials = study.get_trials(deepcopy=False)
     queued = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
-    lost = [t for t in trials if t.state == TrialState.FAIL and record.is_interrupted(t) and t.number not in queued]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        for trial in lost:
-            _Requeue(max_retry=None)(study, trial)
-    return len(lost)
+    lost = [t for t in trials if t.state == TrialState.FAIL and record.is_interrupted(t) and t.number not in queued
+            and RETRIED_ATTR not in t.system_attrs]
+    return sum(_queue_retry(study, trial) for trial in lost)  # a driver retiring it or resuming too may be first
