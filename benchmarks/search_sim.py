@@ -10,8 +10,8 @@ and an epoch takes the seconds it took when recorded.
 
 Scoring. The seeds a search sees (0-2: one per search, as `drltune search` trains every trial on
 its --seed; racing routes see the others) are never the seeds that score it: a config's *true
-quality* is its mean over the held-out seeds (3-4) of the test accuracy at the epoch selected on
-validation, what a user gets from `drltune train` on a fresh seed. Regret of a search = the best
+quality* is its mean over the held-out seeds (3 and 4, those recorded for every config of the
+world) of the test accuracy at the epoch selected on validation, what a user gets from `drltune train` on a fresh seed. Regret of a search = the best
 true quality in the world's configs minus the true quality of the config it returns (points).
 Routes run on the same search seeds; paired differences get bootstrap 95 % intervals.
 
@@ -96,10 +96,12 @@ class Table:
                  visible: tuple[int, ...] = VISIBLE_SEEDS, weights: dict[str, float] | None = None) -> None:
         self.epochs, self.space, self.visible = epochs, space, visible
         self.weights = {**DISTANCE_WEIGHTS, **(weights or {})}
-        if not any(all(s in c.runs for s in quality_seeds) for c in configs):  # a table still recording
-            print(f"note: no config has its held-out seeds {quality_seeds} yet: true quality is taken on the "
-                  f"visible seeds {visible} (not held out)", file=sys.stderr)
-            quality_seeds = visible
+        seen = [c for c in configs if all(s in c.runs for s in visible)]
+        recorded = tuple(s for s in quality_seeds if seen and all(s in c.runs for c in seen))
+        if not recorded:  # a table still recording
+            print(f"note: no held-out seed of {quality_seeds} is recorded for every config yet: true quality is "
+                  f"taken on the visible seeds {visible} (not held out)", file=sys.stderr)
+        quality_seeds = recorded or visible
         self.quality_seeds = quality_seeds
         self.configs = [c for c in configs
                         if all(s in c.runs for s in visible) and all(s in c.runs for s in quality_seeds)]
@@ -642,7 +644,8 @@ def main() -> None:
     args = parser.parse_args()
     table = Table.load(args.table, args.world)
     print(f"table: {len(table.configs)} configs in world {args.world!r} ({', '.join(f'{m} {len(c)}' for m, c in table.by_method.items())}); "
-          f"best true quality {100 * table.best_quality:.2f} %", flush=True)
+          f"best true quality {100 * table.best_quality:.2f} % (test accuracy at the val-selected epoch, mean over seeds "
+          f"{', '.join(map(str, table.quality_seeds))})", flush=True)
     fid = table.fidelity()
     print(f"surrogate fidelity (leave-one-out, Spearman of true quality): nearest neighbour {fid['spearman_nn']:.2f}, "
           f"method mean {fid['spearman_method_mean']:.2f} over {fid['configs']} configs", flush=True)
