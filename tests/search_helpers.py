@@ -26,7 +26,7 @@ class Search:
         env = {**os.environ, MARKER: self.tag, "DRLTUNE_FAULTS": faults, "PYTHONUNBUFFERED": "1"}
         self.log = cwd / f"search-{self.tag[:8]}.log"
         with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([DRLTUNE, "search", *args], cwd=cwd, env=env, stdout=out,
+            self.proc = subprocess.Popen([DRLTUNE, "search", "--race", "0", *args], cwd=cwd, env=env, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:

@@ -165,7 +165,7 @@ def test_one_epoch_search_on_prepared_data(prepared, tmp_path):
     import optuna
 
     drltune = str(Path(sys.executable).parent / "drltune")
-    run = subprocess.run([drltune, "search", "--dataset", "cremad", "--data-root", str(prepared), "--trials", "1",
+    run = subprocess.run([drltune, "search", "--race", "0", "--dataset", "cremad", "--data-root", str(prepared), "--trials", "1",
                           "--max-epochs", "1", "--concurrent", "1", "--set", "encoder_width=4",
                           "--set", "dataset_params.image_size=32"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)

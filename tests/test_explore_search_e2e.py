@@ -64,6 +64,18 @@ def test_search_prints_epochs_and_next_steps(searched):
     assert "--study e2e" in steps[0] and "--seeds 3" in steps[2]
 
 
+def test_the_default_search_races_its_top_trials(searched):
+    root, study = searched
+    out = (root / "search.out").read_text()
+    ranking = study.user_attrs["race"]["ranking"]  # --race 3 on 2 fresh seeds: the default
+    assert "racing the top " in out and len(study.user_attrs["race"]["seeds"]) == 2
+    assert ranking and all(r["seeds"] == 3 for r in ranking)
+    assert f"how the best was chosen: raced, the top {len(ranking)} re-trained on 2 fresh seeds" in out
+    assert "benchmarks/search_sim.py" in out  # the benchmark's figures, shipped with the package
+    listed = out.split("configurations of study 'e2e'")[1].splitlines()[1]
+    assert listed.startswith(f" 1. #{ranking[0]['trial']} ")
+
+
 def test_dashboard_api_shows_notes_artifacts_and_the_metric_name(searched):
     """Through optuna-dashboard's own HTTP API, as the browser fetches it."""
     from wsgiref.util import setup_testing_defaults

@@ -81,4 +81,5 @@ def test_a_two_trial_search_runs_from_the_wheel(installed, tmp_path):
     assert "search space " in out and "drltune/search_spaces/default.yaml" in out
     study = optuna.load_study(study_name="synthetic-default", storage=f"sqlite:///{tmp_path / 'studies' / 'drltune.db'}")
     assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
+    assert "benchmarks/search_sim.py" in out  # the benchmark's figures: package data of the wheel
     assert study.user_attrs["space"].startswith("# ")  # the shipped file, read from the installed package

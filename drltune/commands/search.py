@@ -37,7 +37,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "before a trial is judged there [default: 2-3, from --trials].")
 @click.option("--pruner-warmup", type=click.IntRange(1, 100_000),
               help="Epochs every trial trains before it can be pruned (sha/hyperband: the first rung) "
-                   "[default: max-epochs/15, at least 1].")
+                   "[default: median max-epochs/3, sha/hyperband max-epochs/15, at least 1].")
 @click.option("--forgive-pruned/--learn-from-pruned", default=False, show_default=True,
               help="TPE leaves out trials pruned at the first verdict (slow starters: missing data, not bad "
                    "results) instead of ranking them below every complete trial.")
@@ -65,7 +65,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "A trial's checkpoint is deleted when it ends.")
 @click.option("--storage-path", help="Folder or URI (s3://...) for Ray's state and trial checkpoints; on a "
                                      "multi-node cluster one that every node reaches [default: studies/ray].")
-@click.option("--race", type=click.IntRange(0, 1000), default=0, show_default=True,
+@click.option("--race", type=click.IntRange(0, 1000), default=3, show_default=True,
               help="Once the trials are done, re-train the K best on --race-seeds fresh seeds and rank them by "
                    "their mean val_acc (export then writes the raced winner first); 0: rank by one seed.")
 @click.option("--race-seeds", type=click.IntRange(1, 30), default=2, show_default=True,

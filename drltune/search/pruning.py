@@ -160,15 +160,16 @@ def pruner_defaults(name: str, max_epochs: int, n_trials: int) -> tuple[int | No
     judges a trial there; warmup: epochs every trial trains before it can be pruned (for
     successive halving and Hyperband, the first rung).
 
-    Chosen by replaying unpruned searches through these pruners (`benchmarks/pruning_replay.py`):
-    at 64 trials x 30 epochs, a first verdict at max-epochs/15 (2 of 30) kept the best trial of
-    every replayed search at 25-40 % of the epochs, where max-epochs/6 spent 40-57 % to keep the
-    same one; the early verdict does prune slow starters among the other good trials (README,
-    "Does the search pay?"). Three peers are enough for a median to mean something; more only
-    delay the first wave's verdicts."""
+    The median's first verdict comes at max-epochs/3: on the search benchmark
+    (`benchmarks/search_sim.py`, README "Can you trust the answer?") the best configurations start
+    slowly (near chance for 5-8 of 30 epochs, then the highest), and a verdict at max-epochs/15
+    pruned them, returning a config 10-14 points worse on fresh seeds; at max-epochs/3 the median
+    still saves a quarter of the epochs. Successive halving and Hyperband keep their first rung at
+    max-epochs/15 (not re-measured). Three peers are enough for a median to mean something; more
+    only delay the first wave's verdicts."""
     warmup = max(1, max_epochs // 15)
     if name == "median":
-        return max(2, min(3, n_trials // 8)), warmup
+        return max(2, min(3, n_trials // 8)), max(1, max_epochs // 3)
     if name in ("sha", "hyperband"):
         return None, warmup
     return None, None
