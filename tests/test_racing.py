@@ -74,7 +74,7 @@ def test_the_choice_line_quotes_the_benchmark_and_says_whether_this_search_ran_i
     from drltune.search import choice
 
     figures = {"benchmark": "benchmarks/search_sim.py", "route": "r", "searches": 100, "trials": 64, "epochs": 30,
-               "settings": {"sampler": "tpe", "pruner": "median", "forgive": True, "race": 0},
+               "settings": {"sampler": "tpe", "pruner": "median", "race": 0},
                "median_regret": 1.234, "p90_regret": 4.5, "epochs_share": 0.31}
     (tmp_path / "f.json").write_text(json.dumps(figures))
     monkeypatch.setattr(choice, "FIGURES", tmp_path / "f.json")
@@ -82,12 +82,11 @@ def test_the_choice_line_quotes_the_benchmark_and_says_whether_this_search_ran_i
     study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"config": {"seed": 3}}))
     study.set_user_attr(record.SAMPLER, "tpe")
     study.set_user_attr(record.PRUNER, "median")
-    study.set_user_attr(record.SAMPLER_ARGS, {"forgive_pruned_at_or_before_step": 2})
     line = choice_line(study)
     assert "(seed 3)" in line and "100 search seeds not used to choose it) this search's route picked a config " \
         "1.2 points (median) and 4.5 (90th percentile)" in line and "31 % of the unpruned epochs" in line
     study.set_user_attr(record.PRUNER, "sha")
-    assert "the default route (sampler tpe, pruner median, forgive True, race 0), which this search did not run" \
+    assert "the default route (sampler tpe, pruner median, race 0), which this search did not run" \
         in choice_line(study)
     monkeypatch.setattr(choice, "FIGURES", tmp_path / "missing.json")
     assert "search_sim" not in choice_line(study)

@@ -112,3 +112,32 @@ def test_each_world_holds_every_method() -> None:
     methods = {c["params"]["method"] for c in configs}
     for world in ("even", "odd"):
         assert {c["params"]["method"] for c in configs if world_of(c["id"], len(methods)) == world} == methods
+
+
+def test_forgiving_sampler_hides_only_trials_pruned_at_the_first_verdict() -> None:
+    """TPE behind ForgivingSampler does not see a trial pruned at step <= the first verdict; one
+    pruned later, and complete ones, it sees as usual."""
+    import optuna
+    from optuna.trial import TrialState
+
+    seen: list[list[int]] = []
+
+    class Spy(optuna.samplers.RandomSampler):
+        def sample_independent(self, study, trial, name, dist):  # type: ignore[no-untyped-def]
+            seen.append([t.number for t in study._get_trials(deepcopy=False, states=(TrialState.PRUNED,
+                                                                                      TrialState.COMPLETE))])
+            return super().sample_independent(study, trial, name, dist)
+
+    study = optuna.create_study(direction="maximize", sampler=sim.ForgivingSampler(Spy(seed=0), before_step=2))
+    for number, last_step in enumerate((1, 2, 3)):  # pruned after epochs 1, 2 (first verdict), 3
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        for step in range(last_step + 1):
+            trial.report(0.1, step)
+        study.tell(trial, state=TrialState.PRUNED)
+    done = study.ask()
+    done.suggest_float("x", 0, 1)
+    study.tell(done, 0.5)
+    seen.clear()
+    study.ask().suggest_float("x", 0, 1)
+    assert seen == [[2, 3]]

@@ -37,10 +37,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "before a trial is judged there [default: 2-3, from --trials].")
 @click.option("--pruner-warmup", type=click.IntRange(1, 100_000),
               help="Epochs every trial trains before it can be pruned (sha/hyperband: the first rung) "
-                   "[default: median max-epochs/3, sha/hyperband max-epochs/15, at least 1].")
-@click.option("--forgive-pruned/--learn-from-pruned", default=False, show_default=True,
-              help="TPE leaves out trials pruned at the first verdict (slow starters: missing data, not bad "
-                   "results) instead of ranking them below every complete trial.")
+                   "[default: max-epochs/15, at least 1].")
 @click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
@@ -65,7 +62,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "A trial's checkpoint is deleted when it ends.")
 @click.option("--storage-path", help="Folder or URI (s3://...) for Ray's state and trial checkpoints; on a "
                                      "multi-node cluster one that every node reaches [default: studies/ray].")
-@click.option("--race", type=click.IntRange(0, 1000), default=3, show_default=True,
+@click.option("--race", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Once the trials are done, re-train the K best on --race-seeds fresh seeds and rank them by "
                    "their mean val_acc (export then writes the raced winner first); 0: rank by one seed.")
 @click.option("--race-seeds", type=click.IntRange(1, 30), default=2, show_default=True,
@@ -74,8 +71,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120 "
                    "(a key the space searches is then not searched).")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
-               pruner_warmup, forgive_pruned, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed,
-               timeout,
+               pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
                max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, race, race_seeds,
                overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
@@ -84,8 +80,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
     spec = SearchSpec(
         dataset=dataset, data_root=data_root, space_file=space_file or DEFAULT_SPACE, trials=trials,
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
-        pruner_startup=pruner_startup, pruner_warmup=pruner_warmup, forgive_pruned=forgive_pruned,
-        max_epochs=max_epochs,
+        pruner_startup=pruner_startup, pruner_warmup=pruner_warmup, max_epochs=max_epochs,
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
         seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,

@@ -26,10 +26,9 @@ def benchmark_figures() -> dict[str, Any] | None:
 
 
 def study_settings(study: optuna.Study) -> dict[str, Any]:
-    """The route a study ran, in the benchmark's terms (sampler, pruner, forgiving TPE, race size)."""
+    """The route a study ran, in the benchmark's terms (sampler, pruner, race size)."""
     race = study.user_attrs.get(record.RACE)
     return {"sampler": study.user_attrs.get(record.SAMPLER), "pruner": study.user_attrs.get(record.PRUNER),
-            "forgive": "forgive_pruned_at_or_before_step" in (study.user_attrs.get(record.SAMPLER_ARGS) or {}),
             "race": race["top"] if isinstance(race, dict) else 0}
 
 

@@ -160,16 +160,15 @@ def pruner_defaults(name: str, max_epochs: int, n_trials: int) -> tuple[int | No
     judges a trial there; warmup: epochs every trial trains before it can be pruned (for
     successive halving and Hyperband, the first rung).
 
-    The median's first verdict comes at max-epochs/3: on the search benchmark
-    (`benchmarks/search_sim.py`, README "Can you trust the answer?") the best configurations start
-    slowly (near chance for 5-8 of 30 epochs, then the highest), and a verdict at max-epochs/15
-    pruned them, returning a config 10-14 points worse on fresh seeds; at max-epochs/3 the median
-    still saves a quarter of the epochs. Successive halving and Hyperband keep their first rung at
-    max-epochs/15 (not re-measured). Three peers are enough for a median to mean something; more
-    only delay the first wave's verdicts."""
+    Chosen by replaying unpruned searches (`benchmarks/pruning_replay.py`): a first verdict at
+    max-epochs/15 kept every replayed search's best trial at 25-40 % of the epochs. The search
+    benchmark (`benchmarks/search_sim.py`, README "Can you trust the answer?") tried a verdict at
+    max-epochs/3 with a race: it won on the world it was chosen on and lost on the other, so these
+    stay. Three peers are enough for a median to mean something; more only delay the first
+    wave's verdicts."""
     warmup = max(1, max_epochs // 15)
     if name == "median":
-        return max(2, min(3, n_trials // 8)), max(1, max_epochs // 3)
+        return max(2, min(3, n_trials // 8)), warmup
     if name in ("sha", "hyperband"):
         return None, warmup
     return None, None

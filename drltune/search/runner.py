@@ -52,7 +52,6 @@ class SearchSpec:
     pruner: str = "median"
     pruner_startup: int | None = None  # None: the pruner's default for the budget (pruning.py)
     pruner_warmup: int | None = None
-    forgive_pruned: bool = False  # TPE leaves out trials pruned at the first verdict (samplers.ForgivingSampler)
     max_epochs: int | None = None
     concurrent: int = 2
     cpus_per_trial: float = 1.0
@@ -220,9 +219,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     name = study_name(spec, space)
     # Each trial samples with its own seed (seed, trial number): drivers that share the study
     # propose different configurations, and one driver alone is reproducible.
-    first_verdict = pruner_args.get("n_warmup_steps", pruner_args.get("min_resource"))
-    forgive = first_verdict if spec.forgive_pruned and spec.sampler == "tpe" else None
-    sampler, sampler_args = search_sampler(spec.sampler, spec.seed, spec.trials, space, forgive_before=forgive)
+    sampler, sampler_args = search_sampler(spec.sampler, spec.seed, spec.trials, space)
     attrs = {record.DATASET: spec.dataset, record.SPACE: space.text, record.SPACE_FILE: str(space.path.resolve()),
              record.VERSION: drltune.__version__, record.COMMAND: spec.command, record.MAX_EPOCHS: max_epochs,
              record.PRUNER: spec.pruner, record.SAMPLER: spec.sampler, record.PRUNER_ARGS: pruner_args,
