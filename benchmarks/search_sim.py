@@ -155,9 +155,11 @@ class Table:
             total += weight * ((x - y) ** 2 if isinstance(x, float) else float(x != y))
         return total
 
-    def nearest(self, params: dict[str, Any], exclude: int | None = None) -> Config:
-        """The recorded config of the same method closest to `params` (ties: the lower id)."""
-        pool = [c for c in self.by_method[params["method"]] if c.id != exclude]
+    def nearest(self, params: dict[str, Any], exclude: int | Container[int] | None = None) -> Config:
+        """The recorded config of the same method closest to `params` (ties: the lower id), other than
+        `exclude` (one id, or ids) while any other is left."""
+        excluded = {exclude} if isinstance(exclude, int) else set(exclude or ())
+        pool = [c for c in self.by_method[params["method"]] if c.id not in excluded] or self.by_method[params["method"]]
         return min(pool, key=lambda c: (self.distance(params["method"], params, c.params), c.id))
 
     def best_val(self, config: Config, seeds: Iterable[int]) -> float:
@@ -388,7 +390,8 @@ def _sampler(route: Route, seed: int, trials: int, warmup: int | None) -> optuna
     return search_sampler(route.sampler, seed, trials, wrap=wrap)[0]
 
 
-def simulate(table: Table, route: Route, seed: int, trials: int = 64, workers: int = 2) -> Outcome:
+def simulate(table: Table, route: Route, seed: int, trials: int = 64, workers: int = 2,
+             distinct: bool = True) -> Outcome:
     """One search of `route` with search seed `seed` (sampler seed; training seed = visible[seed % 3])."""
     from drltune.config import TrialConfig
     from drltune.search.bridge import OptunaBridge
@@ -426,7 +429,9 @@ def simulate(table: Table, route: Route, seed: int, trials: int = 64, workers: i
             if params is None:
                 break
             n_ids += 1
-            config = table.nearest(params)
+            # A real search's proposals are distinct configs: a proposal answered by a config this
+            # search already ran takes the nearest one it has not (README: the real-vs-simulated check).
+            config = table.nearest(params, exclude={c.id for c, _ in runs.values()} if distinct else None)
             runs[tid] = (config, config.runs[train_seed])
             clock.start(runs[tid][1].seconds[0], (tid, 0))
         if not clock.events:
