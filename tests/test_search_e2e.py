@@ -158,8 +158,8 @@ def ray_cluster(reaper):
 def search_cmd(tmp_path: Path, *extra: str) -> list[str]:
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
-    return [str(BIN / "drltune"), "search", "--race", "0", "--space", str(space), "--max-epochs", "3",
-            "--concurrent", "2", "--seed", "0", *extra]
+    return [str(BIN / "drltune"), "search", "--space", str(space), "--max-epochs", "3", "--concurrent", "2",
+            "--seed", "0", "--race", "0", *extra]
 
 
 def load(tmp_path: Path) -> optuna.Study:

@@ -120,6 +120,24 @@ def test_a_trial_nobody_claimed_is_stale_once_watched_long_enough(tmp_path, monk
     assert claimed.number not in [t.number for t in stale_trials(study)]  # never one with a heartbeat
 
 
+def test_an_unclaimed_trial_of_one_database_never_ages_a_trial_of_another(tmp_path, monkeypatch):
+    """Trial ids restart with every database: a process that watched trial id 1 of one study long ago
+    (the test suite, a notebook) must not call trial id 1 of a new database stale at first sight."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    old, _ = _study(tmp_path / "a")
+    clock = [1000.0]
+    monkeypatch.setattr(liveness.time, "monotonic", lambda: clock[0])
+    first = old.ask(LR)
+    assert stale_trials(old) == []  # watched from now on
+    clock[0] += liveness.ORPHAN_S + 1
+    new, _ = _study(tmp_path / "b")
+    second = new.ask(LR)
+    assert second._trial_id == first._trial_id
+    assert stale_trials(new) == []  # first seen now, in its own database
+    assert [t.number for t in stale_trials(old)] == [first.number]  # the old one has been watched long enough
+
+
 def test_a_driver_whose_last_places_are_held_elsewhere_waits_and_says_so(tmp_path):
     from drltune.search.bridge import OptunaBridge
 

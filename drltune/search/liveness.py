@@ -37,7 +37,9 @@ from drltune.search.study import FINISHED_OK, retire
 
 RECHECK_S = 2.0
 ORPHAN_S = 3 * GRACE_S  # a RUNNING trial never claimed by any driver, as long as this process has watched it
-_first_seen_unclaimed: dict[int, float] = {}
+# (storage URL, trial id) -> when this process first saw it unclaimed: trial ids restart with every
+# database, so one process watching two (a notebook, the test suite) must not mix their trials up.
+_first_seen_unclaimed: dict[tuple[str, int], float] = {}
 _TOKEN = uuid.uuid4().hex[:8]
 
 
@@ -87,11 +89,12 @@ def _unclaimed(study: optuna.Study, running: list[FrozenTrial]) -> set[int]:
     if lookup is None:
         return set()
     unbeaten, now = lookup(study._study_id), time.monotonic()
-    for trial_id in list(_first_seen_unclaimed):
-        if trial_id not in unbeaten:
-            del _first_seen_unclaimed[trial_id]
+    where = str(getattr(_backend(study), "url", id(_backend(study))))
+    for key in list(_first_seen_unclaimed):
+        if key[0] == where and key[1] not in unbeaten:
+            del _first_seen_unclaimed[key]
     ids = {t._trial_id for t in running if t._trial_id in unbeaten}
-    return {i for i in ids if now - _first_seen_unclaimed.setdefault(i, now) >= ORPHAN_S}
+    return {i for i in ids if now - _first_seen_unclaimed.setdefault((where, i), now) >= ORPHAN_S}
 
 
 def stale_trials(study: optuna.Study, me: str | None = None) -> list[FrozenTrial]:
