@@ -86,13 +86,12 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
         overrides=list(overrides),
         command=shlex.join(["drltune", *sys.argv[1:]]))
-    race_top = None
-    if race:
+    def race_top(study) -> None:  # type: ignore[no-untyped-def]
         from drltune.search.racing import run_race
 
-        def race_top(study) -> None:  # type: ignore[no-untyped-def]
-            run_race(study, race, race_seeds, concurrent, cpus_per_trial, gpus_per_trial, address, click.echo)
-    run_search(spec, echo=click.echo, after_trials=race_top)
+        run_race(study, race, race_seeds, concurrent, cpus_per_trial, gpus_per_trial, address, click.echo)
+
+    run_search(spec, echo=click.echo, after_trials=race_top if race else None)
 
 
 def is_loopback(host: str) -> bool:

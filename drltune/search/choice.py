@@ -59,9 +59,9 @@ def choice_line(study: optuna.Study) -> str | None:
         if single["trial"] != win["trial"]:
             line += f" (on its one search seed #{single['trial']} looked best, {single['search_val_acc']:.4f})"
         return line + benchmark_clause(figures, study_settings(study))
-    seeds = {record.stored_config(t).get("seed") for t in study.get_trials(deepcopy=False)} - {None}
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         return None
+    seeds = {record.stored_config(t).get("seed") for t in study.get_trials(deepcopy=False)} - {None}
     seed = f"seed {seeds.pop()}" if len(seeds) == 1 else "one seed each"
     return (f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), the luckiest "
             "of noisy single-seed values; `--race K` or `drltune verify` re-train the top on fresh seeds"
