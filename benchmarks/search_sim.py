@@ -54,6 +54,7 @@ VISIBLE_SEEDS = (0, 1, 2)
 # against 0.47 with equal weights); the README reports the fidelity on world "odd".
 DISTANCE_WEIGHTS = {"lr": 16.0, "batch_size": 4.0, "optimizer": 1.0, "fusion": 1.0, "*": 0.1}
 HELDOUT_SEEDS = (3, 4)
+QUALITY_SEEDS = HELDOUT_SEEDS  # what Table.load scores on; --quality-seeds (the README's figures: 3)
 
 
 # ---- the table and its surrogate -------------------------------------------------------------------
@@ -118,6 +119,7 @@ class Table:
 
     @classmethod
     def load(cls, folder: Path = TABLE_DIR, world: str = "all", epochs: int = 30) -> "Table":
+        """The world's configs from the table, scored on QUALITY_SEEDS (main's --quality-seeds)."""
         from drltune.search.runner import DEFAULT_SPACE
         from drltune.search.space import load_space
 
@@ -129,7 +131,7 @@ class Table:
             c = configs.setdefault(r["config"], Config(r["config"], r["params"], {}))
             c.runs[r["seed"]] = Run(r["val"], r["test"], r["seconds"], r["reinits"], r["val_audio"],
                                     r["val_visual"], r["error"])
-        return cls(sorted(configs.values(), key=lambda c: c.id), space, epochs)
+        return cls(sorted(configs.values(), key=lambda c: c.id), space, epochs, QUALITY_SEEDS)
 
     @staticmethod
     def _coordinate(dim: Any, value: Any) -> float | Any:
@@ -703,6 +705,8 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=TABLE_DIR)
     parser.add_argument("--out", type=Path, default=Path("studies/search_sim"))
     parser.add_argument("--reference", default="median", help="the route paired differences are taken against")
+    parser.add_argument("--quality-seeds", default="3,4",
+                        help="held-out seeds that score a config (those recorded for every config of the world)")
     parser.add_argument("--report", action="store_true", help="only print the table of the rows already there")
     parser.add_argument("--fidelity", action="store_true", help="print the surrogate's fidelity and stop")
     parser.add_argument("--fit-weights", action="store_true",
@@ -712,6 +716,8 @@ def main() -> None:
     parser.add_argument("--write-figures", metavar="ROUTE",
                         help=f"write ROUTE's figures to {FIGURES} (what drltune search and explore quote)")
     args = parser.parse_args()
+    global QUALITY_SEEDS
+    QUALITY_SEEDS = tuple(parse_seeds(args.quality_seeds))  # forked workers inherit it
     table = Table.load(args.table, args.world)
     print(f"table: {len(table.configs)} configs in world {args.world!r} ({', '.join(f'{m} {len(c)}' for m, c in table.by_method.items())}); "
           f"best true quality {100 * table.best_quality:.2f} % (test accuracy at the val-selected epoch, mean over seeds "
@@ -734,25 +740,31 @@ def main() -> None:
         parser.error(f"--routes: unknown {sorted(unknown)}; valid: {','.join(ROUTES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows_file = args.out / "rows.jsonl"
-    key = lambda r: (r["route"], r["world"], r["seed"], r["trials"], r["workers"])  # noqa: E731
+    scored = list(table.quality_seeds)
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (r["route"], r["world"], r["seed"], r["trials"], r["workers"], tuple(r.get("quality_seeds", [3])))
+
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()] if rows_file.exists() else []
     done = {key(r) for r in rows}
     seeds = parse_seeds(args.seeds)
     jobs = [(route, args.world, seed, args.trials, args.workers, str(args.table))
-            for seed in seeds for route in routes if (route, args.world, seed, args.trials, args.workers) not in done]
+            for seed in seeds for route in routes
+            if (route, args.world, seed, args.trials, args.workers, tuple(scored)) not in done]
     if jobs and not args.report:
         import multiprocessing
 
         start = time.perf_counter()
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool, rows_file.open("a") as out:
             for n, row in enumerate(pool.imap_unordered(run_one, jobs, chunksize=1), 1):
+                row["quality_seeds"] = scored
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 rows.append(row)
                 if n % 20 == 0 or n == len(jobs):
                     print(f"  {n}/{len(jobs)} searches simulated, {time.perf_counter() - start:.0f} s", flush=True)
     mine = [r for r in rows if r["world"] == args.world and r["seed"] in set(seeds) and r["trials"] == args.trials
-            and r["workers"] == args.workers and r["route"] in routes]
+            and r["workers"] == args.workers and r["route"] in routes and r.get("quality_seeds", [3]) == scored]
     print(f"\n{len({r['seed'] for r in mine})} search seeds ({args.seeds}), world {args.world}, {args.trials} trials x "
           f"{table.epochs} epochs, {args.workers} workers; regret in points of true quality "
           f"(held-out seeds' test accuracy)")
