@@ -140,16 +140,17 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            gave_up = False
+            cause = None
             try:
                 self.beat(self.live_ids())
-            except StorageUnavailable:
-                gave_up = True
+            except StorageUnavailable as exc:  # the storage's own patience ran out: name that cause
+                cause = str(exc)
             except Exception:  # a database outage must not kill the driver; failing_for() tells
                 pass
-            if gave_up or self.failing_for() > self.limit:
-                self.on_lost(f"this driver could not record its heartbeats for {self.failing_for():.0f} s; "
-                             "its trials were stopped (the same command resumes)")
+            if cause is None and self.failing_for() > self.limit:
+                cause = f"this driver could not record its heartbeats for {self.failing_for():.0f} s"
+            if cause is not None:
+                self.on_lost(f"{cause}; its trials were stopped (the same command resumes)")
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()
