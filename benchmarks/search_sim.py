@@ -17,7 +17,7 @@ Routes run on the same search seeds; paired differences get bootstrap 95 % inter
 
 Worlds. `--world even|odd|all`: the table's configs in even rounds of the method cycle (ids 0-7,
 16-23, ...), in odd rounds, or all; each world holds every method. Settings are chosen on one
-world and set of search seeds and reported on the other (README).
+world and set of search seeds and reported on the other (docs/benchmarks.md).
 
     python benchmarks/search_sim.py [--routes median,tpe,...] [--seeds 0-99] [--world all]
         [--trials 64] [--epochs 30] [--workers 2] [--jobs 2] [--out DIR] [--report] [--fidelity]
@@ -51,10 +51,10 @@ FIGURES = Path(__file__).resolve().parents[1] / "drltune" / "search" / "search_b
 VISIBLE_SEEDS = (0, 1, 2)
 # Weights of the nearest-neighbour distance per searched dimension ("*": every other one, i.e. the
 # method's own parameters). Chosen by --fit-weights on world "even" (leave-one-out Spearman 0.70 there
-# against 0.47 with equal weights); the README reports the fidelity on world "odd".
+# against 0.47 with equal weights); docs/benchmarks.md reports the fidelity on world "odd".
 DISTANCE_WEIGHTS = {"lr": 16.0, "batch_size": 4.0, "optimizer": 1.0, "fusion": 1.0, "*": 0.1}
 HELDOUT_SEEDS = (3, 4)
-QUALITY_SEEDS = HELDOUT_SEEDS  # what Table.load scores on; --quality-seeds (the README's figures: 3)
+QUALITY_SEEDS = HELDOUT_SEEDS  # what Table.load scores on; --quality-seeds (docs/benchmarks.md's figures: 3)
 
 
 # ---- the table and its surrogate -------------------------------------------------------------------
@@ -211,7 +211,7 @@ def fit_weights(table: Table) -> list[tuple[float, dict[str, float]]]:
     return sorted(scored, key=lambda x: -x[0])
 
 
-# ---- a candidate the benchmark tried (it did not win: README) ------------------------------------
+# ---- a candidate the benchmark tried (it did not win: docs/benchmarks.md) ------------------------------------
 
 class _ForgivenStudy(optuna.Study):
     """The study as a forgiving sampler sees it: without trials pruned at or before `last_step`."""
@@ -432,7 +432,7 @@ def simulate(table: Table, route: Route, seed: int, trials: int = 64, workers: i
                 break
             n_ids += 1
             # A real search's proposals are distinct configs: a proposal answered by a config this
-            # search already ran takes the nearest one it has not (README: the real-vs-simulated check).
+            # search already ran takes the nearest one it has not (docs/benchmarks.md: the real-vs-simulated check).
             config = table.nearest(params, exclude={c.id for c, _ in runs.values()} if distinct else None)
             runs[tid] = (config, config.runs[train_seed])
             clock.start(runs[tid][1].seconds[0], (tid, 0))

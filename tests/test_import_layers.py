@@ -1,7 +1,7 @@
 """The package's imports go one way: no import circle, and no module imports from a higher layer.
 
 Every import counts, the ones inside functions and under TYPE_CHECKING too: a lazy import still
-ties the two modules together. The layers are the README's (Architecture).
+ties the two modules together. The layers are docs/architecture.md's.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def layer(name: str) -> int:
             if module in names:
                 return rank
         module = module.rpartition(".")[0]
-    raise AssertionError(f"{name} is in no layer: add it to LAYERS (and the README)")
+    raise AssertionError(f"{name} is in no layer: add it to LAYERS (and docs/architecture.md)")
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

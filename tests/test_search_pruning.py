@@ -196,7 +196,7 @@ def test_hyperband_shows_tpe_only_the_trials_of_its_bracket():
 
 
 def test_the_defaults_are_those_the_search_benchmark_kept():
-    """benchmarks/search_sim.py (README, "Can you trust the answer?") tried a later first verdict with
+    """benchmarks/search_sim.py (docs/benchmarks.md, "Can you trust the answer?") tried a later first verdict with
     a race, forgiving TPE and others; none won on the world it was not chosen on, so the median at
     max-epochs/15, no race, TPE stay."""
     from click.testing import CliRunner

@@ -162,7 +162,7 @@ def pruner_defaults(name: str, max_epochs: int, n_trials: int) -> tuple[int | No
 
     Chosen by replaying unpruned searches (`benchmarks/pruning_replay.py`): a first verdict at
     max-epochs/15 kept every replayed search's best trial at 25-40 % of the epochs. The search
-    benchmark (`benchmarks/search_sim.py`, README "Can you trust the answer?") tried a verdict at
+    benchmark (`benchmarks/search_sim.py`, docs/benchmarks.md "Can you trust the answer?") tried a verdict at
     max-epochs/3 with a race: it won on the world it was chosen on and lost on the other, so these
     stay. Three peers are enough for a median to mean something; more only delay the first
     wave's verdicts."""
