@@ -159,3 +159,14 @@ def test_trains_above_chance_on_the_built_in_data(tiny_config, params):
     data = {"n_train": 120, "n_val": 48, "n_test": 48, "audio_freq": 16, "audio_time": 16, "image_size": 16}
     result = Trainer(tiny_config(epochs=8, lr=0.02, method="lfm", params=params, dataset_params=data)).fit()
     assert result.test_acc > 0.3, result.test_acc  # chance is 1/6
+
+
+def test_the_learned_step_runs_in_train_mode_at_epoch_0_only_as_the_code(tiny_config):
+    trainer = Trainer(tiny_config(method="lfm", params={"schedule": "learned"}))
+    trainer.method.setup()
+    stats = trainer.model.audio_net.net.bn1.running_mean
+    before = stats.clone()
+    trainer.method.learn_alpha(1)  # eval mode (the code's val() left it there): statistics stay
+    assert torch.equal(stats, before) and trainer.model.training
+    trainer.method.learn_alpha(0)  # the fresh model is in train mode: the 8 clips move them
+    assert not torch.equal(stats, before)
