@@ -5,15 +5,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_method_contract import assert_resumes_exactly
 from torch import nn
 
 from drltune.errors import DrltuneError
-from drltune.methods.lfm import (alignment, alpha_hypergrad, fitted_alpha_cls, fitted_time, lfm_loss,
-                                 updated_alpha_align)
+from drltune.methods.lfm import (
+    alignment,
+    alpha_hypergrad,
+    fitted_alpha_cls,
+    fitted_time,
+    lfm_loss,
+    updated_alpha_align,
+)
 from drltune.models import ModelOutput
 from drltune.resolve import resolve
 from drltune.train import Trainer
-from test_method_contract import assert_resumes_exactly
 
 # a_cls of the released polynomial at these epochs (docs/methods.md §6e; ../shared/METHODS.md §6c.2)
 FITTED = {0: 0.20462, 10: 0.24776, 20: 0.30089, 50: 0.43668, 70: 0.48401, 100: 0.53916, 150: 0.82131,
