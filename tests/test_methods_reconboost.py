@@ -147,3 +147,28 @@ def test_trains_above_chance_on_the_built_in_data(tiny_config, params):
     result = Trainer(tiny_config(epochs=12, lr=0.02, method="reconboost", params=params, dataset_params=data)).fit()
     assert result.test_acc > 0.3, result.test_acc  # chance is 1/6
     assert [r["recon_phase"] for r in result.history] == [1, 2] * 6
+
+
+@pytest.mark.parametrize("form", ["flat.pt", "model.pt", "weights.safetensors"])
+def test_weights_files_in_the_other_saved_forms_are_read(tiny_config, tmp_path, form):
+    from safetensors.torch import save_file
+
+    source = Trainer(tiny_config(modality="visual", seed=5)).model.state_dict()
+    path = tmp_path / form
+    if form == "flat.pt":
+        torch.save(source, path)
+    elif form == "model.pt":
+        torch.save({"model": source, "epoch": 3}, path)  # the official repos' form
+    else:
+        save_file({k: v.contiguous() for k, v in source.items()}, str(path))
+    trainer = Trainer(tiny_config(method="reconboost", params={"init_visual": str(path)}))
+    for name, tensor in trainer.model.visual_net.state_dict().items():
+        assert torch.equal(tensor, source[f"visual_net.{name}"]), name
+
+
+def test_a_run_resumes_exactly_across_phases_and_stages(tiny_config, tmp_path):
+    from test_method_contract import assert_resumes_exactly
+
+    cfg = tiny_config(epochs=3, method="reconboost", params={"stage_epochs": 1, "correct_epochs": 1})
+    whole = Trainer(cfg)
+    assert_resumes_exactly(cfg, tmp_path, whole, whole.fit())
