@@ -96,8 +96,8 @@ def alpha_hypergrad(model: nn.Module, audio: torch.Tensor, visual: torch.Tensor,
     g_tot = torch.autograd.grad(total, params, create_graph=True, allow_unused=True)
     g_cls = torch.autograd.grad(cls, params, retain_graph=True, allow_unused=True)
     pairs = [(t, c) for t, c in zip(g_tot, g_cls) if t is not None and c is not None and t.requires_grad]
-    hvp = torch.autograd.grad([t for t, _ in pairs], params, grad_outputs=[c for _, c in pairs], allow_unused=True)
-    hvp = [h if h is not None else torch.zeros_like(p) for h, p in zip(hvp, params)]
+    raw = torch.autograd.grad([t for t, _ in pairs], params, grad_outputs=[c for _, c in pairs], allow_unused=True)
+    hvp = [h if h is not None else torch.zeros_like(p) for h, p in zip(raw, params)]
     if scope == "first":
         return hvp[0].float().mean().item()
     return torch.cat([h.flatten().float() for h in hvp]).mean().item()
@@ -171,7 +171,7 @@ class LFM(Method):
         self.means = StepMeans(self.metric_keys[1:])
         self.alpha_align = params["alpha_init"]
         self.hypergrad: float | None = None
-        self.holdout_batch: tuple[np.ndarray, ...] | None = None
+        self.holdout_batch: np.ndarray | None = None
 
     def extend_model(self, model: nn.Module) -> None:
         if self.p["head"] == "late":
@@ -203,6 +203,7 @@ class LFM(Method):
         """The code's getAlpha_Learnable, before the epoch's first batch. The model is in train mode
         at epoch 0 and in eval mode afterwards, as in the code (its val() leaves it in eval)."""
         trainer, model = self.trainer, self.trainer.model
+        assert self.holdout_batch is not None  # setup() drew it
         audio, visual, labels = to_device_batch(self.holdout_split, self.holdout_batch, trainer.device, False, None)
         model.train(epoch == 0)
         try:
