@@ -25,7 +25,8 @@ def yaml_number(value: Any) -> Any:
 class Param:
     """A tunable knob with its default and the range a search may explore.
 
-    `kind` is "float", "int", "bool" or "choice". `low`/`high` bound the values a config may
+    `kind` is "float", "int", "bool", "choice" or "str" (free text such as a path; never searched
+    unless a space fixes it). `low`/`high` bound the values a config may
     hold; `search` is the narrower range worth searching (docs/methods.md §9; defaults to low/high),
     `log` says it is best searched on a log scale; `is_epoch` marks epoch counts, which a
     search rescales to its epoch budget.
@@ -51,6 +52,10 @@ class Param:
         if self.kind == "bool":
             if not isinstance(value, bool):
                 raise DrltuneError(f"{key}: expected true/false, got {value!r}")
+            return value
+        if self.kind == "str":
+            if not isinstance(value, str):
+                raise DrltuneError(f"{key}: expected text, got {value!r}")
             return value
         if self.kind == "choice":
             if value not in self.choices:
@@ -80,6 +85,8 @@ class Param:
             rng = "{" + ", ".join(map(str, self.choices)) + "}"
         elif self.kind == "bool":
             rng = "{true, false}"
+        elif self.kind == "str":
+            rng = "(text)"
         else:
             rng = f"[{self.low}, {self.high}]"
             if self.search is not None:

@@ -10,6 +10,29 @@ import torch
 from drltune.params import Param
 from drltune.registry import Registry
 
+
+class RowView:
+    """Rows `index` of an array, read only when indexed: a subset of a memory-mapped split stays
+    on disk instead of being copied."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+        self.array, self.index = array, index
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.array.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.array[self.index[rows]]
+
+
 @dataclass
 class Split:
     """One split: audio (N,1,F,T) float16/float32, visual (N,T,3,H,W) uint8, labels (N,) int64.
@@ -31,6 +54,11 @@ class Split:
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
             yield np.sort(order[start:start + batch_size])  # sorted rows read memmaps sequentially
+
+    def subset(self, rows: np.ndarray) -> "Split":
+        """The given rows (sorted), as a new split that reads them from this one's arrays."""
+        rows = np.sort(np.asarray(rows, dtype=np.int64))
+        return Split(RowView(self.audio, rows), RowView(self.visual, rows), self.labels[rows])  # type: ignore[arg-type]
 
 
 @dataclass
