@@ -35,6 +35,7 @@ INTERRUPTED = "interrupted"  # cut off by a stop or a dead driver, queued again 
 NOT_RUN = "not_run"  # asked past --trials (another driver was first) and closed at once: never run, never retried
 NOT_RUN_ERROR = "not run:"  # how its error begins (studies from before NOT_RUN marked it INTERRUPTED)
 RETRY_OF = "retry_of"  # the number of the cut-off trial this one retries
+SEEDED_FROM = "seeded_from"  # `search --seed-with`: SOURCE:METHOD of the published config it was enqueued from
 REINIT_EPOCHS = "reinit_epochs"  # epochs after which DR re-initialised (the pruner's grace)
 DRIVER = "driver"  # host:pid:token of the search process that runs the trial
 DRIVER_NS = "driver_ns"  # that process's PID namespace
