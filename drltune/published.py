@@ -39,6 +39,12 @@ class Published:
                                      where=f"published config of {self.method}")
 
 
+def scale_epochs(value: int, factor: float, max_epochs: int) -> int:
+    """A published epoch count (lr_step, a method's window) moved to a budget of `max_epochs`:
+    multiplied by max_epochs / published epochs (`factor`), at least 1 (0 stays 0), at most max_epochs."""
+    return int(min(max_epochs, max(1 if value > 0 else 0, round(value * factor))))
+
+
 def read_file(path: Path = PUBLISHED_FILE) -> dict[str, Any]:
     try:
         data = safe_yaml.load(path.read_text(encoding="utf-8"))

@@ -21,16 +21,11 @@ import optuna
 
 from drltune import record
 from drltune.config import KNOBS
-from drltune.published import Published, published
+from drltune.published import Published, published, scale_epochs
 from drltune.search.space import Dimension, SearchSpace
 
 SEEDED_WITH = "drltune:seeded_with"  # study system attr: {"source", "token", "trials"} of the one seeding
 EPOCH_KEYS = {p.name for p in KNOBS if p.is_epoch}
-
-
-def scale_epochs(value: int, factor: float, max_epochs: int) -> int:
-    """An epoch count moved to the search's budget: at least 1 (0 stays 0), at most max_epochs."""
-    return int(min(max_epochs, max(1 if value > 0 else 0, round(value * factor))))
 
 
 def _fit(dim: Dimension, value: Any, key: str, params: dict[str, Any], notes: list[str]) -> None:
