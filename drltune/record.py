@@ -25,6 +25,8 @@ SAMPLER_ARGS = "sampler_args"
 RESUME_CHECKED = (DATASET, MAX_EPOCHS, SPACE)  # a resumed study must match these
 VERIFY_PREFIX = "verify:"  # + trial<N>:<label>:seed<S>: one `drltune verify` run
 VERIFY_SEEDS = "verify_seeds"  # the fresh seeds, fixed at the first verify so a re-run reuses them
+COMPARE = "compare"  # `drltune compare`: the compare (study name prefix) this study is one method of
+COMPARE_SEEDS = "compare_seeds"  # the fresh seeds that compare verified every method's best trial on
 RACE = "race"  # the search's race (racing.py): {"top", "seeds", "ranking": [{"trial", "mean_val_acc", ...}]}
 
 # ---- trial user attributes ------------------------------------------------------------------------

@@ -86,6 +86,30 @@ def leaderboard(studies: dict[str, optuna.Study], best: dict[str, int], seeds: l
     return rows
 
 
+def stored_leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
+    """The leaderboard of the compare `study` belongs to, read from its storage (every study with
+    the same `compare` attribute; methods in name order); empty for a study of no compare."""
+    from drltune import record
+    from drltune.errors import DrltuneError
+    from drltune.explore.export import select_trials
+
+    prefix = study.user_attrs.get(record.COMPARE)
+    if not prefix:
+        return []
+    members = sorted((s for s in study._storage.get_all_studies() if s.user_attrs.get(record.COMPARE) == prefix),
+                     key=lambda s: s.study_name)
+    studies, best, seeds = {}, {}, list(study.user_attrs.get(record.COMPARE_SEEDS, []))
+    for member in members:
+        loaded = optuna.load_study(study_name=member.study_name, storage=study._storage)
+        try:
+            (top,) = select_trials(loaded, 1, by_race=False)
+        except DrltuneError:
+            continue
+        method = member.study_name[len(prefix) + 1:]
+        studies[method], best[method] = loaded, top.number
+    return leaderboard(studies, best, seeds) if studies and seeds else []
+
+
 def _f(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 

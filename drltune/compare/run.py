@@ -16,9 +16,6 @@ from drltune.compare.plan import common_seeds, method_space_text, study_name, ve
 from drltune.errors import DrltuneError
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec
 
-COMPARE_ATTR = "compare"  # study user attr: the compare (prefix) the study belongs to
-
-
 @dataclass
 class CompareSpec:
     """Everything `drltune compare` was asked for; the search settings are every method's."""
@@ -95,8 +92,8 @@ def _searches(spec: CompareSpec, max_epochs: int, echo: Callable[[str], None]) -
             echo(f"\n== {spec.name}: search {i}/{len(spec.methods)}, {method}: "
                  f"{spec.trials_per_method} trials x {max_epochs} epochs")
             study = run_search(spec.search_spec(method, path), echo=echo)
-            if study.user_attrs.get(COMPARE_ATTR) != spec.name:
-                study.set_user_attr(COMPARE_ATTR, spec.name)
+            if study.user_attrs.get(record.COMPARE) != spec.name:
+                study.set_user_attr(record.COMPARE, spec.name)
             studies[method] = study
     return studies
 
@@ -117,6 +114,8 @@ def _verify(spec: CompareSpec, studies: dict[str, optuna.Study], entries: dict[s
         best[method] = top.number
         runs = verification_runs(study, top, seeds, entries.get(method), max_epochs, spec.overrides)
         study.set_user_attr(record.VERIFY_SEEDS, sorted(set(study.user_attrs.get(record.VERIFY_SEEDS, [])) | set(seeds)))
+        if study.user_attrs.get(record.COMPARE_SEEDS) != seeds:
+            study.set_user_attr(record.COMPARE_SEEDS, seeds)
         done = stored_runs(study)
         todo = [r for r in runs if r.key not in done]
         echo(f"\n== {spec.name}: verify {method}, trial {top.number} (val_acc {top.value:.4f}), seeds {seeds}"
