@@ -10,7 +10,6 @@ import statistics
 import optuna
 import pytest
 from optuna.trial import TrialState
-
 from search_helpers import Search, load_study, wait_for
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,12 @@ import pytest
 import yaml
 
 from drltune import record
-from drltune.compare.leaderboard import leaderboard, leaderboard_csv, leaderboard_lines, stored_leaderboard
+from drltune.compare.leaderboard import (
+    leaderboard,
+    leaderboard_csv,
+    leaderboard_lines,
+    stored_leaderboard,
+)
 from drltune.compare.plan import common_seeds, method_space_text, published_config
 from drltune.config import TrialConfig
 from drltune.explore.report import leaderboard_figure

@@ -57,7 +57,8 @@ def leaderboard(studies: dict[str, optuna.Study], best: dict[str, int], seeds: l
     """One row per method (in the given order): the runs of its best trial on `seeds`."""
     from drltune.search.study import counted
 
-    own_runs, rows = {}, []
+    own_runs: dict[str, dict[int, dict[str, Any]]] = {}
+    rows: list[dict[str, Any]] = []
     for method, study in studies.items():
         runs = stored_runs(study)
         own_runs[method] = {s: r for s, r in _by_seed(runs, best[method], OWN).items() if s in seeds}
@@ -81,7 +82,7 @@ def leaderboard(studies: dict[str, optuna.Study], best: dict[str, int], seeds: l
                      "vs_published": _compare(own, pub) if pub else None})
     for row in rows:
         for anchor in ANCHORS:
-            row[f"vs_{anchor}"] = (_compare(own_runs[row["method"]], own_runs[anchor])
+            row[f"vs_{anchor}"] = (_compare(own_runs[str(row["method"])], own_runs[anchor])
                                    if anchor in own_runs and anchor != row["method"] else None)
     return rows
 
@@ -116,8 +117,9 @@ def _f(value: float | None, spec: str = ".4f") -> str:
 
 def leaderboard_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The table (within 100 columns), then one line per paired comparison."""
-    lines = [f"{'method':<10}{'trials':>6}  {'test acc mean ± std':<19} {'95 % interval':<17} {'audio':>6} "
-             f"{'visual':>6} {'a - v':>7}  {'published':<15}"]
+    header = (f"{'method':<10}{'trials':>6}  {'test acc mean ± std':<19} {'95 % interval':<17} {'audio':>6} "
+              f"{'visual':>6} {'a - v':>7}  {'published':<15}")
+    lines = [header.rstrip()]
     for r in rows:
         ci = (f"[{r['test_acc_ci_low']:.3f}, {r['test_acc_ci_high']:.3f}]" if r["test_acc_ci_low"] is not None
               else "-")

@@ -34,7 +34,7 @@ def method_space_text(space_file: Path, method: str) -> str:
     if not isinstance(data, dict):
         raise DrltuneError(f"{space_file}: expected a mapping")
     blocks = data.get("methods") or {}
-    data = {**data, "methods": {method: blocks[method] if method in blocks else "declared"}}
+    data = {**data, "methods": {method: blocks.get(method, "declared")}}
     return yaml.safe_dump(data, sort_keys=False)
 
 

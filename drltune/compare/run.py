@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 
-from drltune import record
+from drltune import record, safe_yaml
 from drltune.compare.leaderboard import leaderboard
-from drltune.compare.plan import common_seeds, method_space_text, study_name, verification_runs
+from drltune.compare.plan import (
+    common_seeds,
+    method_space_text,
+    study_name,
+    verification_runs,
+)
 from drltune.errors import DrltuneError
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec
+from drltune.search.space import parse_space
+
 
 @dataclass
 class CompareSpec:
@@ -65,6 +73,9 @@ def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[
         raise DrltuneError(f"--methods {unknown[0]!r}: unknown method; valid: {', '.join(METHODS.names())}")
     entries = published(spec.published) if spec.published else {}
     max_epochs = check_budget(spec.search_spec(spec.methods[0], spec.space_file))
+    spaces = {m: method_space_text(spec.space_file, m) for m in spec.methods}
+    for text in spaces.values():  # a bad space or method block fails now, before Ray starts
+        parse_space(safe_yaml.load(text), max_epochs, path=Path(spec.space_file), text=text)
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -74,21 +85,22 @@ def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[
         _init_ray(SearchSpec(address=spec.address, concurrent=spec.concurrent, cpus_per_trial=spec.cpus_per_trial),
                   ray)
     try:
-        studies = _searches(spec, max_epochs, echo)
+        studies = _searches(spec, spaces, max_epochs, echo)
         return _verify(spec, studies, entries, max_epochs, echo)
     finally:
         if started:
             ray.shutdown()
 
 
-def _searches(spec: CompareSpec, max_epochs: int, echo: Callable[[str], None]) -> dict[str, optuna.Study]:
+def _searches(spec: CompareSpec, spaces: dict[str, str], max_epochs: int,
+              echo: Callable[[str], None]) -> dict[str, optuna.Study]:
     from drltune.search.runner import run_search
 
     studies = {}
     with tempfile.TemporaryDirectory(prefix="drltune-compare-") as folder:
         for i, method in enumerate(spec.methods, 1):
             path = Path(folder) / f"{method}.yaml"  # the space's text is stored in the study itself
-            path.write_text(method_space_text(spec.space_file, method), encoding="utf-8")
+            path.write_text(spaces[method], encoding="utf-8")
             echo(f"\n== {spec.name}: search {i}/{len(spec.methods)}, {method}: "
                  f"{spec.trials_per_method} trials x {max_epochs} epochs")
             study = run_search(spec.search_spec(method, path), echo=echo)

@@ -15,7 +15,8 @@ between that write and the enqueues leaves the study unseeded, never seeded twic
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 
@@ -43,7 +44,7 @@ def _fit(dim: Dimension, value: Any, key: str, params: dict[str, Any], notes: li
     fitted = min(max(value, dim.low), dim.high)
     if dim.step:
         fitted = dim.low + round((fitted - dim.low) / dim.step) * dim.step
-    fitted = int(round(fitted)) if dim.kind == "int" else float(fitted)
+    fitted = round(fitted) if dim.kind == "int" else float(fitted)
     if fitted != value:
         notes.append(f"{key}: published {value!r} -> {fitted!r} (the space searches [{dim.low:g}, {dim.high:g}])")
     params[dim.name] = fitted
