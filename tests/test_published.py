@@ -126,3 +126,21 @@ def test_the_limit_caps_the_enqueued_configs_to_the_trials_left():
     assert "leaves no room" in lines[0]
     assert [t.user_attrs[record.SEEDED_FROM] for t in study.trials] == ["balancebenchmark:baseline",
                                                                         "balancebenchmark:dr"]
+
+
+def test_the_flags_reach_the_search_and_the_compare(monkeypatch, tmp_path):
+    import drltune.compare.run as compare_run
+    import drltune.search.runner as runner
+    from drltune.cli import main
+
+    seen = {}
+    monkeypatch.setattr(runner, "run_search", lambda spec, echo, after_trials=None: seen.setdefault("search", spec))
+    monkeypatch.setattr(compare_run, "run_compare", lambda spec, echo: seen.setdefault("compare", spec) and [])
+    main(["search", "--seed-with", "papers", "--trials", "3"])
+    assert seen["search"].seed_with == "papers"
+    main(["compare", "--methods", "dr, baseline,dr", "--trials-per-method", "4", "--seeds", "2",
+          "--published", "none", "--name", "cmp", "--csv", str(tmp_path / "b.csv")])
+    spec = seen["compare"]
+    assert (spec.methods, spec.trials_per_method, spec.seeds, spec.published, spec.name) == (
+        ["dr", "baseline"], 4, 2, None, "cmp")
+    assert (tmp_path / "b.csv").read_text().startswith("method,study,trials,")
