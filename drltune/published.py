@@ -76,7 +76,8 @@ def published(source: str, path: Path = PUBLISHED_FILE) -> dict[str, Published]:
                 raise DrltuneError(f"{where}: unknown protocol {name!r}")
             proto = protocols[name]
             values = {**(proto.get("config") or {}), "params": dict((proto.get("params") or {}).get(method) or {})}
-            unmapped = [*(proto.get("unmapped") or []), *(entry.get("unmapped") or [] if source == "papers" else [])]
+            own = (entry.get("unmapped") or []) if source == "papers" else []  # the entry's notes are its paper's
+            unmapped = [*(proto.get("unmapped") or []), *own]
             cite = entry["source"] if source == "papers" else proto["source"]
         bad = sorted(set(values) & set(NOT_PUBLISHED_KEYS))
         if bad:

@@ -123,7 +123,7 @@ def test_the_limit_caps_the_enqueued_configs_to_the_trials_left():
     space = load_space(DEFAULT_SPACE, max_epochs=9)
     lines: list[str] = []
     assert enqueue_published(study, space, "balancebenchmark", 9, 2, lines.append) == 2
-    assert "leaves no room" in lines[0]
+    assert f"2 trials left to run: {len(space.methods) - 2} more not enqueued" in lines[0]
     assert [t.user_attrs[record.SEEDED_FROM] for t in study.trials] == ["balancebenchmark:baseline",
                                                                         "balancebenchmark:dr"]
 

@@ -103,6 +103,7 @@ def enqueue_published(study: optuna.Study, space: SearchSpace, source: str, max_
     """Enqueue the published configuration of each method in `space` (at most `limit`, in the
     file's order) unless the study was seeded before; returns how many were enqueued."""
     entries = published(source)
+    eligible = len([m for m in entries if m in space.methods])
     chosen = [entries[m] for m in entries if m in space.methods][:max(0, limit)]
     missing = [m for m in space.methods if m not in entries]
     token = uuid.uuid4().hex
@@ -112,8 +113,8 @@ def enqueue_published(study: optuna.Study, space: SearchSpace, source: str, max_
              f"({', '.join(won.get('trials', [])) or 'none'}); not again")
         return 0
     echo(f"--seed-with {source}: {len(chosen)} published configurations enqueued as the first trials"
-         + (f" (--trials {limit} leaves no room for {len(entries) - len(chosen) - len(missing)} more)"
-            if len(chosen) < len([m for m in entries if m in space.methods]) else "")
+         + (f" ({limit} trials left to run: {eligible - len(chosen)} more not enqueued)"
+            if len(chosen) < eligible else "")
          + (f"; none published for {', '.join(missing)}" if missing else ""))
     for entry in chosen:
         params, notes = seed_params(space, entry, max_epochs)
