@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                            "HTML report."),
     "export": ("explore", "Write the configs of the best (or chosen) trials as TrialConfig YAML, one document each."),
     "verify": ("verify", "Re-train the best trials on fresh seeds and compare them with reference methods."),
+    "compare": ("compare", "Tune each method on the same budget, verify the winners on fresh seeds: a leaderboard; "
+                           "resumable."),
     "prepare": ("prepare", "Decode a downloaded dataset into audio features, frames and split lists."),
     "methods": ("listing", "List the balancing methods and their parameters."),
     "datasets": ("listing", "List the datasets and their parameters."),

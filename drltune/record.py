@@ -25,6 +25,8 @@ SAMPLER_ARGS = "sampler_args"
 RESUME_CHECKED = (DATASET, MAX_EPOCHS, SPACE)  # a resumed study must match these
 VERIFY_PREFIX = "verify:"  # + trial<N>:<label>:seed<S>: one `drltune verify` run
 VERIFY_SEEDS = "verify_seeds"  # the fresh seeds, fixed at the first verify so a re-run reuses them
+COMPARE = "compare"  # `drltune compare`: the compare (study name prefix) this study is one method of
+COMPARE_SEEDS = "compare_seeds"  # the fresh seeds that compare verified every method's best trial on
 RACE = "race"  # the search's race (racing.py): {"top", "seeds", "ranking": [{"trial", "mean_val_acc", ...}]}
 
 # ---- trial user attributes ------------------------------------------------------------------------
@@ -35,6 +37,7 @@ INTERRUPTED = "interrupted"  # cut off by a stop or a dead driver, queued again 
 NOT_RUN = "not_run"  # asked past --trials (another driver was first) and closed at once: never run, never retried
 NOT_RUN_ERROR = "not run:"  # how its error begins (studies from before NOT_RUN marked it INTERRUPTED)
 RETRY_OF = "retry_of"  # the number of the cut-off trial this one retries
+SEEDED_FROM = "seeded_from"  # `search --seed-with`: SOURCE:METHOD of the published config it was enqueued from
 REINIT_EPOCHS = "reinit_epochs"  # epochs after which DR re-initialised (the pruner's grace)
 DRIVER = "driver"  # host:pid:token of the search process that runs the trial
 DRIVER_NS = "driver_ns"  # that process's PID namespace

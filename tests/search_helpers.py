@@ -21,12 +21,13 @@ MARKER = "DRLTUNE_TEST_SEARCH_RUN"
 class Search:
     """One `drltune search` process (own session, tagged environment)."""
 
-    def __init__(self, cwd: Path, args: list[str], faults: str = "") -> None:
+    def __init__(self, cwd: Path, args: list[str], faults: str = "",
+                 command: tuple[str, ...] = ("search", "--race", "0")) -> None:
         self.tag = uuid.uuid4().hex
         env = {**os.environ, MARKER: self.tag, "DRLTUNE_FAULTS": faults, "PYTHONUNBUFFERED": "1"}
         self.log = cwd / f"search-{self.tag[:8]}.log"
         with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([DRLTUNE, "search", "--race", "0", *args], cwd=cwd, env=env, stdout=out,
+            self.proc = subprocess.Popen([DRLTUNE, *command, *args], cwd=cwd, env=env, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:

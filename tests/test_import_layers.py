@@ -18,9 +18,9 @@ LAYERS = (
     ("leaves", ("drltune.errors", "drltune.safe_yaml", "drltune.faults", "drltune.params", "drltune.registry",
                 "drltune.config", "drltune.record")),
     ("parts", ("drltune.data", "drltune.models", "drltune.methods")),
-    ("resolution", ("drltune.resolve", "drltune.epoch_budget")),
+    ("resolution", ("drltune.resolve", "drltune.epoch_budget", "drltune.published")),
     ("training", ("drltune.train",)),
-    ("drivers", ("drltune.search", "drltune.explore", "drltune.verify")),
+    ("drivers", ("drltune.search", "drltune.explore", "drltune.verify", "drltune.compare")),
     ("entry", ("drltune.cli", "drltune.commands")),
 )
 

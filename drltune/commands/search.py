@@ -67,13 +67,16 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "their mean val_acc (export then writes the raced winner first); 0: rank by one seed.")
 @click.option("--race-seeds", type=click.IntRange(1, 30), default=2, show_default=True,
               help="Fresh seeds per raced trial (never a seed the search trained with).")
+@click.option("--seed-with", type=click.Choice(["papers", "balancebenchmark"]),
+              help="Start with each method's published CREMA-D config (drltune/search_spaces/published.yaml) as "
+                   "enqueued trials, once per study: its paper's, or BalanceBenchmark's shared protocol.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120 "
                    "(a key the space searches is then not searched).")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
                pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
                max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, race, race_seeds,
-               overrides) -> None:
+               seed_with, overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
@@ -84,7 +87,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
         seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
-        overrides=list(overrides),
+        overrides=list(overrides), seed_with=seed_with,
         command=shlex.join(["drltune", *sys.argv[1:]]))
     def race_top(study) -> None:  # type: ignore[no-untyped-def]
         from drltune.search.racing import run_race

@@ -218,6 +218,30 @@ def verified_figure(rows: list[dict]) -> go.Figure | None:
     return fig
 
 
+def leaderboard_figure(rows: list[dict]) -> go.Figure | None:
+    """drltune compare: each method's verified test accuracy (mean, error bars: the 95 % interval
+    over the fresh seeds) beside its published configuration's (error bars: ± std)."""
+    rows = [r for r in rows if r["test_acc_mean"] is not None]
+    if not rows:
+        return None
+    methods = [r["method"] for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=methods, y=[r["test_acc_mean"] for r in rows], name="tuned (95 % interval)",
+                error_y=dict(type="data", symmetric=False,
+                             array=[(r["test_acc_ci_high"] - r["test_acc_mean"]) if r["test_acc_ci_high"] is not None
+                                    else 0 for r in rows],
+                             arrayminus=[(r["test_acc_mean"] - r["test_acc_ci_low"]) if r["test_acc_ci_low"] is not None
+                                         else 0 for r in rows]),
+                hovertemplate="%{x}<br>tuned %{y:.4f}<extra></extra>")
+    fig.add_bar(x=methods, y=[r["published_acc_mean"] for r in rows], name="published config (± std)",
+                error_y=dict(type="data", array=[r["published_acc_std"] or 0 for r in rows]),
+                hovertemplate="%{x}<br>published %{y:.4f}<extra></extra>")
+    seeds = max(len(r["seeds"]) for r in rows)
+    fig.update_layout(title=f"Method leaderboard: test accuracy on {seeds} fresh seeds (drltune compare)",
+                      xaxis_title="method", yaxis_title="test accuracy", barmode="group", **LAYOUT)
+    return fig
+
+
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>drltune study {title}</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 16px;color:#222}}
@@ -291,6 +315,9 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     ]
     if summary.verified:  # optional: shown once `drltune verify` has stored runs
         plots.append(("Verified on fresh seeds", verified_figure(summary.verified), "no verified run"))
+    if summary.leaderboard:  # optional: the study is one method of a `drltune compare`
+        plots.append(("Method leaderboard (drltune compare)", leaderboard_figure(summary.leaderboard),
+                      "no verified run"))
     first = True
     for heading, fig, why in plots:
         if fig is None:

@@ -38,6 +38,7 @@ class Summary:
     incomplete_methods: list[str] = field(default_factory=list)  # methods with trials but none complete
     verified: list[dict[str, Any]] = field(default_factory=list)  # drltune verify's figures (verify.py)
     choice: str | None = None  # how the best was chosen (one seed or raced) and the benchmark's figures
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)  # drltune compare's, when the study is in one
 
 
 def key_params(row: pd.Series) -> str:
@@ -150,8 +151,10 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
 
     from drltune.search.choice import choice_line
 
+    from drltune.compare.leaderboard import stored_leaderboard
+
     verified = verified_rows(study)
-    return Summary(study=study.study_name, dataset=study.user_attrs.get(record.DATASET), counts=counts,
+    return Summary(leaderboard=stored_leaderboard(study), study=study.study_name, dataset=study.user_attrs.get(record.DATASET), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
                    importances=imp, notes=notes, noise=noise_line(frame, accuracies, verified),
                    incomplete_methods=incomplete, verified=verified, choice=choice_line(study))
@@ -205,6 +208,11 @@ def render_table(s: Summary) -> str:
 
         lines += ["", "verified on fresh seeds (drltune verify; test accuracy mean ± std, paired difference "
                   "with a 95 % interval)", *verified_lines(s.verified)]
+    if s.leaderboard:
+        from drltune.compare.leaderboard import leaderboard_lines
+
+        lines += ["", "leaderboard of the compare this study is part of (drltune compare)",
+                  *leaderboard_lines(s.leaderboard)]
     return "\n".join(lines)
 
 
@@ -223,7 +231,7 @@ def render_json(s: Summary) -> str:
                "choice": s.choice,
                "top": _records(s.top), "best_by_method": _records(s.best_by_method),
                "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances,
-               "verified": s.verified}
+               "verified": s.verified, "leaderboard": s.leaderboard}
     return json.dumps(payload, indent=1, default=_plain)
 
 

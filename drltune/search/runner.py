@@ -66,6 +66,7 @@ class SearchSpec:
     storage_path: str | None = None
     overrides: list[str] = field(default_factory=list)
     command: str = ""
+    seed_with: str | None = None  # papers | balancebenchmark: published configs as the first trials
 
 
 def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
@@ -247,6 +248,10 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
             echo(f"checkpoints: {adopted} interrupted trials resume from their checkpoints, moved to {store.root}")
         sweep_checkpoints(study, store)
     remaining = spec.trials - counted(study)
+    if spec.seed_with and remaining > 0:
+        from drltune.search.seed_trials import enqueue_published
+
+        enqueue_published(study, space, spec.seed_with, max_epochs, remaining, echo)
     if remaining <= 0:
         echo(f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run")
     else:
