@@ -23,6 +23,7 @@ from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
+from drltune.search.resources import check_fits, check_local_cpus
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
 FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S")  # to workers on a cluster
@@ -203,6 +204,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
             f"--address {spec.address}: Ray Client is not supported (the search driver keeps the study and "
             "must run on the cluster); run it on the head node with --address auto, or submit it: "
             "ray job submit --address http://HEAD:8265 -- drltune search ...")
+    if not _joins_cluster(spec):
+        check_local_cpus(spec.cpus_per_trial)  # before the study exists and Ray starts
     if spec.address:
         _check_reachable(spec.address)
     elif DATASETS.get(base.dataset).needs_data_root:
@@ -291,8 +294,14 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     started_ray = not ray.is_initialized()
     if started_ray:
         _init_ray(spec, ray)
-    _check_checkpoint_reach(spec, ray)
     gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
+    try:
+        _check_checkpoint_reach(spec, ray)
+        check_fits({"CPU": spec.cpus_per_trial, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec), warn=echo)
+    except DrltuneError:
+        if started_ray:
+            ray.shutdown()
+        raise
     echo(f"each trial gets {spec.cpus_per_trial:g} CPU and {gpus:g} GPU"
          + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpus})
@@ -356,6 +365,11 @@ def _auto_gpus(ray: Any, concurrent: int) -> float:
     """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
     total = float(ray.cluster_resources().get("GPU", 0.0))
     return math.floor(min(1.0, total / concurrent) * 10_000) / 10_000 if total else 0.0
+
+
+def _joins_cluster(spec: SearchSpec) -> bool:
+    """--address, or RAY_ADDRESS (set by `ray job submit`): a cluster, not a local Ray."""
+    return bool(spec.address or os.environ.get("RAY_ADDRESS"))
 
 
 def _check_reachable(address: str) -> None:
