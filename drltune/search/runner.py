@@ -23,6 +23,7 @@ from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
+from drltune.search.objective import Objective, parse_objective
 from drltune.search.resources import check_fits, check_local_cpus
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
@@ -67,6 +68,7 @@ class SearchSpec:
     storage_path: str | None = None
     overrides: list[str] = field(default_factory=list)
     command: str = ""
+    objective: str = "val_acc"  # --objective (objective.py)
 
 
 def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
@@ -194,6 +196,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     from drltune.search.study import counted, create_or_resume, has_uid, requeue_lost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective = parse_objective(spec.objective)
     max_epochs = check_budget(spec)
     space = load_space(spec.space_file, max_epochs)
     space, own_space_note = own_space_on_resume(spec, space, max_epochs)
@@ -227,7 +230,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
              record.VERSION: drltune.__version__, record.COMMAND: spec.command, record.MAX_EPOCHS: max_epochs,
              record.PRUNER: spec.pruner, record.SAMPLER: spec.sampler, record.PRUNER_ARGS: pruner_args,
              record.SAMPLER_ARGS: sampler_args}
-    study, existed = create_or_resume(name, storage, sampler, pruner, attrs)
+    study, existed = create_or_resume(name, storage, sampler, pruner, attrs, objective)
     describe_study(study)  # metric name and study Note for optuna-dashboard
 
     path = sqlite_path(url)
@@ -253,9 +256,11 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     if remaining <= 0:
         echo(f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run")
     else:
-        echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, "
-             f"sampler {spec.sampler}, pruner {spec.pruner} (re-init aware)")
-        _run_tune(spec, study, space, base, store, echo)
+        pruned = ("unpruned (Optuna prunes on one value; pruning on the first alone would cut the front's "
+                  "low-gap trials)" if objective.multi else f"pruner {spec.pruner} (re-init aware)")
+        echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, objective "
+             f"{objective.describe()}, sampler {spec.sampler}, {pruned}")
+        _run_tune(spec, study, space, base, store, echo, objective)
     if after_trials is not None and counted(study) >= spec.trials:
         after_trials(study)
     for line in summary_lines(study):
@@ -266,7 +271,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
 
 
 def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: TrialConfig,
-              store: CheckpointStore, echo: Callable[[str], None]) -> None:
+              store: CheckpointStore, echo: Callable[[str], None], objective: Objective) -> None:
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -287,7 +292,8 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries), threads=threads,
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
-                          max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo)
+                          max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo,
+                          objective=objective)
 
     bridge.before_tell = publish.attach_artifacts
     heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
