@@ -45,8 +45,10 @@ def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: o
         raise DrltuneError(f"study {name!r}: {exc}") from None
     if study.directions != objective.directions:
         raise DrltuneError(f"study {name!r} exists and does not optimise {objective.describe()}; use another --study")
-    if study.metric_names != objective.names:
-        study.set_metric_names(objective.names)
+    if study.metric_names != objective.names:  # what optuna-dashboard labels the values (and its Pareto plot) by
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(objective.names)
     if study.user_attrs.get(record.OBJECTIVE) is None:
         study.set_user_attr(record.OBJECTIVE, objective.names)
     if existed and study.user_attrs:
