@@ -89,7 +89,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
         seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
-        overrides=list(overrides), objective=objective,
+        overrides=list(overrides), objective=objective, bar=sys.stdout.isatty(),
         command=shlex.join(["drltune", *sys.argv[1:]]))
     def race_top(study) -> None:  # type: ignore[no-untyped-def]
         from drltune.search.racing import run_race

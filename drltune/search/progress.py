@@ -9,6 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune.record import is_interrupted, is_not_run, raced_ranking
 from drltune.search.choice import choice_line
+from drltune.search.display import SearchBar, TimeLeft
 from drltune.search.objective import Objective, pareto_front, study_objective
 from drltune.search.study import counted
 
@@ -45,8 +46,9 @@ class Progress:
     and the best trial's parameters only when the best changed."""
 
     def __init__(self, study: optuna.Study, total: int, echo: Callable[[str], None],
-                 running: Callable[[], int]) -> None:
+                 running: Callable[[], int], bar: SearchBar | None = None, time_left: TimeLeft | None = None) -> None:
         self.study, self.total, self.echo, self.running = study, total, echo, running
+        self.bar, self.time_left = bar, time_left  # the terminal's bar and the estimate, kept up to date
         self.objective = study_objective(study)
         self.best_number: int | None = None
         self.front: list[int] = []
@@ -60,6 +62,19 @@ class Progress:
                 "failed": f"FAILED: {outcome.detail}",
                 "interrupted": "interrupted (queued for the next run)"}[outcome.state]
         self.echo(f"#{outcome.number} {what}\n    {self.status()}")
+        done = counted(self.study)
+        if self.time_left is not None:
+            self.time_left.done = done
+        if self.bar is not None:
+            self.bar.finished(done, self.best_text())
+
+    def best_text(self) -> str:
+        """`best 0.8123 (#4)`, or `Pareto front #4, #7` (two objectives); `` before the first."""
+        if self.objective.multi:
+            front = pareto_front(self.study)
+            return f"Pareto front {', '.join(f'#{t.number}' for t in front)}" if front else ""
+        best = best_complete(self.study)
+        return f"best {self.objective.first.name} {best.values[0]:.4f} (#{best.number})" if best else ""
 
     def status(self) -> str:
         trials = self.study.get_trials(deepcopy=False)

@@ -69,6 +69,7 @@ class SearchSpec:
     overrides: list[str] = field(default_factory=list)
     command: str = ""
     objective: str = "val_acc"  # --objective (objective.py)
+    bar: bool = False  # a progress bar (stdout is a terminal) instead of the plain progress lines
 
 
 def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
@@ -280,12 +281,17 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     from drltune.search.bridge import OptunaBridge, PruningScheduler, StopSearch, trial_name
     from drltune.search.liveness import Heartbeat, SharedBudget
     from drltune.search.dashboard_view import DashboardPublisher
+    from drltune.search.display import SearchBar, TimeLeft
     from drltune.search.progress import Progress
+    from drltune.search.study import counted
     from drltune.search.ticker import EpochTicker
     from drltune.search.trainable import run_trial
 
     stop = _Stop(spec.timeout)
-    progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live))
+    time_left = TimeLeft(spec.trials, counted(study), base.epochs)
+    bar = SearchBar(study.study_name, spec.trials, counted(study), time_left) if spec.bar else None
+    plain_echo, echo = echo, (bar.write if bar is not None else echo)  # lines go above the bar
+    progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
     publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
     threads = max(1, math.floor(spec.cpus_per_trial))
     heartbeat = Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())])
@@ -307,6 +313,8 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     except DrltuneError:
         if started_ray:
             ray.shutdown()
+        if bar is not None:
+            bar.close()
         raise
     echo(f"each trial gets {spec.cpus_per_trial:g} CPU and {gpus:g} GPU"
          + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
@@ -319,7 +327,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage_path(spec),
             verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            log_to_file=True, callbacks=[EpochTicker(echo)]),
+            log_to_file=True, callbacks=[EpochTicker(echo, time_left=time_left, bar=bar)]),
     )
     previous_handler = signal.getsignal(signal.SIGINT)
 
@@ -348,6 +356,9 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                 echo(f"warning: could not remove finished trials' checkpoints: {exc}")
         if started_ray:
             ray.shutdown()
+        if bar is not None:
+            bar.close()
+            echo = plain_echo
     if stop.outcome():
         echo(f"{stop.outcome()}: {closed} running trials closed and queued for the next run")
         if stop.interrupted.is_set():
