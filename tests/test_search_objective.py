@@ -14,7 +14,7 @@ from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.search.bridge import OptunaBridge
 from drltune.search.liveness import SharedBudget
-from drltune.search.objective import parse_objective, pareto_front, study_objective
+from drltune.search.objective import pareto_front, parse_objective, study_objective
 from drltune.search.pruning import ReinitAwarePruner
 from drltune.search.space import parse_space
 from drltune.search.storage import open_storage
@@ -87,7 +87,7 @@ def test_val_f1_is_reported_pruned_on_and_read_at_the_selected_epoch(tmp_path):
     assert t.intermediate_values == {0: 0.30, 1: 0.65, 2: 0.70}
     pruning = study_for(tmp_path, "val_f1", ReinitAwarePruner(optuna.pruners.ThresholdPruner(lower=0.35), 2), "p")
     bridge = bridge_for(pruning, "val_f1")
-    number = bridge.suggest("p")["optuna_trial"]
+    bridge.suggest("p")
     assert bridge.on_epoch("p", epoch_result(EPOCHS[0])) is True  # val_f1 0.30 < 0.35 (its val_acc is 0.4)
 
 
@@ -155,6 +155,12 @@ def test_explore_export_and_the_summary_show_the_pareto_front(tmp_path):
     assert text.startswith("# study s, trial 2: val_acc 0.6000, modality_gap 0.0500 at epoch 1 of 3")
     meta = yaml.safe_load(text.split("\n", 2)[2])["meta"]
     assert meta["values"] == {"val_acc": 0.6, "modality_gap": 0.05} and meta["pareto_front"] is True
+    from drltune.explore.load import history_frame, trials_frame
+    from drltune.explore.report import render_html
+
+    page = render_html(summary, trials_frame(study), history_frame(study))
+    assert "<h2>Pareto front (val_acc and modality_gap)</h2>" in page
+    assert "Pareto front: val_acc (up is better) against modality_gap (left is better)" in page
     lines = summary_lines(study)
     assert lines[0].startswith("Pareto front of study 's': 3 trial(s)")
     assert [line.split()[0] for line in lines[1:]] == ["#1", "#4", "#2"]

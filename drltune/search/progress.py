@@ -55,9 +55,9 @@ class Progress:
 
     def __call__(self, outcome: Outcome) -> None:
         name = self.objective.first.name
-        done = (f"best {name} {outcome.value or 0:.4f}" if not self.objective.multi
+        reached = (f"best {name} {outcome.value or 0:.4f}" if not self.objective.multi
                 else values_text(self.objective, outcome.values))
-        what = {"complete": f"complete after {outcome.epochs} epochs, {done}",
+        what = {"complete": f"complete after {outcome.epochs} epochs, {reached}",
                 "pruned": f"pruned after {outcome.epochs} epochs (best {name} {outcome.value or 0:.4f})",
                 "failed": f"FAILED: {outcome.detail}",
                 "interrupted": "interrupted (queued for the next run)"}[outcome.state]
