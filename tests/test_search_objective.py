@@ -164,3 +164,18 @@ def test_explore_export_and_the_summary_show_the_pareto_front(tmp_path):
     lines = summary_lines(study)
     assert lines[0].startswith("Pareto front of study 's': 3 trial(s)")
     assert [line.split()[0] for line in lines[1:]] == ["#1", "#4", "#2"]
+
+
+def test_progress_lines_and_dashboard_notes_name_both_objectives(tmp_path):
+    from drltune.search.dashboard_view import study_note, trial_note
+    from drltune.search.progress import Outcome, Progress
+
+    study = front_study(tmp_path)
+    lines: list[str] = []
+    Progress(study, 8, lines.append, running=lambda: 1)(Outcome(2, "complete", 3, 0.6, values=(0.6, 0.05)))
+    assert lines == ["#2 complete after 3 epochs, val_acc 0.6000, modality_gap 0.0500\n    [5/8] complete 5, pruned 0, "
+                     "failed 0, running 1 | new Pareto front (val_acc vs modality_gap): #1, #4, #2"]
+    note = trial_note(study.trials[2], "s", study.metric_names)
+    assert "val_acc **0.6000**, modality_gap **0.0500** at epoch 1 of 3 (the selected epoch)." in note
+    assert "Objectives **val_acc and modality_gap** (val_acc maximised, modality_gap minimised)" in study_note(
+        study.user_attrs)
