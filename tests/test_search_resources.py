@@ -2,7 +2,6 @@
 instead of Ray Tune waiting for ever."""
 from __future__ import annotations
 
-import os
 import time
 
 import optuna
@@ -11,7 +10,7 @@ import torch
 
 from drltune.cli import main
 from drltune.errors import DrltuneError
-from drltune.search.resources import check_fits, check_local_cpus, shortfall
+from drltune.search.resources import check_fits, check_local_cpus, machine_cpus, shortfall
 
 
 def node(cpu: float, gpu: float = 0.0, alive: bool = True) -> dict:
@@ -64,7 +63,7 @@ def _refused(tmp_path, monkeypatch, capsys, *args: str) -> tuple[str, float]:
 
 
 def test_too_many_cpus_refused_before_ray_and_the_study(tmp_path, monkeypatch, capsys):
-    cpus = os.cpu_count() or 1
+    cpus = machine_cpus()
     err, _ = _refused(tmp_path, monkeypatch, capsys, "--cpus-per-trial", str(cpus + 1))
     assert err == f"error: --cpus-per-trial {cpus + 1}: this machine has {cpus} CPU{'s' if cpus > 1 else ''}; " \
                   f"ask for at most {cpus}"

@@ -44,10 +44,15 @@ def shortfall(request: Mapping[str, float], nodes: list[dict[str, float]]) -> st
             f"({describe(total)} in all; a trial runs on one node)")
 
 
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's limit, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def check_local_cpus(cpus_per_trial: float, cpus: int | None = None) -> None:
     """Before a local Ray starts (it is given at least --concurrent x --cpus-per-trial CPUs, so that
     trials may share cores, and would accept any request): one trial cannot use more than the machine."""
-    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    cpus = cpus if cpus is not None else machine_cpus()
     if cpus_per_trial > cpus:
         raise DrltuneError(f"--cpus-per-trial {cpus_per_trial:g}: this machine has {_amount(cpus, 'CPU')}; "
                            f"ask for at most {cpus}")
