@@ -179,3 +179,19 @@ def test_progress_lines_and_dashboard_notes_name_both_objectives(tmp_path):
     assert "val_acc **0.6000**, modality_gap **0.0500** at epoch 1 of 3 (the selected epoch)." in note
     assert "Objectives **val_acc and modality_gap** (val_acc maximised, modality_gap minimised)" in study_note(
         study.user_attrs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--objective", "val_acc,val_loss"], "error: --objective val_acc,val_loss: unknown metric 'val_loss'"),
+    (["--objective", "val_f1", "--race", "2"], "error: --race ranks trials by their mean val_acc, not by "
+                                               "--objective val_f1: pass --race 0"),
+])
+def test_objective_mistakes_are_one_line_and_store_nothing(args, message, tmp_path, monkeypatch, capsys):
+    from drltune.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--trials", "2", "--max-epochs", "2", *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code != 0 and err.startswith(message) and err.count("\n") == 1, err
+    assert not (tmp_path / "studies").exists()

@@ -80,6 +80,10 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
                overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
     from drltune.errors import DrltuneError
+
+    if race and objective != "val_acc":
+        raise DrltuneError(f"--race ranks trials by their mean val_acc, not by --objective {objective}: "
+                           "pass --race 0 (and re-train chosen trials on fresh seeds with `drltune verify`)")
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
     spec = SearchSpec(
@@ -96,9 +100,6 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
 
         run_race(study, race, race_seeds, concurrent, cpus_per_trial, gpus_per_trial, address, click.echo)
 
-    if race and objective != "val_acc":
-        raise DrltuneError(f"--race ranks trials by their mean val_acc, not by --objective {objective}: "
-                           "pass --race 0 (and re-train chosen trials on fresh seeds with `drltune verify`)")
     run_search(spec, echo=click.echo, after_trials=race_top if race else None)
 
 

@@ -304,14 +304,14 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     bridge.before_tell = publish.attach_artifacts
     heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
     started_ray = not ray.is_initialized()
-    if started_ray:
-        _init_ray(spec, ray)
-    gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
     try:
+        if started_ray:
+            _init_ray(spec, ray)
+        gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
         _check_checkpoint_reach(spec, ray)
         check_fits({"CPU": spec.cpus_per_trial, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec), warn=echo)
     except DrltuneError:
-        if started_ray:
+        if started_ray and ray.is_initialized():
             ray.shutdown()
         if bar is not None:
             bar.close()
