@@ -45,12 +45,6 @@ def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: o
         raise DrltuneError(f"study {name!r}: {exc}") from None
     if study.directions != objective.directions:
         raise DrltuneError(f"study {name!r} exists and does not optimise {objective.describe()}; use another --study")
-    if study.metric_names != objective.names:  # what optuna-dashboard labels the values (and its Pareto plot) by
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            study.set_metric_names(objective.names)
-    if study.user_attrs.get(record.OBJECTIVE) is None:
-        study.set_user_attr(record.OBJECTIVE, objective.names)
     if existed and study.user_attrs:
         for key in record.RESUME_CHECKED:
             old, new = study.user_attrs.get(key), attrs[key]
@@ -61,6 +55,13 @@ def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: o
     if not existed or not study.user_attrs:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
+    # written once the resume is accepted (a refused one writes nothing)
+    if study.metric_names != objective.names:  # what optuna-dashboard labels the values (and its Pareto plot) by
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(objective.names)
+    if study.user_attrs.get(record.OBJECTIVE) is None:
+        study.set_user_attr(record.OBJECTIVE, objective.names)
     if not existed:
         study_uid(study)  # made with the study (one from before ids gets its own in runner.checkpoint_store)
     return study, existed
