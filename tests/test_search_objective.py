@@ -104,10 +104,10 @@ def test_two_objectives_store_both_values_unpruned(tmp_path):
 
 def test_a_study_keeps_its_objective(tmp_path):
     first = study_for(tmp_path, "val_acc,modality_gap")
-    before = (first.user_attrs, first.system_attrs)
+    before = (first.user_attrs, first._storage.get_study_system_attrs(first._study_id))
     with pytest.raises(DrltuneError) as refused:
         study_for(tmp_path, "val_acc")
-    assert (first.user_attrs, first.system_attrs) == before  # a refused resume writes nothing
+    assert (first.user_attrs, first._storage.get_study_system_attrs(first._study_id)) == before  # nothing written
     assert str(refused.value) == ("study 's' was searched with --objective val_acc,modality_gap, not val_acc; resume "
                                   "it with --objective val_acc,modality_gap or use another --study")
     study = study_for(tmp_path, "val_acc,modality_gap")  # the same objective resumes
