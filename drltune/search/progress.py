@@ -55,8 +55,8 @@ class Progress:
 
     def __call__(self, outcome: Outcome) -> None:
         name = self.objective.first.name
-        reached = (f"best {name} {outcome.value or 0:.4f}" if not self.objective.multi
-                else values_text(self.objective, outcome.values))
+        reached = (f"best val_acc {outcome.value or 0:.4f}" if self.objective.names == ["val_acc"]
+                   else values_text(self.objective, outcome.values or (outcome.value or 0.0,)))  # at the selected epoch
         what = {"complete": f"complete after {outcome.epochs} epochs, {reached}",
                 "pruned": f"pruned after {outcome.epochs} epochs (best {name} {outcome.value or 0:.4f})",
                 "failed": f"FAILED: {outcome.detail}",
