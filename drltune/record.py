@@ -22,6 +22,7 @@ PRUNER = "pruner"
 SAMPLER = "sampler"
 PRUNER_ARGS = "pruner_args"
 SAMPLER_ARGS = "sampler_args"
+OBJECTIVE = "objective"  # the metric names it optimises, in order (absent: ["val_acc"]; objective.py)
 RESUME_CHECKED = (DATASET, MAX_EPOCHS, SPACE)  # a resumed study must match these
 VERIFY_PREFIX = "verify:"  # + trial<N>:<label>:seed<S>: one `drltune verify` run
 VERIFY_SEEDS = "verify_seeds"  # the fresh seeds, fixed at the first verify so a re-run reuses them

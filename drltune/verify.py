@@ -28,6 +28,7 @@ from drltune.errors import DrltuneError
 from drltune.explore.export import trial_config
 from drltune.record import VERIFY_PREFIX as PREFIX, VERIFY_SEEDS as SEEDS_ATTR, stored_config
 from drltune.resolve import resolve
+from drltune.search.objective import primary
 
 OWN = "config"
 RESULT_KEYS = ("test_acc", "test_f1", "test_acc_audio", "test_acc_visual", "best_val_acc", "best_epoch")
@@ -244,7 +245,7 @@ def verified_rows(study: optuna.Study, keys: set[str] | None = None) -> list[dic
                          "ci_high": interval[2] if interval else None,
                          "verdict": verdict(v.method, ref, interval, len(data["paired_seeds"]))}
         rows.append({"trial": v.trial, "method": v.method, "seeds": v.seeds,
-                     "search_val_acc": trial.value if trial is not None else None,
+                     "search_val_acc": primary(trial) if trial is not None else None,
                      "search_test_acc": trial.user_attrs.get("test_acc") if trial is not None else None,
                      "test_acc_mean": acc, "test_acc_std": sd, "audio": mean_std(v.audio),
                      "visual": mean_std(v.visual), "references": refs})

@@ -44,7 +44,8 @@ def explore_cmd(study: str | None, storage: str, top: int, fmt: str, html_path: 
 @click.command("export")
 @STUDY
 @STORAGE
-@click.option("--top", type=click.IntRange(1, 10_000), help="Export the K best complete trials [default: 1].")
+@click.option("--top", type=click.IntRange(1, 10_000), help="Export the K best complete trials [default: 1]; of a "
+              "two-objective study, the first K of its Pareto front by its first objective.")
 @click.option("--trial", "numbers", type=click.IntRange(0), multiple=True, help="Export this trial (repeatable).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="YAML file to write (- for stdout); run it with `drltune train --config FILE`.")
@@ -67,6 +68,12 @@ def export_cmd(study: str | None, storage: str, top: int | None, numbers: tuple[
     except OSError as exc:
         raise DrltuneError(f"cannot write {output}: {exc.strerror}") from None
     listed = ", ".join(str(t.number) for t in trials)
+    if len(loaded.directions) > 1 and not numbers:
+        from drltune.search.objective import pareto_front
+
+        front = ", ".join(f"#{t.number}" for t in pareto_front(loaded))
+        click.echo(f"Pareto front ({', '.join(loaded.metric_names or [])}): {front}; written: the first "
+                   f"{len(trials)} by {(loaded.metric_names or ['the first objective'])[0]} (--trial N picks others)")
     click.echo(f"wrote {len(trials)} config(s) (trial {listed}) to {output}; run: drltune train --config {output}")
 
 

@@ -29,6 +29,10 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Finished trials the study should reach (earlier runs count).")
 @click.option("--study", "study_name", help="Study name [default: DATASET-SPACE_NAME].")
 @click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
+@click.option("--objective", default="val_acc", show_default=True, metavar="METRIC[,METRIC]",
+              help="What the search optimises, at each trial's selected epoch: val_acc or val_f1 (maximised), "
+                   "or two for a Pareto front, e.g. val_acc,modality_gap (the audio/visual accuracy gap, "
+                   "minimised; runs unpruned). A study keeps the objective it began with.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Optuna pruner, wrapped to be re-init aware.")
@@ -73,11 +77,16 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120 "
                    "(a key the space searches is then not searched).")
-def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
+def search_cmd(dataset, data_root, space_file, trials, study_name, storage, objective, sampler, pruner, pruner_startup,
                pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
                max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, race, race_seeds,
                seed_with, overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
+    from drltune.errors import DrltuneError
+
+    if race and objective != "val_acc":
+        raise DrltuneError(f"--race ranks trials by their mean val_acc, not by --objective {objective}: "
+                           "pass --race 0 (and re-train chosen trials on fresh seeds with `drltune verify`)")
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
     spec = SearchSpec(
@@ -87,7 +96,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
         seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
-        overrides=list(overrides), seed_with=seed_with,
+        overrides=list(overrides), seed_with=seed_with, objective=objective, bar=sys.stdout.isatty(),
         command=shlex.join(["drltune", *sys.argv[1:]]))
     def race_top(study) -> None:  # type: ignore[no-untyped-def]
         from drltune.search.racing import run_race

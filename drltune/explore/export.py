@@ -16,12 +16,14 @@ from drltune import record
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.resolve import resolve
+from drltune.search.objective import pareto_front, primary, study_objective
 
 
 def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = (),
                   by_race: bool = True) -> list[FrozenTrial]:
     """The trials named by number, else the `top` best complete ones (1 when nothing is asked):
-    in a raced study (racing.py) the raced ones first, by their mean over seeds, then the rest."""
+    in a raced study (racing.py) the raced ones first, by their mean over seeds, then the rest.
+    A two-objective study's best are its Pareto front, best first objective first (`pareto_front`)."""
     trials = study.get_trials(deepcopy=False)
     if numbers:
         by_number = {t.number: t for t in trials}
@@ -34,6 +36,8 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
         counts = Counter(record.STATE_LABELS.get(t.state.name, t.state.name.lower()) for t in trials)
         states = ", ".join(f"{n} {label}" for label, n in counts.items()) or "no trials"
         raise DrltuneError(f"study {study.study_name!r} has no complete trial ({states}); pick one with --trial N")
+    if len(study.directions) > 1:
+        return pareto_front(study)[: top or 1]
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ordered = sorted(complete, key=lambda t: (-t.value if reverse else t.value, t.number))
     if by_race:
@@ -53,7 +57,11 @@ def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
 
 def trial_meta(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     meta: dict[str, Any] = {"study": study.study_name, "trial": trial.number, "state": trial.state.name,
-                            "value": trial.value, "best_epoch": trial.user_attrs.get(record.BEST_EPOCH)}
+                            "value": primary(trial), "best_epoch": trial.user_attrs.get(record.BEST_EPOCH)}
+    objective = study_objective(study)
+    if objective.multi:
+        meta["values"] = dict(zip(objective.names, trial.values)) if trial.values else None
+        meta["pareto_front"] = trial.number in {t.number for t in pareto_front(study)}
     if trial.state != TrialState.COMPLETE:
         steps = trial.intermediate_values
         meta["epochs_run"] = trial.user_attrs.get(record.EPOCHS_RUN, len(steps))
@@ -70,7 +78,10 @@ def export_yaml(study: optuna.Study, trials: list[FrozenTrial]) -> str:
     for trial in trials:
         cfg, meta = trial_config(study, trial), trial_meta(study, trial)
         if trial.state == TrialState.COMPLETE:
-            head = f"# study {study.study_name}, trial {trial.number}: best_val_acc {trial.value:.4f} " \
+            names = study_objective(study).names
+            shown = f"best_val_acc {trial.values[0]:.4f}" if names == ["val_acc"] else ", ".join(
+                f"{n} {v:.4f}" for n, v in zip(names, trial.values))
+            head = f"# study {study.study_name}, trial {trial.number}: {shown} " \
                    f"at epoch {meta['best_epoch']} of {cfg.epochs}"
         else:
             head = f"# study {study.study_name}, trial {trial.number} was {trial.state.name} after " \

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.colors import qualitative
 
 from drltune.record import epochs, trial_method
+from drltune.search.objective import primary
 
 LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=70, r=30, t=80, b=60))
 
@@ -19,7 +20,7 @@ LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=70, r=30, t=80,
 def _score(trial: FrozenTrial) -> float | None:
     """A complete trial's value, else its best intermediate value so far."""
     if trial.state == TrialState.COMPLETE:
-        return trial.value
+        return primary(trial)
     return max(trial.intermediate_values.values()) if trial.intermediate_values else None
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from drltune import record
 from drltune.errors import DrltuneError
 from drltune.record import HISTORY_KEYS, RESULT_ATTRS, reinits_fired, trial_fusion, trial_method
+from drltune.search.objective import pareto_front, primary, study_objective
 from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, first_line, open_storage, shown
 
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
@@ -77,10 +78,13 @@ def _number(value: Any) -> float | None:
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, method, fusion, results, then `params_<name>` columns."""
     rows = []
+    objective = study_objective(study)
+    names, multi = objective.names, objective.multi
+    front = {t.number for t in pareto_front(study)} if multi else set()
     for t in study.get_trials(deepcopy=False):
         steps = t.intermediate_values
         row: dict[str, Any] = {
-            "number": t.number, "state": t.state.name, "value": t.value,
+            "number": t.number, "state": t.state.name, "value": primary(t),  # the first objective's
             "best_val_acc": max(steps.values()) if steps else None,  # so far, for pruned and running ones
             "method": trial_method(t), "fusion": trial_fusion(t), "best_epoch": t.user_attrs.get(record.BEST_EPOCH),
             "epochs_run": t.user_attrs.get(record.EPOCHS_RUN, (max(steps) + 1) if steps else 0),
@@ -90,9 +94,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "error": t.user_attrs.get(record.ERROR),
             **{f"params_{k}": v for k, v in t.params.items()},
         }
+        if multi:  # a two-objective study: each value under its metric's name, and the front
+            row.update({f"objective_{name}": (t.values[i] if t.values else None) for i, name in enumerate(names)},
+                       pareto=t.number in front)
         rows.append(row)
     params = sorted({k for row in rows for k in row if k.startswith("params_")})
-    frame = pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *params])
+    extra = [*(f"objective_{name}" for name in names), "pareto"] if multi else []
+    frame = pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *extra, *params])
     for col in ("best_epoch", "epochs_run", "reinits", *params):  # integers stay integers next to missing values
         values = [row[col] for row in rows if row.get(col) is not None]
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
 from drltune.search.storage import database_file
-from drltune.explore.summary import BEST_PER_METHOD_NOTE, TABLE_COLUMNS, Summary, counts_line
+from drltune.explore.summary import BEST_PER_METHOD_NOTE, TABLE_COLUMNS, Summary, counts_line, pareto_table
 
 if TYPE_CHECKING:
     from drltune.methods import Method
@@ -288,6 +288,24 @@ def trials_html(frame: pd.DataFrame, first: str | None = None) -> str:
     return f'<table class="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def pareto_figure(trials: pd.DataFrame, names: list[str]) -> go.Figure | None:
+    """A two-objective study: every complete trial by its two values, the Pareto front joined up."""
+    x, y = (f"objective_{n}" for n in names)
+    complete = trials[(trials["state"] == "COMPLETE") & trials[x].notna()]
+    if complete.empty:
+        return None
+    front = complete[complete["pareto"].astype(bool)].sort_values(y)
+    hover = "#%{text}<br>" + names[0] + " %{y:.4f}<br>" + names[1] + " %{x:.4f}<extra></extra>"
+    fig = go.Figure()
+    fig.add_scatter(x=complete[y], y=complete[x], mode="markers", name="complete trials", text=complete["number"],
+                    marker=dict(color="#bbbbbb", size=8), hovertemplate=hover)
+    fig.add_scatter(x=front[y], y=front[x], mode="lines+markers", name="Pareto front", text=front["number"],
+                    line=dict(shape="hv"), marker=dict(size=11), hovertemplate=hover)
+    fig.update_layout(title=f"Pareto front: {names[0]} (up is better) against {names[1]} (left is better)",
+                      xaxis_title=names[1], yaxis_title=names[0], **LAYOUT)
+    return fig
+
+
 def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> str:
     """The whole page; a plot that has nothing to show is replaced by one sentence that says why."""
     from drltune.methods import METHODS
@@ -303,7 +321,12 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     parts.append(f'<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>'
                  f'{trials_html(summary.best_by_method, "method")}</section>')
     parts.append(f"<section><h2>Top trials</h2>{trials_html(summary.top)}</section>")
+    if summary.pareto is not None:
+        parts.insert(1, f"<section><h2>Pareto front ({' and '.join(summary.objective)})</h2>"
+                        f"<pre>{html.escape(pareto_table(summary.pareto, summary.objective))}</pre></section>")
     plots = [
+        *((("Pareto front", pareto_figure(trials, summary.objective), "no complete trial"),)
+          if summary.pareto is not None else ()),
         ("Optimisation history", history_figure(trials, colours), "no trial has reported an accuracy"),
         ("Learning curves", curves_figure(history, colours), "no trial has reported an epoch"),
         ("Accuracy by method and fusion", by_group_figure(trials, colours), "no complete trial"),

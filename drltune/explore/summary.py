@@ -14,6 +14,7 @@ import pandas as pd
 
 from drltune import record
 from drltune.explore.load import trials_frame
+from drltune.search.objective import primary, study_objective
 
 STATES = record.STATE_LABELS
 # The short table of the terminal: what a user compares trials by.
@@ -39,6 +40,8 @@ class Summary:
     verified: list[dict[str, Any]] = field(default_factory=list)  # drltune verify's figures (verify.py)
     choice: str | None = None  # how the best was chosen (one seed or raced) and the benchmark's figures
     leaderboard: list[dict[str, Any]] = field(default_factory=list)  # drltune compare's, when the study is in one
+    objective: list[str] = field(default_factory=lambda: ["val_acc"])  # the study's metric names (objective.py)
+    pareto: pd.DataFrame | None = None  # a two-objective study's front, best first objective first
 
 
 def key_params(row: pd.Series) -> str:
@@ -69,12 +72,13 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return {}, f"parameter importances need at least 2 complete trials (have {len(complete)})"
-    if len({t.value for t in complete}) < 2:
+    if len({primary(t) for t in complete}) < 2:
         return {}, f"parameter importances: all {len(complete)} complete trials have the same value"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = optuna.importance.get_param_importances(study)
+            # a two-objective study: for its first objective (Optuna asks for one target)
+            result = optuna.importance.get_param_importances(study, target=primary if len(study.directions) > 1 else None)
     except (RuntimeError, ValueError) as exc:
         return {}, f"parameter importances could not be computed: {exc}"
     return {k: float(v) for k, v in result.items()}, None
@@ -154,7 +158,13 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
     from drltune.compare.leaderboard import stored_leaderboard
 
     verified = verified_rows(study)
-    return Summary(leaderboard=stored_leaderboard(study), study=study.study_name, dataset=study.user_attrs.get(record.DATASET), counts=counts,
+    objective = study_objective(study)
+    pareto = None
+    if objective.multi:
+        front = frame[frame["pareto"].astype(bool)].assign(params=lambda f: f.apply(key_params, axis=1))
+        pareto = front.sort_values(["value", "number"], ascending=[False, True]).reset_index(drop=True)
+    return Summary(objective=objective.names, pareto=pareto, leaderboard=stored_leaderboard(study),
+                   study=study.study_name, dataset=study.user_attrs.get(record.DATASET), counts=counts,
                    top=scored.head(top), best_by_method=by_method, best_by_fusion=by_fusion,
                    importances=imp, notes=notes, noise=noise_line(frame, accuracies, verified),
                    incomplete_methods=incomplete, verified=verified, choice=choice_line(study))
@@ -168,14 +178,27 @@ def _aligned(frame: pd.DataFrame) -> str:
     return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
 
 
-def trials_table(frame: pd.DataFrame, first: str | None = None) -> str:
+def trials_table(frame: pd.DataFrame, first: str | None = None, score: str = "val_acc") -> str:
     if frame.empty:
         return "  (none)"
     cols = ([first] if first else []) + [c for c in TABLE_COLUMNS if c != first]
-    shown = frame[cols].rename(columns={"number": "trial", "score": "val_acc", "epochs_run": "epochs"})
-    for col, fmt in (("val_acc", "{:.4f}"), ("test_acc", "{:.4f}"), ("epochs", "{}"), ("best_epoch", "{}"),
+    shown = frame[cols].rename(columns={"number": "trial", "score": score, "epochs_run": "epochs"})
+    for col, fmt in ((score, "{:.4f}"), ("test_acc", "{:.4f}"), ("epochs", "{}"), ("best_epoch", "{}"),
                      ("reinits", "{}")):
         shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else fmt.format(v))
+    return _aligned(shown)
+
+
+def pareto_table(front: pd.DataFrame, names: list[str]) -> str:
+    """trial, each objective, method, fusion, test_acc, params."""
+    if front.empty:
+        return "  (none)"
+    columns = {"number": "trial", **{f"objective_{n}": n for n in names}, "method": "method", "fusion": "fusion",
+               "best_epoch": "best_epoch", "test_acc": "test_acc", "params": "params"}
+    shown = front[list(columns)].rename(columns=columns)
+    for col in (*names, "test_acc"):
+        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+    shown["best_epoch"] = shown["best_epoch"].map(lambda v: "" if pd.isna(v) else str(v))
     return _aligned(shown)
 
 
@@ -196,9 +219,14 @@ def render_table(s: Summary) -> str:
         lines.append(f"noise: {s.noise}")
     if s.choice:
         lines.append(s.choice)
-    lines += ["", f"top {len(s.top)} trials (val_acc: best validation accuracy; complete trials first)",
-              trials_table(s.top), "", BEST_PER_METHOD, trials_table(s.best_by_method, "method"),
-              "", "best trial per fusion", trials_table(s.best_by_fusion, "fusion")]
+    score = s.objective[0]
+    what = "best validation accuracy" if score == "val_acc" else f"{score} at the selected epoch"
+    if s.pareto is not None:
+        lines += ["", f"Pareto front: {len(s.pareto)} complete trial(s) that no other beats on both "
+                      f"{' and '.join(s.objective)} (export one with --trial N)", pareto_table(s.pareto, s.objective)]
+    lines += ["", f"top {len(s.top)} trials ({score}: {what}; complete trials first)",
+              trials_table(s.top, score=score), "", BEST_PER_METHOD, trials_table(s.best_by_method, "method", score),
+              "", "best trial per fusion", trials_table(s.best_by_fusion, "fusion", score)]
     if s.importances:
         lines += ["", f"parameter importances (Optuna PED-ANOVA over {s.counts['complete']} complete trials)"]
         width = max(len(k) for k in s.importances)
@@ -231,7 +259,8 @@ def render_json(s: Summary) -> str:
                "choice": s.choice,
                "top": _records(s.top), "best_by_method": _records(s.best_by_method),
                "best_by_fusion": _records(s.best_by_fusion), "importances": s.importances,
-               "verified": s.verified, "leaderboard": s.leaderboard}
+               "verified": s.verified, "leaderboard": s.leaderboard, "objective": s.objective,
+               **({"pareto_front": _records(s.pareto)} if s.pareto is not None else {})}
     return json.dumps(payload, indent=1, default=_plain)
 
 

@@ -4,10 +4,12 @@ Ray's own `OptunaSearch` neither forwards intermediate values nor asks Optuna's 
 stores early-stopped trials as COMPLETE. Here:
 
 * `OptunaBridge` (a Ray `Searcher`) asks the study for each new trial (define-by-run over the
-  conditional space), and tells it the outcome: COMPLETE (value = best val accuracy), PRUNED,
+  conditional space), and tells it the outcome: COMPLETE (values = the objective's, at the selected epoch), PRUNED,
   or FAIL with the error message; the trial's user attributes get what explore/export need.
-* `PruningScheduler` (a FIFO scheduler) forwards every epoch's raw val_acc to the Optuna trial at
-  step = epoch (0-based) and stops the Ray trial when the study's pruner says so.
+* `PruningScheduler` (a FIFO scheduler) forwards every epoch's raw value of the first objective
+  (val_acc by default; objective.py) to the Optuna trial at step = epoch (0-based) and stops the
+  Ray trial when the study's pruner says so. A two-objective study takes no intermediate values
+  (Optuna refuses them) and is never pruned.
 
 Both run in the Tune controller's thread, so the study is never used concurrently by them (the
 heartbeat thread only records heartbeats). No storage error escapes into Tune: one that outlasts
@@ -41,6 +43,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from drltune.search.checkpoints import CheckpointStore, lineage_key
 from drltune.search.liveness import ORPHAN_S, SharedBudget
+from drltune.search.objective import DEFAULT, Objective, parse_objective
 from drltune.search.progress import Outcome
 from drltune.search.space import SearchSpace
 from drltune.search.storage import HALT_S, StorageUnavailable
@@ -121,8 +124,10 @@ class OptunaBridge(Searcher):
                  threads: int = 1, on_outcome: Callable[[Outcome], None] | None = None,
                  stop_reason: Callable[[], str | None] | None = None, checkpoints: CheckpointStore | None = None,
                  checkpoint_every: int = 1, max_failed: int = 10,
-                 heartbeat_age: Callable[[], float] | None = None, note: Callable[[str], None] | None = None) -> None:
-        super().__init__(metric="val_acc", mode="max")
+                 heartbeat_age: Callable[[], float] | None = None, note: Callable[[str], None] | None = None,
+                 objective: Objective | None = None) -> None:
+        super().__init__(metric="val_acc", mode="max")  # Ray's own view; Optuna's objective is `objective`
+        self.objective = objective or parse_objective(DEFAULT)
         self.shared = shared  # the study-wide --trials budget when several drivers may join
         self.study, self.space, self.base = study, space, base
         self.threads = threads
@@ -222,14 +227,19 @@ class OptunaBridge(Searcher):
             attrs[record.RESUMED_FROM_EPOCH] = result[record.RESUMED_FROM_EPOCH]
         epochs = attrs[record.EPOCHS_RUN]
         # What a trial reached before a stop is kept: pruned and finished trials are stored as such.
+        first = self.objective.first
         if live.pruned:
             if self._tell(live, TrialState.PRUNED, attrs):
-                self.on_outcome(Outcome(live.trial.number, "pruned", epochs, max(r["val_acc"] for r in live.history)))
+                best = (max if first.maximize else min)(first.of_epoch(r) for r in live.history)
+                self.on_outcome(Outcome(live.trial.number, "pruned", epochs, best))
         elif result and all(key in result for key in record.FINAL_KEYS) and not result.get("error"):
             final = {key: result[key] for key in record.FINAL_KEYS if key != "best_val_acc"}
-            if self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=float(result["best_val_acc"])):
+            # val_acc's value stays the trainer's best_val_acc; the others are read at that same epoch
+            values = [float(result["best_val_acc"])] if self.objective.names == [DEFAULT] else \
+                self.objective.values(live.history, int(result["best_epoch"]))
+            if self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=values):
                 self.failures.success()
-                self.on_outcome(Outcome(live.trial.number, "complete", epochs, float(result["best_val_acc"])))
+                self.on_outcome(Outcome(live.trial.number, "complete", epochs, values[0], values=tuple(values)))
         elif self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
             self._interrupt(live, self.stop_reason())
         elif error or (result and result.get("error")):
@@ -245,7 +255,7 @@ class OptunaBridge(Searcher):
     # ---- called by PruningScheduler ---------------------------------------------------------
     @_halting_on_storage_loss(True)
     def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
-        """Forward one epoch's val_acc (step = 0-based epoch); True when the trial should stop.
+        """Forward one epoch's first-objective value (step = 0-based epoch); True when the trial should stop.
 
         A resumed trial's first result also carries the epochs its checkpoint restored: they are
         recorded first, so that its history, the pruner's view and the re-init grace (a dip right
@@ -269,13 +279,14 @@ class OptunaBridge(Searcher):
                 live.node = result["node_id"]
                 live.trial.set_user_attr(record.RAY_NODE, live.node)
                 live.trial.set_user_attr(record.RAY_NODE_IP, result.get("node_ip"))
-            for epoch_record in epochs:
-                live.trial.report(float(epoch_record["val_acc"]), int(epoch_record["epoch"]))
+            if not self.objective.multi:  # Optuna takes no intermediate values in a multi-objective study
+                for epoch_record in epochs:
+                    live.trial.report(self.objective.first.of_epoch(epoch_record), int(epoch_record["epoch"]))
             reinits = [int(r["epoch"]) for r in epochs if r.get("reinit")]
             if reinits:
                 live.reinits.extend(reinits)
                 live.trial.set_user_attr(record.REINIT_EPOCHS, live.reinits)
-            if live.trial.should_prune():
+            if not self.objective.multi and live.trial.should_prune():
                 live.pruned = True
         except UpdateFinishedTrialError:  # another driver retired it (this one lost the storage for a while)
             self.live.pop(trial_id)
@@ -315,7 +326,7 @@ class OptunaBridge(Searcher):
                                 "closed by another driver; dropped here"))
 
     def _tell(self, live: LiveTrial | optuna.Trial, state: TrialState, attrs: dict[str, Any],
-              value: float | None = None) -> bool:
+              value: list[float] | None = None) -> bool:
         """Store the outcome; False (and the trial dropped) when another driver closed it first."""
         trial = live.trial if isinstance(live, LiveTrial) else live
         try:

@@ -55,7 +55,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def study_note(attrs: dict[str, Any]) -> str:
     """Markdown: how the study was made, its space as YAML, and how to read the values."""
     lines = [f"## drltune study · dataset `{attrs.get(record.DATASET)}`", "",
-             f"Objective **{METRIC}**: the best validation accuracy of a trial (its selected epoch).", "",
+             _objective_line(attrs.get(record.OBJECTIVE) or [METRIC]), "",
              PRUNED_VALUE, "",
              "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts hold "
              "the whole per-epoch history (`history.csv`) and its learning curve (`learning_curve.svg`).", "",
@@ -65,6 +65,17 @@ def study_note(attrs: dict[str, Any]) -> str:
             lines.append(f"| {key} | `{attrs[key]}` |")
     lines += ["", "### Search space", "", "```yaml", str(attrs.get(record.SPACE, "")).strip("\n"), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _objective_line(names: list[str]) -> str:
+    if names == [METRIC]:
+        return f"Objective **{METRIC}**: the best validation accuracy of a trial (its selected epoch)."
+    if len(names) == 1:
+        return f"Objective **{names[0]}**, at each trial's selected epoch (its best val_acc)."
+    return (f"Objectives **{' and '.join(names)}** (" + ", ".join(
+        f"{n} {'minimised' if n == 'modality_gap' else 'maximised'}" for n in names) + "), at each trial's "
+        "selected epoch: the Pareto front (History and Pareto-front plots) holds the trials that no other "
+        "beats on both. A two-objective study is never pruned.")
 
 
 def _reinit_rows(history: list[dict[str, Any]]) -> list[str]:
@@ -89,7 +100,7 @@ def _config_yaml(config: dict[str, Any]) -> str:
     return yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip()
 
 
-def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
+def trial_note(trial: FrozenTrial, study_name: str = "NAME", metric_names: list[str] | None = None) -> str:
     """Markdown for one finished trial: outcome, accuracy table, DR re-inits, config."""
     attrs, steps = trial.user_attrs, trial.intermediate_values
     config = record.stored_config(trial)
@@ -103,7 +114,12 @@ def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
     at = "" if best_epoch is None else f" at epoch {best_epoch}"
     if trial.state == TrialState.COMPLETE:
         budget = f" of {config['epochs']}" if at and config.get("epochs") else ""
-        lines.append(f"Best {METRIC} **{_fmt(trial.value)}**{at}{budget}.")
+        names = metric_names or [METRIC]
+        if names == [METRIC]:
+            lines.append(f"Best {METRIC} **{_fmt(trial.values[0])}**{at}{budget}.")
+        else:
+            shown = ", ".join(f"{n} **{_fmt(v)}**" for n, v in zip(names, trial.values))
+            lines.append(f"{shown}{at}{budget} (the selected epoch).")
     elif trial.state == TrialState.PRUNED and steps:
         last_step = max(steps)
         lines.append(f"Pruned after {epochs_run} epoch(s). The dashboard's Value **{_fmt(steps[last_step])}** is the "
@@ -218,7 +234,8 @@ class DashboardPublisher:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
         frozen = storage.get_trial(trial_id)
         if frozen.state.is_finished() and not record.is_interrupted(frozen):
-            write_trial_note(self.study, trial_id, trial_note(frozen, self.study.study_name))
+            write_trial_note(self.study, trial_id, trial_note(frozen, self.study.study_name,
+                                                                         self.study.metric_names))
 
     def refresh_figures(self) -> None:
         """Study figures: best per method, and the learning curves of each method's best trials."""

@@ -9,6 +9,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune.record import is_interrupted, is_not_run, raced_ranking
 from drltune.search.choice import choice_line
+from drltune.search.display import SearchBar, TimeLeft
+from drltune.search.objective import Objective, pareto_front, study_objective
 from drltune.search.study import counted
 
 
@@ -19,8 +21,9 @@ class Outcome:
     number: int
     state: str  # "complete", "pruned", "failed", "interrupted"
     epochs: int
-    value: float | None
+    value: float | None  # the first objective's (for a pruned trial: its best so far)
     detail: str = ""
+    values: tuple[float, ...] = ()  # a complete trial's objective values
 
 
 def params_text(params: dict) -> str:
@@ -28,8 +31,14 @@ def params_text(params: dict) -> str:
 
 
 def best_complete(study: optuna.Study) -> FrozenTrial | None:
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return max(trials, key=lambda t: t.value) if trials else None
+    """The best complete trial on the first objective (of a two-objective study: the front's first)."""
+    front = pareto_front(study)
+    return front[0] if front else None
+
+
+def values_text(objective: Objective, values: tuple[float, ...] | list[float]) -> str:
+    """`val_acc 0.8123, modality_gap 0.0500`."""
+    return ", ".join(f"{name} {value:.4f}" for name, value in zip(objective.names, values))
 
 
 class Progress:
@@ -37,16 +46,35 @@ class Progress:
     and the best trial's parameters only when the best changed."""
 
     def __init__(self, study: optuna.Study, total: int, echo: Callable[[str], None],
-                 running: Callable[[], int]) -> None:
+                 running: Callable[[], int], bar: SearchBar | None = None, time_left: TimeLeft | None = None) -> None:
         self.study, self.total, self.echo, self.running = study, total, echo, running
+        self.bar, self.time_left = bar, time_left  # the terminal's bar and the estimate, kept up to date
+        self.objective = study_objective(study)
         self.best_number: int | None = None
+        self.front: list[int] = []
 
     def __call__(self, outcome: Outcome) -> None:
-        what = {"complete": f"complete after {outcome.epochs} epochs, best val_acc {outcome.value or 0:.4f}",
-                "pruned": f"pruned after {outcome.epochs} epochs (best val_acc {outcome.value or 0:.4f})",
+        name = self.objective.first.name
+        reached = (f"best val_acc {outcome.value or 0:.4f}" if self.objective.names == ["val_acc"]
+                   else values_text(self.objective, outcome.values or (outcome.value or 0.0,)))  # at the selected epoch
+        what = {"complete": f"complete after {outcome.epochs} epochs, {reached}",
+                "pruned": f"pruned after {outcome.epochs} epochs (best {name} {outcome.value or 0:.4f})",
                 "failed": f"FAILED: {outcome.detail}",
                 "interrupted": "interrupted (queued for the next run)"}[outcome.state]
         self.echo(f"#{outcome.number} {what}\n    {self.status()}")
+        done = counted(self.study)
+        if self.time_left is not None:
+            self.time_left.done = done
+        if self.bar is not None:
+            self.bar.finished(done, self.best_text())
+
+    def best_text(self) -> str:
+        """`best 0.8123 (#4)`, or `Pareto front #4, #7` (two objectives); `` before the first."""
+        if self.objective.multi:
+            front = pareto_front(self.study)
+            return f"Pareto front {', '.join(f'#{t.number}' for t in front)}" if front else ""
+        best = best_complete(self.study)
+        return f"best {self.objective.first.name} {best.values[0]:.4f} (#{best.number})" if best else ""
 
     def status(self) -> str:
         trials = self.study.get_trials(deepcopy=False)
@@ -54,6 +82,13 @@ class Progress:
              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         line = (f"[{counted(self.study)}/{self.total}] complete {n[TrialState.COMPLETE]}, "
                 f"pruned {n[TrialState.PRUNED]}, failed {n[TrialState.FAIL]}, running {self.running()}")
+        if self.objective.multi:
+            front = [t.number for t in pareto_front(self.study)]
+            if not front:
+                return line
+            changed, self.front = front != self.front, front
+            return line + f" | {'new ' if changed else ''}Pareto front ({' vs '.join(self.objective.names)}): " + \
+                ", ".join(f"#{n}" for n in front)
         best = best_complete(self.study)
         if best is None:
             return line
@@ -64,7 +99,13 @@ class Progress:
 
 
 def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
-    """The best complete trials: value, test accuracy, best epoch and configuration."""
+    """The best complete trials: value, test accuracy, best epoch and configuration (two objectives:
+    the Pareto front)."""
+    objective = study_objective(study)
+    if objective.multi:
+        return front_lines(study, objective)
+    if objective.names != ["val_acc"]:
+        return _single_lines(study, objective, top)
     trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                     key=lambda t: t.value, reverse=True)[:top]
     if not trials:
@@ -83,6 +124,45 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
                      f"{params_text(t.params)}")
     line = choice_line(study)
     return lines + ([line] if line else [])
+
+
+def _single_lines(study: optuna.Study, objective: Objective, top: int) -> list[str]:
+    """The best complete trials of a study searched for another single metric than val_acc."""
+    trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                    key=lambda t: (-t.values[0], t.number))[:top]  # the first objective is maximised
+    if not trials:
+        return ["no complete trial yet"]
+    name = objective.first.name
+    lines = [f"best {len(trials)} configurations of study {study.study_name!r} (value = {name} at the "
+             "selected epoch):"]
+    for rank, t in enumerate(trials, 1):
+        lines.append(f"{rank:>2}. #{t.number:<4} {name} {t.values[0]:.4f}  val_acc "
+                     f"{_fmt(_at_best(t, 'val_acc'))}  test_acc {_fmt(t.user_attrs.get('test_acc'))}  "
+                     f"best epoch {t.user_attrs.get('best_epoch')}  {params_text(t.params)}")
+    return lines
+
+
+def front_lines(study: optuna.Study, objective: Objective) -> list[str]:
+    """A two-objective study's Pareto front, best first objective first."""
+    front = pareto_front(study)
+    if not front:
+        return ["no complete trial yet"]
+    lines = [f"Pareto front of study {study.study_name!r}: {len(front)} trial(s), none beaten on both "
+             f"{objective.describe()} (export one with --trial N; the default is the first row):"]
+    for t in front:
+        lines.append(f"  #{t.number:<4} {values_text(objective, t.values)}  test_acc "
+                     f"{_fmt(t.user_attrs.get('test_acc'))}  best epoch {t.user_attrs.get('best_epoch')}  "
+                     f"{params_text(t.params)}")
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _at_best(trial: FrozenTrial, key: str) -> float | None:
+    best = trial.user_attrs.get("best_epoch")
+    return next((r.get(key) for r in trial.user_attrs.get("history") or () if r.get("epoch") == best), None)
 
 
 def next_steps(study_name: str, storage_url: str) -> list[str]:

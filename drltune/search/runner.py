@@ -23,6 +23,8 @@ from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
+from drltune.search.objective import Objective, parse_objective
+from drltune.search.resources import check_fits, check_local_cpus
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
 FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S")  # to workers on a cluster
@@ -67,6 +69,8 @@ class SearchSpec:
     overrides: list[str] = field(default_factory=list)
     command: str = ""
     seed_with: str | None = None  # papers | balancebenchmark: published configs as the first trials
+    objective: str = "val_acc"  # --objective (objective.py)
+    bar: bool = False  # a progress bar (stdout is a terminal) instead of the plain progress lines
 
 
 def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
@@ -194,6 +198,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     from drltune.search.study import counted, create_or_resume, has_uid, requeue_lost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective = parse_objective(spec.objective)
     max_epochs = check_budget(spec)
     space = load_space(spec.space_file, max_epochs)
     space, own_space_note = own_space_on_resume(spec, space, max_epochs)
@@ -204,6 +209,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
             f"--address {spec.address}: Ray Client is not supported (the search driver keeps the study and "
             "must run on the cluster); run it on the head node with --address auto, or submit it: "
             "ray job submit --address http://HEAD:8265 -- drltune search ...")
+    if not _joins_cluster(spec):
+        check_local_cpus(spec.cpus_per_trial)  # before the study exists and Ray starts
     if spec.address:
         _check_reachable(spec.address)
     elif DATASETS.get(base.dataset).needs_data_root:
@@ -225,7 +232,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
              record.VERSION: drltune.__version__, record.COMMAND: spec.command, record.MAX_EPOCHS: max_epochs,
              record.PRUNER: spec.pruner, record.SAMPLER: spec.sampler, record.PRUNER_ARGS: pruner_args,
              record.SAMPLER_ARGS: sampler_args}
-    study, existed = create_or_resume(name, storage, sampler, pruner, attrs)
+    study, existed = create_or_resume(name, storage, sampler, pruner, attrs, objective)
     describe_study(study)  # metric name and study Note for optuna-dashboard
 
     path = sqlite_path(url)
@@ -255,9 +262,11 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     if remaining <= 0:
         echo(f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run")
     else:
-        echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, "
-             f"sampler {spec.sampler}, pruner {spec.pruner} (re-init aware)")
-        _run_tune(spec, study, space, base, store, echo)
+        pruned = ("unpruned (Optuna prunes on one value; pruning on the first alone would cut the front's "
+                  "low-gap trials)" if objective.multi else f"pruner {spec.pruner} (re-init aware)")
+        echo(f"running {remaining} trials x {max_epochs} epochs, {spec.concurrent} at a time, objective "
+             f"{objective.describe()}, sampler {spec.sampler}, {pruned}")
+        _run_tune(spec, study, space, base, store, echo, objective)
     if after_trials is not None and counted(study) >= spec.trials:
         after_trials(study)
     for line in summary_lines(study):
@@ -268,7 +277,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
 
 
 def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: TrialConfig,
-              store: CheckpointStore, echo: Callable[[str], None]) -> None:
+              store: CheckpointStore, echo: Callable[[str], None], objective: Objective) -> None:
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -277,27 +286,41 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     from drltune.search.bridge import OptunaBridge, PruningScheduler, StopSearch, trial_name
     from drltune.search.liveness import Heartbeat, SharedBudget
     from drltune.search.dashboard_view import DashboardPublisher
+    from drltune.search.display import SearchBar, TimeLeft
     from drltune.search.progress import Progress
+    from drltune.search.study import counted
     from drltune.search.ticker import EpochTicker
     from drltune.search.trainable import run_trial
 
     stop = _Stop(spec.timeout)
-    progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live))
+    time_left = TimeLeft(spec.trials, counted(study), base.epochs)
+    bar = SearchBar(study.study_name, spec.trials, counted(study), time_left) if spec.bar else None
+    plain_echo, echo = echo, (bar.write if bar is not None else echo)  # lines go above the bar
+    progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
     publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
     threads = max(1, math.floor(spec.cpus_per_trial))
     heartbeat = Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())])
     bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries), threads=threads,
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
-                          max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo)
+                          max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo,
+                          objective=objective)
 
     bridge.before_tell = publish.attach_artifacts
     heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
     started_ray = not ray.is_initialized()
-    if started_ray:
-        _init_ray(spec, ray)
-    _check_checkpoint_reach(spec, ray)
-    gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
+    try:
+        if started_ray:
+            _init_ray(spec, ray)
+        gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
+        _check_checkpoint_reach(spec, ray)
+        check_fits({"CPU": spec.cpus_per_trial, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec), warn=echo)
+    except DrltuneError:
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+        if bar is not None:
+            bar.close()
+        raise
     echo(f"each trial gets {spec.cpus_per_trial:g} CPU and {gpus:g} GPU"
          + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpus})
@@ -309,7 +332,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage_path(spec),
             verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            log_to_file=True, callbacks=[EpochTicker(echo)]),
+            log_to_file=True, callbacks=[EpochTicker(echo, time_left=time_left, bar=bar)]),
     )
     previous_handler = signal.getsignal(signal.SIGINT)
 
@@ -338,6 +361,9 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                 echo(f"warning: could not remove finished trials' checkpoints: {exc}")
         if started_ray:
             ray.shutdown()
+        if bar is not None:
+            bar.close()
+            echo = plain_echo
     if stop.outcome():
         echo(f"{stop.outcome()}: {closed} running trials closed and queued for the next run")
         if stop.interrupted.is_set():
@@ -361,6 +387,11 @@ def _auto_gpus(ray: Any, concurrent: int) -> float:
     """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
     total = float(ray.cluster_resources().get("GPU", 0.0))
     return math.floor(min(1.0, total / concurrent) * 10_000) / 10_000 if total else 0.0
+
+
+def _joins_cluster(spec: SearchSpec) -> bool:
+    """--address, or RAY_ADDRESS (set by `ray job submit`): a cluster, not a local Ray."""
+    return bool(spec.address or os.environ.get("RAY_ADDRESS"))
 
 
 def _check_reachable(address: str) -> None:

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.errors import DrltuneError
+from drltune.search.objective import DEFAULT, Objective, parse_objective
 from drltune.search.storage import RETRIED_ATTR, STATE_CHANGE_ATTR, AlreadyQueued
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -29,16 +30,21 @@ STUDY_ID = "drltune:study_id"  # study system attr: this study's own id (its che
 
 
 def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
-               pruner: optuna.pruners.BasePruner, attrs: dict[str, Any]) -> tuple[optuna.Study, bool]:
-    """Create the study or resume it (same name); a resumed one must match `attrs` on record.RESUME_CHECKED."""
+               pruner: optuna.pruners.BasePruner, attrs: dict[str, Any],
+               objective: Objective | None = None) -> tuple[optuna.Study, bool]:
+    """Create the study or resume it (same name); a resumed one must match `attrs` on record.RESUME_CHECKED
+    and be searched for the same `objective` (default: val_acc)."""
+    objective = objective or parse_objective(DEFAULT)
     existed = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if existed:  # checked before create_study, whose own refusal of other directions names no metric
+        _check_objective(name, optuna.load_study(study_name=name, storage=storage), objective)
     try:
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction="maximize", load_if_exists=True)
+                                    directions=objective.directions, load_if_exists=True)
     except ValueError as exc:  # e.g. an existing study with another direction
         raise DrltuneError(f"study {name!r}: {exc}") from None
-    if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
-        raise DrltuneError(f"study {name!r} exists and does not maximise one value; use another --study")
+    if study.directions != objective.directions:
+        raise DrltuneError(f"study {name!r} exists and does not optimise {objective.describe()}; use another --study")
     if existed and study.user_attrs:
         for key in record.RESUME_CHECKED:
             old, new = study.user_attrs.get(key), attrs[key]
@@ -49,9 +55,26 @@ def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: o
     if not existed or not study.user_attrs:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
+    # written once the resume is accepted (a refused one writes nothing)
+    if study.metric_names != objective.names:  # what optuna-dashboard labels the values (and its Pareto plot) by
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(objective.names)
+    if study.user_attrs.get(record.OBJECTIVE) is None:
+        study.set_user_attr(record.OBJECTIVE, objective.names)
     if not existed:
         study_uid(study)  # made with the study (one from before ids gets its own in runner.checkpoint_store)
     return study, existed
+
+
+def _check_objective(name: str, study: optuna.Study, objective: Objective) -> None:
+    """A study keeps the objective it began with: its values mean nothing under another."""
+    if not study.user_attrs and not study.get_trials(deepcopy=False):
+        return  # made but never written to (an interrupted first start): any objective may take it
+    stored = study.user_attrs.get(record.OBJECTIVE) or [DEFAULT]
+    if stored != objective.names:
+        raise DrltuneError(f"study {name!r} was searched with --objective {','.join(stored)}, not "
+                           f"{objective.text}; resume it with --objective {','.join(stored)} or use another --study")
 
 
 def study_uid(study: optuna.Study) -> str:
