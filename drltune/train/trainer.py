@@ -22,7 +22,7 @@ from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.models import AVClassifier
 from drltune.resolve import ResolvedConfig, resolve
-from drltune.train import checkpoint
+from drltune.train import checkpoint, cuda_settings
 from drltune.train.metrics import accuracy, macro_f1
 
 Report = Callable[[int, dict[str, Any]], "bool | None"]  # return True to stop the trial early
@@ -89,11 +89,14 @@ class Trainer:
         self.cpu_threads = torch.get_num_threads()  # the trial's CPU share (DR's k-means runs on it)
         self.data = data if data is not None else load_dataset(c.dataset, c.data_root, c.dataset_params)
         seed_everything(c.seed)
+        cuda_settings.apply(self.device, bool(c.deterministic), bool(c.cudnn_benchmark))
         self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality,
                                   audio_channels=self.data.audio_shape[0]).to(self.device)
         self.method = METHODS.get(c.method)(c.params, self)
         self.method.extend_model(self.model)
         self.model.to(self.device)
+        if c.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # 4-d weights; conv outputs follow them
         self.optimizer = self._build_optimizer()
         self.scheduler = self._build_scheduler()
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
