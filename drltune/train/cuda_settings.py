@@ -41,3 +41,16 @@ def release_cached_memory() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+
+
+def cap_memory(share: float, device: torch.device, context_bytes: int) -> float | None:
+    """Hold this process to its `share` of the GPU (Ray's fractional GPU is a label only): the
+    allocator refuses more than share x memory, less one CUDA context (which it cannot count), so
+    a trial that outgrows its share fails alone instead of starving the trials beside it.
+    Returns the fraction set (None: a whole GPU or none, nothing capped)."""
+    if device.type != "cuda" or share <= 0 or share >= 1:
+        return None
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = max(share - context_bytes / total, share / 2)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
