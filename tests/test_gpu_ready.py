@@ -314,3 +314,27 @@ def test_the_memory_cap_refuses_more_than_the_share():
             torch.empty(int(total * fraction) + 2**30, dtype=torch.uint8, device="cuda")
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+@pytest.mark.gpu
+def test_deterministic_cuda_runs_are_bit_identical(tiny_config):
+    cfg = tiny_config(device="cuda", deterministic=True, method="ogm_ge", augment=True, epochs=2)
+    first, second = Trainer(cfg).fit(), Trainer(cfg).fit()
+    strip = lambda r: [{k: v for k, v in e.items() if k != "seconds"} for e in r.history]  # noqa: E731
+    assert strip(first) == strip(second) and first.test_acc == second.test_acc
+
+
+@pytest.mark.gpu
+def test_a_resumed_cuda_trial_continues_the_gpu_noise(tiny_config, tmp_path):
+    """OGM-GE draws its noise on the GPU: the CUDA RNG state in the checkpoint makes a resume exact."""
+    cfg = tiny_config(device="cuda", deterministic=True, method="ogm_ge", epochs=2)
+    whole = Trainer(cfg).fit()
+
+    def stop_after_first(epoch, record):
+        if epoch == 0:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg).fit(report=stop_after_first, checkpoint_dir=tmp_path)
+    resumed = Trainer(cfg).fit(checkpoint_dir=tmp_path)  # a new trainer reseeds: the stream of epoch 0 again
+    assert [e["val_acc"] for e in resumed.history] == [e["val_acc"] for e in whole.history]
+    assert resumed.test_acc == whole.test_acc
