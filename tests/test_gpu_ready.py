@@ -275,7 +275,8 @@ def test_an_over_full_gpu_is_refused_in_one_line():
         gpu_plan.check_fits(need, 0.0625, 80 * gpu_plan.GiB, 1, 16)
     message = str(err.value)
     assert "\n" not in message and "--concurrent 16 would run out of GPU memory" in message
-    assert "run at most 8 at a time (--concurrent 8)" in message
+    assert message.endswith("give each trial at least --gpus-per-trial 0.1219 (with the default share: "
+                            "--concurrent 8 at most)")
 
 
 def test_largest_reads_the_space():

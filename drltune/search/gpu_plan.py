@@ -117,11 +117,12 @@ def check_fits(estimate: MemoryEstimate, share: float, gpu_bytes: int, gpus: int
     cap = per_trial_cap(share, gpu_bytes)
     if estimate.bytes <= cap:
         return
-    fit = max(1, math.floor(gpu_bytes / (estimate.bytes + CONTEXT_BYTES)))
+    needed = math.ceil((estimate.bytes + CONTEXT_BYTES) / gpu_bytes * 10_000) / 10_000  # Ray takes 4 decimals
+    fit = max(1, math.floor(1 / needed)) * max(gpus, 1)
     raise DrltuneError(
         f"each trial needs {estimate.describe()}, but a {share:g} share of a {gpu_bytes / GiB:.0f} GiB GPU "
-        f"holds {max(cap, 0) / GiB:.1f} GiB: --concurrent {concurrent} would run out of GPU memory; run at most "
-        f"{fit * gpus} at a time (--concurrent {fit * gpus}), or pass a larger --gpus-per-trial")
+        f"holds {max(cap, 0) / GiB:.1f} GiB: --concurrent {concurrent} would run out of GPU memory; give each "
+        f"trial at least --gpus-per-trial {needed:g} (with the default share: --concurrent {fit} at most)")
 
 
 def local_gpu_bytes() -> int | None:
