@@ -38,6 +38,10 @@ def config(args: dict[str, Any], **extra: Any) -> dict[str, Any]:
             "params": {"reinit_epoch": 2, "reinit_num": 1}, **extra}
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter  # set per process from --clock
+
+
 def sync(device: Any) -> None:
     import torch
 
@@ -48,6 +52,8 @@ def sync(device: Any) -> None:
 def epochs(src: str | None, args: dict[str, Any], extra: dict[str, Any], out: mp.Queue) -> None:
     """Seconds of a warm-up epoch (dropped), a plain epoch and a re-init epoch, each split into
     train / eval / diagnosis; the data path and one step alone; peak GPU memory."""
+    global clock
+    clock = CLOCKS[args["clock"]]
     if src:
         sys.path.insert(0, src)
     import torch
@@ -66,15 +72,15 @@ def epochs(src: str | None, args: dict[str, Any], extra: dict[str, Any], out: mp
     rows: dict[str, float] = {}
     for epoch in range(3):
         sync(dev)
-        t0 = time.perf_counter()
+        t0 = clock()
         trainer.train_epoch(epoch)
         sync(dev)
-        t1 = time.perf_counter()
+        t1 = clock()
         trainer.evaluate(trainer.data.val)
-        t2 = time.perf_counter()
+        t2 = clock()
         record = trainer.method.on_epoch_end(epoch)
         sync(dev)
-        t3 = time.perf_counter()
+        t3 = clock()
         if epoch == 1:
             rows.update(plain_train=t1 - t0, plain_eval=t2 - t1)
         if epoch == 2:
@@ -92,7 +98,7 @@ def data_path(trainer: Any, prefetch: bool) -> float:
     c, split = trainer.cfg, trainer.data.train
     rows = split.batches(c.batch_size, shuffle=True, generator=trainer.shuffle_gen)
     sync(trainer.device)
-    t0 = time.perf_counter()
+    t0 = clock()
     if prefetch:
         from drltune.data.prefetch import device_batches
 
@@ -104,7 +110,7 @@ def data_path(trainer: Any, prefetch: bool) -> float:
         for r in rows:
             to_device_batch(split, r, trainer.device, c.augment, trainer.augment_gen)
     sync(trainer.device)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def step_ms(trainer: Any, steps: int = 10) -> float:
@@ -116,11 +122,11 @@ def step_ms(trainer: Any, steps: int = 10) -> float:
     trainer.model.train()
     trainer.method.train_step(audio, visual, labels, 1, 0)
     sync(trainer.device)
-    t0 = time.perf_counter()
+    t0 = clock()
     for s in range(steps):
         trainer.method.train_step(audio, visual, labels, 1, s)
     sync(trainer.device)
-    return (time.perf_counter() - t0) / steps * 1000
+    return (clock() - t0) / steps * 1000
 
 
 def shared(args: dict[str, Any], k: int) -> float:
@@ -155,6 +161,9 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                    help="cpu: this process's CPU seconds (steadier than wall time on a shared CPU machine; "
+                         "on a GPU it misses the GPU's time)")
     ap.add_argument("--share", type=int, default=4, help="trials sharing one GPU in the throughput row (0: skip)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)} (CUDA only)")
     ap.add_argument("--compare", help="another checkout's folder: its rows alternate with this one's")
@@ -167,18 +176,18 @@ def main() -> None:
             print("no CUDA device: nothing to time (see --device cpu)")
             return
         print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    args = {k: getattr(ns, k) for k in ("device", "clips", "batch", "width", "image_size", "threads")}
+    args = {k: getattr(ns, k) for k in ("device", "clips", "batch", "width", "image_size", "threads", "clock")}
     args["share"] = 0
     runs: dict[str, list[dict[str, float]]] = {}
     labels = [("this", None, v) for v in (ns.variants.split(",") if ns.device == "cuda" else ["plain"])]
     if ns.compare:
         labels.append(("compare", ns.compare, "plain"))
-    for _ in range(ns.repeats):  # interleaved: drifts of the machine hit every row alike
-        for who, src, variant in labels:
+    for i in range(ns.repeats):  # interleaved, order reversed every other time: drifts hit every row alike
+        for who, src, variant in (labels if i % 2 == 0 else labels[::-1]):
             runs.setdefault(f"{who}:{variant}", []).append(run(src, args, VARIANTS[variant]))
     keys = list(next(iter(runs.values()))[0])
     print(f"{ns.clips} clips, batch {ns.batch}, width {ns.width}, {ns.image_size}px, {ns.threads} threads; "
-          f"median of {ns.repeats} (seconds unless named)")
+          f"median of {ns.repeats} ({ns.clock} seconds unless named)")
     print(f"{'row':26s}" + "".join(f"{k:>14s}" for k in keys))
     for name, rows in runs.items():
         print(f"{name:26s}" + "".join(f"{statistics.median(r[k] for r in rows if k in r):14.3f}"

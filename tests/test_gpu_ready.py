@@ -213,6 +213,8 @@ def test_cpus_per_trial_default_divides_a_gpu_nodes_cores_by_its_trials():
     assert gpu_plan.default_cpus_per_trial([(16, 1)], 0.1, 16) == 1
     assert gpu_plan.default_cpus_per_trial([(32, 8), (16, 1)], 1.0, 9) == 4  # the tightest GPU node decides
     assert gpu_plan.default_cpus_per_trial([(16, 0)], 0.0, 4) == 1  # no GPU: as before
+    assert gpu_plan.cpus_split([(16, 1)], 0.25, 4) == (4, "16 cores / 4 trials per node")
+    assert gpu_plan.cpus_split([(2, 0)], 0.0, 2) == (1, "")
 
 
 def test_device_cuda_n_is_refused_in_a_search():
@@ -339,3 +341,17 @@ def test_a_resumed_cuda_trial_continues_the_gpu_noise(tiny_config, tmp_path):
     resumed = Trainer(cfg).fit(checkpoint_dir=tmp_path)  # a new trainer reseeds: the stream of epoch 0 again
     assert [e["val_acc"] for e in resumed.history] == [e["val_acc"] for e in whole.history]
     assert resumed.test_acc == whole.test_acc
+
+
+def test_the_start_line_says_how_the_cpus_were_chosen():
+    from types import SimpleNamespace
+
+    from drltune.search.runner import SearchSpec, trial_cpus
+
+    ray = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}},
+                                         {"Alive": False, "Resources": {"CPU": 2.0, "GPU": 1.0}}])
+    assert trial_cpus(SearchSpec(concurrent=4), ray, 0.25) == (4.0, " (16 cores / 4 trials per node; "
+                                                                     "--cpus-per-trial to change)")
+    assert trial_cpus(SearchSpec(concurrent=4, cpus_per_trial=2.0), ray, 0.25) == (2.0, "")
+    cpu_only = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 16.0}}])
+    assert trial_cpus(SearchSpec(concurrent=4), cpu_only, 0.0) == (1.0, "")

@@ -34,16 +34,22 @@ def default_cpus_per_trial(nodes: Sequence[tuple[float, float]], gpus_per_trial:
 
     Without GPUs 1, as before (a CPU trial's result depends on its thread count, and its cores
     are the ones that train). With GPUs, a node's cores divided by the trials it runs at once
-    (its GPUs / each trial's share, at most --concurrent): k-means, augmentation draws and batch
-    gathering then use the cores a GPU machine has, instead of one each."""
-    gpu_nodes = [(cpus, gpus) for cpus, gpus in nodes if gpus > 0]
-    if gpus_per_trial <= 0 or not gpu_nodes:
-        return 1
-    per_node = []
-    for cpus, gpus in gpu_nodes:
-        trials = max(1, min(concurrent, math.floor(gpus / gpus_per_trial + 1e-9)))
-        per_node.append(max(1, math.floor(cpus / trials)))
-    return min(per_node)
+    (its GPUs / each trial's share, at most --concurrent), on the tightest node: k-means,
+    augmentation draws and batch gathering then use the cores a GPU machine has, instead of one."""
+    return cpus_split(nodes, gpus_per_trial, concurrent)[0]
+
+
+def cpus_split(nodes: Sequence[tuple[float, float]], gpus_per_trial: float,
+               concurrent: int) -> tuple[int, str]:
+    """`default_cpus_per_trial` and, with GPUs, how it came about (for the search's start line)."""
+    splits = []
+    for cpus, gpus in nodes:
+        if gpus > 0 and gpus_per_trial > 0:
+            trials = max(1, min(concurrent, math.floor(gpus / gpus_per_trial + 1e-9)))
+            splits.append((max(1, math.floor(cpus / trials)), f"{cpus:g} cores / {trials} trials per node"))
+    if not splits:
+        return 1, ""
+    return min(splits)
 
 
 def ray_nodes(ray: Any) -> list[tuple[float, float]]:

@@ -23,7 +23,7 @@ from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
-from drltune.search.gpu_plan import (check_device_for_ray, check_fits, default_cpus_per_trial, largest,
+from drltune.search.gpu_plan import (check_device_for_ray, check_fits, cpus_split, largest,
                                      local_gpu_bytes, ray_nodes, trial_memory)
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
@@ -363,13 +363,8 @@ def trial_cpus(spec: SearchSpec, ray: Any, gpus: float) -> tuple[float, str]:
     """--cpus-per-trial, or its default for this cluster, and how the default was found (for the start line)."""
     if spec.cpus_per_trial is not None:
         return spec.cpus_per_trial, ""
-    nodes = ray_nodes(ray)
-    cpus = default_cpus_per_trial(nodes, gpus, spec.concurrent)
-    if cpus == 1:
-        return 1.0, ""
-    gpu_node = max((n for n in nodes if n[1] > 0), key=lambda n: n[0])
-    per_node = max(1, min(spec.concurrent, math.floor(gpu_node[1] / gpus + 1e-9)))
-    return float(cpus), f" ({gpu_node[0]:g} cores / {per_node} trials per node; --cpus-per-trial to change)"
+    cpus, how = cpus_split(ray_nodes(ray), gpus, spec.concurrent)
+    return float(cpus), f" ({how}; --cpus-per-trial to change)" if how else ""
 
 
 def check_gpu_memory(spec: SearchSpec, space: SearchSpace, base: TrialConfig, gpus: float, ray: Any) -> None:
