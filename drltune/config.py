@@ -48,7 +48,7 @@ SETTINGS: tuple[Param, ...] = (
     Param("modality", "choice", "both", "both, or one modality alone (a unimodal reference)", choices=MODALITIES),
     Param("threads", "int", None, "CPU threads for torch (a CPU result depends on them)", 1, 1024),
     # GPU settings, off when unset: neither speed-up is measured better on our models yet.
-    Param("cudnn_benchmark", "bool", None, "GPU: cuDNN times kernels for the fixed shapes (not reproducible)"),
+    Param("cudnn_benchmark", "bool", None, "GPU: cuDNN times kernels per input shape (not reproducible)"),
     Param("channels_last", "bool", None, "GPU: convolutions in channels-last memory format"),
     Param("deterministic", "bool", None, "GPU: deterministic kernels only (torch, cuDNN, cuBLAS); slower"),
 )
