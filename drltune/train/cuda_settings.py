@@ -6,6 +6,7 @@ each of them, on or off, so nothing leaks from the trial before. A CPU trial tou
 """
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -39,6 +40,7 @@ def release_cached_memory() -> None:
     """Give the cached blocks of a finished trial back to the GPU, so that the next trial on this
     (reused) worker, or another process on the same GPU, can have them."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
+        gc.collect()  # the finished trainer's reference cycles, so that its blocks are free to give back
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
 
