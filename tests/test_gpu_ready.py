@@ -355,3 +355,12 @@ def test_the_start_line_says_how_the_cpus_were_chosen():
     assert trial_cpus(SearchSpec(concurrent=4, cpus_per_trial=2.0), ray, 0.25) == (2.0, "")
     cpu_only = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 16.0}}])
     assert trial_cpus(SearchSpec(concurrent=4), cpu_only, 0.0) == (1.0, "")
+
+
+@pytest.mark.gpu
+def test_a_finished_trials_cached_gpu_memory_is_given_back():
+    block = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
+    del block
+    assert torch.cuda.memory_reserved() >= 256 * 2**20  # cached by the allocator, not yet returned
+    cuda_settings.release_cached_memory()
+    assert torch.cuda.memory_reserved() < 256 * 2**20

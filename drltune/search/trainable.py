@@ -50,14 +50,14 @@ def _gpu_share() -> float:
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable; `config["trial"]` is the TrialConfig dict (threads included) and
     `config["checkpoint"]` (root, key, every, owner: the study's id) where its checkpoints live, or None for none.
-    Ray reuses the worker for the next trial: what this one cached on the GPU is given back at its end."""
+    Ray reuses the worker for the next trial: what the trial before cached on the GPU is given back
+    first (here, not at that trial's end: Ray gives a finished trial 2 s before it calls the worker
+    not reusable and starts another)."""
     from drltune.train import cuda_settings
 
     cuda_settings.configure_allocator()  # before this worker's first CUDA allocation
-    try:
-        _run_trial(config)
-    finally:
-        cuda_settings.release_cached_memory()  # a CPU trial: nothing (Ray waits only 2 s to reuse the worker)
+    cuda_settings.release_cached_memory()  # nothing on a CPU, or in a fresh worker
+    _run_trial(config)
 
 
 def _run_trial(config: dict[str, Any]) -> None:
