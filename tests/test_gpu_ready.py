@@ -364,3 +364,15 @@ def test_a_finished_trials_cached_gpu_memory_is_given_back():
     assert torch.cuda.memory_reserved() >= 256 * 2**20  # cached by the allocator, not yet returned
     cuda_settings.release_cached_memory()
     assert torch.cuda.memory_reserved() < 256 * 2**20
+
+
+def test_a_trial_process_gets_the_cuda_environment_before_cuda_starts(monkeypatch):
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cuda_settings.prepare_process(deterministic=False)
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")  # the user's own wins
+    cuda_settings.prepare_process(deterministic=True)
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"

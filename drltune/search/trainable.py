@@ -55,7 +55,6 @@ def run_trial(config: dict[str, Any]) -> None:
     not reusable and starts another)."""
     from drltune.train import cuda_settings
 
-    cuda_settings.configure_allocator()  # before this worker's first CUDA allocation
     cuda_settings.release_cached_memory()  # nothing on a CPU, or in a fresh worker
     _run_trial(config)
 
@@ -71,6 +70,7 @@ def _run_trial(config: dict[str, Any]) -> None:
     from drltune.train.trainer import pick_device
 
     resolved = resolve(TrialConfig.from_dict(config["trial"]))
+    cuda_settings.prepare_process(bool(resolved.deterministic))  # before this worker's first CUDA use
     ckpt = config.get("checkpoint")
     store = CheckpointStore(ckpt["root"]) if ckpt else None
     node = _node()

@@ -19,9 +19,12 @@ CUBLAS_WORKSPACE = ":4096:8"
 ALLOC_CONF = "expandable_segments:True"
 
 
-def configure_allocator() -> None:
-    """Before the process's first CUDA allocation (a user's own setting wins)."""
+def prepare_process(deterministic: bool) -> None:
+    """The environment CUDA reads once, when it starts in this process: call it before the first
+    CUDA use (a user's own settings win). In a reused Ray worker the first trial's settings hold."""
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", ALLOC_CONF)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
 def apply(device: torch.device, deterministic: bool, cudnn_benchmark: bool) -> None:
