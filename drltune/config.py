@@ -47,6 +47,10 @@ SETTINGS: tuple[Param, ...] = (
           choices=SELECTIONS),
     Param("modality", "choice", "both", "both, or one modality alone (a unimodal reference)", choices=MODALITIES),
     Param("threads", "int", None, "CPU threads for torch (a CPU result depends on them)", 1, 1024),
+    # GPU settings, off when unset: neither speed-up is measured better on our models yet.
+    Param("cudnn_benchmark", "bool", None, "GPU: cuDNN times kernels per input shape (not reproducible)"),
+    Param("channels_last", "bool", None, "GPU: convolutions in channels-last memory format"),
+    Param("deterministic", "bool", None, "GPU: deterministic kernels only (torch, cuDNN, cuBLAS); slower"),
 )
 GLOBAL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in KNOBS}
 _KIND_TYPES = {"int": int, "float": float, "bool": bool, "choice": str}
@@ -85,6 +89,9 @@ class TrialConfig:
     # CPU threads for torch (None: torch's default). Part of the result on CPU: the same config on
     # another thread count sums floats in another order, so an exact reproduction needs the same.
     threads: int | None = None
+    cudnn_benchmark: bool | None = None
+    channels_last: bool | None = None
+    deterministic: bool | None = None
     params: dict[str, Any] = field(default_factory=dict)
     dataset_params: dict[str, Any] = field(default_factory=dict)
 

@@ -59,6 +59,9 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
         check_range(knob, getattr(out, knob.name))
     if out.device not in ("auto", "cpu") and not out.device.startswith("cuda"):
         raise DrltuneError(f"device: {out.device!r} must be auto, cpu or cuda[:N]")
+    if out.deterministic and out.cudnn_benchmark:
+        raise DrltuneError("cudnn_benchmark: cannot be on with deterministic (cuDNN's timed choice of kernels "
+                           "may pick a non-deterministic one); turn one off")
     params = resolve_params(method.params, {**dataset.method_defaults.get(out.method, {}), **out.params},
                             where="params")
     method.check(params, out)

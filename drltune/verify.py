@@ -187,9 +187,11 @@ def verdict(method: str, reference: str, interval: tuple[float, float, float] | 
 
 
 # ---- running ----------------------------------------------------------------------------
-def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float, gpus: float | None,
+def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float | None, gpus: float | None,
             address: str | None, echo: Callable[[str], None]) -> int:
-    """Train the runs not stored yet on Ray, storing each as it finishes; returns how many failed."""
+    """Train the runs not stored yet on Ray, storing each as it finishes; returns how many failed.
+    `cpus` None: the search's default (gpu_plan.default_cpus_per_trial)."""
+    from drltune.search.gpu_plan import default_cpus_per_trial, ray_nodes
     from drltune.search.runner import RAY_QUIET_ENV, SearchSpec, _auto_gpus, _init_ray
 
     for key, value in RAY_QUIET_ENV.items():
@@ -202,6 +204,7 @@ def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float, 
     failed = 0
     try:
         gpus = gpus if gpus is not None else _auto_gpus(ray, concurrent)
+        cpus = cpus if cpus is not None else default_cpus_per_trial(ray_nodes(ray), gpus, concurrent)
         remote = ray.remote(train_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
         queue, pending = list(runs), {}
         while queue or pending:

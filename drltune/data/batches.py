@@ -2,6 +2,8 @@
 (batched RandomResizedCrop + flip, one draw per clip)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,18 +18,38 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def to_device_batch(split: Split, rows: np.ndarray, device: torch.device, augment: bool,
                     generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gather rows, move them to the device, then normalise and (optionally) augment there."""
+    return finish_batch(*host_batch(split, rows, pin=False), device, augment, generator)
+
+
+def host_batch(split: Split, rows: np.ndarray, pin: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows gathered on the host; `pin`: in page-locked memory, so that a copy to a GPU is
+    asynchronous (from pageable memory a `non_blocking` copy still blocks the host)."""
+    tensors = tuple(torch.from_numpy(np.ascontiguousarray(a[rows])) for a in (split.audio, split.visual, split.labels))
+    return tuple(t.pin_memory() for t in tensors) if pin else tensors  # type: ignore[return-value]
+
+
+def finish_batch(audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                 augment: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Host tensors to the device (asynchronously from pinned memory), normalised and augmented there."""
     non_blocking = device.type == "cuda"
-    audio = torch.from_numpy(np.ascontiguousarray(split.audio[rows])).to(device, non_blocking=non_blocking).float()
-    visual = torch.from_numpy(np.ascontiguousarray(split.visual[rows])).to(device, non_blocking=non_blocking)
-    labels = torch.from_numpy(np.ascontiguousarray(split.labels[rows])).to(device, non_blocking=non_blocking).long()
+    audio = audio.to(device, non_blocking=non_blocking).float()
+    visual = visual.to(device, non_blocking=non_blocking)
+    labels = labels.to(device, non_blocking=non_blocking).long()
     if augment and device.type == "cpu":  # on uint8, where a CPU crops and resizes several times faster
         visual = augment_frames(visual, generator)
     visual = visual.float()  # still 0..255: crop/resize are linear, and the /255 folds into mean and std
     if augment and device.type != "cpu":
         visual = augment_frames(visual, generator)
+    mean, std = normalisation(device)
+    return audio, visual.sub_(mean).div_(std), labels
+
+
+@functools.lru_cache(maxsize=None)
+def normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std on 0..255 frames, built once per device (not per batch)."""
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1) * 255.0
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 1, 3, 1, 1) * 255.0
-    return audio, visual.sub_(mean).div_(std), labels
+    return mean, std
 
 
 def augment_frames(visual: torch.Tensor, generator: torch.Generator | None = None,

@@ -30,13 +30,14 @@ class TrialView(Protocol):
     optimizer: torch.optim.Optimizer
     device: torch.device
     amp: bool  # bf16 autocast on (CUDA); extra passes outside the training step follow it
+    cpu_threads: int  # the trial's CPU share: threads for CPU-side work such as k-means
 
     def features(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Eval-mode pooled audio and visual features of a split, and its labels."""
         ...
 
     def joint_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float, torch.Tensor]:
+                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
         """The usual training step (the method's loss, one backward, one optimiser step)."""
         ...
 
@@ -104,8 +105,9 @@ class Method:
         pass
 
     def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float, torch.Tensor]:
-        """One batch of training: (its loss, logits for the training accuracy)."""
+                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
+        """One batch of training: (its loss, a float or a detached tensor, and logits for the training
+        accuracy). A tensor is summed on the device: no wait for the GPU every step."""
         return self.trainer.joint_step(audio, visual, labels, epoch, step)
 
     def loss(self, out: "ModelOutput", labels: torch.Tensor, epoch: int) -> torch.Tensor:

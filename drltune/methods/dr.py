@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from drltune import faults
 from drltune.methods.base import METHODS, Method
@@ -98,7 +99,8 @@ class DiagnosingRelearning(Method):
 
     def setup(self) -> None:
         model = self.trainer.model
-        self.initial = {n: t.detach().clone() for n, t in model.state_dict().items()
+        # in host memory: on a GPU two more encoders there would only take room from other trials
+        self.initial = {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()
                         if n.startswith(("audio_net.", "visual_net."))}
         self.count = 0
 
@@ -122,11 +124,12 @@ class DiagnosingRelearning(Method):
         if self.p["kmeans_rows"] == "shuffled":
             order = self.row_order(len(train_y), epoch)
             train_a, train_v, train_y = train_a[order], train_v[order], train_y[order]
-        for modality, train_x, val_x in (("audio", train_a, val_a), ("visual", train_v, val_v)):
-            kw = dict(n_clusters=t.data.num_classes, n_init=self.p["kmeans_n_init"],
-                      scaling=self.p["feature_scaling"], dtype=self.p["kmeans_dtype"])
-            p_train = purity(train_x, train_y, **kw)
-            p_val = purity(val_x, val_y, **kw)
+        kw = dict(n_clusters=t.data.num_classes, n_init=self.p["kmeans_n_init"],
+                  scaling=self.p["feature_scaling"], dtype=self.p["kmeans_dtype"])
+        with threadpool_limits(limits=t.cpu_threads):  # the trial's CPU share, on every device
+            purities = {m: (purity(train_x, train_y, **kw), purity(val_x, val_y, **kw))
+                        for m, train_x, val_x in (("audio", train_a, val_a), ("visual", train_v, val_v))}
+        for modality, (p_train, p_val) in purities.items():
             weight = reinit_weight(abs(p_train - p_val), self.p["alpha"])
             self.reinit(modality, weight)
             record.update({f"purity_train_{modality}": p_train, f"purity_val_{modality}": p_val,

@@ -125,7 +125,7 @@ class MLA(Method):
         self.means = StepMeans(self.metric_keys)
 
     def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float, torch.Tensor]:
+                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
         trainer, model = self.trainer, self.trainer.model
         inputs = {"audio": (model.audio_net, audio), "visual": (model.visual_net, visual)}
         losses, logits = {}, {}

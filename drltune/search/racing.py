@@ -34,7 +34,7 @@ def rank(study: optuna.Study, trials: list[FrozenTrial], seeds: list[int]) -> li
     return sorted(rows, key=lambda r: (-r["mean_val_acc"], -r["search_val_acc"], r["trial"]))
 
 
-def run_race(study: optuna.Study, top: int, n_seeds: int, concurrent: int, cpus: float, gpus: float | None,
+def run_race(study: optuna.Study, top: int, n_seeds: int, concurrent: int, cpus: float | None, gpus: float | None,
              address: str | None, echo: Callable[[str], None]) -> list[dict[str, Any]]:
     """Race the `top` best complete trials on `n_seeds` fresh seeds (Ray, `concurrent` at a time);
     store and return the ranking. Runs already stored (an earlier, cut-off race) are not trained again."""

@@ -23,11 +23,14 @@ from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
+from drltune.search.gpu_plan import (check_device_for_ray, check_memory_fits, cpus_split, largest,
+                                     local_gpu_bytes, ray_nodes, trial_memory)
 from drltune.search.objective import Objective, parse_objective
 from drltune.search.resources import check_fits, check_local_cpus
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
-FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S")  # to workers on a cluster
+FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S",  # to workers on a cluster
+                 "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG")
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
 
 # Before Ray is imported: no Tune loggers (CSV/JSON/TensorBoard files) and no Ray progress tables.
@@ -56,7 +59,7 @@ class SearchSpec:
     pruner_warmup: int | None = None
     max_epochs: int | None = None
     concurrent: int = 2
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: float | None = None  # None: 1 without GPUs, else a node's cores / its trials (gpu_plan)
     gpus_per_trial: float | None = None  # None: share the GPUs Ray sees among --concurrent trials
     address: str | None = None
     seed: int = 0
@@ -204,13 +207,15 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     space, own_space_note = own_space_on_resume(spec, space, max_epochs)
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
     resolved = resolve(base)  # dataset, fixed values and --set are checked before anything is stored
+    check_device_for_ray(resolved.device)
     if spec.address and spec.address.startswith("ray://"):
         raise DrltuneError(
             f"--address {spec.address}: Ray Client is not supported (the search driver keeps the study and "
             "must run on the cluster); run it on the head node with --address auto, or submit it: "
             "ray job submit --address http://HEAD:8265 -- drltune search ...")
     if not _joins_cluster(spec):
-        check_local_cpus(spec.cpus_per_trial)  # before the study exists and Ray starts
+        if spec.cpus_per_trial is not None:
+            check_local_cpus(spec.cpus_per_trial)  # before the study exists and Ray starts
     if spec.address:
         _check_reachable(spec.address)
     elif DATASETS.get(base.dataset).needs_data_root:
@@ -298,9 +303,8 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     plain_echo, echo = echo, (bar.write if bar is not None else echo)  # lines go above the bar
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
     publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
-    threads = max(1, math.floor(spec.cpus_per_trial))
     heartbeat = Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())])
-    bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries), threads=threads,
+    bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries),
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
                           max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo,
@@ -312,18 +316,22 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     try:
         if started_ray:
             _init_ray(spec, ray)
-        gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
         _check_checkpoint_reach(spec, ray)
-        check_fits({"CPU": spec.cpus_per_trial, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec), warn=echo)
+        gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
+        cpus, cpus_note = trial_cpus(spec, ray, gpus)
+        check_fits({"CPU": cpus, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec), warn=echo)
+        if gpus and not _joins_cluster(spec):
+            check_gpu_memory(spec, space, base, gpus, ray)
     except DrltuneError:
         if started_ray and ray.is_initialized():
             ray.shutdown()
         if bar is not None:
             bar.close()
         raise
-    echo(f"each trial gets {spec.cpus_per_trial:g} CPU and {gpus:g} GPU"
+    bridge.threads = max(1, math.floor(cpus))  # each trial's torch and k-means threads
+    echo(f"each trial gets {cpus:g} CPU{cpus_note} and {gpus:g} GPU"
          + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
-    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpus})
+    trainable = tune.with_resources(run_trial, {"cpu": cpus, "gpu": gpus})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=bridge, scheduler=PruningScheduler(bridge), num_samples=-1,
@@ -383,6 +391,35 @@ def _check_checkpoint_reach(spec: SearchSpec, ray: Any) -> None:
             "(--storage-path /shared/folder or s3://bucket/path), or pass --checkpoint-every 0")
 
 
+def trial_cpus(spec: SearchSpec, ray: Any, gpus: float) -> tuple[float, str]:
+    """--cpus-per-trial, or its default for this cluster, and how the default was found (for the start line)."""
+    if spec.cpus_per_trial is not None:
+        return spec.cpus_per_trial, ""
+    cpus, how = cpus_split(ray_nodes(ray), gpus, spec.concurrent)
+    return float(cpus), f" ({how}; --cpus-per-trial to change)" if how else ""
+
+
+def check_gpu_memory(spec: SearchSpec, space: SearchSpace, base: TrialConfig, gpus: float, ray: Any) -> None:
+    """Refuse, before any trial starts, trials that their GPU share cannot hold (this machine's GPUs;
+    on a cluster the driver cannot see the workers' GPUs and each trial's cap alone guards them)."""
+    gpu_bytes = local_gpu_bytes()
+    if gpu_bytes is None or not 0 < gpus < 1:
+        return
+    resolved = resolve(base)
+    data = load_dataset(base.dataset, base.data_root, resolved.dataset_params)
+    batch = largest(space, "batch_size", resolved.batch_size)
+    estimate = trial_memory(data.num_classes, data.audio_shape, data.visual_shape, resolved.fusion,
+                            batch, largest(space, "encoder_width", resolved.encoder_width),
+                            # a searched optimiser: Adam's two states per weight, the most any has
+                            "adam" if _searches(space, "optimizer") else resolved.optimizer,
+                            max(batch, 256))
+    check_memory_fits(estimate, gpus, gpu_bytes, int(ray.cluster_resources().get("GPU", 0)), spec.concurrent)
+
+
+def _searches(space: SearchSpace, key: str) -> bool:
+    return any(d.name == key and d.searched for d in space.top)
+
+
 def _auto_gpus(ray: Any, concurrent: int) -> float:
     """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
     total = float(ray.cluster_resources().get("GPU", 0.0))
@@ -418,7 +455,7 @@ def _init_ray(spec: SearchSpec, ray: Any) -> None:
     else:
         # "local": always a fresh instance, never a cluster that someone started on this machine
         kwargs.update(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1,
-                                                           math.ceil(spec.concurrent * spec.cpus_per_trial)))
+                                                           math.ceil(spec.concurrent * (spec.cpus_per_trial or 1))))
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -37,17 +37,40 @@ def _node() -> dict[str, str]:
         return {}
 
 
+def _gpu_share() -> float:
+    """The GPU share Ray gave this trial (0 outside Ray or without a GPU)."""
+    import ray
+
+    try:
+        return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    except Exception:  # outside Ray (unit tests)
+        return 0.0
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable; `config["trial"]` is the TrialConfig dict (threads included) and
-    `config["checkpoint"]` (root, key, every, owner: the study's id) where its checkpoints live, or None for none."""
+    `config["checkpoint"]` (root, key, every, owner: the study's id) where its checkpoints live, or None for none.
+    Ray reuses the worker for the next trial: what the trial before cached on the GPU is given back
+    first (here, not at that trial's end: Ray gives a finished trial 2 s before it calls the worker
+    not reusable and starts another)."""
+    from drltune.train import cuda_settings
+
+    cuda_settings.release_cached_memory()  # nothing on a CPU, or in a fresh worker
+    _run_trial(config)
+
+
+def _run_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     from drltune.config import TrialConfig
     from drltune.resolve import resolve
     from drltune.search.checkpoints import CheckpointStore
-    from drltune.train import Trainer
+    from drltune.search.gpu_plan import CONTEXT_BYTES, check_device_for_ray
+    from drltune.train import Trainer, cuda_settings
+    from drltune.train.trainer import pick_device
 
     resolved = resolve(TrialConfig.from_dict(config["trial"]))
+    cuda_settings.prepare_process(bool(resolved.deterministic))  # before this worker's first CUDA use
     ckpt = config.get("checkpoint")
     store = CheckpointStore(ckpt["root"]) if ckpt else None
     node = _node()
@@ -67,6 +90,8 @@ def run_trial(config: dict[str, Any]) -> None:
             if not store.direct:
                 store.download(ckpt["key"], folder)
         try:
+            check_device_for_ray(resolved.device)
+            cuda_settings.cap_memory(_gpu_share(), pick_device(resolved.device), CONTEXT_BYTES)
             trainer = Trainer(resolved)
 
             def report(epoch: int, record: dict[str, Any]) -> bool:

@@ -42,11 +42,14 @@ def _plain(value: Any) -> Any:
 
 
 def rng_states() -> dict[str, Any]:
-    """The global torch / numpy / python RNG states, as tensors and plain lists."""
+    """The global torch / numpy / python RNG states, as tensors and plain lists, and the CUDA
+    generators' (one per visible GPU) when this process has used CUDA."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
+    cuda_used = torch.cuda.is_available() and torch.cuda.is_initialized()
     return {
         "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if cuda_used else [],
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
@@ -54,7 +57,14 @@ def rng_states() -> dict[str, Any]:
 
 
 def set_rng_states(state: dict[str, Any]) -> None:
+    """Restore `rng_states()`. The CUDA states go back to the GPUs this process sees (a Ray trial
+    sees its own as GPU 0); where there is no CUDA, or the checkpoint has none (saved on a CPU, or
+    before CUDA states were saved), the CUDA generators are left as seeded."""
     torch.set_rng_state(state["torch"])
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available():
+        for index, cuda_state in enumerate(cuda_states[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     p = state["python"]
@@ -131,6 +141,9 @@ def load(directory: str | os.PathLike, config: dict[str, Any], owner: str | None
         raise DrltuneError(f"checkpoint {path} belongs to another study (id {saved_owner}, this one is {owner}); "
                            "delete its folder to start the trial over")
     expected = json.loads(json.dumps(config, sort_keys=True, default=_plain))
+    # an unset key (None) equals an absent one: a checkpoint from before a setting existed still fits
+    saved_config = {k: v for k, v in saved_config.items() if v is not None}
+    expected = {k: v for k, v in expected.items() if v is not None}
     if saved_config != expected:
         changed = sorted(k for k in set(saved_config) | set(expected) if saved_config.get(k) != expected.get(k))
         raise DrltuneError(f"checkpoint {path} belongs to another config (differs in {', '.join(changed)})")

@@ -1,11 +1,11 @@
 """One trial: build data, model, optimiser and method, then the epoch loop (read it top to bottom)."""
 from __future__ import annotations
 
-import copy
 import math
 import os
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from drltune import faults
 from drltune.config import TrialConfig
 from drltune.data import DataBundle, Split, load_dataset
-from drltune.data.batches import to_device_batch
+from drltune.data.prefetch import device_batches
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.models import AVClassifier
 from drltune.resolve import ResolvedConfig, resolve
-from drltune.train import checkpoint
+from drltune.train import checkpoint, cuda_settings
 from drltune.train.metrics import accuracy, macro_f1
 
 Report = Callable[[int, dict[str, Any]], "bool | None"]  # return True to stop the trial early
@@ -66,6 +66,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A snapshot of tensors in host memory (a copy even when they already live there)."""
+    out = OrderedDict((k, v.detach().to("cpu", copy=True)) for k, v in state.items())
+    out._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]  # load_state_dict reads it
+    return out
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -77,20 +84,26 @@ class Trainer:
         self.cfg = config if isinstance(config, ResolvedConfig) else resolve(config)
         c = self.cfg
         self.device = pick_device(c.device)
-        if c.threads is not None and self.device.type == "cpu":
+        if c.threads is not None:  # on every device: a GPU trial's k-means and data work use them too
             torch.set_num_threads(c.threads)
+        self.cpu_threads = torch.get_num_threads()  # the trial's CPU share (DR's k-means runs on it)
         self.data = data if data is not None else load_dataset(c.dataset, c.data_root, c.dataset_params)
         seed_everything(c.seed)
+        cuda_settings.apply(self.device, bool(c.deterministic), bool(c.cudnn_benchmark))
         self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality,
                                   audio_channels=self.data.audio_shape[0]).to(self.device)
         self.method = METHODS.get(c.method)(c.params, self)
         self.method.extend_model(self.model)
         self.model.to(self.device)
+        if c.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # 4-d weights; conv outputs follow them
         self.optimizer = self._build_optimizer()
         self.scheduler = self._build_scheduler()
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
         self.augment_gen = torch.Generator().manual_seed(c.seed + 1)
         self.amp = self.device.type == "cuda"
+        self.defer_finite_checks = self.device.type == "cuda"  # see check_finite
+        self._unchecked_losses: list[tuple[int, torch.Tensor]] = []
         self._eval_cache: dict[int, tuple[Split, tuple[int, ...], Any]] = {}  # see _forward_split
         self.last_checkpoint: SavedCheckpoint | None = None
         self.restored: list[dict[str, Any]] = []  # the epochs a checkpoint held when fit began (report skips them)
@@ -143,7 +156,7 @@ class Trainer:
                 selected_acc = record["test_acc"] = self.evaluate(self.data.test)["acc"]
             if selected_acc > best_acc:  # before the method's end-of-epoch hook, as in the DR code
                 best_acc, best_epoch = selected_acc, epoch
-                best_state = copy.deepcopy(self.model.state_dict())
+                best_state = cpu_copy(self.model.state_dict())  # not a second model on the GPU
             record.update(self.method.on_epoch_end(epoch))
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -195,24 +208,32 @@ class Trainer:
         return saved["history"], saved["best_acc"], saved["best_epoch"], saved["best_state"]
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One pass over the shuffled training split. The loss and accuracy are summed on the device
+        (float64, as the Python floats they replace) and read once, at the end of the epoch."""
         c = self.cfg
         self.model.train()
-        total_loss, correct, seen = 0.0, 0, 0
-        for step, rows in enumerate(self.data.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen)):
-            audio, visual, labels = to_device_batch(self.data.train, rows, self.device, c.augment, self.augment_gen)
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        rows = self.data.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen)
+        for step, (audio, visual, labels) in enumerate(
+                device_batches(self.data.train, rows, self.device, c.augment, self.augment_gen)):
             loss, logits = self.method.train_step(audio, visual, labels, epoch, step)
-            total_loss += loss * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(labels)
-        return total_loss / max(seen, 1), correct / max(seen, 1)
+            n = len(labels)
+            total_loss += (loss.detach().double() if isinstance(loss, torch.Tensor) else loss) * n
+            correct += (logits.argmax(1) == labels).sum()
+            seen += n
+        self.raise_deferred_nonfinite(epoch)
+        return total_loss.item() / max(seen, 1), correct.item() / max(seen, 1)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.train) / self.cfg.batch_size)
 
     def joint_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float, torch.Tensor]:
+                   step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The usual step: both encoders forward, the method's loss, one backward, one optimiser step.
-        Returns the loss and the fused logits (for the epoch's training accuracy)."""
+        Returns the loss (a detached tensor: reading it would wait for the GPU) and the fused logits
+        (for the epoch's training accuracy)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(audio, visual)
             loss = self.method.loss(out, labels, epoch)
@@ -221,11 +242,27 @@ class Trainer:
         loss.backward()
         self.method.after_backward(out, labels, epoch)
         self.optimizer_step()
-        return loss.item(), out.logits.detach()
+        return loss.detach(), out.logits.detach()
 
     def check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
-        """Stop before a NaN or infinite loss reaches the weights."""
+        """Stop on a NaN or infinite loss. On a CPU at once, before it reaches the weights; on a GPU
+        (`defer_finite_checks`) the losses are checked together at the end of the epoch, before its
+        evaluation and checkpoint, since reading one per step would stall the GPU every step."""
+        if self.defer_finite_checks:
+            self._unchecked_losses.append((step, loss.detach()))
+            return
         if not math.isfinite(loss.item()):
+            raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr")
+
+    def raise_deferred_nonfinite(self, epoch: int) -> None:
+        """The deferred check: the first non-finite loss of the epoch, named as the immediate check does."""
+        pending, self._unchecked_losses = self._unchecked_losses, []
+        if not pending:
+            return
+        losses = torch.stack([loss.float().reshape(()) for _, loss in pending])
+        bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()  # one read for the whole epoch
+        if bad:
+            step, loss = pending[bad[0]]
             raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr")
 
     def optimizer_step(self) -> None:
@@ -262,20 +299,25 @@ class Trainer:
 
     @torch.inference_mode()
     def _forward_split_uncached(self, split: Split) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+        """In float32 whatever the training precision: autocast is switched off here (also one a
+        caller opened), so DR's k-means sees the features the official fp32 code sees, and a GPU's
+        validation accuracy is a CPU's. Outputs stay on the device until the split is done."""
         self.model.eval()
-        feats: dict[str, list[np.ndarray]] = {"a": [], "v": [], "logits": [], "logits_a": [], "logits_v": []}
-        loss, labels_all = 0.0, []
-        for rows in split.batches(self.eval_batch_size(), shuffle=False):
-            audio, visual, labels = to_device_batch(split, rows, self.device, False, None)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        outs: dict[str, list[torch.Tensor]] = {"a": [], "v": [], "logits": [], "logits_a": [], "logits_v": []}
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        labels_all = []
+        rows = split.batches(self.eval_batch_size(), shuffle=False)
+        for audio, visual, labels in device_batches(split, rows, self.device, False, None):
+            with torch.autocast(self.device.type, enabled=False):
                 out = self.model(audio, visual)
                 logits_a, logits_v = self.model.fusion.probe_logits(out.feat_a, out.feat_v)
-            loss += F.cross_entropy(out.logits.float(), labels, reduction="sum").item()
+            loss += F.cross_entropy(out.logits.float(), labels, reduction="sum").double()
             for key, t in (("a", out.feat_a), ("v", out.feat_v), ("logits", out.logits),
                            ("logits_a", logits_a), ("logits_v", logits_v)):
-                feats[key].append(t.float().cpu().numpy())
-            labels_all.append(labels.cpu().numpy())
-        return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels_all), loss / len(split)
+                outs[key].append(t.float())
+            labels_all.append(labels)
+        feats = {k: torch.cat(v).cpu().numpy() for k, v in outs.items()}
+        return feats, torch.cat(labels_all).cpu().numpy(), loss.item() / len(split)
 
     def evaluate(self, split: Split) -> dict[str, float]:
         """Fused accuracy and macro-F1, and each modality's accuracy (the fusion's `probe_logits`:
