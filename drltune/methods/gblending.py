@@ -5,8 +5,8 @@ Why: a multimodal network overfits faster than its unimodal parts, so the fused 
 poor teacher. G-Blending trains with L = w_a CE(z_a) + w_v CE(z_v) + w_fused CE(z), giving each
 head a weight that grows with how much it generalises per unit of overfitting:
   for each head h in (audio, visual, fused): copy the model, train the copy `estimate_epochs` epochs
-  on the train split with CE of the fused output (the other modality's input zero-filled for a
-  unimodal head) and a fresh optimiser of the trial's kind at the initial lr; L_tr(e) = the running
+  on the train split with CE of the fused output (for a unimodal head the other encoder is
+  skipped and its features are zeros) and a fresh optimiser of the trial's kind at the initial lr; L_tr(e) = the running
   training loss of epoch e, L_val(e) = the validation loss after epoch e, at e = first and last:
     G = L_val(last) - L_val(first),  O = (L_val - L_tr)(last) - (L_val - L_tr)(first),
     w_h = |G / O^2|, then normalised to sum 1.
@@ -22,7 +22,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from drltune.data.base import Split
 from drltune.data.batches import to_device_batch
 from drltune.methods.base import METHODS, Method, TrialView
 from drltune.methods.common import autocast
@@ -92,37 +91,38 @@ class GBlending(Method):
         """Each head's (L_tr, L_val) at the first and last estimation epoch -> blend weights."""
         return blend_weights({head: self._losses_of_copy(head, epoch) for head in HEADS})
 
+    def copy_for(self, head: str) -> torch.nn.Module:
+        """The model as it stands, seeing only `head`'s modality: the other encoder is skipped and
+        its features are zeros (drltune's unimodal route). Zero-filled *inputs* instead would run a
+        constant batch through the other encoder's BatchNorm layers, whose backward then grows
+        by 1/sqrt(eps) per layer and overflows."""
+        model = copy.deepcopy(self.trainer.model)
+        model.modality = "both" if head == "fused" else head
+        return model
+
     def _losses_of_copy(self, head: str, epoch: int) -> tuple[float, float, float, float]:
         t = self.trainer
-        model = copy.deepcopy(t.model)
+        model = self.copy_for(head)
         optimizer = type(t.optimizer)(model.parameters(), **t.optimizer.defaults)  # fresh, initial lr
         # its own generator: the estimate does not move the trial's shuffling, so resumes stay exact
         gen = torch.Generator().manual_seed(t.cfg.seed * 1000 + epoch * 10 + HEADS.index(head))
         points = []
         last = self.p["estimate_epochs"] - 1
         for e in range(self.p["estimate_epochs"]):
-            train_loss = self._train_copy_epoch(model, optimizer, head, gen)
+            train_loss = self._train_copy_epoch(model, optimizer, gen)
             if e in (0, last):
-                points += [train_loss, self._val_loss(model, head)]
+                points += [train_loss, self._val_loss(model)]
         return points[0], points[1], points[2], points[3]
-
-    def _inputs(self, split: Split, rows, head: str, augment: bool, gen: torch.Generator | None):
-        audio, visual, labels = to_device_batch(split, rows, self.trainer.device, augment, gen)
-        if head == "audio":
-            visual = torch.zeros_like(visual)
-        elif head == "visual":
-            audio = torch.zeros_like(audio)
-        return audio, visual, labels
 
     def _reduce(self, total: float, batches: int) -> float:
         return total if self.p["loss_reduction"] == "sum" else total / max(batches, 1)
 
-    def _train_copy_epoch(self, model, optimizer, head: str, gen: torch.Generator) -> float:
+    def _train_copy_epoch(self, model, optimizer, gen: torch.Generator) -> float:
         t, c = self.trainer, self.trainer.cfg
         model.train()
         total, batches = 0.0, 0
         for rows in t.data.train.batches(c.batch_size, shuffle=True, generator=gen):
-            audio, visual, labels = self._inputs(t.data.train, rows, head, c.augment, gen)
+            audio, visual, labels = to_device_batch(t.data.train, rows, t.device, c.augment, gen)
             with autocast(t):
                 loss = F.cross_entropy(model(audio, visual).logits, labels)
             optimizer.zero_grad(set_to_none=True)
@@ -132,12 +132,12 @@ class GBlending(Method):
         return self._reduce(total, batches)
 
     @torch.no_grad()
-    def _val_loss(self, model, head: str) -> float:
+    def _val_loss(self, model) -> float:
         t = self.trainer
         model.eval()
         total, batches = 0.0, 0
         for rows in t.data.val.batches(t.cfg.batch_size, shuffle=False):
-            audio, visual, labels = self._inputs(t.data.val, rows, head, False, None)
+            audio, visual, labels = to_device_batch(t.data.val, rows, t.device, False, None)
             with autocast(t):
                 logits = model(audio, visual).logits
             total, batches = total + F.cross_entropy(logits.float(), labels).item(), batches + 1
