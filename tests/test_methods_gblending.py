@@ -2,6 +2,8 @@
 it trains above chance."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -97,3 +99,19 @@ def test_gblending_trains_above_chance():
     chance = 1 / 6
     assert result.best_val_acc > chance + 0.15
     assert result.test_acc > chance + 0.1
+
+
+def test_default_space_searches_inforeg_and_gblending_over_their_declared_ranges():
+    from drltune.methods import METHODS
+    from drltune.search.space import load_space
+
+    # max_epochs = the space file's own `epochs`: epoch-valued ranges are not rescaled
+    s = load_space(Path(__file__).resolve().parents[1] / "drltune" / "search_spaces" / "default.yaml", max_epochs=90)
+    assert {"inforeg", "gblending"} <= set(s.methods)
+    dims = {d.name: d for name in ("inforeg", "gblending") for d in s.methods[name]}
+    declared = {p.name: p for p in METHODS.get("inforeg").params}
+    for name in ("threshold", "coeff_audio", "coeff_visual", "trace_window"):
+        assert (dims[f"inforeg.{name}"].low, dims[f"inforeg.{name}"].high) == declared[name].search, name
+    assert dims["inforeg.unimodal_loss"].choices == (False, True)
+    assert dims["gblending.mode"].choices == ("online", "offline")
+    assert (dims["gblending.estimate_epochs"].low, dims["gblending.estimate_epochs"].high) == (2, 5)

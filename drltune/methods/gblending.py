@@ -62,7 +62,7 @@ class GBlending(Method):
               1, 1000, is_epoch=True, search=(3, 15)),
         Param("estimate_epochs", "int", 10,
               "epochs each estimate trains its copy (BalanceBenchmark: super_epoch; min 2)",
-              2, 1000, is_epoch=True, search=(2, 10)),
+              2, 1000, search=(2, 10)),  # the copies' length, not a point of the schedule: not rescaled
         Param("loss_reduction", "choice", "sum",
               "L_tr, L_val: sum of batch means (BalanceBenchmark) or mean over batches (the paper's losses)",
               choices=("sum", "mean")),

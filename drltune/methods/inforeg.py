@@ -91,7 +91,6 @@ class InfoReg(Method):
               choices=("sum", "mean")),
     )
     metric_keys = ("inforeg_k", "inforeg_trace", "inforeg_beta_audio", "inforeg_beta_visual")
-    report_axes = {"coeff_audio": "InfoReg pull strength on audio"}
 
     def __init__(self, params: dict[str, Any], trainer: TrialView) -> None:
         super().__init__(params, trainer)
