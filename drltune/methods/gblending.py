@@ -74,6 +74,10 @@ class GBlending(Method):
         self.weights = {head: 1.0 / len(HEADS) for head in HEADS}
         self.estimated_at: int | None = None
 
+    @classmethod
+    def epoch_text(cls, record: dict[str, Any]) -> str:
+        return "blend a/v/fused " + "/".join(f"{record[f'gblend_weight_{h}']:.2f}" for h in HEADS)
+
     def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
                    step: int) -> tuple[float, torch.Tensor]:
         if step == 0 and due(epoch, self.p["mode"], self.p["super_epoch"]) and self.estimated_at != epoch:

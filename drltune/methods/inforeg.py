@@ -101,6 +101,13 @@ class InfoReg(Method):
         self.fisher: list[torch.Tensor] = []
         self.means = StepMeans(("inforeg_beta_audio", "inforeg_beta_visual"))
 
+    @classmethod
+    def epoch_text(cls, record: dict[str, Any]) -> str:
+        beta_a, beta_v = record["inforeg_beta_audio"], record["inforeg_beta_visual"]
+        if beta_a is None:
+            return ""
+        return f"window k {record['inforeg_k']:.3f} pull a {beta_a:.2f} v {beta_v:.2f}"
+
     def _start_epoch(self, epoch: int) -> None:
         """Snapshot theta_bar before the epoch's first step and fix the epoch's k (official L237-259)."""
         model = self.trainer.model
