@@ -4,10 +4,11 @@
 Why: a multimodal network overfits faster than its unimodal parts, so the fused loss alone is a
 poor teacher. G-Blending trains with L = w_a CE(z_a) + w_v CE(z_v) + w_fused CE(z), giving each
 head a weight that grows with how much it generalises per unit of overfitting:
-  for each head h in (audio, visual, fused): copy the model, train the copy `estimate_epochs` epochs
-  on the train split with CE of the fused output (for a unimodal head the other encoder is
-  skipped and its features are zeros) and a fresh optimiser of the trial's kind at the initial lr; L_tr(e) = the running
-  training loss of epoch e, L_val(e) = the validation loss after epoch e, at e = first and last:
+  for each head h in (audio, visual, fused): copy the model, train the copy `estimate_epochs`
+  epochs on the train split with CE of the fused output (for a unimodal head the other encoder
+  is skipped and its features are zeros) and a fresh optimiser of the trial's kind at the
+  initial lr; L_tr(e) = the running training loss of epoch e, L_val(e) = the validation loss
+  after epoch e, at e = first and last:
     G = L_val(last) - L_val(first),  O = (L_val - L_tr)(last) - (L_val - L_tr)(first),
     w_h = |G / O^2|, then normalised to sum 1.
 `mode` online re-estimates at every epoch that is a multiple of `super_epoch` from the current

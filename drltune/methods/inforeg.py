@@ -63,7 +63,7 @@ def pull_towards_(params: list[nn.Parameter], anchor: list[torch.Tensor], beta: 
             p.grad.add_(p.detach() - ref, alpha=beta)
 
 
-def weight_layers(encoder: nn.Module) -> list[nn.Parameter]:
+def weight_layers(encoder: nn.Module) -> list[torch.Tensor]:
     """The conv and linear weights whose squared gradients make the Fisher trace (as in the code)."""
     return [m.weight for m in encoder.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear))]
 
