@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="assignments", action="append", default=[],
                         help="TrialConfig override for every row, e.g. fusion=sum")
-    parser.add_argument("--rows", default="baseline,ogm_ge,pmr,arl,agm,dr,mmpareto,mla,lfm,reconboost")
+    parser.add_argument("--rows", default="baseline,ogm_ge,pmr,arl,agm,dr,mmpareto,mla,inforeg,gblending,lfm,reconboost")
     args = parser.parse_args()
     rows = args.rows.split(",")
     for row in rows:

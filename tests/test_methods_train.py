@@ -27,6 +27,10 @@ PEERS = {
             lambda a, v: a != v and min(a, v) > 0),  # each modality's own CE through the shared head
     "mmpareto": ({}, ("cos_audio", "cos_visual"),
                  lambda a, v: a != v and -1.0 <= min(a, v) and max(a, v) <= 1.0),  # per-encoder gradient cosines
+    "inforeg": ({}, ("inforeg_beta_audio", "inforeg_beta_visual"),
+                lambda a, v: max(a, v) > 0),  # the leading encoder was pulled back
+    "gblending": ({"estimate_epochs": 2, "super_epoch": 1}, ("gblend_weight_audio", "gblend_weight_visual"),
+                  lambda a, v: a != v and 0 < a + v < 1),  # estimated, not the equal start; fused gets the rest
 }
 
 
