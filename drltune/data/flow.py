@@ -28,7 +28,7 @@ def frames_and_flow(path: str, per_second: int = 1, bound: float = BOUND
     import av  # the `media` extra
     import cv2  # opencv-contrib-python(-headless), the `media` extra
 
-    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # type: ignore[attr-defined]  (contrib module)
     with av.open(path) as container:
         if not container.streams.video:
             raise ValueError("no video stream")

@@ -72,7 +72,7 @@ def class_list(spec: str) -> tuple[list[str], str]:
         except (OSError, UnicodeDecodeError) as exc:
             raise DrltuneError(f"--classes {path}: unreadable ({exc})") from None
         source = str(path.resolve())
-    names = []
+    names: list[str] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0]
         names.extend(n.strip() for n in line.split(",") if n.strip())

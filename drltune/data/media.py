@@ -18,7 +18,7 @@ def video_audio(path: str, sample_rate: int) -> np.ndarray:
             raise NoAudio("the file has no audio track")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
+        chunks: list[np.ndarray] = []
         for frame in container.decode(stream):
             chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
         chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))  # flush

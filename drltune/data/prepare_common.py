@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
@@ -110,7 +110,7 @@ def write_report(path: Path, skipped: dict[str, str]) -> None:
     tmp.replace(path)
 
 
-def write_stats(out: Path, dataset: str, splits: dict[str, Iterable[tuple[str, str]]],
+def write_stats(out: Path, dataset: str, splits: Mapping[str, Iterable[tuple[str, str]]],
                 seconds: dict[str, float], skipped: dict[str, str], failure_kinds: Sequence[str]) -> dict:
     """stats.json: clips per class and split, seconds of media per split, and the clips left out
     by kind (`failure_kinds` are the reasons that count as decode failures)."""
@@ -128,9 +128,13 @@ def write_stats(out: Path, dataset: str, splits: dict[str, Iterable[tuple[str, s
     return stats
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def stats_lines(stats: dict) -> list[str]:
     """The statistics as a few console lines."""
-    lines = [f"{name}: {n} clip(s), {stats['media_seconds'].get(name, 0) / 3600:.2f} h of media, "
+    lines = [f"{name}: {n} clip(s), {_duration(stats['media_seconds'].get(name, 0))} of media, "
              f"{len(stats['clips_per_class'][name])} class(es)" for name, n in stats["clips"].items()]
     counts = [n for per in stats["clips_per_class"].values() for n in per.values()]
     if counts:
