@@ -215,3 +215,13 @@ def test_ucf_rejects_lists_naming_unknown_classes(ucf_raw, tmp_path):
     with pytest.raises(DrltuneError, match="not in classInd.txt: Bowling"):
         prepare_ucf101(raw, bad, tmp_path / "out", **QUIET)
     assert not (tmp_path / "out").exists()  # checked before anything is written
+
+
+def test_ucf_val_that_cannot_be_carved_fails_before_decoding(ucf_raw, tmp_path):
+    raw, lists = ucf_raw
+    few = tmp_path / "lists"
+    shutil.copytree(lists, few)
+    (few / "trainlist01.txt").write_text("Archery/v_Archery_g02_c01.avi 2\nYoYo/v_YoYo_g02_c01.avi 3\n")
+    with pytest.raises(DrltuneError, match="--val-fraction 0.1: cannot hold out whole groups from 2 train"):
+        prepare_ucf101(raw, few, tmp_path / "out", **QUIET)
+    assert not (tmp_path / "out").exists()
