@@ -139,16 +139,16 @@ def prepare_rows(work: Path, clips: int) -> None:
         k = i % len(classes)
         write_video(work / "ks_raw" / ("test" if i % 5 == 4 else "train") / classes[k] / f"clip{i:04d}.mp4", k,
                     seconds=10, fps=25, width=340, height=256)
-        name = f"v_{ucf[k]}_g{1 + i // len(ucf):02d}_c01"
+        name = f"v_{ucf[k]}_g{1 + i // len(ucf):02d}_c01"  # one clip a group; g01 is the test list
         write_video(work / "UCF-101" / ucf[k] / f"{name}.avi", k, seconds=7, fps=25, width=320, height=240,
                     audio=False)
-        (test if i // len(ucf) % 5 == 4 else train).append(f"{ucf[k]}/{name}.avi")
+        (test if i < len(ucf) else train).append(f"{ucf[k]}/{name}.avi")
     (lists / "trainlist01.txt").write_text("\n".join(train) + "\n")
     (lists / "testlist01.txt").write_text("\n".join(test) + "\n")
     quiet = {"echo": lambda line: None}
     runs = [("kinetics_sounds", lambda: prepare_kinetics_sounds(work / "ks_raw", work / "ks", jobs=1, **quiet),
-             work / "ks", {"frames": 3, "image_size": 224, "val_fraction": 0.2}),
-            ("ucf101", lambda: prepare_ucf101(work / "UCF-101", lists, work / "ucf", val_fraction=0.2, jobs=1, **quiet),
+             work / "ks", {"frames": 3, "image_size": 224, "val_fraction": 0.25}),
+            ("ucf101", lambda: prepare_ucf101(work / "UCF-101", lists, work / "ucf", val_fraction=0.5, jobs=1, **quiet),
              work / "ucf", {"frames": 3, "flow_frames": 1, "image_size": 224})]
     print(f"{'dataset':<16} {'clips':>6} {'media s':>8} {'prepare s':>10} {'clips/s':>8} {'media s/s':>10} "
           f"{'cache s':>8}  (one process; generated videos)")
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", help="keep the generated data here instead of a temp dir (and reuse it)")
     ap.add_argument("--audio-dtypes", default="float16,float32",
                     help="audio cache types to time, one `cached` row each (dataset_params.audio_dtype)")
-    ap.add_argument("--prepare-clips", type=int, default=8,
+    ap.add_argument("--prepare-clips", type=int, default=12,
                     help="generated videos per dataset for the kinetics_sounds and ucf101 prepare rows (0: skip)")
     args = ap.parse_args(argv)
     dtypes = args.audio_dtypes.split(",")
