@@ -61,6 +61,9 @@ def prepare_ucf101(raw: Path, splits_dir: Path, out: Path, split: int = 1, val_f
     if not present:
         raise DrltuneError(f"--raw {raw}: none of the {len(wanted)} videos of split {split} is there "
                            f"(expected RAW/<Class>/v_<Class>_gNN_cMM.avi); found {listing(raw)}")
+    # val is carved from the listed train videos before decoding: a bad --val-fraction fails at once,
+    # and a video that fails to decode later does not move others between train and val
+    train, val = _carve(lists["train"], present, val_fraction, seed)
     options = {"dataset": "ucf101", "split": split, "val_fraction": val_fraction, "seed": seed, "fps": 1,
                "flow": "tvl1 (opencv DualTVL1 defaults)", "flow_bound": flow_bound}
     common.start_out(out, options, (*MODALITIES, "splits"))
@@ -76,9 +79,8 @@ def prepare_ucf101(raw: Path, splits_dir: Path, out: Path, split: int = 1, val_f
             summary.skipped[clip] = value
     common.write_json(out / common.SECONDS, seconds)
     done = {clip for clip in present if clip not in summary.skipped}
-    train = [(c, label) for c, label in lists["train"] if c in done]
-    train, val = carve_val(train, val_fraction, seed=seed, group_of=_group)
-    splits = {"train": train, "val": val, "test": [(c, label) for c, label in lists["test"] if c in done]}
+    splits = {name: [(c, label) for c, label in rows if c in done]
+              for name, rows in (("train", train), ("val", val), ("test", lists["test"]))}
     for name, rows in splits.items():
         if rows:
             write_split(out / "splits" / f"{name}.csv", rows)
@@ -107,6 +109,17 @@ def _read_lists(folder: Path, split: int) -> dict:
         if bad:
             raise DrltuneError(f"{folder}/{name}list0{split}.txt: class(es) not in classInd.txt: {', '.join(bad[:5])}")
     return {**rows, "classes": classes}
+
+
+def _carve(train: Rows, present: dict, fraction: float, seed: int) -> tuple[Rows, Rows]:
+    """(train, val) of the listed train videos that are in RAW, val by whole groups."""
+    rows = [(c, label) for c, label in train if c in present]
+    try:
+        return carve_val(rows, fraction, seed=seed, group_of=_group)
+    except (ValueError, DrltuneError) as exc:  # sklearn refuses folds larger than a class
+        groups = len({_group(c) for c, _ in rows})
+        raise DrltuneError(f"--val-fraction {fraction:g}: cannot hold out whole groups from {len(rows)} train "
+                           f"video(s) in {groups} group(s) ({str(exc).splitlines()[0]})") from None
 
 
 def _raw_videos(raw: Path) -> dict[str, Path]:
