@@ -22,7 +22,7 @@ from PIL import Image
 from drltune.data import prepare_common as common
 from drltune.data.flow import BOUND, frames_and_flow
 from drltune.data.prepared import carve_val, listing
-from drltune.data.splits import write_split
+from drltune.data.splits import Rows, write_split
 from drltune.data.ucf101 import _class_index, _group, _official_list
 from drltune.data.video import save_frames
 from drltune.errors import DrltuneError
