@@ -16,6 +16,10 @@ imports (torch alone is several hundred MiB), its peak, and for `reference` the 
 peak (forked workers share the parent's pages, which RSS counts in both).
 
     .venv/bin/python benchmarks/data_throughput.py --clips 320 --workers 2
+
+Then one row per video dataset (`--prepare-clips` generated videos each, 0 skips them): what
+`drltune prepare kinetics_sounds` (10 s 340x256 MP4s with AAC audio) and `prepare ucf101` (7 s
+320x240 AVIs at 25 fps, TV-L1 flow) cost on one process, and the cache build over the result.
 """
 from __future__ import annotations
 
@@ -118,6 +122,47 @@ def measure(target, *args, **kwargs) -> tuple:
     return result
 
 
+def prepare_rows(work: Path, clips: int) -> None:
+    """One row per video dataset: prepare (one worker) and first-use cache build on generated videos."""
+    from drltune.data import load_dataset
+    from drltune.data.ks_prepare import prepare_kinetics_sounds
+    from drltune.data.ucf_prepare import prepare_ucf101
+    from fake_videos import write_video
+
+    classes = ("playing bagpipes", "chopping wood", "tap dancing", "singing")
+    ucf = ("ApplyEyeMakeup", "Archery", "YoYo", "Bowling")
+    lists = work / "ucfTrainTestlist"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(ucf)))
+    train, test = [], []
+    for i in range(clips):
+        k = i % len(classes)
+        write_video(work / "ks_raw" / ("test" if i % 5 == 4 else "train") / classes[k] / f"clip{i:04d}.mp4", k,
+                    seconds=10, fps=25, width=340, height=256)
+        name = f"v_{ucf[k]}_g{1 + i // len(ucf):02d}_c01"  # one clip a group; g01 is the test list
+        write_video(work / "UCF-101" / ucf[k] / f"{name}.avi", k, seconds=7, fps=25, width=320, height=240,
+                    audio=False)
+        (test if i < len(ucf) else train).append(f"{ucf[k]}/{name}.avi")
+    (lists / "trainlist01.txt").write_text("\n".join(train) + "\n")
+    (lists / "testlist01.txt").write_text("\n".join(test) + "\n")
+    quiet = {"echo": lambda line: None}
+    runs = [("kinetics_sounds", lambda: prepare_kinetics_sounds(work / "ks_raw", work / "ks", jobs=1, **quiet),
+             work / "ks", {"frames": 3, "image_size": 224, "val_fraction": 0.25}),
+            ("ucf101", lambda: prepare_ucf101(work / "UCF-101", lists, work / "ucf", val_fraction=0.5, jobs=1, **quiet),
+             work / "ucf", {"frames": 3, "flow_frames": 1, "image_size": 224})]
+    print(f"{'dataset':<16} {'clips':>6} {'media s':>8} {'prepare s':>10} {'clips/s':>8} {'media s/s':>10} "
+          f"{'cache s':>8}  (one process; generated videos)")
+    for name, prepare, out, params in runs:
+        t0 = time.perf_counter()
+        summary = prepare()
+        t1 = time.perf_counter()
+        load_dataset(name, str(out), params)
+        t2 = time.perf_counter()
+        media = sum(summary.stats["media_seconds"].values())
+        print(f"{name:<16} {summary.prepared:>6} {media:>8.0f} {t1 - t0:>10.1f} {summary.prepared / (t1 - t0):>8.2f} "
+              f"{media / (t1 - t0):>10.1f} {t2 - t1:>8.1f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=320)
@@ -129,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", help="keep the generated data here instead of a temp dir (and reuse it)")
     ap.add_argument("--audio-dtypes", default="float16,float32",
                     help="audio cache types to time, one `cached` row each (dataset_params.audio_dtype)")
+    ap.add_argument("--prepare-clips", type=int, default=12,
+                    help="generated videos per dataset for the kinetics_sounds and ucf101 prepare rows (0: skip)")
     args = ap.parse_args(argv)
     dtypes = args.audio_dtypes.split(",")
 
@@ -181,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     for dtype in dtypes:
         print(f"speed-up of the cached {dtype} path (best vs best): "
               f"{best[f'cached {dtype}'] / best['reference']:.1f}x")
+    if args.prepare_clips:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepare_rows(Path(tmp), args.prepare_clips)
 
 
 if __name__ == "__main__":

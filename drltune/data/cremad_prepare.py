@@ -6,24 +6,21 @@ A clip that cannot be read is skipped, listed on the console and in OUT/prepare_
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
 from drltune.data.audio import FRONTENDS, audio_feature
 from drltune.data.cremad import CLASS_NAMES, CLIP_NAME
+from drltune.data.prepare_common import REPORT, pool, write_json, write_report
 from drltune.data.prepared import label_ids, listing
 from drltune.data.splits import Rows, read_split, stratified_split, write_split
 from drltune.data.video import frame_files, frames_per_second, save_frames
@@ -32,7 +29,6 @@ from drltune.errors import DrltuneError
 PUBLISHED = ("AudioWAV", "VideoFlash")
 PREPROCESSED = ("audio", "frames")
 VIDEO_SUFFIXES = (".flv", ".mp4")
-REPORT = "prepare_report.txt"
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / val / test when no paper split fits
 OPTIONAL_OPTIONS = ("partial_seconds",)  # prepare.json holds these only when set
 
@@ -73,8 +69,8 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
     todo = [(clip, paths, out, source, audio_frontend, partial_seconds) for clip, paths in sorted(clips.items())
             if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())]
     summary.reused = len(clips) - len(todo)
-    with _pool(jobs, len(todo)) as pool:
-        for clip, error in tqdm((pool.map(_try_clip, todo, chunksize=4) if pool else map(_try_clip, todo)),
+    with pool(jobs, len(todo)) as workers:
+        for clip, error in tqdm((workers.map(_try_clip, todo, chunksize=4) if workers else map(_try_clip, todo)),
                                 total=len(todo), desc="prepare cremad", unit="clip"):
             if error is None:
                 summary.prepared += 1
@@ -93,8 +89,8 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
     first = min(done, default=None)
     audio_shape = list(np.load(out / "audio" / f"{first}.npy", mmap_mode="r").shape) if first else []
     record = {**options, "audio_shape": audio_shape, "split_source": summary.split_source}
-    _write_json(out / "prepare.json", record)
-    _write_report(out / REPORT, summary.skipped)
+    write_json(out / "prepare.json", record)
+    write_report(out / REPORT, summary.skipped)
     for clip, why in sorted(summary.skipped.items()):
         echo(f"skipped {clip}: {why}")
     return summary
@@ -127,7 +123,7 @@ def _start_out(out: Path, options: dict) -> None:
             (out / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DrltuneError(f"cannot create --out {out}: {exc.strerror}") from None
-    _write_json(previous, options)
+    write_json(previous, options)
 
 
 def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tuple[Path, Path]]:
@@ -158,15 +154,6 @@ def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tup
             clips[clip] = (audio[clip], video[clip])
     return clips
 
-
-def _pool(jobs: int, n: int) -> ProcessPoolExecutor | contextlib.nullcontext:
-    """Worker processes, forked where the OS can (no re-import) and on one torch thread each, the
-    way torch's DataLoader runs its workers."""
-    if jobs <= 1 or n <= 1:
-        return contextlib.nullcontext()
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(min(jobs, n), mp_context=multiprocessing.get_context(method),
-                               initializer=torch.set_num_threads, initargs=(1,))
 
 
 def _try_clip(args: tuple) -> tuple[str, str | None]:
@@ -260,15 +247,3 @@ def _shipped_splits() -> dict[str, Rows]:
         return {"train": read_split(folder / "my_train.csv"), "val": read_split(folder / "val.csv"),
                 "test": read_split(folder / "test.csv")}
 
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)
-
-
-def _write_report(path: Path, skipped: dict[str, str]) -> None:
-    lines = [f"# clips left out by drltune prepare: {len(skipped)}", *(f"{c}\t{w}" for c, w in sorted(skipped.items()))]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)

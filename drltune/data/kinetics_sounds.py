@@ -1,7 +1,7 @@
 """Kinetics-Sounds (docs/methods.md §7.2): 31 classes, fbank audio (1,024 frames x 128) + 3 frames.
 
-Raw Kinetics preprocessing (download, 10-s cuts, fbank over 10 s) is heavy and source-dependent, so
-this loader reads a folder you preprocessed in the common layout:
+`drltune prepare kinetics_sounds` (ks_prepare.py) makes this folder from Kinetics videos; a folder
+preprocessed elsewhere in the same common layout works too:
 
     ROOT/audio/<clip>.npy        Kaldi fbank, 1,024 x 128, AudioSet-normalised (the OGM/DR recipe)
     ROOT/frames/<clip>/*.jpg     frames at 1 fps

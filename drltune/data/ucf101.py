@@ -1,6 +1,8 @@
 """UCF-101 (docs/methods.md §7.3): RGB + optical flow, 101 classes, official split 1 by default.
 
-Optical flow (TV-L1) extraction is heavy, so this loader reads a folder you preprocessed:
+`drltune prepare ucf101` (ucf_prepare.py) makes this folder from the videos and the official lists
+(with splits/*.csv holding the official split and a val carved by group); a folder preprocessed
+elsewhere in this layout works too:
 
     ROOT/frames/<clip>/*.jpg                    RGB frames
     ROOT/flow_u/<clip>/*.jpg, flow_v/<clip>/*.jpg   flow as greyscale JPEGs (128 = no motion)

@@ -22,19 +22,30 @@ def frames_per_second(path: str, per_second: int = 1, partial_seconds: bool = Fa
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
-        fps = int(round(float(stream.average_rate or stream.guessed_rate or 0)))
-        if fps <= 0:
-            raise ValueError("unknown frame rate")
-        interval = max(fps // per_second, 1)
+        fps = video_fps(stream)
         candidates, total = [], 0  # only the frames that may be kept are converted to RGB
         for frame in container.decode(stream):
-            if total % fps < interval * per_second and total % fps % interval == 0:
+            if kept(total, fps, per_second):
                 candidates.append((total, frame.to_ndarray(format="rgb24")))
             total += 1
     if not total:
         raise ValueError("no decodable video frames")
     whole = total if partial_seconds else total // fps * fps
     return [f for i, f in candidates if i < whole] or [candidates[0][1]]
+
+
+def video_fps(stream) -> int:
+    """A PyAV video stream's whole frame rate (the OpenCV `int(CAP_PROP_FPS)` the papers' scripts use)."""
+    fps = int(round(float(stream.average_rate or stream.guessed_rate or 0)))
+    if fps <= 0:
+        raise ValueError("unknown frame rate")
+    return fps
+
+
+def kept(index: int, fps: int, per_second: int = 1) -> bool:
+    """Whether frame `index` is one of the first `per_second` evenly spaced frames of its second."""
+    interval = max(fps // per_second, 1)
+    return index % fps < interval * per_second and index % fps % interval == 0
 
 
 def frame_files(folder: Path) -> list[Path]:
