@@ -40,6 +40,14 @@ def test_purity_counts_majority_per_cluster_weighted_by_size():
     assert purity(x, y, n_clusters=2) == pytest.approx(9 / 12)
 
 
+def test_a_split_smaller_than_the_class_count_is_one_clear_error():
+    """k-means needs a clip per cluster: a tiny val split is named, not sklearn's ValueError."""
+    from drltune.errors import DrltuneError
+
+    with pytest.raises(DrltuneError, match="3 clusters .* the split has 2 clips"):
+        purity(np.zeros((2, 4)), np.array([0, 1]), n_clusters=3)
+
+
 def test_blend_moves_every_encoder_parameter_exactly(tiny_config):
     trainer = Trainer(tiny_config(method="dr", params={"alpha": 3.0}))
     model, method = trainer.model, trainer.method

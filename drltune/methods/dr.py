@@ -20,6 +20,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from drltune import faults
+from drltune.errors import DrltuneError
 from drltune.methods.base import METHODS, Method
 from drltune.params import Param
 
@@ -35,6 +36,9 @@ def purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: in
     k-means++ seeding depends on the row order, so the caller decides that (docs/methods.md).
     """
     x = np.asarray(features, dtype=np.dtype(dtype))
+    if len(x) < n_clusters:  # k-means cannot make one cluster per class: say which split is too small
+        raise DrltuneError(f"DR's diagnosis clusters a split's features into {n_clusters} clusters (one per "
+                           f"class), but the split has {len(x)} clips: give it at least {n_clusters}")
     if scaling == "minmax":
         x = MinMaxScaler(feature_range=(-1, 1)).fit_transform(x)
     elif scaling == "standardize":
