@@ -11,6 +11,7 @@ import click
 
 from drltune.search.pruning import PRUNERS
 from drltune.search.samplers import SAMPLERS
+from drltune.tracking import DEFAULT_MLFLOW_URI, TRACKERS, check_tracker
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -67,14 +68,19 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "their mean val_acc (export then writes the raced winner first); 0: rank by one seed.")
 @click.option("--race-seeds", type=click.IntRange(1, 30), default=2, show_default=True,
               help="Fresh seeds per raced trial (never a seed the search trained with).")
+@click.option("--tracker", type=click.Choice(TRACKERS), default="none", show_default=True,
+              help="Experiment tracker: mlflow logs one run per trial (needs pip install 'drltune[mlflow]').")
+@click.option("--tracker-uri", metavar="URI",
+              help=f"MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else {DEFAULT_MLFLOW_URI}].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120 "
                    "(a key the space searches is then not searched).")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, sampler, pruner, pruner_startup,
                pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
                max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, race, race_seeds,
-               overrides) -> None:
+               tracker, tracker_uri, overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
+    check_tracker(tracker)
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
     spec = SearchSpec(
@@ -84,7 +90,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, samp
         concurrent=concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
         seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
-        overrides=list(overrides),
+        overrides=list(overrides), tracker=tracker, tracker_uri=tracker_uri,
         command=shlex.join(["drltune", *sys.argv[1:]]))
     def race_top(study) -> None:  # type: ignore[no-untyped-def]
         from drltune.search.racing import run_race

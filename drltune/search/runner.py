@@ -66,6 +66,8 @@ class SearchSpec:
     storage_path: str | None = None
     overrides: list[str] = field(default_factory=list)
     command: str = ""
+    tracker: str = "none"  # drltune.tracking.TRACKERS
+    tracker_uri: str | None = None
 
 
 def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
@@ -287,6 +289,13 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                           max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo)
 
     bridge.before_tell = publish.attach_artifacts
+    if spec.tracker == "mlflow":
+        from drltune.search.tracked import SearchTracking
+        from drltune.tracking import MlflowTracker
+
+        tracker = MlflowTracker(spec.tracker_uri, study.study_name, warn=echo)
+        bridge.tracking = SearchTracking(tracker, study.study_name)
+        echo(f"tracking: MLflow {tracker.uri}, experiment {study.study_name!r} (one run per trial)")
     heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
     started_ray = not ray.is_initialized()
     if started_ray:
