@@ -17,6 +17,7 @@ tracker is asked for.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -77,6 +78,8 @@ class MlflowTracker:
     def __init__(self, uri: str | None, experiment: str, warn: Callable[[str], None] = print) -> None:
         from mlflow.tracking import MlflowClient
 
+        for noisy in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." on every new store
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         self.uri = tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.warn = warn

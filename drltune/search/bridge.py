@@ -342,7 +342,8 @@ class OptunaBridge(Searcher):
         if isinstance(live, LiveTrial):
             self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
             if self.tracking is not None:
-                self.tracking.end(live, record.STATE_LABELS[state.name], attrs)
+                summary = attrs if value is None else {**attrs, "best_val_acc": value}  # the value: best_val_acc
+                self.tracking.end(live, record.STATE_LABELS[state.name], summary)
             if self.checkpoints is not None:
                 self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
         return True
