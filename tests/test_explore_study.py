@@ -119,7 +119,8 @@ def test_json_tables_match_the_storage(stored, capsys):
     data = json.loads(out)
     trials = storage_trials(url, "mixed")
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))
-    assert data["counts"] == {"complete": 4, "pruned": 1, "failed": 1, "running": 1}
+    assert data["counts"] == {"complete": 4, "pruned": 1, "failed": 1, "interrupted": 0, "not_run": 0, "running": 1,
+                              "queued": 0}
     assert [r["number"] for r in data["top"]] == [t.number for t in complete[:3]]
     for row, trial in zip(data["top"], complete):
         assert row["value"] == trial.value and row["method"] == trial.params["method"]

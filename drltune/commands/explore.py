@@ -81,12 +81,13 @@ def studies_cmd(storage: str) -> None:
     if not rows:
         click.echo(f"no study in {shown(storage)} yet; run `drltune search` first")
         return
+    from drltune.record import STATE_COUNT_KEYS, counts_text
+
     width = max(len(r["study"]) for r in rows)
     for row in rows:
-        labels = {"complete": "complete", "pruned": "pruned", "fail": "failed", "running": "running", "waiting": "queued"}
-        states = ", ".join(f"{row[k]} {label}" for k, label in labels.items() if k in row)
+        states = counts_text({k: row.get(k, 0) for k in STATE_COUNT_KEYS})
         dataset = f"  dataset {row['dataset']}" if row["dataset"] else ""
-        click.echo(f"{row['study']:<{width}}  {row['trials']:>5} trials" + (f" ({states})" if states else "") + dataset)
+        click.echo(f"{row['study']:<{width}}  {row['trials']:>5} trials" + (f" ({states})" if row["trials"] else "") + dataset)
 
 
 COMMANDS = [explore_cmd, export_cmd, studies_cmd]

@@ -29,12 +29,11 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
 
 
 def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
-    """Each stored study: name, dataset, trial counts by state (lower-case state names), total."""
+    """Each stored study: name, dataset, total, and its trial counts (record.state_counts: nonzero keys only)."""
     rows = []
     for frozen in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
         trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
-        counts = {state.name.lower(): sum(1 for t in trials if t.state == state)
-                  for state in optuna.trial.TrialState}
+        counts = record.state_counts(trials)
         rows.append({"study": frozen.study_name, "dataset": frozen.user_attrs.get(record.DATASET),
                      "trials": len(trials), **{k: v for k, v in counts.items() if v}})
     return rows

@@ -118,10 +118,7 @@ def noise_line(trials: pd.DataFrame, history: Iterable[float], verified: list[di
 
 def summarize(study: optuna.Study, top: int = 10) -> Summary:
     frame = trials_frame(study)
-    counts = {label: int((frame["state"] == state).sum()) for state, label in STATES.items()}
-    other = len(frame) - sum(counts.values())
-    if other:
-        counts["other"] = other
+    counts = record.state_counts(study.get_trials(deepcopy=False))
     scored = ranked(frame)
     by_method = scored.drop_duplicates("method").reset_index(drop=True)
     incomplete = sorted(by_method.loc[by_method["state"] != "COMPLETE", "method"])
@@ -183,7 +180,7 @@ BEST_PER_METHOD = f"best trial per method ({BEST_PER_METHOD_NOTE})"
 
 def counts_line(s: Summary) -> str:
     total = sum(s.counts.values())
-    return f"{total} trial{'' if total == 1 else 's'}: " + ", ".join(f"{n} {k}" for k, n in s.counts.items())
+    return f"{total} trial{'' if total == 1 else 's'}: " + record.counts_text(s.counts)
 
 
 def render_table(s: Summary) -> str:
