@@ -309,11 +309,15 @@ def test_study_is_optional_when_the_storage_holds_one_and_studies_lists_them(sto
     code, _, err = run_cli(capsys, "explore", "--storage", url, "--no-html")
     assert code == 2 and "holds 4 studies; pick one with --study (all_failed, empty, mixed, only_running" in err
     code, out, _ = run_cli(capsys, "studies", "--storage", url)
-    assert code == 0 and out.splitlines() == [
-        "all_failed        2 trials (2 failed)  dataset synthetic",
-        "empty             0 trials  dataset synthetic",
-        "mixed             7 trials (4 complete, 1 pruned, 1 failed, 1 running)  dataset synthetic",
-        "only_running      1 trials (1 running)  dataset synthetic"]
+    best = max((t for t in storage_trials(url, "mixed") if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    date = r"started \d{4}-\d\d-\d\d \d\d:\d\d"
+    assert code == 0 and [re.sub(date, "started D", line) for line in out.splitlines()] == [
+        "all_failed  2 trials  dataset synthetic  started D", "  no complete trial; 2 failed",
+        "empty  0 trials  dataset synthetic  started -", "  no complete trial; no trials",
+        "mixed  7 trials  dataset synthetic  started D",
+        f"  best {best.value:.4f} (#{best.number} {best.params['method']}/{best.params['fusion']}); "
+        "4 complete, 1 pruned, 1 failed, 1 running",
+        "only_running  1 trials  dataset synthetic  started D", "  no complete trial; 1 running"]
     single = f"sqlite:///{tmp_path / 'single.db'}"
     failed_trial(new_study(single, "lonely"), 0.1)
     code, out, _ = run_cli(capsys, "explore", "--storage", single, "--no-html")
