@@ -30,7 +30,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Finished trials the study should reach (earlier runs count).")
 @click.option("--study", "study_name", help="Study name [default: DATASET-SPACE_NAME].")
 @click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
-@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True,
+              help="Optuna sampler: tpe (multivariate, grouped by method), random, or gp (flat spaces only).")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Optuna pruner, wrapped to be re-init aware.")
 @click.option("--pruner-startup", type=click.IntRange(1, 100_000),
@@ -42,7 +43,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
-              callback=_finite)
+              callback=_finite, help="CPUs Ray reserves per trial; torch in the trial uses floor(this) threads, at least 1.")
 @click.option("--gpus-per-trial", type=click.FloatRange(0.0), callback=_finite,
               help="Fractions let several small trials share one GPU [default: the GPUs Ray sees / "
                    "--concurrent, at most 1; 0 without GPUs].")
@@ -115,8 +116,9 @@ def is_loopback(host: str) -> bool:
 @click.option("--artifact-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the SQLite file, "
                    "else ./studies/artifacts].")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on; anything but loopback exposes the study to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to serve on.")
 def dashboard_cmd(storage, study_name, artifact_dir, host, port) -> None:
     """Open optuna-dashboard on a search's storage (loopback only unless you say otherwise)."""
     import optuna_dashboard

@@ -1,0 +1,12 @@
+"""Every option of every command says what it does in --help."""
+from __future__ import annotations
+
+import click
+
+from drltune.cli import COMMANDS, load_command
+
+
+def test_every_option_has_help():
+    missing = [f"{name} {'/'.join(p.opts)}" for name in COMMANDS for p in load_command(name).params
+               if isinstance(p, click.Option) and not (p.help or "").strip()]
+    assert missing == []
