@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="drltune", standalone_mode=False)
     except DrltuneError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)  # 2: usage (bad input), 1: a runtime failure
     except click.exceptions.Abort:
         click.echo("error: interrupted", err=True)
         sys.exit(130)

@@ -217,7 +217,8 @@ def test_missing_or_empty_study_is_one_line(stored, capsys, tmp_path):
     code, _, err = run_cli(capsys, "explore", "--study", "x", "--storage", str(tmp_path / "journal.log"))
     assert code == 2 and "journal.log does not exist" in err and not (tmp_path / "journal.log").exists()
     code, _, err = run_cli(capsys, "explore", "--study", "x", "--storage", "postgresql://me:s3cret@127.0.0.1:1/db")
-    assert code == 2 and err.startswith("error: storage: cannot open postgresql://me:***@127.0.0.1:1/db")
+    assert code == 1 and err.startswith("error: storage: cannot open postgresql://me:***@127.0.0.1:1/db")  # runtime
+    assert "Connection refused" in err and "invalid data in the commit" not in err
     assert "s3cret" not in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "export", "--study", "all_failed", "--storage", url, "-o", str(tmp_path / "a"))
     assert code == 2 and "has no complete trial (2 failed); pick one with --trial N" in err

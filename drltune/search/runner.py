@@ -19,7 +19,7 @@ import drltune
 from drltune import record, safe_yaml
 from drltune.config import TrialConfig
 from drltune.data import DATASETS, load_dataset
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, RuntimeFailure
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
@@ -349,7 +349,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     if bridge.fatal:
         if closed:
             echo(f"stopping: {closed} running trials closed; the same command resumes them")
-        raise DrltuneError(bridge.fatal)
+        raise RuntimeFailure(bridge.fatal)
 
 
 def _check_checkpoint_reach(spec: SearchSpec, ray: Any) -> None:
