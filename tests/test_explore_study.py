@@ -153,6 +153,20 @@ def test_table_and_csv(stored, capsys):
     assert lines[0].startswith("number,state,value,") and len(lines) == 1 + 6  # 4 complete, pruned, running
 
 
+def test_terminal_tables_fit_100_columns(stored, capsys):
+    """The tables' rows fit 100 columns; parameters that do not fit go, whole, on the lines below."""
+    url, _ = stored
+    _, out, _ = run_cli(capsys, "explore", "--study", "mixed", "--storage", url, "--no-html", "--top", "10")
+    tables = out.split("complete trials first)\n")[1].split("parameter importances")[0]
+    rows = [line for line in tables.splitlines() if line.startswith("  ")]  # the tables' own lines
+    assert len(rows) > 10 and max(len(line) for line in rows) <= 100
+    for t in storage_trials(url, "mixed"):
+        for key, value in t.params.items():
+            if key not in ("method", "fusion") and t.state != TrialState.FAIL:  # failed trials are left out
+                shown = f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                assert shown in tables.split(), shown
+
+
 def test_pandas_api(stored):
     import drltune.explore
 
