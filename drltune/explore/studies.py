@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.errors import DrltuneError
-from drltune.search.storage import shown
+from drltune.search.storage import ResilientRDBStorage, shown
 
 WIDTH = 100  # terminal lines stay within this many columns
 CELL = 40  # --compare: characters per study column
@@ -103,7 +103,7 @@ def live_trials(storage: optuna.storages.BaseStorage, study_id: int) -> int:
     """RUNNING trials whose driver still beats (a search is running on the study). Without heartbeats
     (a journal file, a study from another tool) every RUNNING trial counts."""
     running = {t._trial_id for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))}
-    if running and hasattr(storage, "_get_stale_trial_ids") and getattr(storage, "heartbeat_interval", None):
+    if running and isinstance(storage, ResilientRDBStorage) and storage.heartbeat_interval:
         running -= set(storage._get_stale_trial_ids(study_id))
         running -= set(storage.running_trial_ids_without_heartbeat(study_id))
     return len(running)
