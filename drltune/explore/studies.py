@@ -5,6 +5,7 @@ best is the best COMPLETE trial, as explore and export pick it.
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import optuna
@@ -58,7 +59,8 @@ def overview_lines(rows: list[dict[str, Any]]) -> list[str]:
         best = row["best"]
         best_text = ("no complete trial" if best is None else
                      f"best {best['value']:.4f} (#{best['trial']} {best['method']}/{best['fusion']})")
-        lines.append(fit(f"  {best_text}; {record.counts_text(row['counts'])}"))
+        lines += textwrap.wrap(f"{best_text}; {record.counts_text(row['counts'])}", WIDTH, initial_indent="  ",
+                               subsequent_indent="    ", break_long_words=False)
     return lines
 
 
