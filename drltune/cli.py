@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
@@ -34,6 +35,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# drltune/methods/ holds one file per method, named as the method registers; these files are helpers.
+METHOD_HELPERS = {"__init__", "base", "common"}
+
+
+def method_names() -> list[str]:
+    """The methods, read from drltune/methods/'s file names: importing them would load torch, and
+    `drltune --help` stays instant (a test keeps this equal to the METHODS registry)."""
+    folder = Path(__file__).resolve().parent / "methods"
+    return sorted(p.stem for p in folder.glob("*.py") if p.stem not in METHOD_HELPERS)
+
+
 def load_command(name: str) -> click.Command:
     """Import the command's module and return the command it registers under `name`."""
     module = importlib.import_module(f"drltune.commands.{COMMANDS[name][0]}")
@@ -55,12 +67,14 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+        with formatter.section("Methods (`drltune methods` lists their parameters)"):
+            formatter.write_text(", ".join(method_names()))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drltune")
 def cli() -> None:
-    """Hyperparameter search for multimodal-imbalance training (DR, OGM-GE, PMR, ARL, AGM)."""
+    """Hyperparameter search for multimodal-imbalance training: DR and its peers (listed below)."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="drltune", standalone_mode=False)
     except DrltuneError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)  # 2: usage (bad input), 1: a runtime failure
     except click.exceptions.Abort:
         click.echo("error: interrupted", err=True)
         sys.exit(130)

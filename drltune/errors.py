@@ -3,3 +3,11 @@
 
 class DrltuneError(Exception):
     """A user-facing error: bad input, missing data, unknown name. Never a bug."""
+
+    exit_code = 2  # a usage error (click's convention)
+
+
+class RuntimeFailure(DrltuneError):
+    """Valid input that failed while running: a database down, a training that diverged, a halted search."""
+
+    exit_code = 1

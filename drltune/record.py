@@ -6,7 +6,7 @@ through it, so a name is spelled once. Changing a value here breaks every existi
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -107,6 +107,35 @@ def is_not_run(trial: FrozenTrial) -> bool:
 def is_interrupted(trial: FrozenTrial) -> bool:
     """Cut off and queued again (a trial never run is not: it has nothing to resume)."""
     return bool(trial.user_attrs.get(INTERRUPTED)) and not is_not_run(trial)
+
+
+# ---- counting trials by state ------------------------------------------------------------------------
+# The one way every command counts a study's trials (studies, explore, export, the search's progress):
+# Optuna's FAIL is split by why (a real failure; cut off and queued again; closed unrun past --trials)
+# and WAITING (a queued retry) is "queued". The keys, in this order, are also explore's JSON `counts`.
+STATE_COUNT_KEYS = ("complete", "pruned", "failed", "interrupted", "not_run", "running", "queued")
+
+
+def state_key(trial: FrozenTrial) -> str:
+    """The trial's key in STATE_COUNT_KEYS."""
+    name = trial.state.name
+    if name == "FAIL":
+        return "not_run" if is_not_run(trial) else "interrupted" if is_interrupted(trial) else "failed"
+    return "queued" if name == "WAITING" else STATE_LABELS.get(name, name.lower())
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """How many trials are in each state, every key of STATE_COUNT_KEYS present (0 included)."""
+    counts = dict.fromkeys(STATE_COUNT_KEYS, 0)
+    for trial in trials:
+        key = state_key(trial)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """`1 complete, 2 interrupted, 2 queued`: the states that have trials, in STATE_COUNT_KEYS order."""
+    return ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in counts.items() if n) or "no trials"
 
 
 def raced_ranking(study: Any) -> list[dict[str, Any]]:

@@ -112,6 +112,7 @@ def test_tables_match_what_the_search_stored(searched):
     counts = {label: sum(t.state.name == state for t in trials)
               for state, label in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed"),
                                    ("RUNNING", "running"))}
+    counts.update(interrupted=0, not_run=0, queued=0)  # record.state_counts: FAIL split by why, WAITING queued
     assert data["counts"] == counts and counts["complete"] >= 1 and counts["running"] == 0
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))
     assert [r["number"] for r in data["top"][: len(complete)]] == [t.number for t in complete]

@@ -119,7 +119,8 @@ def test_json_tables_match_the_storage(stored, capsys):
     data = json.loads(out)
     trials = storage_trials(url, "mixed")
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))
-    assert data["counts"] == {"complete": 4, "pruned": 1, "failed": 1, "running": 1}
+    assert data["counts"] == {"complete": 4, "pruned": 1, "failed": 1, "interrupted": 0, "not_run": 0, "running": 1,
+                              "queued": 0}
     assert [r["number"] for r in data["top"]] == [t.number for t in complete[:3]]
     for row, trial in zip(data["top"], complete):
         assert row["value"] == trial.value and row["method"] == trial.params["method"]
@@ -150,6 +151,20 @@ def test_table_and_csv(stored, capsys):
     code, out, _ = run_cli(capsys, "explore", "--study", "mixed", "--storage", url, "--format", "csv", "--no-html")
     lines = out.strip().splitlines()
     assert lines[0].startswith("number,state,value,") and len(lines) == 1 + 6  # 4 complete, pruned, running
+
+
+def test_terminal_tables_fit_100_columns(stored, capsys):
+    """The tables' rows fit 100 columns; parameters that do not fit go, whole, on the lines below."""
+    url, _ = stored
+    _, out, _ = run_cli(capsys, "explore", "--study", "mixed", "--storage", url, "--no-html", "--top", "10")
+    tables = out.split("complete trials first)\n")[1].split("parameter importances")[0]
+    rows = [line for line in tables.splitlines() if line.startswith("  ")]  # the tables' own lines
+    assert len(rows) > 10 and max(len(line) for line in rows) <= 100
+    for t in storage_trials(url, "mixed"):
+        for key, value in t.params.items():
+            if key not in ("method", "fusion") and t.state != TrialState.FAIL:  # failed trials are left out
+                shown = f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                assert shown in tables.split(), shown
 
 
 def test_pandas_api(stored):
@@ -216,7 +231,8 @@ def test_missing_or_empty_study_is_one_line(stored, capsys, tmp_path):
     code, _, err = run_cli(capsys, "explore", "--study", "x", "--storage", str(tmp_path / "journal.log"))
     assert code == 2 and "journal.log does not exist" in err and not (tmp_path / "journal.log").exists()
     code, _, err = run_cli(capsys, "explore", "--study", "x", "--storage", "postgresql://me:s3cret@127.0.0.1:1/db")
-    assert code == 2 and err.startswith("error: storage: cannot open postgresql://me:***@127.0.0.1:1/db")
+    assert code == 1 and err.startswith("error: storage: cannot open postgresql://me:***@127.0.0.1:1/db")  # runtime
+    assert "Connection refused" in err and "invalid data in the commit" not in err
     assert "s3cret" not in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "export", "--study", "all_failed", "--storage", url, "-o", str(tmp_path / "a"))
     assert code == 2 and "has no complete trial (2 failed); pick one with --trial N" in err
@@ -308,11 +324,15 @@ def test_study_is_optional_when_the_storage_holds_one_and_studies_lists_them(sto
     code, _, err = run_cli(capsys, "explore", "--storage", url, "--no-html")
     assert code == 2 and "holds 4 studies; pick one with --study (all_failed, empty, mixed, only_running" in err
     code, out, _ = run_cli(capsys, "studies", "--storage", url)
-    assert code == 0 and out.splitlines() == [
-        "all_failed        2 trials (2 failed)  dataset synthetic",
-        "empty             0 trials  dataset synthetic",
-        "mixed             7 trials (4 complete, 1 pruned, 1 failed, 1 running)  dataset synthetic",
-        "only_running      1 trials (1 running)  dataset synthetic"]
+    best = max((t for t in storage_trials(url, "mixed") if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    date = r"started \d{4}-\d\d-\d\d \d\d:\d\d"
+    assert code == 0 and [re.sub(date, "started D", line) for line in out.splitlines()] == [
+        "all_failed  2 trials  dataset synthetic  started D", "  no complete trial; 2 failed",
+        "empty  0 trials  dataset synthetic  started -", "  no complete trial; no trials",
+        "mixed  7 trials  dataset synthetic  started D",
+        f"  best {best.value:.4f} (#{best.number} {best.params['method']}/{best.params['fusion']}); "
+        "4 complete, 1 pruned, 1 failed, 1 running",
+        "only_running  1 trials  dataset synthetic  started D", "  no complete trial; 1 running"]
     single = f"sqlite:///{tmp_path / 'single.db'}"
     failed_trial(new_study(single, "lonely"), 0.1)
     code, out, _ = run_cli(capsys, "explore", "--storage", single, "--no-html")

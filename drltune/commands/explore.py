@@ -79,21 +79,40 @@ def export_cmd(study: str | None, storage: str, top: int | None, numbers: tuple[
 
 @click.command("studies")
 @STORAGE
-def studies_cmd(storage: str) -> None:
+@click.option("--compare", nargs=2, metavar="A B", help="Show two studies side by side (their best trials, counts, "
+              "settings); the method leaderboard is `drltune compare`.")
+@click.option("--delete", "delete_name", metavar="NAME",
+              help="Delete this study and its trials (asks first; refused while a search runs on it).")
+@click.option("--yes", is_flag=True, help="With --delete: do not ask.")
+def studies_cmd(storage: str, compare: tuple[str, str] | None, delete_name: str | None, yes: bool) -> None:
     """List the studies of a storage with their trial counts by state."""
-    from drltune.explore.load import study_rows
-    from drltune.search.storage import open_storage, shown
+    from drltune.explore.studies import compare_lines, delete, overview, overview_lines
+    from drltune.search.storage import database_file, open_storage, shown
 
-    rows = study_rows(open_storage(storage, create=False))
+    if compare and delete_name:
+        raise click.UsageError("use --compare or --delete, not both")
+    if yes and not delete_name:
+        raise click.UsageError("--yes goes with --delete")
+    if delete_name:
+        path = database_file(storage)
+        if path is not None and not path.is_file():
+            raise DrltuneError(f"storage: {path} does not exist")
+        backend = open_storage(storage, heartbeat=True) if "://" in storage else open_storage(storage, create=False)
+        if not yes and not click.confirm(f"delete study {delete_name!r} and all its trials from {shown(storage)}?"):
+            raise DrltuneError("not deleted")
+        n = delete(backend, storage, delete_name)
+        click.echo(f"deleted study {delete_name!r} ({n} trials)")
+        return
+    if compare:
+        from drltune.explore.load import open_study
+
+        click.echo("\n".join(compare_lines(open_study(compare[0], storage), open_study(compare[1], storage))))
+        return
+    rows = overview(open_storage(storage, create=False))
     if not rows:
         click.echo(f"no study in {shown(storage)} yet; run `drltune search` first")
         return
-    width = max(len(r["study"]) for r in rows)
-    for row in rows:
-        labels = {"complete": "complete", "pruned": "pruned", "fail": "failed", "running": "running", "waiting": "queued"}
-        states = ", ".join(f"{row[k]} {label}" for k, label in labels.items() if k in row)
-        dataset = f"  dataset {row['dataset']}" if row["dataset"] else ""
-        click.echo(f"{row['study']:<{width}}  {row['trials']:>5} trials" + (f" ({states})" if states else "") + dataset)
+    click.echo("\n".join(overview_lines(rows)))
 
 
 COMMANDS = [explore_cmd, export_cmd, studies_cmd]

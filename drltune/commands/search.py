@@ -11,6 +11,7 @@ import click
 
 from drltune.search.pruning import PRUNERS
 from drltune.search.samplers import SAMPLERS
+from drltune.tracking import DEFAULT_MLFLOW_URI, TRACKERS, check_tracker
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -33,7 +34,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="What the search optimises, at each trial's selected epoch: val_acc or val_f1 (maximised), "
                    "or two for a Pareto front, e.g. val_acc,modality_gap (the audio/visual accuracy gap, "
                    "minimised; runs unpruned). A study keeps the objective it began with.")
-@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True,
+              help="Optuna sampler: tpe (multivariate, grouped by method), random, or gp (flat spaces only).")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Optuna pruner, wrapped to be re-init aware.")
 @click.option("--pruner-startup", type=click.IntRange(1, 100_000),
@@ -75,19 +77,24 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--seed-with", type=click.Choice(["papers", "balancebenchmark"]),
               help="Start with each method's published CREMA-D config (drltune/search_spaces/published.yaml) as "
                    "enqueued trials, once per study: its paper's, or BalanceBenchmark's shared protocol.")
+@click.option("--tracker", type=click.Choice(TRACKERS), default="none", show_default=True,
+              help="Experiment tracker: mlflow logs one run per trial (needs pip install 'drltune[mlflow]').")
+@click.option("--tracker-uri", metavar="URI",
+              help=f"MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else {DEFAULT_MLFLOW_URI}].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every trial, e.g. dataset_params.n_train=120 "
                    "(a key the space searches is then not searched).")
 def search_cmd(dataset, data_root, space_file, trials, study_name, storage, objective, sampler, pruner, pruner_startup,
                pruner_warmup, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, timeout,
                max_failures, max_retries, max_failed_trials, checkpoint_every, storage_path, race, race_seeds,
-               seed_with, overrides) -> None:
+               seed_with, tracker, tracker_uri, overrides) -> None:
     """Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."""
     from drltune.errors import DrltuneError
 
     if race and objective != "val_acc":
         raise DrltuneError(f"--race ranks trials by their mean val_acc, not by --objective {objective}: "
                            "pass --race 0 (and re-train chosen trials on fresh seeds with `drltune verify`)")
+    check_tracker(tracker)
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
     spec = SearchSpec(
@@ -98,6 +105,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
         seed=seed, timeout=timeout, max_failures=max_failures, max_retries=max_retries,
         max_failed_trials=max_failed_trials, checkpoint_every=checkpoint_every, storage_path=storage_path,
         overrides=list(overrides), seed_with=seed_with, objective=objective, bar=sys.stdout.isatty(),
+        tracker=tracker, tracker_uri=tracker_uri,
         command=shlex.join(["drltune", *sys.argv[1:]]))
     def race_top(study) -> None:  # type: ignore[no-untyped-def]
         from drltune.search.racing import run_race
@@ -122,8 +130,9 @@ def is_loopback(host: str) -> bool:
 @click.option("--artifact-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the SQLite file, "
                    "else ./studies/artifacts].")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on; anything but loopback exposes the study to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to serve on.")
 def dashboard_cmd(storage, study_name, artifact_dir, host, port) -> None:
     """Open optuna-dashboard on a search's storage (loopback only unless you say otherwise)."""
     import optuna_dashboard

@@ -26,7 +26,8 @@ def _references(ctx: click.Context, param: click.Parameter, value: str) -> list[
               help="Comma-separated methods run at their declared defaults under each winner's training "
                    "knobs (lr, batch size, optimiser, fusion, epochs); '' for none.")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Runs at a time.")
-@click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True)
+@click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
+              help="CPUs Ray reserves per training run.")
 @click.option("--gpus-per-trial", type=click.FloatRange(0.0),
               help="[default: the GPUs Ray sees / --concurrent, at most 1; 0 without GPUs].")
 @click.option("--address", help="Join this Ray cluster (e.g. auto, 10.0.0.5:6379).")

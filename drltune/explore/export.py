@@ -6,7 +6,6 @@ carry a password.
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import optuna
@@ -33,8 +32,7 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
         return [by_number[n] for n in numbers]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        counts = Counter(record.STATE_LABELS.get(t.state.name, t.state.name.lower()) for t in trials)
-        states = ", ".join(f"{n} {label}" for label, n in counts.items()) or "no trials"
+        states = record.counts_text(record.state_counts(trials))
         raise DrltuneError(f"study {study.study_name!r} has no complete trial ({states}); pick one with --trial N")
     if len(study.directions) > 1:
         return pareto_front(study)[: top or 1]

@@ -29,18 +29,6 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
         raise DrltuneError(f"storage: not an Optuna storage ({first_line(exc)})") from None
 
 
-def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
-    """Each stored study: name, dataset, trial counts by state (lower-case state names), total."""
-    rows = []
-    for frozen in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
-        trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
-        counts = {state.name.lower(): sum(1 for t in trials if t.state == state)
-                  for state in optuna.trial.TrialState}
-        rows.append({"study": frozen.study_name, "dataset": frozen.user_attrs.get(record.DATASET),
-                     "trials": len(trials), **{k: v for k, v in counts.items() if v}})
-    return rows
-
-
 def choose_study(study: str | None, storage: str = DEFAULT_STORAGE) -> str:
     """`study`, or the only study in the storage when none is named; else a one-line error listing them."""
     if study is not None:

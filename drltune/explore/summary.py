@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,6 +21,7 @@ STATES = record.STATE_LABELS
 # The short table of the terminal: what a user compares trials by.
 TABLE_COLUMNS = ["number", "state", "score", "method", "fusion", "epochs_run", "best_epoch", "reinits", "test_acc",
                  "params"]
+TABLE_WIDTH = 100  # terminal tables fit this many columns (the parameters column wraps)
 MIN_TRIALS_FOR_IMPORTANCES = 20  # below this, PED-ANOVA's ranking moves with every new trial
 
 
@@ -123,10 +125,7 @@ def noise_line(trials: pd.DataFrame, history: Iterable[float], verified: list[di
 
 def summarize(study: optuna.Study, top: int = 10) -> Summary:
     frame = trials_frame(study)
-    counts = {label: int((frame["state"] == state).sum()) for state, label in STATES.items()}
-    other = len(frame) - sum(counts.values())
-    if other:
-        counts["other"] = other
+    counts = record.state_counts(study.get_trials(deepcopy=False))
     scored = ranked(frame)
     by_method = scored.drop_duplicates("method").reset_index(drop=True)
     incomplete = sorted(by_method.loc[by_method["state"] != "COMPLETE", "method"])
@@ -171,11 +170,23 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
 
 
 # ---- rendering ------------------------------------------------------------------------
-def _aligned(frame: pd.DataFrame) -> str:
-    """Left-aligned plain-text columns (pandas right-aligns strings, which reads badly for names)."""
+def _aligned(frame: pd.DataFrame, width: int = TABLE_WIDTH) -> str:
+    """Left-aligned plain-text columns (pandas right-aligns strings, which reads badly for names).
+    Rows fit `width` columns: a last column (the parameters) that does not fit goes on the lines
+    below its row, indented and wrapped."""
     cells = [[str(c) for c in frame.columns], *[[str(v) for v in row] for row in frame.itertuples(index=False)]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
+    indent = 2 + sum(w + 2 for w in widths[:-1])
+    lines = []
+    for r in cells:
+        head = "  " + "  ".join(v.ljust(w) for v, w in zip(r[:-1], widths[:-1]))
+        if indent + len(r[-1]) <= width:
+            lines.append(f"{head}  {r[-1]}".rstrip())
+            continue
+        lines.append(head.rstrip())
+        lines += textwrap.wrap(r[-1], width, initial_indent="    ", subsequent_indent="    ",
+                               break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def trials_table(frame: pd.DataFrame, first: str | None = None, score: str = "val_acc") -> str:
@@ -209,7 +220,7 @@ BEST_PER_METHOD = f"best trial per method ({BEST_PER_METHOD_NOTE})"
 
 def counts_line(s: Summary) -> str:
     total = sum(s.counts.values())
-    return f"{total} trial{'' if total == 1 else 's'}: " + ", ".join(f"{n} {k}" for k, n in s.counts.items())
+    return f"{total} trial{'' if total == 1 else 's'}: " + record.counts_text(s.counts)
 
 
 def render_table(s: Summary) -> str:

@@ -49,6 +49,7 @@ from drltune.search.space import SearchSpace
 from drltune.search.storage import HALT_S, StorageUnavailable
 from drltune.search.study import lineage, retire
 from drltune.search.trainable import RESTORED
+from drltune.search.tracked import SearchTracking
 
 MAX_INVALID_IN_A_ROW = 50
 SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
@@ -96,6 +97,7 @@ class LiveTrial:
     history: list[dict[str, Any]] = field(default_factory=list)
     reinits: list[int] = field(default_factory=list)
     key: str = ""  # its checkpoint folder (shared by its retries)
+    root: int = -1  # the number of the first trial of its retry chain
     ray_id: str = ""  # its Ray trial id, its key in OptunaBridge.live
     node: str | None = None
     pruned: bool = False
@@ -142,12 +144,13 @@ class OptunaBridge(Searcher):
         self.storage_lost = False
         self.live: dict[str, LiveTrial] = {}
         self.before_tell: Callable[[optuna.Trial, TrialState, dict[str, Any]], None] = lambda *args: None
+        self.tracking: SearchTracking | None = None  # --tracker: each trial's epochs and outcome
 
     # Ray pickles its searcher into the experiment folder. The Optuna storage is the state we
     # resume from, so the study (with its URL, maybe credentials) stays out of those pickles.
     def __getstate__(self) -> dict[str, Any]:
         runtime = ("study", "live", "on_outcome", "user_stop", "shared", "heartbeat_age", "checkpoints", "before_tell",
-                   "note")
+                   "note", "tracking")
         return {k: v for k, v in self.__dict__.items() if k not in runtime}
 
     def save(self, checkpoint_path: str) -> None:
@@ -193,10 +196,11 @@ class OptunaBridge(Searcher):
                 self._tell(trial, TrialState.FAIL, {record.ERROR: f"invalid configuration: {exc}"})
                 self.on_outcome(Outcome(trial.number, "failed", 0, None, f"invalid configuration: {exc}"))
                 continue
-            key = lineage_key(lineage(self.study._storage.get_trial(trial._trial_id)))
+            root = lineage(self.study._storage.get_trial(trial._trial_id))
+            key = lineage_key(root)
             trial.set_user_attr(record.RAY_TRIAL_ID, trial_id)
             trial.set_user_attr(record.CONFIG, cfg.to_dict())
-            self.live[trial_id] = LiveTrial(trial, cfg, key=key, ray_id=trial_id)
+            self.live[trial_id] = LiveTrial(trial, cfg, key=key, root=root, ray_id=trial_id)
             ckpt = None
             if self.checkpoints is not None and self.checkpoint_every > 0:
                 ckpt = {"root": self.checkpoints.root, "key": key, "every": self.checkpoint_every,
@@ -274,6 +278,8 @@ class OptunaBridge(Searcher):
         epochs = [r for r in json.loads(result.get(RESTORED) or "[]") if last < r["epoch"] < step]
         epochs.append(json.loads(result["record"]))
         live.history.extend(epochs)
+        if self.tracking is not None:
+            self.tracking.epochs(live, epochs)
         try:
             if result.get("node_id") and result["node_id"] != live.node:
                 live.node = result["node_id"]
@@ -316,6 +322,8 @@ class OptunaBridge(Searcher):
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
         reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
         retire(self.study, live.trial._trial_id, reason, max_retries=None)  # a clean stop: always retried
+        if self.tracking is not None:
+            self.tracking.end(live, "interrupted", {record.ERROR: reason})
         self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 
@@ -344,6 +352,9 @@ class OptunaBridge(Searcher):
             return False
         if isinstance(live, LiveTrial):
             self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
+            if self.tracking is not None:
+                summary = attrs if value is None else {**attrs, "best_val_acc": value}  # the value: best_val_acc
+                self.tracking.end(live, record.STATE_LABELS[state.name], summary)
             if self.checkpoints is not None:
                 self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
         return True

@@ -7,7 +7,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.record import is_interrupted, is_not_run, raced_ranking
+from drltune.record import raced_ranking, state_counts
 from drltune.search.choice import choice_line
 from drltune.search.display import SearchBar, TimeLeft
 from drltune.search.objective import Objective, pareto_front, study_objective
@@ -77,11 +77,11 @@ class Progress:
         return f"best {self.objective.first.name} {best.values[0]:.4f} (#{best.number})" if best else ""
 
     def status(self) -> str:
-        trials = self.study.get_trials(deepcopy=False)
-        n = {state: sum(1 for t in trials if t.state == state and not (is_interrupted(t) or is_not_run(t)))
-             for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        line = (f"[{counted(self.study)}/{self.total}] complete {n[TrialState.COMPLETE]}, "
-                f"pruned {n[TrialState.PRUNED]}, failed {n[TrialState.FAIL]}, running {self.running()}")
+        n = state_counts(self.study.get_trials(deepcopy=False))  # the count studies and explore show
+        line = (f"[{counted(self.study)}/{self.total}] complete {n['complete']}, pruned {n['pruned']}, "
+                f"failed {n['failed']}, running {self.running()}"  # this driver's (others' are RUNNING too)
+                + "".join(f", {key.replace('_', ' ')} {n[key]}" for key in ("interrupted", "not_run", "queued")
+                          if n[key]))
         if self.objective.multi:
             front = [t.number for t in pareto_front(self.study)]
             if not front:

@@ -19,7 +19,7 @@ import drltune
 from drltune import record, safe_yaml
 from drltune.config import TrialConfig
 from drltune.data import DATASETS, load_dataset
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, RuntimeFailure
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
@@ -74,6 +74,8 @@ class SearchSpec:
     seed_with: str | None = None  # papers | balancebenchmark: published configs as the first trials
     objective: str = "val_acc"  # --objective (objective.py)
     bar: bool = False  # a progress bar (stdout is a terminal) instead of the plain progress lines
+    tracker: str = "none"  # drltune.tracking.TRACKERS
+    tracker_uri: str | None = None
 
 
 def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
@@ -311,6 +313,13 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
                           objective=objective)
 
     bridge.before_tell = publish.attach_artifacts
+    if spec.tracker == "mlflow":
+        from drltune.search.tracked import SearchTracking
+        from drltune.tracking import MlflowTracker
+
+        tracker = MlflowTracker(spec.tracker_uri, study.study_name, warn=echo)
+        bridge.tracking = SearchTracking(tracker, study.study_name)
+        echo(f"tracking: MLflow {tracker.uri}, experiment {study.study_name!r} (one run per trial)")
     heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
     started_ray = not ray.is_initialized()
     try:
@@ -379,7 +388,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     if bridge.fatal:
         if closed:
             echo(f"stopping: {closed} running trials closed; the same command resumes them")
-        raise DrltuneError(bridge.fatal)
+        raise RuntimeFailure(bridge.fatal)
 
 
 def _check_checkpoint_reach(spec: SearchSpec, ray: Any) -> None:

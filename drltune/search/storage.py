@@ -39,7 +39,7 @@ from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, I
                             ProgrammingError, SQLAlchemyError)
 from sqlalchemy.orm import selectinload
 
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, RuntimeFailure
 
 STUDIES_DIR = "studies"
 DEFAULT_DB = "drltune.db"
@@ -55,7 +55,7 @@ STATE_CHANGE_ATTR = "drltune:state_change"  # trial system attr: the token of th
 RETRIED_ATTR = "drltune:retried"  # trial system attr: set on a cut trial in the transaction that queues its retry
 
 
-class StorageUnavailable(DrltuneError):
+class StorageUnavailable(RuntimeFailure):
     """The storage kept failing for longer than the patience: the search stops (and resumes later)."""
 
 
@@ -324,6 +324,26 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# The package a storage URL's missing driver module comes from (SQLAlchemy names the module only).
+DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "pymysql", "mysql": "mysql-connector-python",
+                   "psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'", "pg8000": "pg8000"}
+
+
+def cause_text(exc: BaseException) -> str:
+    """The real cause of a storage error in one line: the driver's own message (`Connection refused`)
+    instead of Optuna's wrapper ("invalid data in the commit"), or the package a missing driver needs."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            top = seen.name.split(".")[0]
+            package = DRIVER_PACKAGES.get(top, top)
+            return f"its database driver is not installed (no module {top!r}): pip install {package}"
+        if isinstance(seen, (OperationalError, InterfaceError, DisconnectionError)):
+            return first_line(getattr(seen, "orig", None) or seen)
+        seen = seen.__cause__ or seen.__context__
+    return first_line(exc)
+
+
 def shown(storage: str) -> str:
     """A storage as printed: a URL's password masked (never print credentials)."""
     return display_url(storage) if "://" in storage else storage
@@ -352,8 +372,8 @@ def _open_existing(storage: str) -> optuna.storages.BaseStorage:
     engine_kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
     try:
         return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, skip_table_creation=True)
-    except Exception as exc:  # SQLAlchemy / driver errors: report the first line only
-        raise DrltuneError(f"storage: cannot open {shown(storage)}: {first_line(exc)}") from None
+    except Exception as exc:  # SQLAlchemy / driver errors: report the cause, one line
+        raise RuntimeFailure(f"storage: cannot open {shown(storage)}: {cause_text(exc)}") from None
 
 
 def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
@@ -394,10 +414,8 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
             # (duplicate key / table exists / database is locked): the loser retries.
             racing = not isinstance(exc, OperationalError) or "locked" in str(exc)
             if not racing or attempt == SCHEMA_RACE_RETRIES:
-                first = str(exc).strip().splitlines()[0]
-                raise DrltuneError(f"cannot open storage {display_url(url)}: {first}") from None
+                raise RuntimeFailure(f"cannot open storage {display_url(url)}: {cause_text(exc)}") from None
             time.sleep(0.5 + attempt)
         except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DrltuneError(f"cannot open storage {display_url(url)}: {first}") from None
+            raise RuntimeFailure(f"cannot open storage {display_url(url)}: {cause_text(exc)}") from None
     raise AssertionError("unreachable")

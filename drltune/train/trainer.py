@@ -18,7 +18,7 @@ from drltune import faults
 from drltune.config import TrialConfig
 from drltune.data import DataBundle, Split, load_dataset
 from drltune.data.prefetch import device_batches
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, RuntimeFailure
 from drltune.methods import METHODS
 from drltune.models import AVClassifier
 from drltune.resolve import ResolvedConfig, resolve
@@ -28,7 +28,7 @@ from drltune.train.metrics import accuracy, macro_f1
 Report = Callable[[int, dict[str, Any]], "bool | None"]  # return True to stop the trial early
 
 
-class NonFiniteLoss(DrltuneError):
+class NonFiniteLoss(RuntimeFailure):
     """The loss became NaN or infinite: the trial stops instead of wasting epochs."""
 
 
