@@ -20,7 +20,7 @@ search: $(STAMP)
 	$(BIN)/drltune search --dataset synthetic --trials 16 --max-epochs 8 --concurrent 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dr_vs_baseline.py

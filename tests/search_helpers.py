@@ -47,8 +47,11 @@ class Search:
         except ProcessLookupError:
             pass
         self.proc.wait(30)
-        for _ in range(3):
-            for pid in tagged(self.tag):
+        for _ in range(3):  # again after a pause while any are found (a dying raylet may have forked)
+            pids = tagged(self.tag)
+            if not pids:
+                break
+            for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -138,11 +138,14 @@ sys.modules["drltune.search"] = package
 from drltune.search.storage import open_storage
 from drltune.search.study import create_or_resume
 import optuna
-start = float(sys.argv[2])
-time.sleep(max(0.0, start - time.time()))
-storage = open_storage(sys.argv[1], heartbeat=True)
-create_or_resume("s", storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
-           {"dataset": "synthetic", "max_epochs": 4, "space": "x"})
+print("ready", flush=True)
+for line in sys.stdin:  # one line per round, sent once every process is ready: "<file> <instant>"
+    url, start = line.split()
+    time.sleep(max(0.0, float(start) - time.time()))
+    storage = open_storage(url, heartbeat=True)
+    create_or_resume("s", storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
+               {"dataset": "synthetic", "max_epochs": 4, "space": "x"})
+    print("ready", flush=True)
 """
 
 
@@ -155,13 +158,21 @@ def test_drivers_opening_a_new_sqlite_file_at_once_never_race(tmp_path):
 
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
+        # 5 rounds of 4 processes as before, but each process imports once and opens one new file per
+        # round, all at one instant once all are ready: start-up is paid once, not in every round.
+        procs = [subprocess.Popen([sys.executable, "-c", CREATE_SCRIPT], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
         for round_ in range(5):
-            url = f"sqlite:///{tmp_path}/race{round_}.db"
-            start = time.time() + 4.0  # after every interpreter has started
-            procs = [subprocess.Popen([sys.executable, "-c", CREATE_SCRIPT, url, str(start)],
-                                      stderr=subprocess.PIPE, text=True) for _ in range(4)]
-            errors = [p.communicate(timeout=300)[1] for p in procs]
-            assert all(p.returncode == 0 for p in procs), [e[-500:] for e in errors]
+            ready = [p.stdout.readline() for p in procs]  # the previous round is done (or a process died)
+            if ready != ["ready\n"] * 4:
+                break
+            line = f"sqlite:///{tmp_path}/race{round_}.db {time.time() + 0.3}\n"
+            for p in procs:
+                p.stdin.write(line)
+                p.stdin.flush()
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), [e[-500:] for e in errors]
+        assert ready == ["ready\n"] * 4 and len(list(tmp_path.glob("race*.db"))) == 5, [e[-500:] for e in errors]
     finally:
         for b in burners:
             b.kill()

@@ -298,6 +298,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     from drltune.search.study import counted
     from drltune.search.ticker import EpochTicker
     from drltune.search.trainable import run_trial
+    from drltune.search.tune_sync import tolerate_state_sync
 
     stop = _Stop(spec.timeout)
     time_left = TimeLeft(spec.trials, counted(study), base.epochs)
@@ -362,7 +363,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     if in_main:
         signal.signal(signal.SIGINT, on_sigint)
     try:
-        with warnings.catch_warnings(), heartbeat:
+        with warnings.catch_warnings(), heartbeat, tolerate_state_sync(echo):
             warnings.simplefilter("ignore")
             tuner.fit()
     finally:
