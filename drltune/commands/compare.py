@@ -42,7 +42,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--published", type=click.Choice(["papers", "balancebenchmark", "none"]), default="papers",
               show_default=True, help="Reference rows: each method's published config (its paper's, or "
                                       "BalanceBenchmark's protocol) on the same seeds and epoch budget.")
-@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True,
+              help="Optuna sampler of every method's search: tpe, random, or gp (flat spaces only).")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="The same pruner for every method's search.")
 @click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's epoch budget [default: the dataset's].")
