@@ -666,7 +666,8 @@ def check_real(real: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[s
     return lines
 
 
-def write_figures(rows: list[dict[str, Any]], route: str, path: Path, world: str, seeds: str, budget: int) -> dict:
+def write_figures(rows: list[dict[str, Any]], route: str, path: Path, world: str, seeds: str, budget: int,
+                  quality_seeds: tuple[int, ...]) -> dict:
     """The default route's measured figures, for the line `drltune search` and `explore` print."""
     mine = [r for r in rows if r["route"] == route]
     regrets = [r["regret"] for r in mine]
@@ -678,7 +679,7 @@ def write_figures(rows: list[dict[str, Any]], route: str, path: Path, world: str
                "median_regret": round(float(np.median(regrets)), 2),
                "p90_regret": round(float(np.percentile(regrets, 90)), 2),
                "epochs_share": round(statistics.mean(r["epochs"] for r in mine) / budget, 3),
-               "best_val_std": round(100 * statistics.pstdev(r["best_val"] for r in mine), 2)}
+               "quality_seeds": list(quality_seeds)}
     path.write_text(json.dumps(figures, indent=1) + "\n")
     return figures
 
@@ -774,7 +775,8 @@ def main() -> None:
         print(f"\nreal searches ({args.check_real.name}) against the simulated spread of the same route")
         print("\n".join(check_real(real, mine)))
     if args.write_figures:
-        figures = write_figures(mine, args.write_figures, FIGURES, args.world, args.seeds, args.trials * table.epochs)
+        figures = write_figures(mine, args.write_figures, FIGURES, args.world, args.seeds, args.trials * table.epochs,
+                                table.quality_seeds)
         print(f"\nwrote {FIGURES}: {figures}")
 
 
