@@ -115,3 +115,13 @@ def test_default_space_searches_inforeg_and_gblending_over_their_declared_ranges
     assert dims["inforeg.unimodal_loss"].choices == (False, True)
     assert dims["gblending.mode"].choices == ("online", "offline")
     assert (dims["gblending.estimate_epochs"].low, dims["gblending.estimate_epochs"].high) == (2, 5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_the_estimate_builds_a_fresh_optimiser_of_every_kind(tiny_config, optimizer):
+    """The copies' optimiser is built from the config: `type(opt)(**opt.defaults)` failed for AdamW."""
+    from drltune.train import Trainer
+
+    trainer = Trainer(tiny_config(method="gblending", optimizer=optimizer, epochs=1,
+                                  params={"estimate_epochs": 2, "super_epoch": 1}))
+    assert trainer.fit().best_val_acc >= 0

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from drltune.data.batches import to_device_batch
 from drltune.methods.base import METHODS, Method, TrialView
-from drltune.methods.common import autocast
+from drltune.methods.common import autocast, build_optimizer
 from drltune.params import Param
 
 HEADS = ("audio", "visual", "fused")
@@ -108,7 +108,7 @@ class GBlending(Method):
     def _losses_of_copy(self, head: str, epoch: int) -> tuple[float, float, float, float]:
         t = self.trainer
         model = self.copy_for(head)
-        optimizer = type(t.optimizer)(model.parameters(), **t.optimizer.defaults)  # fresh, initial lr
+        optimizer = build_optimizer(t.cfg, model.parameters())  # fresh, initial lr
         # its own generator: the estimate does not move the trial's shuffling, so resumes stay exact
         gen = torch.Generator().manual_seed(t.cfg.seed * 1000 + epoch * 10 + HEADS.index(head))
         points = []

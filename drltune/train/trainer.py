@@ -20,6 +20,7 @@ from drltune.data import DataBundle, Split, load_dataset
 from drltune.data.prefetch import device_batches
 from drltune.errors import DrltuneError, RuntimeFailure
 from drltune.methods import METHODS
+from drltune.methods.common import build_optimizer
 from drltune.models import AVClassifier
 from drltune.resolve import ResolvedConfig, resolve
 from drltune.train import checkpoint, cuda_settings
@@ -110,11 +111,7 @@ class Trainer:
 
     # ---- construction -------------------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        c, params = self.cfg, self.model.parameters()
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
-        return cls(params, lr=c.lr, weight_decay=c.weight_decay)
+        return build_optimizer(self.cfg, self.model.parameters())
 
     def _build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
         c = self.cfg
