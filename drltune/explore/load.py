@@ -15,6 +15,7 @@ import pandas as pd
 from drltune import record
 from drltune.errors import DrltuneError
 from drltune.record import HISTORY_KEYS, RESULT_ATTRS, reinits_fired, trial_fusion, trial_method
+from drltune.search.optuna_private import study_id_of
 from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, first_line, open_storage, shown
 
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
@@ -32,7 +33,7 @@ def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     """Each stored study: name, dataset, trial counts by state (lower-case state names), total."""
     rows = []
     for frozen in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
-        trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
+        trials = storage.get_all_trials(study_id_of(frozen), deepcopy=False)
         counts = {state.name.lower(): sum(1 for t in trials if t.state == state)
                   for state in optuna.trial.TrialState}
         rows.append({"study": frozen.study_name, "dataset": frozen.user_attrs.get(record.DATASET),

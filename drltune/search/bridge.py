@@ -46,6 +46,7 @@ from drltune.search.space import SearchSpace
 from drltune.search.storage import HALT_S, StorageUnavailable
 from drltune.search.study import lineage, retire
 from drltune.search.trainable import RESTORED
+from drltune.search.optuna_private import storage_of, trial_id_of
 
 MAX_INVALID_IN_A_ROW = 50
 SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
@@ -188,7 +189,7 @@ class OptunaBridge(Searcher):
                 self._tell(trial, TrialState.FAIL, {record.ERROR: f"invalid configuration: {exc}"})
                 self.on_outcome(Outcome(trial.number, "failed", 0, None, f"invalid configuration: {exc}"))
                 continue
-            key = lineage_key(lineage(self.study._storage.get_trial(trial._trial_id)))
+            key = lineage_key(lineage(storage_of(self.study).get_trial(trial_id_of(trial))))
             trial.set_user_attr(record.RAY_TRIAL_ID, trial_id)
             trial.set_user_attr(record.CONFIG, cfg.to_dict())
             self.live[trial_id] = LiveTrial(trial, cfg, key=key, ray_id=trial_id)
@@ -304,7 +305,7 @@ class OptunaBridge(Searcher):
 
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
         reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
-        retire(self.study, live.trial._trial_id, reason, max_retries=None)  # a clean stop: always retried
+        retire(self.study, trial_id_of(live.trial), reason, max_retries=None)  # a clean stop: always retried
         self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 
@@ -325,7 +326,7 @@ class OptunaBridge(Searcher):
             self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
             self.study.tell(trial, value, state=state)
         except (UpdateFinishedTrialError, ValueError) as exc:  # closed elsewhere while this one was cut off
-            if isinstance(exc, ValueError) and not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+            if isinstance(exc, ValueError) and not storage_of(self.study).get_trial(trial_id_of(trial)).state.is_finished():
                 raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
             if isinstance(live, LiveTrial):
                 self.live.pop(live.ray_id, None)

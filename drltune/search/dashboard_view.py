@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.search.curve_svg import curve_svg
+from drltune.search.optuna_private import dashboard_note_keys, storage_of, study_id_of
 from drltune.search.storage import sqlite_path
 
 METRIC = "val_acc"
@@ -159,11 +160,10 @@ def write_trial_note(study: optuna.Study, trial_id: int, body: str) -> None:
     lives there: 1.4 s per trial at 2,000 notes on this machine. A trial's first Note needs no
     lookup, so this writes its two or three keys directly (O(1)); tests read it back through the
     dashboard's HTTP API."""
-    from optuna_dashboard._note import note_ver_key, split_body
-
-    storage, study_id = study._storage, study._study_id
-    storage.set_study_system_attr(study_id, note_ver_key(trial_id), 1)
-    for key, chunk in split_body(body, trial_id).items():
+    storage, study_id = storage_of(study), study_id_of(study)
+    version_key, chunks = dashboard_note_keys(trial_id, body)
+    storage.set_study_system_attr(study_id, version_key, 1)
+    for key, chunk in chunks.items():
         storage.set_study_system_attr(study_id, key, chunk)
 
 
@@ -214,7 +214,7 @@ class DashboardPublisher:
             self._warn(f"dashboard artifacts of trial {trial.number} not written: {type(exc).__name__}: {exc}")
 
     def write_note(self, number: int) -> None:
-        storage, study_id = self.study._storage, self.study._study_id
+        storage, study_id = storage_of(self.study), study_id_of(self.study)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
         frozen = storage.get_trial(trial_id)
         if frozen.state.is_finished() and not record.is_interrupted(frozen):

@@ -24,6 +24,7 @@ from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
+from drltune.search.optuna_private import trial_id_of
 
 FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S")  # to workers on a cluster
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
@@ -280,7 +281,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live))
     publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
     threads = max(1, math.floor(spec.cpus_per_trial))
-    heartbeat = Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())])
+    heartbeat = Heartbeat(study, lambda: [trial_id_of(t.trial) for t in list(bridge.live.values())])
     bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries), threads=threads,
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
