@@ -3,3 +3,10 @@
 
 class DrltuneError(Exception):
     """A user-facing error: bad input, missing data, unknown name. Never a bug."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for an `error:` message (its type's name when it says nothing):
+    database drivers and parsers put pages of context after the first line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,10 +13,10 @@ import optuna
 import pandas as pd
 
 from drltune import record
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, first_line
 from drltune.record import HISTORY_KEYS, RESULT_ATTRS, reinits_fired, trial_fusion, trial_method
 from drltune.search.optuna_private import study_id_of
-from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, first_line, open_storage, shown
+from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, open_storage, shown
 
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
                  "reinits", *RESULT_ATTRS, "duration_s", "error")

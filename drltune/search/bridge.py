@@ -41,12 +41,12 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from drltune.search.checkpoints import CheckpointStore, lineage_key
 from drltune.search.liveness import ORPHAN_S, SharedBudget
+from drltune.search.optuna_private import storage_of, trial_id_of
 from drltune.search.progress import Outcome
 from drltune.search.space import SearchSpace
 from drltune.search.storage import HALT_S, StorageUnavailable
 from drltune.search.study import lineage, retire
 from drltune.search.trainable import RESTORED
-from drltune.search.optuna_private import storage_of, trial_id_of
 
 MAX_INVALID_IN_A_ROW = 50
 SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)

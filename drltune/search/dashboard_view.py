@@ -36,8 +36,6 @@ from drltune.search.storage import sqlite_path
 METRIC = "val_acc"
 ARTIFACTS = "artifacts"
 CURVES_PER_METHOD = 3  # the study figure stays small at thousands of trials
-REINIT_KEYS = ("purity_train_audio", "purity_val_audio", "purity_train_visual", "purity_val_visual",
-               "reinit_weight_audio", "reinit_weight_visual")
 PRUNED_VALUE = ("A pruned trial's **Value** in this dashboard is its *last* epoch's val_acc (Optuna's rule); "
                 "`drltune search` and `drltune explore` rank it by its *best so far*, which its Note states.")
 
@@ -68,21 +66,6 @@ def study_note(attrs: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _reinit_rows(history: list[dict[str, Any]]) -> list[str]:
-    rows = [r for r in history if r.get("reinit")]
-    if not rows:
-        return []
-    out = ["", "**DR re-inits** (purity: k-means purity of train / val features; weight: how far the "
-                "encoder is pulled back to its initial weights)", "",
-           "| after epoch | purity audio (train / val) | purity visual (train / val) | weight audio | weight visual |",
-           "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['epoch']} | {_fmt(r.get('purity_train_audio'), 3)} / {_fmt(r.get('purity_val_audio'), 3)} "
-                   f"| {_fmt(r.get('purity_train_visual'), 3)} / {_fmt(r.get('purity_val_visual'), 3)} "
-                   f"| {_fmt(r.get('reinit_weight_audio'), 3)} | {_fmt(r.get('reinit_weight_visual'), 3)} |")
-    return out
-
-
 def _config_yaml(config: dict[str, Any]) -> str:
     import yaml
 
@@ -91,7 +74,9 @@ def _config_yaml(config: dict[str, Any]) -> str:
 
 
 def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
-    """Markdown for one finished trial: outcome, accuracy table, DR re-inits, config."""
+    """Markdown for one finished trial: outcome, accuracy table, the method's own rows, config."""
+    from drltune.methods import METHODS  # torch: only where a Note is written
+
     attrs, steps = trial.user_attrs, trial.intermediate_values
     config = record.stored_config(trial)
     history = attrs.get(record.HISTORY) or []
@@ -120,7 +105,8 @@ def trial_note(trial: FrozenTrial, study_name: str = "NAME") -> str:
         if attrs.get("test_acc") is not None:
             lines.append(f"| test | {_fmt(attrs.get('test_acc'))} | {_fmt(attrs.get('test_acc_audio'))} "
                          f"| {_fmt(attrs.get('test_acc_visual'))} |")
-    lines += _reinit_rows(history)
+    if method in METHODS:
+        lines += METHODS.get(method).note_rows(history)
     if config:
         lines += ["", f"**Config** (`drltune export --study {study_name} --trial {trial.number} -o t.yaml` "
                       "writes it whole)",

@@ -15,9 +15,11 @@ import contextlib
 from typing import Any, Iterator
 
 import optuna
-from optuna.storages._rdb import models as rdb_models  # the ORM tables, for drltune's own SQL
+from optuna.storages._rdb import models as _rdb_models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial
+
+rdb_models = _rdb_models  # Optuna's ORM tables, for drltune's own SQL in its session
 
 #: (class, private method) pairs that drltune's subclasses override (and call through `super()`).
 OVERRIDDEN: tuple[tuple[type, str], ...] = (

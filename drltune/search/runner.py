@@ -19,12 +19,12 @@ import drltune
 from drltune import record, safe_yaml
 from drltune.config import TrialConfig
 from drltune.data import DATASETS, load_dataset
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, first_line
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
-from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 from drltune.search.optuna_private import trial_id_of
+from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
 FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S")  # to workers on a cluster
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
@@ -390,6 +390,6 @@ def _init_ray(spec: SearchSpec, ray: Any) -> None:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
                 "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and "RAY_AUTH_MODE" not in os.environ else "")
-        raise DrltuneError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}{hint}") from None
+        raise DrltuneError(f"cannot start or join {where}: {first_line(exc)}{hint}") from None
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)

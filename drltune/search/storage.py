@@ -37,7 +37,7 @@ from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, I
                             ProgrammingError, SQLAlchemyError)
 from sqlalchemy.orm import selectinload
 
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, first_line
 from drltune.search.optuna_private import (RDB_PRIVATE_ROUND_TRIPS, prepared_new_trial, rdb_session,
                                            set_trial_attr_in_session, set_trial_id, set_trial_value_in_session)
 from drltune.search.optuna_private import rdb_models as models
@@ -319,11 +319,6 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def shown(storage: str) -> str:
     """A storage as printed: a URL's password masked (never print credentials)."""
     return display_url(storage) if "://" in storage else storage
@@ -394,10 +389,8 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
             # (duplicate key / table exists / database is locked): the loser retries.
             racing = not isinstance(exc, OperationalError) or "locked" in str(exc)
             if not racing or attempt == SCHEMA_RACE_RETRIES:
-                first = str(exc).strip().splitlines()[0]
-                raise DrltuneError(f"cannot open storage {display_url(url)}: {first}") from None
+                raise DrltuneError(f"cannot open storage {display_url(url)}: {first_line(exc)}") from None
             time.sleep(0.5 + attempt)
         except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DrltuneError(f"cannot open storage {display_url(url)}: {first}") from None
+            raise DrltuneError(f"cannot open storage {display_url(url)}: {first_line(exc)}") from None
     raise AssertionError("unreachable")

@@ -22,8 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.errors import DrltuneError
-from drltune.search.storage import RETRIED_ATTR, STATE_CHANGE_ATTR, AlreadyQueued
 from drltune.search.optuna_private import backend_of, storage_of, study_id_of
+from drltune.search.storage import RETRIED_ATTR, STATE_CHANGE_ATTR, AlreadyQueued
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_ID = "drltune:study_id"  # study system attr: this study's own id (its checkpoints' folder and owner)
