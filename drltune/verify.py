@@ -15,7 +15,6 @@ differences; it needs n >= 2).
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,9 +24,8 @@ from optuna.trial import FrozenTrial
 
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
-from drltune.explore.export import trial_config
 from drltune.record import VERIFY_PREFIX as PREFIX, VERIFY_SEEDS as SEEDS_ATTR, stored_config
-from drltune.resolve import resolve
+from drltune.resolve import resolve, trial_config
 
 OWN = "config"
 RESULT_KEYS = ("test_acc", "test_f1", "test_acc_audio", "test_acc_visual", "best_val_acc", "best_epoch")
@@ -189,18 +187,17 @@ def verdict(method: str, reference: str, interval: tuple[float, float, float] | 
 def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float, gpus: float | None,
             address: str | None, echo: Callable[[str], None]) -> int:
     """Train the runs not stored yet on Ray, storing each as it finishes; returns how many failed."""
-    from drltune.search.runner import RAY_QUIET_ENV, SearchSpec, _auto_gpus, _init_ray
+    from drltune.search.ray_start import auto_gpus, init_ray, quiet_ray_env
 
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    quiet_ray_env()
     import ray
 
     started = not ray.is_initialized()
     if started:
-        _init_ray(SearchSpec(address=address, concurrent=concurrent, cpus_per_trial=cpus), ray)
+        init_ray(ray, address, concurrent, cpus)
     failed = 0
     try:
-        gpus = gpus if gpus is not None else _auto_gpus(ray, concurrent)
+        gpus = gpus if gpus is not None else auto_gpus(ray, concurrent)
         remote = ray.remote(train_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
         queue, pending = list(runs), {}
         while queue or pending:

@@ -20,7 +20,14 @@ LAYERS = (
     ("parts", ("drltune.data", "drltune.models", "drltune.methods")),
     ("resolution", ("drltune.resolve", "drltune.epoch_budget")),
     ("training", ("drltune.train",)),
-    ("drivers", ("drltune.search", "drltune.explore", "drltune.verify")),
+    # The drivers, each above the ones it uses: the storage and Ray start-up every driver opens;
+    # verify re-trains stored trials; explore reads studies and verify's runs (search.choice is
+    # the reading of a finished study that explore and a search's end both print); search
+    # orchestrates all (its race runs verify, its dashboard draws explore's figures).
+    ("stores", ("drltune.search.storage", "drltune.search.optuna_private", "drltune.search.ray_start")),
+    ("verify", ("drltune.verify",)),
+    ("explore", ("drltune.explore", "drltune.search.choice")),
+    ("search", ("drltune.search",)),
     ("entry", ("drltune.cli", "drltune.commands")),
 )
 
@@ -118,6 +125,13 @@ def test_no_import_from_a_higher_layer(graph):
     upward = [f"{a} ({LAYERS[layer(a)][0]}) imports {b} ({LAYERS[layer(b)][0]})"
               for a, targets in graph.items() for b in sorted(targets) if layer(b) > layer(a)]
     assert upward == []
+
+
+def test_the_order_rejects_an_upward_import():
+    """The checker itself: verify reading explore, or the storage importing the runner, is upward."""
+    assert layer("drltune.explore.export") > layer("drltune.verify")
+    assert layer("drltune.search.runner") > layer("drltune.explore.load") > layer("drltune.search.storage")
+    assert layer("drltune.search.choice") == layer("drltune.explore")
 
 
 def test_the_walk_sees_a_circle():

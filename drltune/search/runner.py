@@ -1,11 +1,8 @@
 """`drltune search`: one study, Optuna deciding, Ray Tune executing (see bridge.py for the split)."""
 from __future__ import annotations
 
-import logging
 import math
-import os
 import signal
-import socket
 import threading
 import time
 import warnings
@@ -19,24 +16,15 @@ import drltune
 from drltune import record, safe_yaml
 from drltune.config import TrialConfig
 from drltune.data import DATASETS, load_dataset
-from drltune.errors import DrltuneError, first_line
+from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
 from drltune.search.optuna_private import trial_id_of
+from drltune.search.ray_start import auto_gpus, check_reachable, init_ray, quiet_ray_env
 from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
 
-FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S")  # to workers on a cluster
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
-
-# Before Ray is imported: no Tune loggers (CSV/JSON/TensorBoard files) and no Ray progress tables.
-# Tune's experiment state (about 19 KB per trial, every trial ever run) is rewritten every 10-16 s
-# by default: 42 MB each time at 2,000 trials. A search resumes from its Optuna study, never from
-# that file, so it is written once an hour and at the end.
-RAY_QUIET_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
-                 "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_DEDUP_LOGS": "0",
-                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
-                 "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
 
 
 @dataclass
@@ -205,7 +193,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
             "must run on the cluster); run it on the head node with --address auto, or submit it: "
             "ray job submit --address http://HEAD:8265 -- drltune search ...")
     if spec.address:
-        _check_reachable(spec.address)
+        check_reachable(spec.address)
     elif DATASETS.get(base.dataset).needs_data_root:
         # A missing or malformed data folder fails here, before the study exists, and the cache is
         # built once now instead of inside the first trial while the others wait on its lock.
@@ -265,8 +253,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
 
 def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: TrialConfig,
               store: CheckpointStore, echo: Callable[[str], None]) -> None:
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    quiet_ray_env()
     import ray
     from ray import tune
 
@@ -291,9 +278,9 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
     started_ray = not ray.is_initialized()
     if started_ray:
-        _init_ray(spec, ray)
+        init_ray(ray, spec.address, spec.concurrent, spec.cpus_per_trial)
     _check_checkpoint_reach(spec, ray)
-    gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
+    gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else auto_gpus(ray, spec.concurrent)
     echo(f"each trial gets {spec.cpus_per_trial:g} CPU and {gpus:g} GPU"
          + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpus})
@@ -351,45 +338,3 @@ def _check_checkpoint_reach(spec: SearchSpec, ray: Any) -> None:
         raise DrltuneError(
             f"the Ray cluster has {len(nodes)} nodes: trial checkpoints need a folder that every node reaches "
             "(--storage-path /shared/folder or s3://bucket/path), or pass --checkpoint-every 0")
-
-
-def _auto_gpus(ray: Any, concurrent: int) -> float:
-    """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
-    total = float(ray.cluster_resources().get("GPU", 0.0))
-    return math.floor(min(1.0, total / concurrent) * 10_000) / 10_000 if total else 0.0
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not minutes, when a HOST:PORT address has nothing listening (Ray retries long)."""
-    host, sep, port = address.rpartition(":")
-    if "://" in address or not sep or not port.isdigit():
-        return  # "auto", ray://...: Ray resolves these itself
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
-    except OSError as exc:
-        raise DrltuneError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
-
-
-def _init_ray(spec: SearchSpec, ray: Any) -> None:
-    """Local in-process Ray by default; `--address` joins a running cluster. Ray stays quiet."""
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
-                              "configure_logging": True}
-    address = spec.address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
-    if address:
-        kwargs["address"] = address
-        # Workers on a cluster do not inherit the driver's environment.
-        passed = {k: os.environ[k] for k in (*RAY_QUIET_ENV, *FORWARDED_ENV) if k in os.environ}
-        kwargs["runtime_env"] = {"env_vars": passed}
-    else:
-        # "local": always a fresh instance, never a cluster that someone started on this machine
-        kwargs.update(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1,
-                                                           math.ceil(spec.concurrent * spec.cpus_per_trial)))
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
-                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and "RAY_AUTH_MODE" not in os.environ else "")
-        raise DrltuneError(f"cannot start or join {where}: {first_line(exc)}{hint}") from None
-    for name in ("ray", "ray.tune", "ray.train", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
