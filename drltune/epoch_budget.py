@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+
 def _limits(method: str) -> list[tuple[str, Any, str]]:
     from drltune.methods import METHODS
 

@@ -110,9 +110,9 @@ def writable(study: optuna.Study, storage: str) -> optuna.Study:
     out instead of losing a finished run. A journal file is written as it was opened."""
     if "://" not in storage:
         return study
-    from drltune.search.storage import open_storage
+    from drltune.search.storage import open_writer
 
-    return optuna.load_study(study_name=study.study_name, storage=open_storage(storage))
+    return optuna.load_study(study_name=study.study_name, storage=open_writer(storage))
 
 
 def stored_runs(study: optuna.Study) -> dict[str, dict[str, Any]]:

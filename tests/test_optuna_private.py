@@ -57,6 +57,7 @@ def test_overridden_and_wrapped_methods_exist():
 def test_private_imports_resolve():
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
+    from optuna.study._frozen import FrozenStudy
     from optuna_dashboard._note import note_ver_key, split_body
 
     for table in ("StudyModel", "TrialModel", "TrialSystemAttributeModel", "TrialUserAttributeModel",
@@ -64,6 +65,7 @@ def test_private_imports_resolve():
         assert hasattr(models, table), table
     assert parameters(_create_scoped_session)[:2] == ("scoped_session", "ignore_integrity_error")
     assert parameters(note_ver_key) == ("trial_id",) and parameters(split_body) == ("note_str", "trial_id")
+    assert "study_name" in parameters(FrozenStudy)
 
 
 def test_accessors_on_a_real_study():

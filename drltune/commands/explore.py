@@ -75,9 +75,9 @@ def export_cmd(study: str | None, storage: str, top: int | None, numbers: tuple[
 def studies_cmd(storage: str) -> None:
     """List the studies of a storage with their trial counts by state."""
     from drltune.explore.load import study_rows
-    from drltune.search.storage import open_storage, shown
+    from drltune.search.storage import open_reader, shown
 
-    rows = study_rows(open_storage(storage, create=False))
+    rows = study_rows(open_reader(storage))
     if not rows:
         click.echo(f"no study in {shown(storage)} yet; run `drltune search` first")
         return

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import optuna
 from optuna.storages._rdb import models as _rdb_models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.study._frozen import FrozenStudy  # what storages list; Optuna does not export it
 from optuna.trial import FrozenTrial
 
 rdb_models = _rdb_models  # Optuna's ORM tables, for drltune's own SQL in its session
@@ -32,7 +33,8 @@ OVERRIDDEN: tuple[tuple[type, str], ...] = (
 #: RDBStorage's private methods that talk to the database (Optuna's cache wrapper calls them):
 #: `ResilientRDBStorage` wraps each in its retry.
 RDB_PRIVATE_ROUND_TRIPS: tuple[str, ...] = (
-    "_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param")
+    "_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
+    "_set_trial_param")
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -45,7 +47,7 @@ def backend_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     return getattr(study._storage, "_backend", study._storage)
 
 
-def study_id_of(study: optuna.Study | optuna.study.FrozenStudy) -> int:
+def study_id_of(study: optuna.Study | FrozenStudy) -> int:
     """The study's id in its storage (not its name: the key every storage call takes)."""
     return study._study_id
 
@@ -62,11 +64,13 @@ def set_trial_id(trial: FrozenTrial, trial_id: int) -> None:
 
 def stale_trial_ids(study: optuna.Study) -> list[int]:
     """RUNNING trials whose heartbeat is older than the grace, by the database's clock."""
-    return study._storage._get_stale_trial_ids(study._study_id)
+    storage: Any = study._storage  # RDBStorage or its cache wrapper: both have it
+    return storage._get_stale_trial_ids(study._study_id)
 
 
 @contextlib.contextmanager
-def rdb_session(storage: optuna.storages.RDBStorage, ignore_integrity_error: bool = False) -> Iterator[Any]:
+def rdb_session(storage: optuna.storages.RDBStorage,
+                ignore_integrity_error: bool = False) -> Iterator[Any]:
     """A SQLAlchemy session on the storage's engine, committed on success, rolled back on error
     (Optuna's own; it turns SQLAlchemy's errors into Optuna's)."""
     with _create_scoped_session(storage.scoped_session, ignore_integrity_error) as session:
@@ -81,19 +85,19 @@ def dashboard_note_keys(trial_id: int | None, body: str) -> tuple[str, dict[str,
     return note_ver_key(trial_id), split_body(body, trial_id)
 
 
-def prepared_new_trial(storage: optuna.storages.RDBStorage, study_id: int, template: FrozenTrial | None,
-                       session: Any) -> Any:
+def prepared_new_trial(storage: optuna.storages.RDBStorage, study_id: int,
+                       template: FrozenTrial | None, session: Any) -> Any:
     """Insert a new trial row (numbered as Optuna numbers them) inside `session`, uncommitted."""
     return storage._get_prepared_new_trial(study_id, template, session)
 
 
-def set_trial_attr_in_session(storage: optuna.storages.RDBStorage, session: Any, model: type, trial_id: int,
-                              key: str, value: Any) -> None:
+def set_trial_attr_in_session(storage: optuna.storages.RDBStorage, session: Any, model: type,
+                              trial_id: int, key: str, value: Any) -> None:
     """Write one trial user/system attribute inside `session`, uncommitted (Optuna's upsert)."""
     storage._set_trial_attr_without_commit(session, model, trial_id, key, value)
 
 
-def set_trial_value_in_session(storage: optuna.storages.RDBStorage, session: Any, trial: Any, objective: int,
-                               value: float) -> None:
+def set_trial_value_in_session(storage: optuna.storages.RDBStorage, session: Any, trial: Any,
+                               objective: int, value: float) -> None:
     """Write one objective value of a trial row inside `session`, uncommitted."""
     storage._set_trial_value_without_commit(session, trial, objective, value)

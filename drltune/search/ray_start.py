@@ -32,24 +32,28 @@ def quiet_ray_env() -> None:
 
 
 def auto_gpus(ray: Any, concurrent: int) -> float:
-    """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
+    """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4
+    decimals)."""
     total = float(ray.cluster_resources().get("GPU", 0.0))
     return math.floor(min(1.0, total / concurrent) * 10_000) / 10_000 if total else 0.0
 
 
 def check_reachable(address: str) -> None:
-    """Fail in seconds, not minutes, when a HOST:PORT address has nothing listening (Ray retries long)."""
+    """Fail in seconds, not minutes, when a HOST:PORT address has nothing listening (Ray retries
+    long)."""
     host, sep, port = address.rpartition(":")
     if "://" in address or not sep or not port.isdigit():
         return  # "auto", ray://...: Ray resolves these itself
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as exc:
-        raise DrltuneError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
+        raise DrltuneError(f"--address {address}: no Ray cluster reachable there "
+                           f"({exc.strerror or exc})") from None
 
 
 def init_ray(ray: Any, address: str | None, concurrent: int, cpus_per_task: float) -> None:
-    """Local in-process Ray by default; `address` (or RAY_ADDRESS) joins a running cluster. Ray stays quiet."""
+    """Local in-process Ray by default; `address` (or RAY_ADDRESS) joins a running cluster.
+    Ray stays quiet."""
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
                               "configure_logging": True}
     address = address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
@@ -66,8 +70,9 @@ def init_ray(ray: Any, address: str | None, concurrent: int, cpus_per_task: floa
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        token = address and "RAY_AUTH_MODE" not in os.environ
         hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
-                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and "RAY_AUTH_MODE" not in os.environ else "")
+                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if token else "")
         raise DrltuneError(f"cannot start or join {where}: {first_line(exc)}{hint}") from None
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -22,7 +22,7 @@ from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
 from drltune.search.optuna_private import trial_id_of
 from drltune.search.ray_start import auto_gpus, check_reachable, init_ray, quiet_ray_env
-from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
+from drltune.search.storage import display_url, open_reader, open_writer, resolve_storage_url, sqlite_path
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
 
@@ -132,7 +132,7 @@ def own_space_on_resume(spec: SearchSpec, space: SearchSpace, max_epochs: int) -
         return space, None
     name = study_name(spec, space)
     try:
-        storage = open_storage(spec.storage, create=False)
+        storage = open_reader(spec.storage)
         stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(record.SPACE)
     except (DrltuneError, KeyError):  # no storage or no such study yet: a new study
         return space, None
@@ -204,7 +204,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
     check_sampler(spec.sampler, space)
     url = resolve_storage_url(spec.storage)
-    storage = open_storage(url, heartbeat=True)
+    storage = open_writer(url, heartbeat=True)
     name = study_name(spec, space)
     # Each trial samples with its own seed (seed, trial number): drivers that share the study
     # propose different configurations, and one driver alone is reproducible.

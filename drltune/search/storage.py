@@ -351,6 +351,16 @@ def _open_existing(storage: str) -> optuna.storages.BaseStorage:
         raise DrltuneError(f"storage: cannot open {shown(storage)}: {first_line(exc)}") from None
 
 
+def open_reader(url: str | None) -> optuna.storages.BaseStorage:
+    """An existing storage for reading (explore, export, studies): never created, never written by us."""
+    return open_storage(url, create=False)
+
+
+def open_writer(url: str | None, heartbeat: bool = False) -> optuna.storages.BaseStorage:
+    """A storage for writing (search, verify): made when missing, every round trip retried."""
+    return open_storage(url, heartbeat=heartbeat, create=True)
+
+
 def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url` (None: the default); errors are one line.
 
