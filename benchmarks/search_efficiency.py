@@ -38,7 +38,8 @@ from optuna.trial import TrialState
 from drltune.config import TrialConfig
 from drltune.resolve import resolve
 from drltune.search.pruning import pruner_defaults
-from drltune.search.runner import DEFAULT_SPACE, RAY_QUIET_ENV, SearchSpec, base_config, run_search
+from drltune.search.ray_start import RAY_QUIET_ENV
+from drltune.search.runner import DEFAULT_SPACE, SearchSpec, base_config, run_search
 from drltune.search.samplers import make_sampler
 from drltune.search.space import load_space
 

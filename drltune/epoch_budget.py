@@ -7,23 +7,19 @@ and trains exactly like the baseline. Epochs are 0-based (a run of E epochs trai
 * DR re-initialises after epochs r, 2r, ...; one after the last epoch changes nothing, so it
   acts only when r <= E - 2;
 * ARL scales gradients only after its warm-up (`start`): it acts only when start <= E - 2.
+
+Each method declares its own limits (`Method.epoch_limits`, and its `windows`).
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-# method -> (parameter, the largest value that still acts within E epochs, as a function of E, what it is)
-THRESHOLDS = {
-    "dr": (("reinit_epoch", lambda e: e - 2, "re-init interval"),),
-    "arl": (("start", lambda e: e - 2, "warm-up end"),),
-}
-
 
 def _limits(method: str) -> list[tuple[str, Any, str]]:
     from drltune.methods import METHODS
 
-    rules = list(THRESHOLDS.get(method, ()))
     cls = METHODS.get(method)
+    rules = list(getattr(cls, "epoch_limits", ()))
     for starts, _ in getattr(cls, "windows", ()):
         rules.append((starts, lambda e: e - 1, "window start"))
     return rules

@@ -11,3 +11,10 @@ class RuntimeFailure(DrltuneError):
     """Valid input that failed while running: a database down, a training that diverged, a halted search."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for an `error:` message (its type's name when it says nothing):
+    database drivers and parsers put pages of context after the first line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -6,14 +6,19 @@ import: a method's own checks may read a config, and the config stays free of wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from drltune import record
 from drltune.config import GLOBAL_DEFAULTS, KNOBS, SETTINGS, TrialConfig
 from drltune.data import DATASETS
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.models.fusion import FUSIONS
 from drltune.params import Param, resolve_params
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,13 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
     method.check(params, out)
     dataset_params = resolve_params(dataset.params, out.dataset_params, where="dataset_params")
     return ResolvedConfig(config=out, params=params, dataset_params=dataset_params)
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
+    """A stored trial's config, resolved and written out whole (what `export` writes, `verify` re-trains)."""
+    data = trial.user_attrs.get(record.CONFIG)
+    if data is None:
+        raise DrltuneError(f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) has no stored config")
+    cfg = resolve(TrialConfig.from_dict(data, where=f"trial {trial.number}'s stored config"))
+    # Every default written out, so a later change of a default cannot change what this file trains.
+    return cfg.config.replace(params=cfg.params, dataset_params=cfg.dataset_params)

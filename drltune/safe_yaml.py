@@ -6,6 +6,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from drltune.errors import first_line
+
 
 class SafeNoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -32,8 +34,7 @@ def describe(exc: BaseException) -> str:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
     if mark is None or problem is None:
-        text = str(exc).strip()
-        return text.splitlines()[0] if text else type(exc).__name__
+        return first_line(exc)
     where = f"line {mark.line + 1}, column {mark.column + 1}"
     context = getattr(exc, "context", None)
     if context and context != problem and getattr(exc, "context_mark", None) is not None:

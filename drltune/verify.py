@@ -15,7 +15,6 @@ differences; it needs n >= 2).
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,9 +24,8 @@ from optuna.trial import FrozenTrial
 
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
-from drltune.explore.export import trial_config
 from drltune.record import VERIFY_PREFIX as PREFIX, VERIFY_SEEDS as SEEDS_ATTR, stored_config
-from drltune.resolve import resolve
+from drltune.resolve import resolve, trial_config
 from drltune.search.objective import primary
 
 OWN = "config"
@@ -113,9 +111,9 @@ def writable(study: optuna.Study, storage: str) -> optuna.Study:
     out instead of losing a finished run. A journal file is written as it was opened."""
     if "://" not in storage:
         return study
-    from drltune.search.storage import open_storage
+    from drltune.search.storage import open_writer
 
-    return optuna.load_study(study_name=study.study_name, storage=open_storage(storage))
+    return optuna.load_study(study_name=study.study_name, storage=open_writer(storage))
 
 
 def stored_runs(study: optuna.Study) -> dict[str, dict[str, Any]]:
@@ -192,18 +190,17 @@ def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float |
     """Train the runs not stored yet on Ray, storing each as it finishes; returns how many failed.
     `cpus` None: the search's default (gpu_plan.default_cpus_per_trial)."""
     from drltune.search.gpu_plan import default_cpus_per_trial, ray_nodes
-    from drltune.search.runner import RAY_QUIET_ENV, SearchSpec, _auto_gpus, _init_ray
+    from drltune.search.ray_start import auto_gpus, init_ray, quiet_ray_env
 
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    quiet_ray_env()
     import ray
 
     started = not ray.is_initialized()
     if started:
-        _init_ray(SearchSpec(address=address, concurrent=concurrent, cpus_per_trial=cpus), ray)
+        init_ray(ray, address, concurrent, cpus or 1)
     failed = 0
     try:
-        gpus = gpus if gpus is not None else _auto_gpus(ray, concurrent)
+        gpus = gpus if gpus is not None else auto_gpus(ray, concurrent)
         cpus = cpus if cpus is not None else default_cpus_per_trial(ray_nodes(ray), gpus, concurrent)
         remote = ray.remote(train_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
         queue, pending = list(runs), {}

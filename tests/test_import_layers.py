@@ -21,7 +21,18 @@ LAYERS = (
     ("parts", ("drltune.data", "drltune.models", "drltune.methods")),
     ("resolution", ("drltune.resolve", "drltune.epoch_budget", "drltune.published")),
     ("training", ("drltune.train",)),
-    ("drivers", ("drltune.search", "drltune.explore", "drltune.verify", "drltune.compare")),
+    # The drivers, each above the ones it uses: the storage, Ray start-up, objective and GPU plan every
+    # driver shares;
+    # verify re-trains stored trials; explore reads studies and verify's runs (search.choice is
+    # the reading of a finished study that explore and a search's end both print); search
+    # orchestrates all (its race runs verify, its dashboard draws explore's figures).
+    ("shared", ("drltune.search.storage", "drltune.search.optuna_private", "drltune.search.ray_start",
+                "drltune.search.objective", "drltune.search.gpu_plan", "drltune.search.study")),
+    ("verify", ("drltune.verify",)),
+    ("explore", ("drltune.explore", "drltune.search.choice", "drltune.compare.leaderboard",
+                 "drltune.compare.plan")),
+    ("search", ("drltune.search",)),
+    ("compare", ("drltune.compare",)),
     ("entry", ("drltune.cli", "drltune.commands")),
 )
 
@@ -119,6 +130,13 @@ def test_no_import_from_a_higher_layer(graph):
     upward = [f"{a} ({LAYERS[layer(a)][0]}) imports {b} ({LAYERS[layer(b)][0]})"
               for a, targets in graph.items() for b in sorted(targets) if layer(b) > layer(a)]
     assert upward == []
+
+
+def test_the_order_rejects_an_upward_import():
+    """The checker itself: verify reading explore, or the storage importing the runner, is upward."""
+    assert layer("drltune.explore.export") > layer("drltune.verify")
+    assert layer("drltune.search.runner") > layer("drltune.explore.load") > layer("drltune.search.storage")
+    assert layer("drltune.search.choice") == layer("drltune.explore")
 
 
 def test_the_walk_sees_a_circle():

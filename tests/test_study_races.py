@@ -138,7 +138,7 @@ def test_a_retried_state_change_knows_its_own_commit_from_another_drivers(tmp_pa
     # a's own commit that landed before its connection dropped: the retry says it won
     monkeypatch.setenv("DRLTUNE_STORAGE_PATIENCE_S", "30")
     second = a.ask()  # b's queued retry
-    scoped, dropped = storage_module._create_scoped_session, []
+    scoped, dropped = storage_module.rdb_session, []
 
     def dropping_after_commit(*args, **kwargs):
         context = scoped(*args, **kwargs)
@@ -156,7 +156,7 @@ def test_a_retried_state_change_knows_its_own_commit_from_another_drivers(tmp_pa
                 return result
         return Dropping()
 
-    monkeypatch.setattr(storage_module, "_create_scoped_session", dropping_after_commit)
+    monkeypatch.setattr(storage_module, "rdb_session", dropping_after_commit)
     assert a._storage.set_trial_state_values(second._trial_id, TrialState.FAIL) is True and dropped
     assert a.trials[second.number].state == TrialState.FAIL
 

@@ -87,7 +87,7 @@ def export_cmd(study: str | None, storage: str, top: int | None, numbers: tuple[
 def studies_cmd(storage: str, compare: tuple[str, str] | None, delete_name: str | None, yes: bool) -> None:
     """List the studies of a storage with their trial counts by state."""
     from drltune.explore.studies import compare_lines, delete, overview, overview_lines
-    from drltune.search.storage import database_file, open_storage, shown
+    from drltune.search.storage import database_file, open_reader, open_storage, shown
 
     if compare and delete_name:
         raise click.UsageError("use --compare or --delete, not both")
@@ -97,7 +97,7 @@ def studies_cmd(storage: str, compare: tuple[str, str] | None, delete_name: str 
         path = database_file(storage)
         if path is not None and not path.is_file():
             raise DrltuneError(f"storage: {path} does not exist")
-        backend = open_storage(storage, heartbeat=True) if "://" in storage else open_storage(storage, create=False)
+        backend = open_storage(storage, heartbeat=True) if "://" in storage else open_reader(storage)
         if not yes and not click.confirm(f"delete study {delete_name!r} and all its trials from {shown(storage)}?"):
             raise DrltuneError("not deleted")
         n = delete(backend, storage, delete_name)
@@ -108,7 +108,7 @@ def studies_cmd(storage: str, compare: tuple[str, str] | None, delete_name: str 
 
         click.echo("\n".join(compare_lines(open_study(compare[0], storage), open_study(compare[1], storage))))
         return
-    rows = overview(open_storage(storage, create=False))
+    rows = overview(open_reader(storage))
     if not rows:
         click.echo(f"no study in {shown(storage)} yet; run `drltune search` first")
         return

@@ -160,8 +160,9 @@ def dashboard_cmd(storage, study_name, artifact_dir, host, port) -> None:
 def study_page(storage, study_name: str | None) -> str:
     """`/dashboard/studies/<id>` of the named study, or of the only one; `` when there are several."""
     from drltune.errors import DrltuneError
+    from drltune.search.optuna_private import study_id_of
 
-    studies = {s.study_name: s._study_id for s in storage.get_all_studies()}
+    studies = {s.study_name: study_id_of(s) for s in storage.get_all_studies()}
     if study_name is None:
         return f"/dashboard/studies/{next(iter(studies.values()))}" if len(studies) == 1 else ""
     if study_name not in studies:

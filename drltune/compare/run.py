@@ -2,7 +2,6 @@
 (`verify.execute`), in one Ray instance; everything lands in the one storage as it finishes."""
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +65,8 @@ def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[
     seeds (only what is not stored yet), and return the leaderboard rows."""
     from drltune.methods import METHODS
     from drltune.published import published
-    from drltune.search.runner import RAY_QUIET_ENV, _init_ray, check_budget
+    from drltune.search.ray_start import init_ray, quiet_ray_env
+    from drltune.search.runner import check_budget
 
     unknown = [m for m in spec.methods if m not in METHODS]
     if unknown:
@@ -76,14 +76,12 @@ def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[
     spaces = {m: method_space_text(spec.space_file, m) for m in spec.methods}
     for text in spaces.values():  # a bad space or method block fails now, before Ray starts
         parse_space(safe_yaml.load(text), max_epochs, path=Path(spec.space_file), text=text)
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    quiet_ray_env()
     import ray
 
     started = not ray.is_initialized()
     if started:
-        _init_ray(SearchSpec(address=spec.address, concurrent=spec.concurrent, cpus_per_trial=spec.cpus_per_trial),
-                  ray)
+        init_ray(ray, spec.address, spec.concurrent, spec.cpus_per_trial or 1)
     try:
         studies = _searches(spec, spaces, max_epochs, echo)
         return _verify(spec, studies, entries, max_epochs, echo)

@@ -12,9 +12,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
-from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
-from drltune.resolve import resolve
+from drltune.resolve import trial_config
 from drltune.search.objective import pareto_front, primary, study_objective
 
 
@@ -42,15 +41,6 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
         raced = [r["trial"] for r in record.raced_ranking(study)]
         ordered = sorted(ordered, key=lambda t: raced.index(t.number) if t.number in raced else len(raced))
     return ordered[: top or 1]
-
-
-def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
-    data = trial.user_attrs.get(record.CONFIG)
-    if data is None:
-        raise DrltuneError(f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) has no stored config")
-    cfg = resolve(TrialConfig.from_dict(data, where=f"trial {trial.number}'s stored config"))
-    # Every default written out, so a later change of a default cannot change what this file trains.
-    return cfg.config.replace(params=cfg.params, dataset_params=cfg.dataset_params)
 
 
 def trial_meta(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:

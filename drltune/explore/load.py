@@ -13,10 +13,10 @@ import optuna
 import pandas as pd
 
 from drltune import record
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, first_line
 from drltune.record import HISTORY_KEYS, RESULT_ATTRS, reinits_fired, trial_fusion, trial_method
 from drltune.search.objective import pareto_front, primary, study_objective
-from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, first_line, open_storage, shown
+from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, open_reader, shown
 
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
                  "reinits", *RESULT_ATTRS, "duration_s", "error")
@@ -29,11 +29,11 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
         raise DrltuneError(f"storage: not an Optuna storage ({first_line(exc)})") from None
 
 
-def choose_study(study: str | None, storage: str = DEFAULT_STORAGE) -> str:
-    """`study`, or the only study in the storage when none is named; else a one-line error listing them."""
+def choose_study(study: str | None, names: list[str], storage: str = DEFAULT_STORAGE) -> str:
+    """`study`, or the only one of the stored `names` when none is named; else a one-line error
+    listing them (`storage`: how the error names the storage)."""
     if study is not None:
         return study
-    names = study_names(open_storage(storage, create=False))
     if len(names) == 1:
         return names[0]
     if not names:
@@ -45,9 +45,9 @@ def choose_study(study: str | None, storage: str = DEFAULT_STORAGE) -> str:
 def open_study(study: str | None, storage: str = DEFAULT_STORAGE) -> optuna.Study:
     """Load an existing study with trials (None: the storage's only study); a missing or empty one
     is a one-line error listing the stored names."""
-    study = choose_study(study, storage)
-    backend = open_storage(storage, create=False)
+    backend = open_reader(storage)  # once: a SQLite file waits out a running search's lock once, not twice
     names = study_names(backend)
+    study = choose_study(study, names, storage)
     if study not in names:
         listed = ", ".join(names) if names else "none"
         raise DrltuneError(f"no study named {study!r} in {shown(storage)}; existing studies: {listed}")

@@ -64,6 +64,7 @@ def arl_weights(logits_a: torch.Tensor, logits_v: torch.Tensor, temperature: flo
 @METHODS.register
 class ARL(Method):
     name = "arl"
+    epoch_limits = (("start", lambda e: e - 2, "warm-up end"),)  # scaling starts after epoch `start`
     description = "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size x inverse entropy"
     params = (
         Param("gamma", "float", 1.0, "weight of the unimodal CE terms after `start` (CREMA-D script 4, KS 3)",

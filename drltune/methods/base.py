@@ -1,7 +1,7 @@
 """The hooks a balancing method gives the trainer. A method is one file: a subclass + `@METHODS.register`."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,9 @@ class Method:
     metric_keys: ClassVar[tuple[str, ...]] = ()
     both_modalities: ClassVar[bool] = True  # it balances audio against visual: no unimodal runs
     windows: ClassVar[tuple[tuple[str, str], ...]] = ()  # (starts, ends) params: an empty window is an error
+    # (epoch param, the largest value that still acts in a run of E epochs, what it is): beyond it the
+    # param changes nothing, which `epoch_budget` says out loud
+    epoch_limits: ClassVar[tuple[tuple[str, Callable[[int], int], str], ...]] = ()
     # How reports name it, and the parameters `drltune explore`'s report plots against accuracy
     # (parameter -> axis label; none: no such figure).
     label: ClassVar[str] = ""
@@ -88,6 +91,11 @@ class Method:
     def epoch_text(cls, record: dict[str, Any]) -> str:
         """What `drltune train` adds to an epoch's line from this method's metrics ("" for nothing)."""
         return ""
+
+    @classmethod
+    def note_rows(cls, history: list[dict[str, Any]]) -> list[str]:
+        """Markdown lines a trial's dashboard Note adds from this method's per-epoch metrics."""
+        return []
 
     @classmethod
     def check(cls, params: dict[str, Any], cfg: TrialConfig) -> None:

@@ -49,6 +49,10 @@ def purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: in
     return float(votes) / len(y)
 
 
+def _fmt3(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
 def reinit_weight(gap: float, alpha: float) -> float:
     return math.tanh(alpha * gap)
 
@@ -63,6 +67,7 @@ def blend_(params: list[tuple[str, torch.nn.Parameter]], initial: dict[str, torc
 @METHODS.register
 class DiagnosingRelearning(Method):
     name = "dr"
+    epoch_limits = (("reinit_epoch", lambda e: e - 2, "re-init interval"),)  # after the last epoch: no effect
     description = "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init toward initial weights"
     params = (
         Param("reinit_epoch", "int", 20, "re-init after every this many epochs", 1, 1000, is_epoch=True,
@@ -100,6 +105,25 @@ class DiagnosingRelearning(Method):
         return (f"re-init w_a {record['reinit_weight_audio']:.3f} w_v {record['reinit_weight_visual']:.3f}"
                 f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
                 f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})")
+
+    @classmethod
+    def note_rows(cls, history: list[dict[str, Any]]) -> list[str]:
+        """The re-inits as a table: when, the purities that triggered them, and their weights."""
+        rows = [r for r in history if r.get("reinit")]
+        if not rows:
+            return []
+
+        out = ["", "**DR re-inits** (purity: k-means purity of train / val features; weight: how far the "
+                    "encoder is pulled back to its initial weights)", "",
+               "| after epoch | purity audio (train / val) | purity visual (train / val) | weight audio "
+               "| weight visual |",
+               "|---|---|---|---|---|"]
+        for r in rows:
+            a_train, a_val, v_train, v_val, w_a, w_v = (_fmt3(r.get(k)) for k in (
+                "purity_train_audio", "purity_val_audio", "purity_train_visual", "purity_val_visual",
+                "reinit_weight_audio", "reinit_weight_visual"))
+            out.append(f"| {r['epoch']} | {a_train} / {a_val} | {v_train} / {v_val} | {w_a} | {w_v} |")
+        return out
 
     def setup(self) -> None:
         model = self.trainer.model

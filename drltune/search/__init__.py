@@ -9,7 +9,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"SearchSpec": "runner", "run_search": "runner", "SearchSpace": "space", "load_space": "space",
-            "open_storage": "storage", "resolve_storage_url": "storage"}
+            "open_storage": "storage", "open_reader": "storage", "open_writer": "storage",
+            "resolve_storage_url": "storage"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -44,6 +44,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from drltune.search.checkpoints import CheckpointStore, lineage_key
 from drltune.search.liveness import ORPHAN_S, SharedBudget
 from drltune.search.objective import DEFAULT, Objective, parse_objective
+from drltune.search.optuna_private import storage_of, trial_id_of
 from drltune.search.progress import Outcome
 from drltune.search.space import SearchSpace
 from drltune.search.storage import HALT_S, StorageUnavailable
@@ -196,7 +197,7 @@ class OptunaBridge(Searcher):
                 self._tell(trial, TrialState.FAIL, {record.ERROR: f"invalid configuration: {exc}"})
                 self.on_outcome(Outcome(trial.number, "failed", 0, None, f"invalid configuration: {exc}"))
                 continue
-            root = lineage(self.study._storage.get_trial(trial._trial_id))
+            root = lineage(storage_of(self.study).get_trial(trial_id_of(trial)))
             key = lineage_key(root)
             trial.set_user_attr(record.RAY_TRIAL_ID, trial_id)
             trial.set_user_attr(record.CONFIG, cfg.to_dict())
@@ -321,7 +322,7 @@ class OptunaBridge(Searcher):
 
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
         reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
-        retire(self.study, live.trial._trial_id, reason, max_retries=None)  # a clean stop: always retried
+        retire(self.study, trial_id_of(live.trial), reason, max_retries=None)  # a clean stop: always retried
         if self.tracking is not None:
             self.tracking.end(live, "interrupted", {record.ERROR: reason})
         self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
@@ -344,7 +345,7 @@ class OptunaBridge(Searcher):
             self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
             self.study.tell(trial, value, state=state)
         except (UpdateFinishedTrialError, ValueError) as exc:  # closed elsewhere while this one was cut off
-            if isinstance(exc, ValueError) and not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+            if isinstance(exc, ValueError) and not storage_of(self.study).get_trial(trial_id_of(trial)).state.is_finished():
                 raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
             if isinstance(live, LiveTrial):
                 self.live.pop(live.ray_id, None)

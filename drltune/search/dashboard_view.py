@@ -30,13 +30,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.search.curve_svg import curve_svg
+from drltune.search.optuna_private import dashboard_note_keys, storage_of, study_id_of
 from drltune.search.storage import sqlite_path
 
 METRIC = "val_acc"
 ARTIFACTS = "artifacts"
 CURVES_PER_METHOD = 3  # the study figure stays small at thousands of trials
-REINIT_KEYS = ("purity_train_audio", "purity_val_audio", "purity_train_visual", "purity_val_visual",
-               "reinit_weight_audio", "reinit_weight_visual")
 PRUNED_VALUE = ("A pruned trial's **Value** in this dashboard is its *last* epoch's val_acc (Optuna's rule); "
                 "`drltune search` and `drltune explore` rank it by its *best so far*, which its Note states.")
 
@@ -78,21 +77,6 @@ def _objective_line(names: list[str]) -> str:
         "beats on both. A two-objective study is never pruned.")
 
 
-def _reinit_rows(history: list[dict[str, Any]]) -> list[str]:
-    rows = [r for r in history if r.get("reinit")]
-    if not rows:
-        return []
-    out = ["", "**DR re-inits** (purity: k-means purity of train / val features; weight: how far the "
-                "encoder is pulled back to its initial weights)", "",
-           "| after epoch | purity audio (train / val) | purity visual (train / val) | weight audio | weight visual |",
-           "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['epoch']} | {_fmt(r.get('purity_train_audio'), 3)} / {_fmt(r.get('purity_val_audio'), 3)} "
-                   f"| {_fmt(r.get('purity_train_visual'), 3)} / {_fmt(r.get('purity_val_visual'), 3)} "
-                   f"| {_fmt(r.get('reinit_weight_audio'), 3)} | {_fmt(r.get('reinit_weight_visual'), 3)} |")
-    return out
-
-
 def _config_yaml(config: dict[str, Any]) -> str:
     import yaml
 
@@ -101,7 +85,9 @@ def _config_yaml(config: dict[str, Any]) -> str:
 
 
 def trial_note(trial: FrozenTrial, study_name: str = "NAME", metric_names: list[str] | None = None) -> str:
-    """Markdown for one finished trial: outcome, accuracy table, DR re-inits, config."""
+    """Markdown for one finished trial: outcome, accuracy table, the method's own rows, config."""
+    from drltune.methods import METHODS  # torch: only where a Note is written
+
     attrs, steps = trial.user_attrs, trial.intermediate_values
     config = record.stored_config(trial)
     history = attrs.get(record.HISTORY) or []
@@ -135,7 +121,8 @@ def trial_note(trial: FrozenTrial, study_name: str = "NAME", metric_names: list[
         if attrs.get("test_acc") is not None:
             lines.append(f"| test | {_fmt(attrs.get('test_acc'))} | {_fmt(attrs.get('test_acc_audio'))} "
                          f"| {_fmt(attrs.get('test_acc_visual'))} |")
-    lines += _reinit_rows(history)
+    if method in METHODS:
+        lines += METHODS.get(method).note_rows(history)
     if config:
         lines += ["", f"**Config** (`drltune export --study {study_name} --trial {trial.number} -o t.yaml` "
                       "writes it whole)",
@@ -175,11 +162,10 @@ def write_trial_note(study: optuna.Study, trial_id: int, body: str) -> None:
     lives there: 1.4 s per trial at 2,000 notes on this machine. A trial's first Note needs no
     lookup, so this writes its two or three keys directly (O(1)); tests read it back through the
     dashboard's HTTP API."""
-    from optuna_dashboard._note import note_ver_key, split_body
-
-    storage, study_id = study._storage, study._study_id
-    storage.set_study_system_attr(study_id, note_ver_key(trial_id), 1)
-    for key, chunk in split_body(body, trial_id).items():
+    storage, study_id = storage_of(study), study_id_of(study)
+    version_key, chunks = dashboard_note_keys(trial_id, body)
+    storage.set_study_system_attr(study_id, version_key, 1)
+    for key, chunk in chunks.items():
         storage.set_study_system_attr(study_id, key, chunk)
 
 
@@ -230,7 +216,7 @@ class DashboardPublisher:
             self._warn(f"dashboard artifacts of trial {trial.number} not written: {type(exc).__name__}: {exc}")
 
     def write_note(self, number: int) -> None:
-        storage, study_id = self.study._storage, self.study._study_id
+        storage, study_id = storage_of(self.study), study_id_of(self.study)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
         frozen = storage.get_trial(trial_id)
         if frozen.state.is_finished() and not record.is_interrupted(frozen):

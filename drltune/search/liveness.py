@@ -32,6 +32,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, NOT_RUN, NOT_RUN_ERROR
+from drltune.search.optuna_private import (backend_of, stale_trial_ids, storage_of, study_id_of,
+                                           trial_id_of)
 from drltune.search.storage import GRACE_S, HALT_S, HEARTBEAT_S, StorageUnavailable
 from drltune.search.study import FINISHED_OK, retire
 
@@ -76,7 +78,7 @@ def died_here(trial: FrozenTrial) -> bool:
 
 
 def _backend(study: optuna.Study) -> optuna.storages.BaseStorage:
-    return getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+    return backend_of(study)
 
 
 def _unclaimed(study: optuna.Study, running: list[FrozenTrial]) -> set[int]:
@@ -88,12 +90,12 @@ def _unclaimed(study: optuna.Study, running: list[FrozenTrial]) -> set[int]:
     lookup = getattr(_backend(study), "running_trial_ids_without_heartbeat", None)
     if lookup is None:
         return set()
-    unbeaten, now = lookup(study._study_id), time.monotonic()
+    unbeaten, now = lookup(study_id_of(study)), time.monotonic()
     where = str(getattr(_backend(study), "url", id(_backend(study))))
     for key in list(_first_seen_unclaimed):
         if key[0] == where and key[1] not in unbeaten:
             del _first_seen_unclaimed[key]
-    ids = {t._trial_id for t in running if t._trial_id in unbeaten}
+    ids = {trial_id_of(t) for t in running if trial_id_of(t) in unbeaten}
     return {i for i in ids if now - _first_seen_unclaimed.setdefault((where, i), now) >= ORPHAN_S}
 
 
@@ -103,17 +105,17 @@ def stale_trials(study: optuna.Study, me: str | None = None) -> list[FrozenTrial
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
-    by_clock = set(study._storage._get_stale_trial_ids(study._study_id))
+    by_clock = set(stale_trial_ids(study))
     unclaimed = _unclaimed(study, running)  # this driver's own too: one it runs has a heartbeat
-    return [t for t in running if t._trial_id in unclaimed
-            or ((me is None or t.user_attrs.get(DRIVER_ATTR) != me) and (t._trial_id in by_clock or died_here(t)))]
+    return [t for t in running if trial_id_of(t) in unclaimed
+            or ((me is None or t.user_attrs.get(DRIVER_ATTR) != me) and (trial_id_of(t) in by_clock or died_here(t)))]
 
 
 def retire_stale(study: optuna.Study, max_retries: int | None, me: str | None = None) -> int:
     """Close stale RUNNING trials as FAIL and queue them again; safe against a second driver
     retiring the same trial (only the one whose FAIL lands queues the retry)."""
     reason = "interrupted: the search driver stopped before this trial finished (retried on resume)"
-    return sum(retire(study, t._trial_id, reason, max_retries) for t in stale_trials(study, me))
+    return sum(retire(study, trial_id_of(t), reason, max_retries) for t in stale_trials(study, me))
 
 
 class Heartbeat:
@@ -132,7 +134,7 @@ class Heartbeat:
 
     def beat(self, trial_ids: Iterable[int]) -> None:
         for trial_id in trial_ids:
-            self.study._storage.record_heartbeat(trial_id)
+            storage_of(self.study).record_heartbeat(trial_id)
         self.last_ok = time.monotonic()
 
     def failing_for(self) -> float:
@@ -197,22 +199,22 @@ class SharedBudget:
 
     def claim(self, trial: optuna.Trial) -> bool:
         """Mark a freshly asked trial as ours; False (and the trial closed) when it is past the budget."""
-        storage = self.study._storage
-        storage.set_trial_user_attr(trial._trial_id, DRIVER_ATTR, self.driver)
-        storage.set_trial_user_attr(trial._trial_id, DRIVER_NS_ATTR, self.namespace)
-        storage.record_heartbeat(trial._trial_id)
+        storage = storage_of(self.study)
+        storage.set_trial_user_attr(trial_id_of(trial), DRIVER_ATTR, self.driver)
+        storage.set_trial_user_attr(trial_id_of(trial), DRIVER_NS_ATTR, self.namespace)
+        storage.record_heartbeat(trial_id_of(trial))
         ahead = sum(1 for t in self._places() if t.number < trial.number)
         if ahead < self.target:
             return True
         try:
-            storage.set_trial_user_attr(trial._trial_id, NOT_RUN, True)  # not `interrupted`: never queued again
-            storage.set_trial_user_attr(trial._trial_id, ERROR, f"{NOT_RUN_ERROR} the study reached --trials "
+            storage.set_trial_user_attr(trial_id_of(trial), NOT_RUN, True)  # not `interrupted`: never queued again
+            storage.set_trial_user_attr(trial_id_of(trial), ERROR, f"{NOT_RUN_ERROR} the study reached --trials "
                                                                 f"{self.target} (another driver was first)")
             self.study.tell(trial, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
         except ValueError:  # study.tell's "Cannot tell a FAIL trial": another driver closed it first
-            if not storage.get_trial(trial._trial_id).state.is_finished():
+            if not storage.get_trial(trial_id_of(trial)).state.is_finished():
                 raise
         self._next_check = time.monotonic() + RECHECK_S
         return False

@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune.errors import DrltuneError
 from drltune.record import REINIT_EPOCHS as REINIT_ATTR
+from drltune.search.optuna_private import storage_of
 
 PRUNERS = ("hyperband", "median", "sha", "none")
 PEER_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -120,7 +121,7 @@ class BracketStudy(optuna.Study):
     (Optuna 5.0), so TPE learned from every bracket at once; this one filters both."""
 
     def __init__(self, study: optuna.Study, pruner: HyperbandPruner, bracket_id: int) -> None:
-        super().__init__(study_name=study.study_name, storage=study._storage, sampler=study.sampler, pruner=pruner)
+        super().__init__(study_name=study.study_name, storage=storage_of(study), sampler=study.sampler, pruner=pruner)
         self._whole, self._bracket_id = study, bracket_id
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,

@@ -1,11 +1,9 @@
 """`drltune search`: one study, Optuna deciding, Ray Tune executing (see bridge.py for the split)."""
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
-import socket
 import threading
 import time
 import warnings
@@ -26,21 +24,12 @@ from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folde
 from drltune.search.gpu_plan import (check_device_for_ray, check_memory_fits, cpus_split, largest,
                                      local_gpu_bytes, ray_nodes, trial_memory)
 from drltune.search.objective import Objective, parse_objective
+from drltune.search.optuna_private import trial_id_of
+from drltune.search.ray_start import auto_gpus, check_reachable, init_ray, quiet_ray_env
 from drltune.search.resources import check_fits, check_local_cpus
-from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
+from drltune.search.storage import display_url, open_reader, open_writer, resolve_storage_url, sqlite_path
 
-FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S",  # to workers on a cluster
-                 "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG")
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
-
-# Before Ray is imported: no Tune loggers (CSV/JSON/TensorBoard files) and no Ray progress tables.
-# Tune's experiment state (about 19 KB per trial, every trial ever run) is rewritten every 10-16 s
-# by default: 42 MB each time at 2,000 trials. A search resumes from its Optuna study, never from
-# that file, so it is written once an hour and at the end.
-RAY_QUIET_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
-                 "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_DEDUP_LOGS": "0",
-                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
-                 "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
 
 
 @dataclass
@@ -153,7 +142,7 @@ def own_space_on_resume(spec: SearchSpec, space: SearchSpace, max_epochs: int) -
         return space, None
     name = study_name(spec, space)
     try:
-        storage = open_storage(spec.storage, create=False)
+        storage = open_reader(spec.storage)
         stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(record.SPACE)
     except (DrltuneError, KeyError):  # no storage or no such study yet: a new study
         return space, None
@@ -219,7 +208,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
         if spec.cpus_per_trial is not None:
             check_local_cpus(spec.cpus_per_trial)  # before the study exists and Ray starts
     if spec.address:
-        _check_reachable(spec.address)
+        check_reachable(spec.address)
     elif DATASETS.get(base.dataset).needs_data_root:
         # A missing or malformed data folder fails here, before the study exists, and the cache is
         # built once now instead of inside the first trial while the others wait on its lock.
@@ -230,7 +219,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
     check_sampler(spec.sampler, space)
     url = resolve_storage_url(spec.storage)
-    storage = open_storage(url, heartbeat=True)
+    storage = open_writer(url, heartbeat=True)
     name = study_name(spec, space)
     # Each trial samples with its own seed (seed, trial number): drivers that share the study
     # propose different configurations, and one driver alone is reproducible.
@@ -285,8 +274,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
 
 def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: TrialConfig,
               store: CheckpointStore, echo: Callable[[str], None], objective: Objective) -> None:
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    quiet_ray_env()
     import ray
     from ray import tune
 
@@ -306,7 +294,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     plain_echo, echo = echo, (bar.write if bar is not None else echo)  # lines go above the bar
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
     publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
-    heartbeat = Heartbeat(study, lambda: [t.trial._trial_id for t in list(bridge.live.values())])
+    heartbeat = Heartbeat(study, lambda: [trial_id_of(t.trial) for t in list(bridge.live.values())])
     bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries),
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
@@ -325,9 +313,9 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     started_ray = not ray.is_initialized()
     try:
         if started_ray:
-            _init_ray(spec, ray)
+            init_ray(ray, spec.address, spec.concurrent, spec.cpus_per_trial or 1)
         _check_checkpoint_reach(spec, ray)
-        gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else _auto_gpus(ray, spec.concurrent)
+        gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else auto_gpus(ray, spec.concurrent)
         cpus, cpus_note = trial_cpus(spec, ray, gpus)
         check_fits({"CPU": cpus, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec), warn=echo)
         if gpus and not _joins_cluster(spec):
@@ -430,48 +418,6 @@ def _searches(space: SearchSpace, key: str) -> bool:
     return any(d.name == key and d.searched for d in space.top)
 
 
-def _auto_gpus(ray: Any, concurrent: int) -> float:
-    """CUDA when present: the cluster's GPUs shared by the concurrent trials (Ray takes 4 decimals)."""
-    total = float(ray.cluster_resources().get("GPU", 0.0))
-    return math.floor(min(1.0, total / concurrent) * 10_000) / 10_000 if total else 0.0
-
-
 def _joins_cluster(spec: SearchSpec) -> bool:
     """--address, or RAY_ADDRESS (set by `ray job submit`): a cluster, not a local Ray."""
     return bool(spec.address or os.environ.get("RAY_ADDRESS"))
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not minutes, when a HOST:PORT address has nothing listening (Ray retries long)."""
-    host, sep, port = address.rpartition(":")
-    if "://" in address or not sep or not port.isdigit():
-        return  # "auto", ray://...: Ray resolves these itself
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
-    except OSError as exc:
-        raise DrltuneError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
-
-
-def _init_ray(spec: SearchSpec, ray: Any) -> None:
-    """Local in-process Ray by default; `--address` joins a running cluster. Ray stays quiet."""
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
-                              "configure_logging": True}
-    address = spec.address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
-    if address:
-        kwargs["address"] = address
-        # Workers on a cluster do not inherit the driver's environment.
-        passed = {k: os.environ[k] for k in (*RAY_QUIET_ENV, *FORWARDED_ENV) if k in os.environ}
-        kwargs["runtime_env"] = {"env_vars": passed}
-    else:
-        # "local": always a fresh instance, never a cluster that someone started on this machine
-        kwargs.update(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1,
-                                                           math.ceil(spec.concurrent * (spec.cpus_per_trial or 1))))
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
-                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and "RAY_AUTH_MODE" not in os.environ else "")
-        raise DrltuneError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}{hint}") from None
-    for name in ("ray", "ray.tune", "ray.train", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)

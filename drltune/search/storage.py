@@ -30,8 +30,6 @@ from typing import Any, Callable, Sequence
 import optuna
 from filelock import FileLock
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
@@ -39,7 +37,10 @@ from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, I
                             ProgrammingError, SQLAlchemyError)
 from sqlalchemy.orm import selectinload
 
-from drltune.errors import DrltuneError, RuntimeFailure
+from drltune.errors import DrltuneError, RuntimeFailure, first_line
+from drltune.search.optuna_private import (RDB_PRIVATE_ROUND_TRIPS, prepared_new_trial, rdb_session,
+                                           set_trial_attr_in_session, set_trial_id, set_trial_value_in_session)
+from drltune.search.optuna_private import rdb_models as models
 
 STUDIES_DIR = "studies"
 DEFAULT_DB = "drltune.db"
@@ -139,17 +140,17 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         (`requeue_lost`) at the same moment queue one retry between them; the others get
         AlreadyQueued. (Optuna's insert-or-update of attrs would let both pass.)"""
         try:
-            with _create_scoped_session(self.scoped_session) as session:
+            with rdb_session(self) as session:
                 models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers, as Optuna
                 parent_id = session.query(models.TrialModel.trial_id).filter(
                     models.TrialModel.study_id == study_id, models.TrialModel.number == parent).scalar()
                 session.add(models.TrialSystemAttributeModel(trial_id=parent_id, key=RETRIED_ATTR,
                                                              value_json=json.dumps(True)))
                 session.flush()
-                trial = self._get_prepared_new_trial(study_id, template_trial, session)
+                trial = prepared_new_trial(self, study_id, template_trial, session)
                 frozen = copy.deepcopy(template_trial)  # as Optuna's _create_new_trial returns it
                 frozen.number, frozen.datetime_start = trial.number, trial.datetime_start
-                frozen._trial_id = trial.trial_id
+                set_trial_id(frozen, trial.trial_id)
                 return frozen
         except IntegrityError:
             raise AlreadyQueued(f"the retry of trial #{parent} is queued already") from None
@@ -175,17 +176,16 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
     def _change_state(self, trial_id: int, state: TrialState, values: Sequence[float] | None,
                       user_attrs: dict[str, Any], token: str) -> bool:
         try:
-            with _create_scoped_session(self.scoped_session) as session:
+            with rdb_session(self) as session:
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
                 read = trial.state
                 if not read.is_finished() and (state != TrialState.RUNNING or read == TrialState.WAITING):
                     for objective, value in enumerate(values or ()):
-                        self._set_trial_value_without_commit(session, trial, objective, value)
+                        set_trial_value_in_session(self, session, trial, objective, value)
                     for key, value in user_attrs.items():
-                        self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key,
-                                                            value)
-                    self._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id,
-                                                        STATE_CHANGE_ATTR, token)
+                        set_trial_attr_in_session(self, session, models.TrialUserAttributeModel, trial_id, key, value)
+                    set_trial_attr_in_session(self, session, models.TrialSystemAttributeModel, trial_id,
+                                              STATE_CHANGE_ATTR, token)
                     changes: dict[str, Any] = {"state": state}
                     if state == TrialState.RUNNING:
                         changes["datetime_start"] = datetime.now()
@@ -201,7 +201,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         except IntegrityError:
             return False
         except _Lost as lost:
-            with _create_scoped_session(self.scoped_session) as session:
+            with rdb_session(self) as session:
                 mine = session.query(models.TrialSystemAttributeModel.value_json).filter(
                     models.TrialSystemAttributeModel.trial_id == trial_id,
                     models.TrialSystemAttributeModel.key == STATE_CHANGE_ATTR).scalar()
@@ -219,14 +219,14 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         """The study's system attr `key`, `value` written first when it has none; drivers racing to
         write it all get the first one's (the key is unique: a later insert fails and is dropped)."""
         try:
-            with _create_scoped_session(self.scoped_session) as session:
+            with rdb_session(self) as session:
                 study = models.StudyModel.find_or_raise_by_id(study_id, session)
                 if models.StudySystemAttributeModel.find_by_study_and_key(study, key, session) is None:
                     session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
                                                                  value_json=json.dumps(value)))
         except IntegrityError:
             pass
-        with _create_scoped_session(self.scoped_session) as session:
+        with rdb_session(self) as session:
             study = models.StudyModel.find_or_raise_by_id(study_id, session)
             return json.loads(models.StudySystemAttributeModel.find_by_study_and_key(study, key, session).value_json)
 
@@ -246,7 +246,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
 
     def record_heartbeat(self, trial_id: int) -> None:
         """Optuna's, stamped with the database's UTC clock (see `_utc_now`)."""
-        with _create_scoped_session(self.scoped_session, True) as session:
+        with rdb_session(self, True) as session:
             heartbeat = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
             if heartbeat is None:
                 session.add(models.TrialHeartbeatModel(trial_id=trial_id, heartbeat=self._utc_now()))
@@ -257,7 +257,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         """Optuna's, on the database's UTC clock (see `_utc_now`)."""
         assert self.heartbeat_interval is not None
         grace = timedelta(seconds=self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval)
-        with _create_scoped_session(self.scoped_session, True) as session:
+        with rdb_session(self, True) as session:
             now = session.execute(select(self._utc_now())).scalar_one()
             heartbeat = models.TrialHeartbeatModel
             beats = (session.query(models.TrialModel.trial_id, heartbeat.heartbeat)
@@ -268,7 +268,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
 
     def running_trial_ids_without_heartbeat(self, study_id: int) -> set[int]:
         """RUNNING trials that never recorded a heartbeat (their driver never claimed them)."""
-        with _create_scoped_session(self.scoped_session) as session:
+        with rdb_session(self) as session:
             running = (session.query(models.TrialModel)
                        .options(selectinload(models.TrialModel.heartbeats))
                        .filter(models.TrialModel.state == TrialState.RUNNING,
@@ -276,14 +276,14 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             return {t.trial_id for t in running if not t.heartbeats}
 
 
-for _name in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
-              "running_trial_ids_without_heartbeat", "setdefault_study_system_attr", "create_new_study", "delete_study",
-              "get_all_studies", "get_study_directions",
-              "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
-              "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
-              "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",
-              "set_study_user_attr", "set_trial_intermediate_value", "_change_state",
-              "set_trial_system_attr", "set_trial_user_attr"):
+for _name in RDB_PRIVATE_ROUND_TRIPS + (
+        "running_trial_ids_without_heartbeat", "setdefault_study_system_attr", "create_new_study", "delete_study",
+        "get_all_studies", "get_study_directions",
+        "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
+        "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
+        "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",
+        "set_study_user_attr", "set_trial_intermediate_value", "_change_state", "set_trial_system_attr",
+        "set_trial_user_attr"):
     setattr(ResilientRDBStorage, _name, _retrying(getattr(ResilientRDBStorage, _name)))
 
 
@@ -317,11 +317,6 @@ def sqlite_path(url: str) -> Path | None:
 def display_url(url: str) -> str:
     """The URL with any password masked, for printing (never print credentials)."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # The package a storage URL's missing driver module comes from (SQLAlchemy names the module only).
@@ -374,6 +369,16 @@ def _open_existing(storage: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, skip_table_creation=True)
     except Exception as exc:  # SQLAlchemy / driver errors: report the cause, one line
         raise RuntimeFailure(f"storage: cannot open {shown(storage)}: {cause_text(exc)}") from None
+
+
+def open_reader(url: str | None) -> optuna.storages.BaseStorage:
+    """An existing storage for reading (explore, export, studies): never created, never written by us."""
+    return open_storage(url, create=False)
+
+
+def open_writer(url: str | None, heartbeat: bool = False) -> optuna.storages.BaseStorage:
+    """A storage for writing (search, verify): made when missing, every round trip retried."""
+    return open_storage(url, heartbeat=heartbeat, create=True)
 
 
 def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from drltune import record
 from drltune.errors import DrltuneError
 from drltune.search.objective import DEFAULT, Objective, parse_objective
+from drltune.search.optuna_private import backend_of, storage_of, study_id_of
 from drltune.search.storage import RETRIED_ATTR, STATE_CHANGE_ATTR, AlreadyQueued
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -80,17 +81,17 @@ def _check_objective(name: str, study: optuna.Study, objective: Objective) -> No
 def study_uid(study: optuna.Study) -> str:
     """The study's own id (uuid4 hex), made once: unlike its name, it tells apart two studies of one
     name in two databases, or a study deleted and made again."""
-    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+    backend = backend_of(study)
     if hasattr(backend, "setdefault_study_system_attr"):  # drivers racing to make it agree on one
-        return backend.setdefault_study_system_attr(study._study_id, STUDY_ID, uuid.uuid4().hex)
+        return backend.setdefault_study_system_attr(study_id_of(study), STUDY_ID, uuid.uuid4().hex)
     if not has_uid(study):
-        study._storage.set_study_system_attr(study._study_id, STUDY_ID, uuid.uuid4().hex)
-    return study._storage.get_study_system_attrs(study._study_id)[STUDY_ID]
+        storage_of(study).set_study_system_attr(study_id_of(study), STUDY_ID, uuid.uuid4().hex)
+    return storage_of(study).get_study_system_attrs(study_id_of(study))[STUDY_ID]
 
 
 def has_uid(study: optuna.Study) -> bool:
     """False for a study made before studies had ids (until `study_uid` gives it one)."""
-    return STUDY_ID in study._storage.get_study_system_attrs(study._study_id)
+    return STUDY_ID in storage_of(study).get_study_system_attrs(study_id_of(study))
 
 
 def counted(study: optuna.Study) -> int:
@@ -139,7 +140,7 @@ def _queue_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
 def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | None) -> bool:
     """Close a cut-off RUNNING trial as FAIL with `reason` and queue it again (at most `max_retries`
     times along its chain; None: always). False when another driver closed it first."""
-    storage = study._storage
+    storage = storage_of(study)
     trial = storage.get_trial(trial_id)
     if trial.state != TrialState.RUNNING:
         return False
@@ -147,7 +148,7 @@ def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | N
     labels = {record.ERROR: reason if retried else
               f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)",
               record.INTERRUPTED: retried}
-    backend = getattr(storage, "_backend", storage)  # under Optuna's cache wrapper
+    backend = backend_of(study)
     try:
         if hasattr(backend, "change_trial_state"):  # labels and FAIL in one transaction that one driver wins
             won = backend.change_trial_state(trial_id, TrialState.FAIL, user_attrs=labels)

@@ -107,14 +107,6 @@ def save(directory: str | os.PathLike, state: dict[str, Any],
     return written
 
 
-def completed_epochs(directory: str | os.PathLike) -> int:
-    """How many epochs the checkpoint in `directory` holds (0 without one)."""
-    path = checkpoint_path(directory)
-    if not path.exists():
-        return 0
-    return len(json.loads(torch.load(path, map_location="cpu", weights_only=True)["history"]))
-
-
 def load(directory: str | os.PathLike, config: dict[str, Any], owner: str | None = None) -> dict[str, Any] | None:
     """The state saved in `directory`, or None when there is none; refuses another config's checkpoint,
     and with `owner` (a study's id, see search/study.py) one that another study saved (one saved
