@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup search test bench clean
+.PHONY: setup search test lint bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,9 @@ search: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check drltune
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dr_vs_baseline.py

@@ -78,7 +78,8 @@ def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
     """A stored trial's config, resolved and written out whole (what `export` writes, `verify` re-trains)."""
     data = trial.user_attrs.get(record.CONFIG)
     if data is None:
-        raise DrltuneError(f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) has no stored config")
+        raise DrltuneError(f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) "
+                           "has no stored config")
     cfg = resolve(TrialConfig.from_dict(data, where=f"trial {trial.number}'s stored config"))
     # Every default written out, so a later change of a default cannot change what this file trains.
     return cfg.config.replace(params=cfg.params, dataset_params=cfg.dataset_params)

@@ -24,7 +24,9 @@ from optuna.trial import FrozenTrial
 
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
-from drltune.record import VERIFY_PREFIX as PREFIX, VERIFY_SEEDS as SEEDS_ATTR, stored_config
+from drltune.record import VERIFY_PREFIX as PREFIX
+from drltune.record import VERIFY_SEEDS as SEEDS_ATTR
+from drltune.record import stored_config
 from drltune.resolve import resolve, trial_config
 from drltune.search.objective import primary
 

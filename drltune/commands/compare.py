@@ -46,7 +46,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Optuna sampler of every method's search: tpe, random, or gp (flat spaces only).")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="The same pruner for every method's search.")
-@click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's epoch budget [default: the dataset's].")
+@click.option("--max-epochs", type=click.IntRange(1, 100_000),
+              help="Each trial's epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Runs at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
               callback=_finite, help="CPUs of each trial and verification run.")
@@ -55,7 +56,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--address", help="Join this Ray cluster (e.g. auto, 10.0.0.5:6379).")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="Seed of every search trial and of the samplers (the verification seeds are fresh ones).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the leaderboard here.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the leaderboard here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Fix a TrialConfig key for every run, e.g. dataset_params.n_train=120.")
 def compare_cmd(dataset, data_root, methods, trials_per_method, seeds, space_file, prefix, storage, published,

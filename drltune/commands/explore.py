@@ -16,7 +16,8 @@ STORAGE = click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
 @click.command("explore")
 @STUDY
 @STORAGE
-@click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Rows of the top-trials table.")
+@click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True,
+              help="Rows of the top-trials table.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="table for reading; csv (the top-trials table, every column) or json (everything) for scripts.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),

@@ -44,7 +44,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--pruner-warmup", type=click.IntRange(1, 100_000),
               help="Epochs every trial trains before it can be pruned (sha/hyperband: the first rung) "
                    "[default: max-epochs/15, at least 1].")
-@click.option("--max-epochs", type=click.IntRange(1, 100_000), help="Each trial's full epoch budget [default: the dataset's].")
+@click.option("--max-epochs", type=click.IntRange(1, 100_000),
+              help="Each trial's full epoch budget [default: the dataset's].")
 @click.option("--concurrent", type=click.IntRange(1, 10_000), default=2, show_default=True, help="Trials at a time.")
 @click.option("--cpus-per-trial", type=click.FloatRange(0.0, min_open=True), callback=_finite,
               help="CPUs (and torch/k-means threads) per trial [default: 1 without GPUs; with GPUs a node's "

@@ -10,8 +10,7 @@ import click
 
 from drltune.config import KNOBS, TrialConfig
 from drltune.errors import DrltuneError
-from drltune.tracking import (DEFAULT_MLFLOW_URI, TAG_DATASET, TAG_METHOD, TRACKERS, TRAIN_EXPERIMENT,
-                              check_tracker)
+from drltune.tracking import DEFAULT_MLFLOW_URI, TAG_DATASET, TAG_METHOD, TRACKERS, TRAIN_EXPERIMENT, check_tracker
 
 if TYPE_CHECKING:
     from drltune.methods import Method
@@ -21,7 +20,8 @@ if TYPE_CHECKING:
 def epoch_line(record: dict[str, Any], method: type[Method]) -> str:
     """One epoch as `drltune train` prints it; the method adds its own metrics (Method.epoch_text)."""
     line = (f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  val_acc {record['val_acc']:.4f}  "
-            f"val_f1 {record['val_f1']:.4f}  audio {record['val_acc_audio']:.3f}  visual {record['val_acc_visual']:.3f}")
+            f"val_f1 {record['val_f1']:.4f}  audio {record['val_acc_audio']:.3f}  "
+            f"visual {record['val_acc_visual']:.3f}")
     extra = method.epoch_text(record)
     return line + (f"  {extra}" if extra else "") + f"  {record['seconds']:.1f}s"
 
@@ -67,8 +67,8 @@ def run_one(cfg: TrialConfig, quiet: bool = False, save_model: str | None = None
 
 def warn_inert(cfg: TrialConfig) -> None:
     """Say so when an epoch-valued setting cannot act within the run (e.g. DR's re-init interval)."""
-    from drltune.resolve import resolve
     from drltune.epoch_budget import config_warnings
+    from drltune.resolve import resolve
 
     resolved = resolve(cfg)
     for line in config_warnings(resolved.method, resolved.params, resolved.epochs):
@@ -80,7 +80,8 @@ KNOBS_HELP = ("\b\nTraining knobs (--set KEY=VALUE; unset: the dataset's default
 
 
 @click.command("train", epilog=KNOBS_HELP)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TrialConfig YAML (one or more documents).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TrialConfig YAML (one or more documents).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. params.alpha=2.")
 @click.option("--epochs", type=click.IntRange(1, 100_000), help="Train this many epochs instead.")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True,

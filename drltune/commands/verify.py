@@ -40,8 +40,16 @@ def verify_cmd(study, storage, top, numbers, seeds, references, concurrent, cpus
     from drltune.explore.export import select_trials
     from drltune.explore.load import open_study
     from drltune.methods import METHODS
-    from drltune.verify import (SEEDS_ATTR, execute, fresh_seeds, plan, stored_runs, verified_lines, verified_rows,
-                                writable)
+    from drltune.verify import (
+        SEEDS_ATTR,
+        execute,
+        fresh_seeds,
+        plan,
+        stored_runs,
+        verified_lines,
+        verified_rows,
+        writable,
+    )
 
     for value in (cpus_per_trial, gpus_per_trial):
         if value is not None and not math.isfinite(value):

@@ -123,7 +123,8 @@ def _verify(spec: CompareSpec, studies: dict[str, optuna.Study], entries: dict[s
             continue
         best[method] = top.number
         runs = verification_runs(study, top, seeds, entries.get(method), max_epochs, spec.overrides)
-        study.set_user_attr(record.VERIFY_SEEDS, sorted(set(study.user_attrs.get(record.VERIFY_SEEDS, [])) | set(seeds)))
+        known = set(study.user_attrs.get(record.VERIFY_SEEDS, []))
+        study.set_user_attr(record.VERIFY_SEEDS, sorted(known | set(seeds)))
         if study.user_attrs.get(record.COMPARE_SEEDS) != seeds:
             study.set_user_attr(record.COMPARE_SEEDS, seeds)
         done = stored_runs(study)

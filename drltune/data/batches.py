@@ -53,7 +53,8 @@ def normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def augment_frames(visual: torch.Tensor, generator: torch.Generator | None = None,
-                   scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+                   scale: tuple[float, float] = (0.08, 1.0),
+                   ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
     """Batched RandomResizedCrop + horizontal flip, one draw per clip (all its frames alike).
 
     Runs on whatever device `visual` (B,T,3,H,W floats) lives on, via one `roi_align` call.

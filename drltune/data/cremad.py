@@ -14,8 +14,16 @@ import numpy as np
 
 from drltune.data.base import DATASETS, DataBundle, DatasetSpec
 from drltune.data.cache import AUDIO_DTYPES
-from drltune.data.prepared import (audio_array, bundle, clips_in, existing_root, label_ids, prepare_record,
-                                   read_splits, require_layout)
+from drltune.data.prepared import (
+    audio_array,
+    bundle,
+    clips_in,
+    existing_root,
+    label_ids,
+    prepare_record,
+    read_splits,
+    require_layout,
+)
 from drltune.data.video import pick_frames
 from drltune.params import Param
 

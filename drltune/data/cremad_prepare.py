@@ -49,7 +49,8 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
     `jobs` clips at a time (worker processes when jobs > 1). `partial_seconds`: see
     video.frames_per_second (short clips get a frame from their last, partial second)."""
     try:
-        import av, soundfile  # noqa: F401,E401  (the `media` extra)
+        import av  # noqa: F401  (the `media` extra)
+        import soundfile  # noqa: F401
     except ImportError as exc:
         raise DrltuneError(f"prepare needs {exc.name}: pip install 'drltune[media]'") from None
     if audio_frontend not in FRONTENDS:

@@ -18,8 +18,16 @@ from typing import Any
 import numpy as np
 
 from drltune.data.base import DATASETS, DataBundle, DatasetSpec
-from drltune.data.prepared import (audio_array, bundle, carve_val, clips_in, existing_root, label_ids, read_splits,
-                                   require_layout)
+from drltune.data.prepared import (
+    audio_array,
+    bundle,
+    carve_val,
+    clips_in,
+    existing_root,
+    label_ids,
+    read_splits,
+    require_layout,
+)
 from drltune.data.video import pick_frames
 from drltune.params import Param
 

@@ -117,7 +117,8 @@ def prepare_kinetics_sounds(raw: Path, out: Path, classes: str = "ks31", jobs: i
         write_split(out / "splits" / f"{name}.csv", rows)
     first = min(done, default=None)
     audio_shape = list(np.load(out / "audio" / f"{first}.npy", mmap_mode="r").shape) if first else []
-    common.write_json(out / "prepare.json", {**options, "audio_shape": audio_shape, "split_source": summary.split_source,
+    common.write_json(out / "prepare.json", {**options, "audio_shape": audio_shape,
+                                             "split_source": summary.split_source,
                                              "class_names": names})
     common.write_report(out / common.REPORT, summary.skipped)
     summary.stats = common.write_stats(out, "kinetics_sounds", splits, seconds, summary.skipped, FAILURES)
@@ -145,7 +146,8 @@ def _raw_videos(raw: Path, names: list[str], summary: KsSummary) -> tuple[dict[s
                     continue
                 clip = video.stem
                 if clip in videos:
-                    summary.skipped[f"{split}/{folder.name}/{video.name}"] = f"duplicate name: {clip} is also {videos[clip][0]}"
+                    where = f"{split}/{folder.name}/{video.name}"
+                    summary.skipped[where] = f"duplicate name: {clip} is also {videos[clip][0]}"
                     continue
                 videos[clip] = (video, label)
                 by_split.setdefault(split, []).append((clip, label))

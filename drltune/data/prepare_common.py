@@ -139,6 +139,7 @@ def stats_lines(stats: dict) -> list[str]:
     counts = [n for per in stats["clips_per_class"].values() for n in per.values()]
     if counts:
         lines.append(f"clips per class and split: min {min(counts)}, max {max(counts)}")
-    lines.append(f"left out: {stats['skipped']} ({', '.join(f'{k} {n}' for k, n in stats['skipped_by_kind'].items()) or 'none'}); "
+    kinds = ", ".join(f"{k} {n}" for k, n in stats["skipped_by_kind"].items()) or "none"
+    lines.append(f"left out: {stats['skipped']} ({kinds}); "
                  f"decode failures: {stats['decode_failures']}")
     return lines

@@ -25,7 +25,8 @@ SPLITS = ("train", "val", "test")
 def existing_root(data_root: str | None, dataset: str) -> Path:
     if not data_root:
         raise DrltuneError(f"dataset {dataset!r} needs its prepared folder (made by `drltune prepare {dataset}`): "
-                           "`data_root: DIR` in the config or `--set data_root=DIR` for train, `--data-root DIR` for search")
+                           "`data_root: DIR` in the config or `--set data_root=DIR` for train, "
+                           "`--data-root DIR` for search")
     root = Path(data_root).expanduser()
     if not root.is_dir():
         raise DrltuneError(f"data root {root} does not exist or is not a folder")

@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from drltune.data.base import DATASETS, DataBundle, DatasetSpec
-from drltune.data.prepared import (bundle, carve_val, clips_in, existing_root, label_ids, read_splits,
-                                   require_layout)
+from drltune.data.prepared import bundle, carve_val, clips_in, existing_root, label_ids, read_splits, require_layout
 from drltune.data.splits import Rows
 from drltune.data.video import pick_frames
 from drltune.errors import DrltuneError

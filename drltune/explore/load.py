@@ -16,7 +16,8 @@ from drltune import record
 from drltune.errors import DrltuneError, first_line
 from drltune.record import HISTORY_KEYS, RESULT_ATTRS, reinits_fired, trial_fusion, trial_method
 from drltune.search.objective import pareto_front, primary, study_objective
-from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE, open_reader, shown
+from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE
+from drltune.search.storage import open_reader, shown
 
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
                  "reinits", *RESULT_ATTRS, "duration_s", "error")

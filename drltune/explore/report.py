@@ -13,8 +13,8 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
-from drltune.search.storage import database_file
 from drltune.explore.summary import BEST_PER_METHOD_NOTE, TABLE_COLUMNS, Summary, counts_line, pareto_table
+from drltune.search.storage import database_file
 
 if TYPE_CHECKING:
     from drltune.methods import Method
@@ -351,7 +351,8 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
         parts.append(f"<section><h2>{heading}</h2>{div}</section>")
     failed = trials[trials["state"] == "FAIL"]
     if not failed.empty:
-        rows = "\n".join(f"trial {n}: {e}" for n, e in zip(failed["number"], failed["error"].fillna("(no error stored)")))
+        errors = failed["error"].fillna("(no error stored)")
+        rows = "\n".join(f"trial {n}: {e}" for n, e in zip(failed["number"], errors))
         parts.append(f"<section><h2>Failed trials</h2><pre>{html.escape(rows)}</pre></section>")
     return PAGE.format(title=html.escape(summary.study), body="\n".join(parts))
 

@@ -71,7 +71,8 @@ def _facts(study: optuna.Study) -> dict[str, str]:
     facts = {"dataset": str(study.user_attrs.get(record.DATASET) or "-"), "started": _started(trials),
              "trials": f"{len(trials)} ({record.counts_text(record.state_counts(trials))})",
              "max epochs": str(study.user_attrs.get(record.MAX_EPOCHS, "-")),
-             "sampler / pruner": f"{study.user_attrs.get(record.SAMPLER, '-')} / {study.user_attrs.get(record.PRUNER, '-')}"}
+             "sampler / pruner": (f"{study.user_attrs.get(record.SAMPLER, '-')} / "
+                                  f"{study.user_attrs.get(record.PRUNER, '-')}")}
     if best is not None:
         test = best.user_attrs.get("test_acc")
         facts.update({"best val_acc": f"{best.value:.4f} (#{best.number})",

@@ -80,7 +80,8 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # a two-objective study: for its first objective (Optuna asks for one target)
-            result = optuna.importance.get_param_importances(study, target=primary if len(study.directions) > 1 else None)
+            target = primary if len(study.directions) > 1 else None
+            result = optuna.importance.get_param_importances(study, target=target)
     except (RuntimeError, ValueError) as exc:
         return {}, f"parameter importances could not be computed: {exc}"
     return {k: float(v) for k, v in result.items()}, None
@@ -150,11 +151,9 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
     accuracies = [rec.get("val_acc") for t in study.get_trials(deepcopy=False)
                   for rec in (t.user_attrs.get(record.HISTORY) or [])] or \
                  [v for t in study.get_trials(deepcopy=False) for v in t.intermediate_values.values()]
-    from drltune.verify import verified_rows
-
-    from drltune.search.choice import choice_line
-
     from drltune.compare.leaderboard import stored_leaderboard
+    from drltune.search.choice import choice_line
+    from drltune.verify import verified_rows
 
     verified = verified_rows(study)
     objective = study_objective(study)

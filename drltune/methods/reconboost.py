@@ -195,7 +195,8 @@ class ReconBoost(Method):
         with autocast(self.trainer):
             logits = fusion.head(inputs[modality][0](inputs[modality][1]))
             with torch.no_grad():
-                rest = fusion.boost_rate * fusion.head(inputs[other][0](inputs[other][1])) if fusion.member(other) else None
+                rest = (fusion.boost_rate * fusion.head(inputs[other][0](inputs[other][1]))
+                        if fusion.member(other) else None)
             loss, weights = boosting_loss(logits, labels, rest, self.p["weight1"], self.p["weight2"])
             if self.p["consolidation"] == "code" and stage > 0:
                 with torch.no_grad():

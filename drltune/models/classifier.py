@@ -54,7 +54,8 @@ class AVClassifier(nn.Module):
         split = self.fusion.unimodal_logits(out.feat_a, out.feat_v)
         if split is not None:
             return split
-        return self.fusion(out.feat_a, torch.zeros_like(out.feat_v)), self.fusion(torch.zeros_like(out.feat_a), out.feat_v)
+        audio_only = self.fusion(out.feat_a, torch.zeros_like(out.feat_v))
+        return audio_only, self.fusion(torch.zeros_like(out.feat_a), out.feat_v)
 
     def encoder_parameters(self, modality: str) -> list[tuple[str, nn.Parameter]]:
         prefix = ENCODER_PREFIXES[modality]

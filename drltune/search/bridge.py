@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -39,8 +40,6 @@ from drltune import record
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.resolve import resolve
-from optuna.exceptions import UpdateFinishedTrialError
-
 from drltune.search.checkpoints import CheckpointStore, lineage_key
 from drltune.search.liveness import ORPHAN_S, SharedBudget
 from drltune.search.objective import DEFAULT, Objective, parse_objective
@@ -49,8 +48,8 @@ from drltune.search.progress import Outcome
 from drltune.search.space import SearchSpace
 from drltune.search.storage import HALT_S, StorageUnavailable
 from drltune.search.study import lineage, retire
-from drltune.search.trainable import RESTORED
 from drltune.search.tracked import SearchTracking
+from drltune.search.trainable import RESTORED
 
 MAX_INVALID_IN_A_ROW = 50
 SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
@@ -79,7 +78,8 @@ class FailureBudget:
         total = sum(self.errors.values())
         if total >= self.limit:
             common, n = self.errors.most_common(1)[0]
-            return f"{total} trials failed (--max-failed-trials {self.limit}); most common error ({n}x): {self._show(common)}"
+            return (f"{total} trials failed (--max-failed-trials {self.limit}); "
+                    f"most common error ({n}x): {self._show(common)}")
         return None
 
     def _show(self, key: str) -> str:
@@ -345,7 +345,8 @@ class OptunaBridge(Searcher):
             self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
             self.study.tell(trial, value, state=state)
         except (UpdateFinishedTrialError, ValueError) as exc:  # closed elsewhere while this one was cut off
-            if isinstance(exc, ValueError) and not storage_of(self.study).get_trial(trial_id_of(trial)).state.is_finished():
+            stored = storage_of(self.study).get_trial(trial_id_of(trial))
+            if isinstance(exc, ValueError) and not stored.state.is_finished():
                 raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
             if isinstance(live, LiveTrial):
                 self.live.pop(live.ray_id, None)

@@ -31,9 +31,10 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from drltune.record import DRIVER as DRIVER_ATTR, DRIVER_NS as DRIVER_NS_ATTR, ERROR, NOT_RUN, NOT_RUN_ERROR
-from drltune.search.optuna_private import (backend_of, stale_trial_ids, storage_of, study_id_of,
-                                           trial_id_of)
+from drltune.record import DRIVER as DRIVER_ATTR
+from drltune.record import DRIVER_NS as DRIVER_NS_ATTR
+from drltune.record import ERROR, NOT_RUN, NOT_RUN_ERROR
+from drltune.search.optuna_private import backend_of, stale_trial_ids, storage_of, study_id_of, trial_id_of
 from drltune.search.storage import GRACE_S, HALT_S, HEARTBEAT_S, StorageUnavailable
 from drltune.search.study import FINISHED_OK, retire
 

@@ -19,14 +19,21 @@ from drltune.config import TrialConfig
 from drltune.data import DATASETS, load_dataset
 from drltune.errors import DrltuneError, RuntimeFailure
 from drltune.resolve import resolve
-from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
-from drltune.search.gpu_plan import (check_device_for_ray, check_memory_fits, cpus_split, largest,
-                                     local_gpu_bytes, ray_nodes, trial_memory)
+from drltune.search.gpu_plan import (
+    check_device_for_ray,
+    check_memory_fits,
+    cpus_split,
+    largest,
+    local_gpu_bytes,
+    ray_nodes,
+    trial_memory,
+)
 from drltune.search.objective import Objective, parse_objective
 from drltune.search.optuna_private import trial_id_of
 from drltune.search.ray_start import auto_gpus, check_reachable, init_ray, quiet_ray_env
 from drltune.search.resources import check_fits, check_local_cpus
+from drltune.search.space import SearchSpace, load_space, parse_space
 from drltune.search.storage import display_url, open_reader, open_writer, resolve_storage_url, sqlite_path
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
@@ -184,11 +191,11 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
                after_trials: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
     """Create or resume the study, run the remaining trials on Ray Tune, print the best configs.
     `after_trials` runs once the study has its --trials (e.g. the race), before the summary."""
-    from drltune.search.pruning import make_pruner
     from drltune.search.dashboard_view import describe_study
-    from drltune.search.progress import next_steps, summary_lines
-    from drltune.search.samplers import check_sampler, search_sampler
     from drltune.search.liveness import retire_stale
+    from drltune.search.progress import next_steps, summary_lines
+    from drltune.search.pruning import make_pruner
+    from drltune.search.samplers import check_sampler, search_sampler
     from drltune.search.study import counted, create_or_resume, has_uid, requeue_lost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -279,9 +286,9 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     from ray import tune
 
     from drltune.search.bridge import OptunaBridge, PruningScheduler, StopSearch, trial_name
-    from drltune.search.liveness import Heartbeat, SharedBudget
     from drltune.search.dashboard_view import DashboardPublisher
     from drltune.search.display import SearchBar, TimeLeft
+    from drltune.search.liveness import Heartbeat, SharedBudget
     from drltune.search.progress import Progress
     from drltune.search.study import counted
     from drltune.search.ticker import EpochTicker

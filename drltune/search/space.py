@@ -112,8 +112,8 @@ class SearchSpace:
     def inert_warnings(self, base: TrialConfig) -> list[str]:
         """Epoch-valued method settings (searched, fixed or left at the method's default) that cannot
         act within the trials' epochs, e.g. DR's default re-init interval in a 4-epoch search."""
-        from drltune.resolve import resolve
         from drltune.epoch_budget import space_warnings
+        from drltune.resolve import resolve
 
         lines = []
         for method, dims in self.methods.items():

@@ -33,13 +33,26 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (ArgumentError, DisconnectionError, IntegrityError, InterfaceError, OperationalError,
-                            ProgrammingError, SQLAlchemyError)
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import selectinload
 
 from drltune.errors import DrltuneError, RuntimeFailure, first_line
-from drltune.search.optuna_private import (RDB_PRIVATE_ROUND_TRIPS, prepared_new_trial, rdb_session,
-                                           set_trial_attr_in_session, set_trial_id, set_trial_value_in_session)
+from drltune.search.optuna_private import (
+    RDB_PRIVATE_ROUND_TRIPS,
+    prepared_new_trial,
+    rdb_session,
+    set_trial_attr_in_session,
+    set_trial_id,
+    set_trial_value_in_session,
+)
 from drltune.search.optuna_private import rdb_models as models
 
 STUDIES_DIR = "studies"
@@ -85,17 +98,15 @@ def patience_s() -> float:
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: "ResilientRDBStorage", *args: Any, **kwargs: Any) -> Any:
-        deadline, delay, failed = time.monotonic() + patience_s(), 0.5, None
+        deadline, delay = time.monotonic() + patience_s(), 0.5
         while True:
             try:
                 return method(self, *args, **kwargs)
             except (StorageInternalError, SQLAlchemyError) as exc:
                 if not _is_transient(exc):
                     raise
-                failed = exc
                 if time.monotonic() + delay > deadline:
-                    cause = exc.__cause__ or exc
-                    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+                    first = first_line(exc.__cause__ or exc)
                     raise StorageUnavailable(f"storage {display_url(self.url)} unreachable for "
                                              f"{patience_s():.0f} s ({first})") from None
                 time.sleep(delay)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from drltune import record
-from drltune.tracking import (TAG_DATASET, TAG_METHOD, TAG_OPTUNA_TRIAL, TAG_STATE, TAG_STUDY, TAG_TRIAL,
-                              MlflowTracker)
+from drltune.tracking import TAG_DATASET, TAG_METHOD, TAG_OPTUNA_TRIAL, TAG_STATE, TAG_STUDY, TAG_TRIAL, MlflowTracker
 
 LiveTrial = Any  # drltune.search.bridge.LiveTrial (the bridge imports this module)
 
