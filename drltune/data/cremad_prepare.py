@@ -6,7 +6,6 @@ A clip that cannot be read is skipped, listed on the console and in OUT/prepare_
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from tqdm import tqdm
 
 from drltune.data.audio import FRONTENDS, audio_feature
 from drltune.data.cremad import CLASS_NAMES, CLIP_NAME
-from drltune.data.prepare_common import REPORT, pool, write_json, write_report
+from drltune.data.prepare_common import REPORT, pool, start_out, write_json, write_report
 from drltune.data.prepared import label_ids, listing
 from drltune.data.splits import Rows, read_split, stratified_split, write_split
 from drltune.data.video import frame_files, frames_per_second, save_frames
@@ -66,7 +65,7 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
     clips = _raw_clips(raw, source, summary)
     raw_names = set(clips) | set(summary.skipped)
     user_splits = _read_split_dir(splits_dir.expanduser(), raw_names) if splits_dir is not None else None
-    _start_out(out, options)
+    start_out(out, options, ("audio", "frames"), OPTIONAL_OPTIONS)
     todo = [(clip, paths, out, source, audio_frontend, partial_seconds) for clip, paths in sorted(clips.items())
             if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())]
     summary.reused = len(clips) - len(todo)
@@ -104,27 +103,6 @@ def _source_layout(raw: Path) -> str:
         return "preprocessed"
     raise DrltuneError(f"--raw {raw}: expected the published CREMA-D layout (AudioWAV/*.wav and VideoFlash/*.flv) "
                        f"or a preprocessed one (audio/<clip>.npy and frames/<clip>/*.jpg); found {listing(raw)}")
-
-
-def _start_out(out: Path, options: dict) -> None:
-    """Create OUT, refusing to resume into a folder prepared with other options (it would mix features)."""
-    previous = out / "prepare.json"
-    if previous.is_file():
-        try:
-            old = json.loads(previous.read_text())
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        keys = [*options, *(k for k in OPTIONAL_OPTIONS if k not in options)]
-        changed = {k: old.get(k) for k in keys if old.get(k) != options.get(k)}
-        if changed:
-            raise DrltuneError(f"--out {out} was prepared with {', '.join(f'{k}={v}' for k, v in changed.items())}; "
-                               f"use the same options to resume, or a new --out")
-    try:
-        for sub in ("audio", "frames"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DrltuneError(f"cannot create --out {out}: {exc.strerror}") from None
-    write_json(previous, options)
 
 
 def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tuple[Path, Path]]:
