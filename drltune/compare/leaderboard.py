@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from drltune.compare.plan import PUBLISHED_LABEL
+from drltune.search.optuna_private import storage_of, study_id_of
 from drltune.verify import OWN, paired_interval, stored_runs
 
 ANCHORS = ("baseline", "dr")  # every method is compared with these, seed by seed
@@ -70,8 +71,8 @@ def leaderboard(studies: dict[str, optuna.Study], best: dict[str, int], seeds: l
         audio, _ = _mean_std([own[s]["test_acc_audio"] for s in sorted(own)])
         visual, _ = _mean_std([own[s]["test_acc_visual"] for s in sorted(own)])
         p_mean, p_std = _mean_std([pub[s]["test_acc"] for s in sorted(pub)])
-        trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
-            study._study_id, best[method]))
+        storage = storage_of(study)
+        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id_of(study), best[method]))
         rows.append({"method": method, "study": study.study_name, "trials": counted(study),
                      "best_trial": best[method], "search_val_acc": trial.value, "seeds": sorted(own),
                      "test_acc_mean": mean, "test_acc_std": std,
@@ -97,11 +98,11 @@ def stored_leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
     prefix = study.user_attrs.get(record.COMPARE)
     if not prefix:
         return []
-    members = sorted((s for s in study._storage.get_all_studies() if s.user_attrs.get(record.COMPARE) == prefix),
+    members = sorted((s for s in storage_of(study).get_all_studies() if s.user_attrs.get(record.COMPARE) == prefix),
                      key=lambda s: s.study_name)
     studies, best, seeds = {}, {}, list(study.user_attrs.get(record.COMPARE_SEEDS, []))
     for member in members:
-        loaded = optuna.load_study(study_name=member.study_name, storage=study._storage)
+        loaded = optuna.load_study(study_name=member.study_name, storage=storage_of(study))
         try:
             (top,) = select_trials(loaded, 1, by_race=False)
         except DrltuneError:

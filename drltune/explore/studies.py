@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
 from drltune.errors import DrltuneError
+from drltune.search.optuna_private import study_id_of, trial_id_of
 from drltune.search.storage import ResilientRDBStorage, shown
 
 WIDTH = 100  # terminal lines stay within this many columns
@@ -36,7 +37,7 @@ def overview(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     """Each study: name, dataset, started, counts, and its best trial's value, number, method, fusion."""
     rows = []
     for frozen in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
-        trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
+        trials = storage.get_all_trials(study_id_of(frozen), deepcopy=False)
         best = best_trial(trials, frozen.directions[0]) if len(frozen.directions) == 1 else None
         rows.append({"study": frozen.study_name, "dataset": frozen.user_attrs.get(record.DATASET),
                      "started": _started(trials), "trials": len(trials), "counts": record.state_counts(trials),
@@ -105,7 +106,7 @@ def compare_lines(a: optuna.Study, b: optuna.Study) -> list[str]:
 def live_trials(storage: optuna.storages.BaseStorage, study_id: int) -> int:
     """RUNNING trials whose driver still beats (a search is running on the study). Without heartbeats
     (a journal file, a study from another tool) every RUNNING trial counts."""
-    running = {t._trial_id for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))}
+    running = {trial_id_of(t) for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))}
     if running and isinstance(storage, ResilientRDBStorage) and storage.heartbeat_interval:
         running -= set(storage._get_stale_trial_ids(study_id))
         running -= set(storage.running_trial_ids_without_heartbeat(study_id))
@@ -118,7 +119,7 @@ def delete(storage: optuna.storages.BaseStorage, storage_text: str, name: str) -
     if name not in names:
         raise DrltuneError(f"no study named {name!r} in {shown(storage_text)}; existing studies: "
                            f"{', '.join(sorted(names)) or 'none'}")
-    study_id = names[name]._study_id
+    study_id = study_id_of(names[name])
     live = live_trials(storage, study_id)
     if live:
         raise DrltuneError(f"study {name!r} has {live} running trial(s) whose search is alive (fresh heartbeats); "

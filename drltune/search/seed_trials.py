@@ -23,6 +23,7 @@ import optuna
 from drltune import record
 from drltune.config import KNOBS
 from drltune.published import Published, published, scale_epochs
+from drltune.search.optuna_private import backend_of, storage_of, study_id_of
 from drltune.search.space import Dimension, SearchSpace
 
 SEEDED_WITH = "drltune:seeded_with"  # study system attr: {"source", "token", "trials"} of the one seeding
@@ -88,12 +89,12 @@ def seed_params(space: SearchSpace, entry: Published, max_epochs: int) -> tuple[
 
 def claim_seeding(study: optuna.Study, value: dict[str, Any]) -> dict[str, Any]:
     """The study's one seeding record: `value` if this call wrote it first, else the earlier one."""
-    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+    backend, study_id = backend_of(study), study_id_of(study)  # under Optuna's cache wrapper
     if hasattr(backend, "setdefault_study_system_attr"):  # one winner among racing drivers
-        return backend.setdefault_study_system_attr(study._study_id, SEEDED_WITH, value)
-    attrs = study._storage.get_study_system_attrs(study._study_id)  # one process (in memory): no race
+        return backend.setdefault_study_system_attr(study_id, SEEDED_WITH, value)
+    attrs = storage_of(study).get_study_system_attrs(study_id)  # one process (in memory): no race
     if SEEDED_WITH not in attrs:
-        study._storage.set_study_system_attr(study._study_id, SEEDED_WITH, value)
+        storage_of(study).set_study_system_attr(study_id, SEEDED_WITH, value)
         return value
     return attrs[SEEDED_WITH]
 
