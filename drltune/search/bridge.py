@@ -355,7 +355,9 @@ class OptunaBridge(Searcher):
         if isinstance(live, LiveTrial):
             self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
             if self.tracking is not None:
-                summary = attrs if value is None else {**attrs, "best_val_acc": value}  # the value: best_val_acc
+                summary = dict(attrs)  # and the objective's values by name (val_acc's is the trainer's best_val_acc)
+                summary.update({"best_val_acc" if name == DEFAULT else name: v
+                                for name, v in zip(self.objective.names, value or [])})
                 self.tracking.end(live, record.STATE_LABELS[state.name], summary)
             if self.checkpoints is not None:
                 self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
