@@ -206,7 +206,8 @@ def verified_figure(rows: list[dict]) -> go.Figure | None:
                 hovertemplate="%{x}<br>verified %{y:.4f}<extra></extra>")
     for ref in sorted({ref for r in rows for ref in r["references"]}):
         refs = [r["references"].get(ref) for r in rows]
-        fig.add_bar(x=labels, y=[d["test_acc_mean"] if d else None for d in refs], name=f"{ref} at its defaults",
+        name = "its published config" if ref == "published" else f"{ref} at its defaults"  # compare's reference
+        fig.add_bar(x=labels, y=[d["test_acc_mean"] if d else None for d in refs], name=name,
                     error_y=dict(type="data", array=[d["test_acc_std"] if d else 0 for d in refs]),
                     hovertemplate="%{x}<br>" + ref + " %{y:.4f}<extra></extra>")
     fig.add_scatter(x=labels, y=[r["search_test_acc"] for r in rows], mode="markers", name="search (one seed)",
