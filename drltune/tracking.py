@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, first_line
 from drltune.record import FINAL_KEYS
 
 TRACKERS = ("none", "mlflow")
@@ -90,7 +90,7 @@ class MlflowTracker:
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
         except Exception as exc:
-            raise DrltuneError(f"--tracker mlflow: cannot open {self.uri}: {_first_line(exc)}") from None
+            raise DrltuneError(f"--tracker mlflow: cannot open {self.uri}: {first_line(exc)}") from None
 
     # ---- guarded calls --------------------------------------------------------------------------
     def _guard(self, action: Callable[[], Any]) -> Any:
@@ -102,7 +102,7 @@ class MlflowTracker:
                 return action()
         except Exception as exc:
             self.failed = True
-            self.warn(f"warning: MLflow tracking stopped ({self.uri}): {_first_line(exc)}")
+            self.warn(f"warning: MLflow tracking stopped ({self.uri}): {first_line(exc)}")
             return None
 
     def _log(self, run_id: str, metrics: dict[str, float] | None = None, step: int = 0,
@@ -166,8 +166,3 @@ class MlflowTracker:
             self._log(run_id, finals, params=None, tags=tags)
             self.client.set_terminated(run_id, status=RUN_STATUS.get(state, "FINISHED"))
         self._guard(action)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
