@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from drltune.epoch_budget import inert_values
-from drltune.errors import first_line
+from drltune.errors import first_line, typed_line
 from drltune.methods import METHODS
 from drltune.methods.base import Method
 from drltune.params import Param
@@ -60,3 +60,8 @@ def test_a_trials_note_carries_its_methods_rows(toy_method):
 def test_first_line():
     assert first_line(ValueError("bad thing\n  context\n  more")) == "bad thing"
     assert first_line(ValueError("  \n")) == "ValueError"
+
+
+def test_typed_line():
+    assert typed_line(OSError("moov atom not found\n  at byte 12")) == "OSError: moov atom not found"
+    assert typed_line(EOFError()) == "EOFError"

@@ -23,7 +23,7 @@ from drltune.data.prepare_common import REPORT, pool, start_out, write_json, wri
 from drltune.data.prepared import label_ids, listing
 from drltune.data.splits import Rows, read_split, stratified_split, write_split
 from drltune.data.video import frame_files, frames_per_second, save_frames
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, typed_line
 
 PUBLISHED = ("AudioWAV", "VideoFlash")
 PREPROCESSED = ("audio", "frames")
@@ -142,7 +142,7 @@ def _try_clip(args: tuple) -> tuple[str, str | None]:
         _prepare_clip(*args)
         return clip, None
     except Exception as exc:
-        return clip, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        return clip, typed_line(exc)
 
 
 def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, frontend: str,

@@ -25,7 +25,7 @@ from drltune.data.media import NoAudio, video_audio
 from drltune.data.prepared import listing
 from drltune.data.splits import Rows, stratified_split, write_split
 from drltune.data.video import frames_per_second, save_frames
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, typed_line
 
 SAMPLE_RATE, AUDIO_FRAMES = 16_000, 1024
 # Named class lists shipped in drltune/resources/kinetics-sounds (each file cites its source).
@@ -168,7 +168,7 @@ def _try_clip(args: tuple) -> tuple[str, tuple[str, object]]:
     except _TooShort as exc:
         return clip, ("skip", f"too short: {exc}")
     except Exception as exc:
-        return clip, ("skip", f"decode error: {common.one_line(exc)}")
+        return clip, ("skip", f"decode error: {typed_line(exc)}")
 
 
 class _TooShort(ValueError):

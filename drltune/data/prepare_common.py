@@ -78,11 +78,6 @@ def run_clips(work: Callable[[Any], tuple[str, Any]], todo: list, jobs: int, des
         yield from tqdm(results, total=len(todo), desc=desc, unit="clip")
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}".strip().rstrip(":")
-
-
 def replace_folder(tmp: Path, final: Path) -> None:
     """Move a finished temporary folder into place (an older copy is removed first)."""
     if final.exists():

@@ -25,7 +25,7 @@ from drltune.data.prepared import carve_val, listing
 from drltune.data.splits import Rows, write_split
 from drltune.data.ucf101 import _class_index, _group, _official_list
 from drltune.data.video import save_frames
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, typed_line
 
 MODALITIES = ("flow_u", "flow_v", "frames")  # committed in this order: frames/<clip> marks a clip done
 FAILURES = ("decode error",)
@@ -133,7 +133,7 @@ def _try_clip(args: tuple) -> tuple[str, tuple[str, object]]:
     try:
         return clip, ("ok", _prepare_clip(*args))
     except Exception as exc:
-        return clip, ("skip", f"decode error: {common.one_line(exc)}")
+        return clip, ("skip", f"decode error: {typed_line(exc)}")
 
 
 def _prepare_clip(clip: str, video: str, out_dir: str, bound: float) -> float:

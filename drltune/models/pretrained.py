@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, typed_line
 
 BEST_GLOB = "best_state-*.pt"  # the trainer's selected weights in a checkpoint folder (train/checkpoint.py)
 
@@ -39,8 +39,7 @@ def _state_dict(path: Path) -> dict[str, Any]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say so in one line
-        first = (str(exc).splitlines() or [""])[0]
-        raise DrltuneError(f"{path} cannot be read as saved weights ({type(exc).__name__}: {first})") from None
+        raise DrltuneError(f"{path} cannot be read as saved weights ({typed_line(exc)})") from None
     for key in ("weights", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

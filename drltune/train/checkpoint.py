@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from drltune.errors import DrltuneError
+from drltune.errors import DrltuneError, typed_line
 
 FILENAME = "trainer_state.pt"
 BEST_PREFIX = "best_state-"  # + the epoch its weights are from + ".pt"
@@ -125,8 +125,7 @@ def load(directory: str | os.PathLike, config: dict[str, Any], owner: str | None
             best_file = best_path(directory, state["best_epoch"])
             state["best_state"] = torch.load(best_file, map_location="cpu", weights_only=True)["weights"]
     except Exception as exc:  # a truncated or foreign file: say so, do not guess
-        first = (str(exc).splitlines() or [""])[0]
-        raise DrltuneError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {first}); "
+        raise DrltuneError(f"checkpoint {path} cannot be read ({typed_line(exc)}); "
                            "delete its folder to start the trial over") from None
     saved_owner = state.get("owner")
     if owner is not None and saved_owner is not None and saved_owner != owner:
