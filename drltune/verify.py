@@ -107,17 +107,6 @@ def record(run: Run, result: dict[str, Any]) -> dict[str, Any]:
             **{k: (int(v) if k == "best_epoch" else float(v)) for k, v in result.items()}}
 
 
-def writable(study: optuna.Study, storage: str) -> optuna.Study:
-    """`study` (opened by the reader, which never writes) opened again for writing through a search's
-    retrying storage: a SQLite file locked by a running search, or a server restarting, is waited
-    out instead of losing a finished run. A journal file is written as it was opened."""
-    if "://" not in storage:
-        return study
-    from drltune.search.storage import open_writer
-
-    return optuna.load_study(study_name=study.study_name, storage=open_writer(storage))
-
-
 def stored_runs(study: optuna.Study) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in study.user_attrs.items() if k.startswith(PREFIX) and isinstance(v, dict)}
 

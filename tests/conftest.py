@@ -1,10 +1,13 @@
 """Shared fixtures: tiny data and one CPU thread, so the suite fits 2 cores."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
+os.environ.pop("OPTUNA_STORAGE", None)  # the developer's own storage must not reach the commands under test
 
 TINY_DATA = {"n_train": 60, "n_val": 24, "n_test": 24, "audio_freq": 16, "audio_time": 16, "image_size": 16}
 

@@ -26,8 +26,9 @@ LAYERS = (
     # verify re-trains stored trials; explore reads studies and verify's runs (search.choice is
     # the reading of a finished study that explore and a search's end both print); search
     # orchestrates all (its race runs verify, its dashboard draws explore's figures).
-    ("shared", ("drltune.search.storage", "drltune.search.optuna_private", "drltune.search.ray_start",
-                "drltune.search.objective", "drltune.search.gpu_plan", "drltune.search.study")),
+    ("shared", ("drltune.search.storage", "drltune.search.storage_url", "drltune.search.optuna_private",
+                "drltune.search.ray_start", "drltune.search.objective", "drltune.search.gpu_plan",
+                "drltune.search.study")),
     ("verify", ("drltune.verify",)),
     ("explore", ("drltune.explore", "drltune.search.choice", "drltune.compare.leaderboard",
                  "drltune.compare.plan")),

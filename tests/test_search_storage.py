@@ -12,7 +12,8 @@ from drltune.cli import cli
 from drltune.errors import DrltuneError
 from drltune.search.pruning import make_pruner
 from drltune.search.samplers import make_sampler
-from drltune.search.storage import default_storage_url, display_url, open_storage, resolve_storage_url
+from drltune.search.storage import display_url, open_storage
+from drltune.search.storage_url import resolve_storage_url
 from drltune.search.study import counted, create_or_resume, requeue_lost, retire
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -21,8 +22,8 @@ ATTRS = {"dataset": "synthetic", "max_epochs": 4, "space": "methods: {baseline: 
 
 def test_default_storage_lives_in_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert resolve_storage_url(None) == default_storage_url() == f"sqlite:///{tmp_path.resolve()}/studies/drltune.db"
-    open_storage(None)
+    assert resolve_storage_url(None) == f"sqlite:///{tmp_path.resolve()}/studies/drltune.db"
+    open_storage(resolve_storage_url(None))
     assert (tmp_path / "studies" / "drltune.db").exists()
 
 
@@ -31,7 +32,7 @@ def test_default_storage_lives_in_the_current_directory(tmp_path, monkeypatch):
                                           ("nosuchdb://x/y", "cannot open storage")])
 def test_bad_storage_urls_are_one_line_errors(url, message):
     with pytest.raises(DrltuneError, match=message):
-        open_storage(url)
+        open_storage(resolve_storage_url(url))
 
 
 def test_passwords_are_never_printed():
@@ -87,7 +88,8 @@ def test_dashboard_serves_the_study_and_warns_off_loopback(tmp_path, monkeypatch
     out = CliRunner().invoke(cli, ["dashboard", "--storage", url, "--host", "0.0.0.0", "--port", "9000"])
     assert calls[-1] == ("0.0.0.0", 9000) and "unauthenticated" in out.output
     out = CliRunner().invoke(cli, ["dashboard", "--storage", f"sqlite:///{tmp_path}/none.db"])
-    assert out.exit_code != 0 and "no study database" in str(out.exception)
+    assert out.exit_code != 0 and "none.db does not exist" in str(out.exception)
+    assert not (tmp_path / "none.db").exists()  # the dashboard reads: it never makes a storage
 
 
 def test_retries_are_bounded_along_the_chain(tmp_path):
@@ -206,15 +208,16 @@ def test_a_study_begun_on_an_earlier_default_space_resumes_on_its_own(tmp_path, 
     url = f"sqlite:///{tmp_path}/s.db"
     spec = runner.SearchSpec(space_file=default, storage=url, max_epochs=4)
     earlier = load_space(default, 4)
-    create_or_resume("synthetic-default", open_storage(url), optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
+    storage = open_storage(url)
+    create_or_resume("synthetic-default", storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
                      {**ATTRS, "space": earlier.text})
     default.write_text("methods: {baseline: {}, dr: {reinit_epoch: 2}, ogm_ge: {}}\n")  # an upgrade added a method
     today = load_space(default, 4)
-    space, note = runner.own_space_on_resume(spec, today, 4)
+    space, note = runner.own_space_on_resume(spec, today, 4, storage)
     assert space.text == earlier.text and "began with" in note
     assert runner.own_space_on_resume(runner.SearchSpec(space_file=default, storage=url, study_name="new", max_epochs=4),
-                                      today, 4) == (today, None)  # a new study takes today's default
+                                      today, 4, storage) == (today, None)  # a new study takes today's default
     given = tmp_path / "mine.yaml"
     given.write_text(default.read_text())
     assert runner.own_space_on_resume(runner.SearchSpec(space_file=given, storage=url, max_epochs=4),
-                                      load_space(given, 4), 4)[1] is None  # an explicit --space is checked as before
+                                      load_space(given, 4), 4, storage)[1] is None  # an explicit --space is checked as before

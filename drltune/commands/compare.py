@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from drltune.commands.storage_option import storage_option
 from drltune.search.pruning import PRUNERS
 from drltune.search.samplers import SAMPLERS
 
@@ -38,7 +39,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Search space YAML; its shared knobs are searched for every method, its `methods:` block "
                    "gives each method's own ranges (declared ranges when absent) [default: the shipped space].")
 @click.option("--name", "prefix", help="Study name prefix: studies are PREFIX-METHOD [default: compare-DATASET].")
-@click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
+@storage_option
 @click.option("--published", type=click.Choice(["papers", "balancebenchmark", "none"]), default="papers",
               show_default=True, help="Reference rows: each method's published config (its paper's, or "
                                       "BalanceBenchmark's protocol) on the same seeds and epoch budget.")

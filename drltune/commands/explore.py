@@ -5,17 +5,15 @@ from pathlib import Path
 
 import click
 
+from drltune.commands.storage_option import storage_option
 from drltune.errors import DrltuneError
-from drltune.explore.load import DEFAULT_STORAGE
 
 STUDY = click.option("--study", help="Study name (as `drltune search` printed it) [default: the storage's only study].")
-STORAGE = click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
-                       help="Optuna storage: an SQLAlchemy URL or a journal file path; never created here.")
 
 
 @click.command("explore")
 @STUDY
-@STORAGE
+@storage_option
 @click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True,
               help="Rows of the top-trials table.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
@@ -44,7 +42,7 @@ def explore_cmd(study: str | None, storage: str, top: int, fmt: str, html_path: 
 
 @click.command("export")
 @STUDY
-@STORAGE
+@storage_option
 @click.option("--top", type=click.IntRange(1, 10_000), help="Export the K best complete trials [default: 1]; of a "
               "two-objective study, the first K of its Pareto front by its first objective.")
 @click.option("--trial", "numbers", type=click.IntRange(0), multiple=True, help="Export this trial (repeatable).")
@@ -79,7 +77,7 @@ def export_cmd(study: str | None, storage: str, top: int | None, numbers: tuple[
 
 
 @click.command("studies")
-@STORAGE
+@storage_option
 @click.option("--compare", nargs=2, metavar="A B", help="Show two studies side by side (their best trials, counts, "
               "settings); the method leaderboard is `drltune compare`.")
 @click.option("--delete", "delete_name", metavar="NAME",
@@ -88,17 +86,14 @@ def export_cmd(study: str | None, storage: str, top: int | None, numbers: tuple[
 def studies_cmd(storage: str, compare: tuple[str, str] | None, delete_name: str | None, yes: bool) -> None:
     """List the studies of a storage with their trial counts by state."""
     from drltune.explore.studies import compare_lines, delete, overview, overview_lines
-    from drltune.search.storage import database_file, open_reader, open_storage, shown
+    from drltune.search.storage import open_reader, open_writer, shown
 
     if compare and delete_name:
         raise click.UsageError("use --compare or --delete, not both")
     if yes and not delete_name:
         raise click.UsageError("--yes goes with --delete")
     if delete_name:
-        path = database_file(storage)
-        if path is not None and not path.is_file():
-            raise DrltuneError(f"storage: {path} does not exist")
-        backend = open_storage(storage, heartbeat=True) if "://" in storage else open_reader(storage)
+        backend = open_writer(storage, heartbeat=True, create=False)  # heartbeats: a live search refuses
         if not yes and not click.confirm(f"delete study {delete_name!r} and all its trials from {shown(storage)}?"):
             raise DrltuneError("not deleted")
         n = delete(backend, storage, delete_name)
@@ -107,7 +102,9 @@ def studies_cmd(storage: str, compare: tuple[str, str] | None, delete_name: str 
     if compare:
         from drltune.explore.load import open_study
 
-        click.echo("\n".join(compare_lines(open_study(compare[0], storage), open_study(compare[1], storage))))
+        backend = open_reader(storage)
+        click.echo("\n".join(compare_lines(open_study(compare[0], storage, backend),
+                                           open_study(compare[1], storage, backend))))
         return
     rows = overview(open_reader(storage))
     if not rows:

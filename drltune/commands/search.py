@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from drltune.commands.storage_option import storage_option
 from drltune.search.pruning import PRUNERS
 from drltune.search.samplers import SAMPLERS
 from drltune.tracking import DEFAULT_MLFLOW_URI, TRACKERS, check_tracker
@@ -29,7 +30,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--trials", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
               help="Finished trials the study should reach (earlier runs count).")
 @click.option("--study", "study_name", help="Study name [default: DATASET-SPACE_NAME].")
-@click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
+@storage_option
 @click.option("--objective", default="val_acc", show_default=True, metavar="METRIC[,METRIC]",
               help="What the search optimises, at each trial's selected epoch: val_acc or val_f1 (maximised), "
                    "or two for a Pareto front, e.g. val_acc,modality_gap (the audio/visual accuracy gap, "
@@ -126,7 +127,7 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command("dashboard")
-@click.option("--storage", help="Optuna storage URL [default: sqlite:///studies/drltune.db in the current dir].")
+@storage_option
 @click.option("--study", "study_name", help="Print this study's page address [default: the storage's only study].")
 @click.option("--artifact-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the SQLite file, "
@@ -139,21 +140,16 @@ def dashboard_cmd(storage, study_name, artifact_dir, host, port) -> None:
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
-    from drltune.errors import DrltuneError
     from drltune.search.dashboard_view import artifact_dir as default_artifact_dir
-    from drltune.search.storage import display_url, open_storage, resolve_storage_url, sqlite_path
+    from drltune.search.storage import open_reader, shown
 
-    url = resolve_storage_url(storage)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        raise DrltuneError(f"no study database at {path}; run `drltune search` first or pass --storage")
+    backend = open_reader(storage)  # optuna-dashboard's own edits (notes, deletes) still write through it
     if not is_loopback(host):
         click.echo(f"warning: binding to {host}: optuna-dashboard has unauthenticated endpoints that can "
                    "change or delete studies; expose it only on a trusted network", err=True)
-    backend = open_storage(url)
     page = study_page(backend, study_name)
-    folder = artifact_dir or default_artifact_dir(url)
-    click.echo(f"optuna-dashboard on {display_url(url)}: http://{host}:{port}{page}  (Ctrl-C to stop)")
+    folder = artifact_dir or default_artifact_dir(storage)
+    click.echo(f"optuna-dashboard on {shown(storage)}: http://{host}:{port}{page}  (Ctrl-C to stop)")
     click.echo(f"artifacts from {folder}" + ("" if folder.is_dir() else " (none yet)"))
     optuna_dashboard.run_server(backend, host=host, port=port, artifact_store=FileSystemArtifactStore(folder))
 

@@ -5,7 +5,8 @@ import math
 
 import click
 
-from drltune.commands.explore import STORAGE, STUDY
+from drltune.commands.explore import STUDY
+from drltune.commands.storage_option import storage_option
 from drltune.errors import DrltuneError
 
 
@@ -17,7 +18,7 @@ def _references(ctx: click.Context, param: click.Parameter, value: str) -> list[
 
 @click.command("verify")
 @STUDY
-@STORAGE
+@storage_option
 @click.option("--top", type=click.IntRange(1, 1000), help="Verify the K best complete trials [default: 3].")
 @click.option("--trial", "numbers", type=click.IntRange(0), multiple=True, help="Verify this trial (repeatable).")
 @click.option("--seeds", type=click.IntRange(1, 30), default=3, show_default=True,
@@ -48,7 +49,6 @@ def verify_cmd(study, storage, top, numbers, seeds, references, concurrent, cpus
         stored_runs,
         verified_lines,
         verified_rows,
-        writable,
     )
 
     for value in (cpus_per_trial, gpus_per_trial):
@@ -59,7 +59,11 @@ def verify_cmd(study, storage, top, numbers, seeds, references, concurrent, cpus
     unknown = [r for r in references if r not in METHODS]
     if unknown:
         raise DrltuneError(f"--reference {unknown[0]!r}: unknown method; valid: {', '.join(METHODS)}")
-    loaded = writable(open_study(study, storage), storage)  # checked by the reader, written with retries
+    from drltune.search.storage import open_writer
+
+    # Written with retries: a SQLite file locked by a running search, or a server restarting, is
+    # waited out instead of losing a finished run.
+    loaded = open_study(study, storage, open_writer(storage, create=False))
     trials = select_trials(loaded, top or (None if numbers else 3), numbers)
     seed_list = fresh_seeds(loaded, seeds)
     notes: list[str] = []

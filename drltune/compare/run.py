@@ -21,6 +21,7 @@ from drltune.compare.plan import (
 from drltune.errors import DrltuneError
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec
 from drltune.search.space import parse_space
+from drltune.search.storage_url import DEFAULT_URL
 
 
 @dataclass
@@ -34,7 +35,7 @@ class CompareSpec:
     data_root: str | None = None
     space_file: Path = DEFAULT_SPACE
     prefix: str | None = None
-    storage: str | None = None
+    storage: str = DEFAULT_URL  # resolved by the command (storage_url.py)
     sampler: str = "tpe"
     pruner: str = "median"
     max_epochs: int | None = None

@@ -16,8 +16,8 @@ from drltune import record
 from drltune.errors import DrltuneError, first_line
 from drltune.record import HISTORY_KEYS, RESULT_ATTRS, reinits_fired, trial_fusion, trial_method
 from drltune.search.objective import pareto_front, primary, study_objective
-from drltune.search.storage import DEFAULT_URL as DEFAULT_STORAGE
 from drltune.search.storage import open_reader, shown
+from drltune.search.storage_url import DEFAULT_URL as DEFAULT_STORAGE
 
 TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
                  "reinits", *RESULT_ATTRS, "duration_s", "error")
@@ -43,10 +43,13 @@ def choose_study(study: str | None, names: list[str], storage: str = DEFAULT_STO
                        f"({', '.join(names)}; `drltune studies` lists them with their trials)")
 
 
-def open_study(study: str | None, storage: str = DEFAULT_STORAGE) -> optuna.Study:
+def open_study(study: str | None, storage: str = DEFAULT_STORAGE,
+               backend: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """Load an existing study with trials (None: the storage's only study); a missing or empty one
-    is a one-line error listing the stored names."""
-    backend = open_reader(storage)  # once: a SQLite file waits out a running search's lock once, not twice
+    is a one-line error listing the stored names. `backend`: `storage` as the command opened it
+    (once), else it is opened here for reading."""
+    if backend is None:
+        backend = open_reader(storage)
     names = study_names(backend)
     study = choose_study(study, names, storage)
     if study not in names:

@@ -10,7 +10,7 @@ from typing import Any
 
 _EXPORTS = {"SearchSpec": "runner", "run_search": "runner", "SearchSpace": "space", "load_space": "space",
             "open_storage": "storage", "open_reader": "storage", "open_writer": "storage",
-            "resolve_storage_url": "storage"}
+            "resolve_storage_url": "storage_url"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from drltune import record
 from drltune.search.curve_svg import curve_svg
 from drltune.search.optuna_private import dashboard_note_keys, storage_of, study_id_of
-from drltune.search.storage import sqlite_path
+from drltune.search.storage import database_file
 
 METRIC = "val_acc"
 ARTIFACTS = "artifacts"
@@ -41,8 +41,9 @@ PRUNED_VALUE = ("A pruned trial's **Value** in this dashboard is its *last* epoc
 
 
 def artifact_dir(storage_url: str) -> Path:
-    """`<folder of the SQLite file>/artifacts`, else `./studies/artifacts` (servers: pass --artifact-dir)."""
-    db = sqlite_path(storage_url)
+    """`<folder of the SQLite or journal file>/artifacts`, else `./studies/artifacts` (servers: pass
+    --artifact-dir)."""
+    db = database_file(storage_url)
     return ((db.parent if db is not None else Path.cwd() / "studies") / ARTIFACTS).resolve()
 
 

@@ -34,7 +34,8 @@ from drltune.search.optuna_private import trial_id_of
 from drltune.search.ray_start import auto_gpus, check_reachable, init_ray, quiet_ray_env
 from drltune.search.resources import check_fits, check_local_cpus
 from drltune.search.space import SearchSpace, load_space, parse_space
-from drltune.search.storage import display_url, open_reader, open_writer, resolve_storage_url, sqlite_path
+from drltune.search.storage import database_file, display_url, open_writer, sqlite_path
+from drltune.search.storage_url import DEFAULT_URL
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
 
@@ -48,7 +49,7 @@ class SearchSpec:
     space_file: Path = DEFAULT_SPACE
     trials: int = 20
     study_name: str | None = None
-    storage: str | None = None
+    storage: str = DEFAULT_URL  # resolved by the command (storage_url.py), never again here
     sampler: str = "tpe"
     pruner: str = "median"
     pruner_startup: int | None = None  # None: the pruner's default for the budget (pruning.py)
@@ -90,7 +91,7 @@ def storage_path(spec: SearchSpec) -> str:
     folder beside the SQLite file (or under ./studies)."""
     if spec.storage_path:
         return spec.storage_path if "://" in spec.storage_path else str(Path(spec.storage_path).expanduser().resolve())
-    db = sqlite_path(resolve_storage_url(spec.storage))
+    db = sqlite_path(spec.storage)
     studies = db.resolve().parent if db is not None else Path.cwd().resolve() / "studies"
     return str(studies / "ray")
 
@@ -138,26 +139,37 @@ def study_name(spec: SearchSpec, space: SearchSpace) -> str:
     return spec.study_name or f"{spec.dataset}-{space.path.stem}"
 
 
-def own_space_on_resume(spec: SearchSpec, space: SearchSpace, max_epochs: int) -> tuple[SearchSpace, str | None]:
+def own_space_on_resume(spec: SearchSpec, space: SearchSpace, max_epochs: int,
+                        storage: optuna.storages.BaseStorage | None) -> tuple[SearchSpace, str | None]:
     """The space a study resumes on when no --space is given: its own, as stored when it began.
 
     An upgrade may change the shipped default space (a new method among `method`'s choices), and a
     categorical's choices cannot change within an Optuna study: without this, `drltune search`
     run again after an upgrade would refuse to resume the study it made. (None: no such study, or
-    its space is the default's; else the line that says which space it resumes on.)"""
-    if Path(spec.space_file) != DEFAULT_SPACE:
+    its space is the default's; else the line that says which space it resumes on. `storage`: the
+    search's, opened early for this (see `_open_early`), or None when it cannot hold the study.)"""
+    if storage is None or Path(spec.space_file) != DEFAULT_SPACE:
         return space, None
     name = study_name(spec, space)
     try:
-        storage = open_reader(spec.storage)
         stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(record.SPACE)
-    except (DrltuneError, KeyError):  # no storage or no such study yet: a new study
+    except KeyError:  # no such study yet: a new study
         return space, None
     if not stored or stored == space.text:
         return space, None
     own = parse_space(safe_yaml.load(stored), max_epochs, path=space.path, text=stored)
     return own, (f"search space: the one study {name!r} began with, stored in it (the default space has "
                  "changed since; pass --space to choose one):")
+
+
+def _open_early(spec: SearchSpec) -> optuna.storages.BaseStorage | None:
+    """The search's storage (opened once), opened before the input is checked only where it may
+    hold the space a study began with (`own_space_on_resume`): without --space, on a server or a
+    database file that exists. Otherwise it opens once the input is checked: a mistake creates nothing."""
+    db = database_file(spec.storage)
+    if Path(spec.space_file) != DEFAULT_SPACE or (db is not None and not db.is_file()):
+        return None
+    return open_writer(spec.storage, heartbeat=True)
 
 
 def check_budget(spec: SearchSpec) -> int:
@@ -202,7 +214,8 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     objective = parse_objective(spec.objective)
     max_epochs = check_budget(spec)
     space = load_space(spec.space_file, max_epochs)
-    space, own_space_note = own_space_on_resume(spec, space, max_epochs)
+    storage = _open_early(spec)
+    space, own_space_note = own_space_on_resume(spec, space, max_epochs, storage)
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
     resolved = resolve(base)  # dataset, fixed values and --set are checked before anything is stored
     check_device_for_ray(resolved.device)
@@ -225,8 +238,9 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
 
     pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
     check_sampler(spec.sampler, space)
-    url = resolve_storage_url(spec.storage)
-    storage = open_writer(url, heartbeat=True)
+    url = spec.storage
+    if storage is None:
+        storage = open_writer(url, heartbeat=True)
     name = study_name(spec, space)
     # Each trial samples with its own seed (seed, trial number): drivers that share the study
     # propose different configurations, and one driver alone is reproducible.
@@ -300,7 +314,7 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     bar = SearchBar(study.study_name, spec.trials, counted(study), time_left) if spec.bar else None
     plain_echo, echo = echo, (bar.write if bar is not None else echo)  # lines go above the bar
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
-    publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
+    publish = DashboardPublisher(study, spec.storage, warn=echo)
     heartbeat = Heartbeat(study, lambda: [trial_id_of(t.trial) for t in list(bridge.live.values())])
     bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries),
                           on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),

@@ -1,10 +1,11 @@
 """Where a study lives: the one place that turns a storage URL into an Optuna storage object.
 
 Any SQLAlchemy URL works (`sqlite:///path.db`, `postgresql://host/db`, ...). The default,
-`DEFAULT_URL`, is `studies/drltune.db` under the current directory, so a search "works from any
-directory" and keeps its files next to where it was started. A search opens its storage with
-`create=True` (the tables are made when missing); `drltune explore` and notebooks open an existing
-one with `create=False`, which never writes (it also reads Optuna journal files).
+`DEFAULT_URL` (storage_url.py), is `studies/drltune.db` under the current directory, so a search
+"works from any directory" and keeps its files next to where it was started; a command resolves its
+`--storage` once (storage_url.py) and opens it once. A search opens its storage with `open_writer`
+(the tables are made when missing); `drltune explore` and notebooks open an existing one with
+`open_reader`, which never writes (it also reads Optuna journal files).
 
 A search's storage outlives faults of the database: every call that fails on a transient error
 (SQLite busy, a PostgreSQL restart or dropped connection) is retried with back-off for up to
@@ -55,9 +56,6 @@ from drltune.search.optuna_private import (
 )
 from drltune.search.optuna_private import rdb_models as models
 
-STUDIES_DIR = "studies"
-DEFAULT_DB = "drltune.db"
-DEFAULT_URL = f"sqlite:///{STUDIES_DIR}/{DEFAULT_DB}"  # relative to the current directory
 SCHEMA_RACE_RETRIES = 3
 PATIENCE_ENV = "DRLTUNE_STORAGE_PATIENCE_S"
 HEARTBEAT_S = 10  # Optuna's heartbeat: each running trial's row is refreshed this often ...
@@ -298,25 +296,6 @@ for _name in RDB_PRIVATE_ROUND_TRIPS + (
     setattr(ResilientRDBStorage, _name, _retrying(getattr(ResilientRDBStorage, _name)))
 
 
-def default_storage_url(cwd: Path | None = None) -> str:
-    """`sqlite:///<cwd>/studies/drltune.db`, absolute so that Ray workers and later runs agree."""
-    return f"sqlite:///{(cwd or Path.cwd()).resolve() / STUDIES_DIR / DEFAULT_DB}"
-
-
-def resolve_storage_url(url: str | None) -> str:
-    """The URL a search or the dashboard uses: the default when none is given, else `url` checked."""
-    if not url:
-        return default_storage_url()
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DrltuneError(f"--storage {url!r}: not a database URL (e.g. sqlite:///studies/drltune.db "
-                           "or postgresql://user@host/db)") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise DrltuneError("--storage: an in-memory SQLite database would lose the study; give a file path")
-    return url
-
-
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (None for other databases)."""
     parsed = make_url(url)
@@ -365,11 +344,17 @@ def database_file(storage: str) -> Path | None:
         raise DrltuneError(f"storage: {storage!r} is not a database URL") from None
 
 
-def _open_existing(storage: str) -> optuna.storages.BaseStorage:
-    """An existing storage (a URL or a journal file path), opened without creating anything."""
+def _existing_file(storage: str) -> Path | None:
+    """The file a storage reads (None: a server), which must exist: opening never makes one here."""
     path = database_file(storage)
     if path is not None and not path.is_file():
         raise DrltuneError(f"storage: {path} does not exist (no search has written to {shown(storage)})")
+    return path
+
+
+def _open_existing(storage: str) -> optuna.storages.BaseStorage:
+    """An existing storage (a URL or a journal file path), opened without creating anything."""
+    path = _existing_file(storage)
     if "://" not in storage:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -382,35 +367,37 @@ def _open_existing(storage: str) -> optuna.storages.BaseStorage:
         raise RuntimeFailure(f"storage: cannot open {shown(storage)}: {cause_text(exc)}") from None
 
 
-def open_reader(url: str | None) -> optuna.storages.BaseStorage:
-    """An existing storage for reading (explore, export, studies): never created, never written by us."""
-    return open_storage(url, create=False)
+def open_reader(url: str) -> optuna.storages.BaseStorage:
+    """An existing storage for reading (explore, export, studies, dashboard): never created, never
+    written by us; `url` (resolved, see storage_url.py) may also be an Optuna journal file."""
+    return _open_existing(url)
 
 
-def open_writer(url: str | None, heartbeat: bool = False) -> optuna.storages.BaseStorage:
-    """A storage for writing (search, verify): made when missing, every round trip retried."""
-    return open_storage(url, heartbeat=heartbeat, create=True)
+def open_writer(url: str, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
+    """A storage for writing, every round trip retried on transient errors (see the module docstring),
+    with `heartbeat` Optuna's trial heartbeats (liveness judged on the database's clock).
 
-
-def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
-    """An Optuna storage for `url` (None: the default); errors are one line.
-
-    With `create` (a search): an RDB storage whose tables (and SQLite file and folder) are made when
-    missing, every round trip retried on transient errors (see the module docstring), and with
-    `heartbeat` Optuna's trial heartbeats (liveness judged on the database's clock). Without it (a
-    reader): the storage must exist, nothing is written, and a journal file path is accepted too."""
-    if not create:
-        return _open_existing(url or DEFAULT_URL)
-    url = resolve_storage_url(url)
-    path = sqlite_path(url)
+    `create` (a search): the tables (and SQLite file and folder) are made when missing. Without it
+    (verify, studies --delete): the storage must exist already, and a journal file is written through
+    Optuna's journal storage."""
+    if "://" not in url:
+        if create:
+            raise DrltuneError(f"{url}: not a database URL; a search writes to a database (e.g. "
+                               "sqlite:///studies/drltune.db or postgresql://user@host/db), a journal file is "
+                               "only read")
+        return _open_existing(url)
+    path = sqlite_path(url) if create else _existing_file(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a connection that died with the server is replaced
     kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
+    if not create:
+        kwargs["skip_table_creation"] = True
     lock = None
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DrltuneError(f"cannot create {path.parent}: {exc.strerror}") from None
+        if create:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DrltuneError(f"cannot create {path.parent}: {exc.strerror}") from None
         # The dashboard may read while the driver writes: wait for the lock instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 30}}
         # Drivers opening a new file at the same moment race to create Optuna's tables: one at a time
@@ -435,3 +422,8 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
         except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
             raise RuntimeFailure(f"cannot open storage {display_url(url)}: {cause_text(exc)}") from None
     raise AssertionError("unreachable")
+
+
+def open_storage(url: str, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
+    """`open_writer(url, heartbeat)` with `create`, else `open_reader(url)` (tests and benchmarks)."""
+    return open_writer(url, heartbeat=heartbeat) if create else open_reader(url)
