@@ -154,5 +154,5 @@ def test_missing_study_lists_the_stored_ones(searched):
     root, _ = searched
     result = drltune(root, "explore", "--study", "nope", check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: no study named 'nope' in sqlite:///studies/drltune.db; "
-                                     "existing studies: e2e")
+    assert result.stderr.strip() == (f"error: no study named 'nope' in sqlite:///{root.resolve()}/studies/drltune.db; "
+                                     "existing studies: e2e")  # the default, resolved against the cwd

@@ -346,15 +346,14 @@ def test_a_resumed_cuda_trial_continues_the_gpu_noise(tiny_config, tmp_path):
 def test_the_start_line_says_how_the_cpus_were_chosen():
     from types import SimpleNamespace
 
-    from drltune.search.runner import SearchSpec, trial_cpus
+    from drltune.search.runner import trial_cpus
 
     ray = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}},
                                          {"Alive": False, "Resources": {"CPU": 2.0, "GPU": 1.0}}])
-    assert trial_cpus(SearchSpec(concurrent=4), ray, 0.25) == (4.0, " (16 cores / 4 trials per node; "
-                                                                     "--cpus-per-trial to change)")
-    assert trial_cpus(SearchSpec(concurrent=4, cpus_per_trial=2.0), ray, 0.25) == (2.0, "")
+    assert trial_cpus(None, 4, ray, 0.25) == (4.0, " (16 cores / 4 trials per node; --cpus-per-trial to change)")
+    assert trial_cpus(2.0, 4, ray, 0.25) == (2.0, "")
     cpu_only = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 16.0}}])
-    assert trial_cpus(SearchSpec(concurrent=4), cpu_only, 0.0) == (1.0, "")
+    assert trial_cpus(None, 4, cpu_only, 0.0) == (1.0, "")
 
 
 @pytest.mark.gpu

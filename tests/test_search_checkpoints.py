@@ -55,11 +55,11 @@ def _new_study(url: str, name: str) -> optuna.Study:
 
 
 def test_studies_of_one_name_never_share_a_checkpoint_folder_nor_sweep_each_other(tmp_path):
-    from drltune.search.runner import SearchSpec, checkpoint_store, sweep_checkpoints
+    from drltune.search.runner import SearchSpec, checkpoint_store, storage_path, sweep_checkpoints
 
     spec_a, spec_b = (SearchSpec(storage=f"sqlite:///{tmp_path}/studies/{db}.db") for db in "ab")
     a, b = _new_study(spec_a.storage, "s"), _new_study(spec_b.storage, "s")  # one name, two databases
-    store_a, store_b = checkpoint_store(spec_a, a), checkpoint_store(spec_b, b)
+    store_a, store_b = checkpoint_store(storage_path(spec_a), a), checkpoint_store(storage_path(spec_b), b)
     assert store_a.root != store_b.root and Path(store_a.root).parent == Path(store_b.root).parent
     assert Path(store_a.root).name.startswith("s-")  # the readable name first
     running = a.ask()
@@ -69,13 +69,13 @@ def test_studies_of_one_name_never_share_a_checkpoint_folder_nor_sweep_each_othe
     store_b.path(lineage_key(finished.number)).mkdir(parents=True)
     assert sweep_checkpoints(b, store_b) == 1 and store_b.keys() == []
     assert store_a.keys() == [lineage_key(running.number)]  # b's sweep left a's running trial alone
-    assert checkpoint_store(spec_a, a).root == store_a.root  # the id is made once
+    assert checkpoint_store(storage_path(spec_a), a).root == store_a.root  # the id is made once
 
     other = _new_study(spec_a.storage, "cremad/dr v2")
     cleaned_alike = _new_study(spec_a.storage, "cremad_dr_v2")
-    assert checkpoint_store(spec_a, other).root != checkpoint_store(spec_a, cleaned_alike).root
+    assert checkpoint_store(storage_path(spec_a), other).root != checkpoint_store(storage_path(spec_a), cleaned_alike).root
     optuna.delete_study(study_name="s", storage=spec_a.storage)
-    assert checkpoint_store(spec_a, _new_study(spec_a.storage, "s")).root != store_a.root  # deleted and made again
+    assert checkpoint_store(storage_path(spec_a), _new_study(spec_a.storage, "s")).root != store_a.root  # deleted and made again
 
 
 def test_a_checkpoint_carries_its_study_and_another_studys_is_refused(tmp_path):

@@ -208,16 +208,13 @@ def test_a_study_begun_on_an_earlier_default_space_resumes_on_its_own(tmp_path, 
     url = f"sqlite:///{tmp_path}/s.db"
     spec = runner.SearchSpec(space_file=default, storage=url, max_epochs=4)
     earlier = load_space(default, 4)
-    storage = open_storage(url)
-    create_or_resume("synthetic-default", storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
+    create_or_resume("synthetic-default", open_storage(url), optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(),
                      {**ATTRS, "space": earlier.text})
     default.write_text("methods: {baseline: {}, dr: {reinit_epoch: 2}, ogm_ge: {}}\n")  # an upgrade added a method
-    today = load_space(default, 4)
-    space, note = runner.own_space_on_resume(spec, today, 4, storage)
-    assert space.text == earlier.text and "began with" in note
-    assert runner.own_space_on_resume(runner.SearchSpec(space_file=default, storage=url, study_name="new", max_epochs=4),
-                                      today, 4, storage) == (today, None)  # a new study takes today's default
+    storage = runner.open_if_resumable(url, default)
+    plan = runner.prepare(spec, runner.stored_space(storage, runner.study_name(spec)))
+    assert plan.space.text == earlier.text and "began with" in plan.space_line
+    assert runner.stored_space(storage, "new") is None  # a new study takes today's default
     given = tmp_path / "mine.yaml"
     given.write_text(default.read_text())
-    assert runner.own_space_on_resume(runner.SearchSpec(space_file=given, storage=url, max_epochs=4),
-                                      load_space(given, 4), 4, storage)[1] is None  # an explicit --space is checked as before
+    assert runner.open_if_resumable(url, given) is None  # an explicit --space is checked as before

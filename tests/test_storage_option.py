@@ -152,3 +152,14 @@ def test_search_opens_its_storage_once_new_or_resumed(tmp_path, capsys, monkeypa
         code, out, err = run_cli(capsys, "search", "--trials", "1", "--max-epochs", "1")
         assert code == 0 and opens[0] == 1, (run, opens[0], err)
         assert f"in sqlite:///{tmp_path.resolve()}/studies/drltune.db" in out
+
+
+def test_compare_opens_its_storage_once_for_all_its_searches(tmp_path, capsys, monkeypatch, opens):
+    from drltune.search import ray_start, runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, "_run_tune", lambda *args: None)  # no trials, so nothing to verify either
+    monkeypatch.setattr(ray_start, "init_ray", lambda *args: None)
+    code, out, err = run_cli(capsys, "compare", "--methods", "baseline,dr", "--trials-per-method", "1",
+                             "--max-epochs", "1", "--published", "none")
+    assert code == 0 and out.count("\n== ") == 2 and opens[0] == 1, (opens[0], err)

@@ -23,7 +23,8 @@ def _resolved(ctx: click.Context, param: click.Parameter, value: str) -> str:
     from drltune.search.storage_url import resolve_storage_url
 
     source = ctx.get_parameter_source("storage")
-    named = {ParameterSource.ENVIRONMENT: f"${STORAGE_ENV}", ParameterSource.DEFAULT: "the default storage"}
+    named: dict[ParameterSource | None, str] = {ParameterSource.ENVIRONMENT: f"${STORAGE_ENV}",
+                                                ParameterSource.DEFAULT: "the default storage"}
     return resolve_storage_url(value, named=named.get(source, "--storage"))
 
 

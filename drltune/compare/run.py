@@ -93,16 +93,18 @@ def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[
 
 def _searches(spec: CompareSpec, spaces: dict[str, str], max_epochs: int,
               echo: Callable[[str], None]) -> dict[str, optuna.Study]:
+    from drltune.search.optuna_private import backend_of
     from drltune.search.runner import run_search
 
-    studies = {}
+    studies: dict[str, optuna.Study] = {}
     with tempfile.TemporaryDirectory(prefix="drltune-compare-") as folder:
         for i, method in enumerate(spec.methods, 1):
             path = Path(folder) / f"{method}.yaml"  # the space's text is stored in the study itself
             path.write_text(spaces[method], encoding="utf-8")
             echo(f"\n== {spec.name}: search {i}/{len(spec.methods)}, {method}: "
                  f"{spec.trials_per_method} trials x {max_epochs} epochs")
-            study = run_search(spec.search_spec(method, path), echo=echo)
+            opened = backend_of(next(iter(studies.values()))) if studies else None  # the storage opens once
+            study = run_search(spec.search_spec(method, path), echo=echo, storage=opened)
             if study.user_attrs.get(record.COMPARE) != spec.name:
                 study.set_user_attr(record.COMPARE, spec.name)
             studies[method] = study

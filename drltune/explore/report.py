@@ -28,6 +28,8 @@ def default_report_path(study: str, storage: str) -> Path:
     """`studies/<study>/report.html` beside a SQLite file's folder, else under ./studies."""
     db = database_file(storage)
     base = db.parent if db is not None else Path("studies")
+    if base.is_absolute() and base.is_relative_to(Path.cwd()):  # shown relative to the current directory
+        base = base.relative_to(Path.cwd())
     return base / re.sub(r"[^A-Za-z0-9._-]+", "_", study) / "report.html"
 
 
