@@ -48,7 +48,7 @@ def draw_configs(n: int, epochs: int, overrides: list[str] | None = None) -> lis
     import optuna
 
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, base_config
-    from drltune.search.space import load_space
+    from drltune.search.space_file import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(DEFAULT_SPACE, epochs)

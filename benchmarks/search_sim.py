@@ -122,7 +122,7 @@ class Table:
     def load(cls, folder: Path = TABLE_DIR, world: str = "all", epochs: int = 30) -> "Table":
         """The world's configs from the table, scored on QUALITY_SEEDS (main's --quality-seeds)."""
         from drltune.search.runner import DEFAULT_SPACE
-        from drltune.search.space import load_space
+        from drltune.search.space_file import load_space
 
         runs = load_runs(folder)
         # The table's methods, not today's space's: a method added since it was recorded has no curves

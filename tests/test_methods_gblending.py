@@ -103,7 +103,7 @@ def test_gblending_trains_above_chance():
 
 def test_default_space_searches_inforeg_and_gblending_over_their_declared_ranges():
     from drltune.methods import METHODS
-    from drltune.search.space import load_space
+    from drltune.search.space_file import load_space
 
     # max_epochs = the space file's own `epochs`: epoch-valued ranges are not rescaled
     s = load_space(Path(__file__).resolve().parents[1] / "drltune" / "search_spaces" / "default.yaml", max_epochs=90)

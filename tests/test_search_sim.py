@@ -25,7 +25,7 @@ def table() -> sim.Table:
     test accuracy 0.3 + 0.01 * id, except config 3 on the held-out seeds: 0.9, so the true best
     is config 3, which no search can tell from the seeds it sees."""
     from drltune.search.runner import DEFAULT_SPACE
-    from drltune.search.space import load_space
+    from drltune.search.space_file import load_space
 
     configs = []
     for c in draw_configs(16, EPOCHS):

@@ -10,7 +10,7 @@ import yaml
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.resolve import resolve
-from drltune.search.space import load_space, parse_space
+from drltune.search.space_file import load_space, parse_space
 
 DEFAULT = Path(__file__).resolve().parents[1] / "drltune" / "search_spaces" / "default.yaml"
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -20,7 +20,7 @@ from drltune.compare.plan import (
 )
 from drltune.errors import DrltuneError
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec
-from drltune.search.space import parse_space
+from drltune.search.space_file import parse_space
 
 
 @dataclass

@@ -33,7 +33,8 @@ from drltune.search.objective import Objective, parse_objective
 from drltune.search.optuna_private import trial_id_of
 from drltune.search.ray_start import auto_gpus, check_reachable, init_ray, quiet_ray_env
 from drltune.search.resources import check_fits, check_local_cpus
-from drltune.search.space import SearchSpace, load_space, parse_space
+from drltune.search.space import SearchSpace
+from drltune.search.space_file import load_space, parse_space
 from drltune.search.storage import display_url, open_reader, open_writer, resolve_storage_url, sqlite_path
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
