@@ -25,7 +25,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--dataset", default="synthetic", show_default=True, help="Registered dataset (see `drltune datasets`).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Prepared dataset folder (real datasets).")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Search space YAML [default: the space shipped in drltune/search_spaces/default.yaml].")
+              help="Search space YAML [default: search_spaces/default.yaml, shipped with drltune].")
 @click.option("--trials", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
               help="Finished trials the study should reach (earlier runs count).")
 @click.option("--study", "study_name", help="Study name [default: DATASET-SPACE_NAME].")
@@ -76,7 +76,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--race-seeds", type=click.IntRange(1, 30), default=2, show_default=True,
               help="Fresh seeds per raced trial (never a seed the search trained with).")
 @click.option("--seed-with", type=click.Choice(["papers", "balancebenchmark"]),
-              help="Start with each method's published CREMA-D config (drltune/search_spaces/published.yaml) as "
+              help="Start with each method's published CREMA-D config (search_spaces/published.yaml) as "
                    "enqueued trials, once per study: its paper's, or BalanceBenchmark's shared protocol.")
 @click.option("--tracker", type=click.Choice(TRACKERS), default="none", show_default=True,
               help="Experiment tracker: mlflow logs one run per trial (needs pip install 'drltune[mlflow]').")

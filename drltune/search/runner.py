@@ -36,8 +36,7 @@ from drltune.search.resources import check_fits, check_local_cpus
 from drltune.search.space import SearchSpace
 from drltune.search.space_file import load_space, parse_space
 from drltune.search.storage import display_url, open_reader, open_writer, resolve_storage_url, sqlite_path
-
-DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
+from drltune.shipped_spaces import DEFAULT_SPACE
 
 
 @dataclass
