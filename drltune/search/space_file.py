@@ -54,6 +54,7 @@ def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
 
 
 def parse_space(data: Any, max_epochs: int, path: Path = Path("<space>"), text: str = "") -> SearchSpace:
+    """load_space after the reading: `data` is the file's YAML (compare and tests build it in memory)."""
     if not isinstance(data, dict):
         raise DrltuneError("expected a mapping with keys " + ", ".join(FILE_KEYS))
     unknown = sorted(str(k) for k in data if k not in FILE_KEYS)
