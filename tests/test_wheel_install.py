@@ -101,11 +101,6 @@ def test_the_wheel_ships_the_one_copy_of_the_spaces_inside_the_package(wheel):
     assert "drltune/search/search_benchmark.json" in names and "drltune/resources/kinetics-sounds/ks31.txt" in names
 
 
-def test_the_installed_package_loads_every_shipped_space_from_itself(installed, tmp_path):
-    where = run(installed / "bin" / "python", "-c", LOAD_SHIPPED, cwd=tmp_path, env=outside_env()).stdout.strip()
-    assert where.startswith(str(installed)) and where.endswith("site-packages/drltune/search_spaces")
-
-
 def test_an_editable_install_reads_the_checkouts_top_level_spaces(tmp_path):
     source = source_copy(tmp_path)
     venv = dependency_venv(tmp_path)
@@ -120,10 +115,11 @@ def test_an_editable_install_reads_the_checkouts_top_level_spaces(tmp_path):
 def test_installed_package_finds_its_default_space_outside_the_checkout(installed, tmp_path):
     env = outside_env()
     code = ("import drltune, drltune.search.runner as r; print(drltune.__file__); "
-            "print(r.DEFAULT_SPACE, r.DEFAULT_SPACE.is_file())")
-    where, space = run(installed / "bin" / "python", "-c", code, cwd=tmp_path, env=env).stdout.splitlines()
+            "print(r.DEFAULT_SPACE, r.DEFAULT_SPACE.is_file()); " + LOAD_SHIPPED)
+    where, space, spaces = run(installed / "bin" / "python", "-c", code, cwd=tmp_path, env=env).stdout.splitlines()
     assert str(installed) in where and not where.startswith(str(ROOT))  # imported from the wheel
     assert space.startswith(str(installed)) and space.endswith("drltune/search_spaces/default.yaml True")
+    assert spaces == str(Path(where).parent / "search_spaces")  # every shipped space loaded from there
     help_text = run(installed / "bin" / "drltune", "search", "--help", cwd=tmp_path, env=env).stdout
     assert "--space" in help_text and "--trials" in help_text
 
