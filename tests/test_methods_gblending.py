@@ -2,7 +2,6 @@
 it trains above chance."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

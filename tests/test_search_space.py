@@ -1,8 +1,6 @@
 """Search space files: conditional method parameters, epoch scaling, one-line errors naming the key."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 import pytest
 import yaml
@@ -142,6 +140,7 @@ def test_set_fixes_a_key_the_space_searches_instead_of_being_overwritten_by_the_
         assert "batch_size" not in trial.params and "dr.alpha" not in trial.params and "dr.reinit_epoch" in trial.params
         study.tell(trial, 0.5)
     reordered = ["params.alpha=2.5", "method=dr"]  # the note names dr only, whatever the order
-    assert load_space(DEFAULT_SPACE, max_epochs=8).fixed_by(reordered, base)[1] == "--set params.alpha=2.5: fixed for dr"
+    notes = load_space(DEFAULT_SPACE, max_epochs=8).fixed_by(reordered, base)
+    assert notes[1] == "--set params.alpha=2.5: fixed for dr"
     with pytest.raises(DrltuneError, match="--set method=toy: not among .*default.yaml's methods"):
         load_space(DEFAULT_SPACE, max_epochs=8).fixed_by(["method=toy"], TrialConfig(method="toy"))
