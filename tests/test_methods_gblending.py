@@ -2,7 +2,6 @@
 it trains above chance."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
