@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import yaml
 
 from drltune import safe_yaml
-from drltune.config import FIELD_TYPES, KNOBS
+from drltune.config import EPOCH_KEYS, FIELD_TYPES
 from drltune.errors import DrltuneError
 from drltune.params import Param, yaml_number
 from drltune.search.space import Dimension, SearchSpace
@@ -31,7 +31,6 @@ from drltune.search.space import Dimension, SearchSpace
 FILE_KEYS = ("epochs", "fixed", "space", "methods")
 NOT_SEARCHABLE = {"dataset", "data_root", "method", "epochs", "seed", "params", "dataset_params"}
 NOT_FIXABLE = {"dataset", "data_root", "method", "epochs", "seed", "params"}
-EPOCH_KEYS = {p.name for p in KNOBS if p.is_epoch}  # TrialConfig keys counted in epochs (e.g. lr_step)
 
 
 def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
