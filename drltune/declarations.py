@@ -18,7 +18,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from drltune.params import Param
 from drltune.registry import unknown_name
@@ -56,11 +56,12 @@ def names(kind: str) -> list[str]:
     return _read(kind, _name, lambda cls: cls.name)
 
 
-def check_name(kind: str, name: str) -> None:
-    """Refuse a name nothing registers, with the message `Registry.get` gives."""
+def check_names(kind: str, given: Iterable[str], option: str | None = None) -> None:
+    """Refuse the first name nothing registers, with the message `Registry.get` gives (led by `option`)."""
     valid = names(kind)
-    if name not in valid:
-        raise unknown_name(kind, name, valid)
+    for name in given:
+        if name not in valid:
+            raise unknown_name(kind, name, valid, option)
 
 
 def _read(kind: str, read_node: Callable[[ast.ClassDef], T], read_class: Callable[[Any], T]) -> list[T]:
