@@ -136,4 +136,3 @@ def _literal(node: ast.expr) -> Any:
 
 def _first_line(doc: str | None) -> str:
     return doc.strip().splitlines()[0] if doc and doc.strip() else ""
-
