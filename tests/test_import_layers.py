@@ -19,7 +19,7 @@ LAYERS = (
                 "drltune.config", "drltune.record", "drltune.shipped_spaces",
                 "drltune.tracking")),
     ("parts", ("drltune.data", "drltune.models", "drltune.methods")),
-    ("resolution", ("drltune.resolve", "drltune.epoch_budget", "drltune.published")),
+    ("resolution", ("drltune.resolve", "drltune.epoch_budget", "drltune.published", "drltune.declarations")),
     ("training", ("drltune.train",)),
     # The drivers, each above the ones it uses: the storage, Ray start-up, objective and GPU plan every
     # driver shares;

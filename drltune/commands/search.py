@@ -6,11 +6,11 @@ import math
 import shlex
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import click
 
-from drltune.search.pruning import PRUNERS
-from drltune.search.samplers import SAMPLERS
+from drltune.search.options import PRUNERS, SAMPLERS
 from drltune.tracking import DEFAULT_MLFLOW_URI, TRACKERS, check_tracker
 
 
@@ -96,6 +96,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
         raise DrltuneError(f"--race ranks trials by their mean val_acc, not by --objective {objective}: "
                            "pass --race 0 (and re-train chosen trials on fresh seeds with `drltune verify`)")
     check_tracker(tracker)
+    check_early(dataset, space_file)
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
     spec = SearchSpec(
@@ -114,6 +115,18 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
         run_race(study, race, race_seeds, concurrent, cpus_per_trial, gpus_per_trial, address, click.echo)
 
     run_search(spec, echo=click.echo, after_trials=race_top if race else None)
+
+
+def check_early(dataset: str, space_file: Path | None, methods: Sequence[str] = ()) -> None:
+    """Refuse a misspelt name or a broken space file in a fraction of a second: before the runner
+    loads torch, Ray and Optuna (the full checks follow there)."""
+    from drltune.declarations import check_names
+    from drltune.search.space_file import read_space
+
+    check_names("dataset", [dataset])
+    check_names("method", methods, "--methods")
+    if space_file is not None:
+        read_space(space_file)
 
 
 def is_loopback(host: str) -> bool:

@@ -35,9 +35,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune.errors import DrltuneError
 from drltune.record import REINIT_EPOCHS as REINIT_ATTR
+from drltune.search.options import PRUNERS
 from drltune.search.optuna_private import storage_of
 
-PRUNERS = ("hyperband", "median", "sha", "none")
 PEER_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 

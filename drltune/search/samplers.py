@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import optuna
 
 from drltune.errors import DrltuneError
+from drltune.search.options import SAMPLERS
 
 if TYPE_CHECKING:
     from drltune.search.space import SearchSpace
-
-SAMPLERS = ("tpe", "random", "gp")
 
 
 def conditional_params(space: SearchSpace | None) -> list[str]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import optuna
+from typing import TYPE_CHECKING, Any, Sequence
 
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
+
+if TYPE_CHECKING:  # `drltune search` reads a space file before it loads Optuna (space_file.read_space)
+    import optuna
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,16 @@ NOT_FIXABLE = {"dataset", "data_root", "method", "epochs", "seed", "params"}
 def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
     """Read and check a space file; epoch-valued numbers are scaled to `max_epochs`."""
     path = Path(path)
+    text, data = read_space(path)
+    try:
+        return parse_space(data, max_epochs, path=path, text=text)
+    except DrltuneError as exc:
+        raise DrltuneError(f"{path}: {exc}") from None
+
+
+def read_space(path: Path) -> tuple[str, dict[str, Any]]:
+    """A space file's text and mapping, checked as far as needs neither the epoch budget nor the
+    methods (both load torch): readable, YAML, known top-level keys. `drltune search` calls it first."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -47,18 +57,23 @@ def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
     except (yaml.YAMLError, RecursionError) as exc:
         raise DrltuneError(f"{path}: not valid YAML: {safe_yaml.describe(exc)}") from None
     try:
-        return parse_space(data, max_epochs, path=path, text=text)
+        _check_file_keys(data)
     except DrltuneError as exc:
         raise DrltuneError(f"{path}: {exc}") from None
+    return text, data
 
 
-def parse_space(data: Any, max_epochs: int, path: Path = Path("<space>"), text: str = "") -> SearchSpace:
-    """load_space after the reading: `data` is the file's YAML (compare and tests build it in memory)."""
+def _check_file_keys(data: Any) -> None:
     if not isinstance(data, dict):
         raise DrltuneError("expected a mapping with keys " + ", ".join(FILE_KEYS))
     unknown = sorted(str(k) for k in data if k not in FILE_KEYS)
     if unknown:
         raise DrltuneError(f"unknown key(s) {', '.join(unknown)}; valid: {', '.join(FILE_KEYS)}")
+
+
+def parse_space(data: Any, max_epochs: int, path: Path = Path("<space>"), text: str = "") -> SearchSpace:
+    """load_space after the reading: `data` is the file's YAML (compare and tests build it in memory)."""
+    _check_file_keys(data)
     epochs = data.get("epochs")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise DrltuneError(f"epochs: expected a positive integer, got {epochs!r}")
