@@ -55,20 +55,22 @@ def test_a_misspelt_name_or_a_broken_space_is_refused_before_anything_heavy(argv
     assert sorted(tmp_path.iterdir()) == before  # no study database, no Ray folder
 
 
-def test_methods_lists_the_registry_without_torch(tmp_path):
-    from drltune.methods import METHODS
-
-    code, out, _, heavy = heavy_after(["methods"], tmp_path)
+@pytest.mark.parametrize("command, home", [("methods", "drltune.methods:METHODS"),
+                                           ("datasets", "drltune.data:DATASETS")])
+def test_listings_show_the_registry_without_torch(command, home, tmp_path):
+    module, attr = home.split(":")
+    registry = getattr(importlib.import_module(module), attr)
+    code, out, _, heavy = heavy_after([command], tmp_path)
     assert (code, heavy) == (0, [])
-    assert out == "".join(f"{name}: {METHODS.get(name).description}\n"
-                          + "".join(f"    {p.describe()}\n" for p in METHODS.get(name).params) for name in METHODS)
+    assert out == "".join(f"{name}: {registry.get(name).description}\n"
+                          + "".join(f"    {p.describe()}\n" for p in registry.get(name).params) for name in registry)
 
 
 def test_the_source_declares_what_the_registries_hold():
-    """drltune.declarations reads the names, and the methods' and fusions' declarations, from the
+    """drltune.declarations reads the names, and the methods', fusions' and datasets' declarations, from the
     source (no torch), equal to what the registries hold once imported."""
     code = ("import sys\nfrom drltune.declarations import declarations, names\n"
-            "read = lambda: (declarations('method'), declarations('fusion'), names('dataset'))\n"
+            "read = lambda: (declarations('method'), declarations('fusion'), names('dataset'), declarations('dataset'))\n"
             f"source = read()\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
             "import drltune.data, drltune.methods, drltune.models.fusion\n"
             "print(source == read(), len(source[0]), len(source[1]), len(source[2]))")

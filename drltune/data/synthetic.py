@@ -27,7 +27,7 @@ class Synthetic(DatasetSpec):
     description = "built-in audio-visual data from a seed (6 classes, audio easy, visual slow); no download"
     needs_data_root = False
     params = (
-        Param("seed", "int", 0, "seed of the generated data (not of training)", 0, 2**31 - 1),
+        Param("seed", "int", 0, "seed of the generated data (not of training)", 0, 2_147_483_647),
         Param("n_train", "int", 720, "training clips", 12, 1_000_000),
         Param("n_val", "int", 240, "validation clips", 6, 1_000_000),
         Param("n_test", "int", 240, "test clips", 6, 1_000_000),
