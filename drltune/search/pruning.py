@@ -111,7 +111,7 @@ class ReinitAwarePruner(BasePruner):
         if in_grace(trial, step, self.min_grace):
             return False
         peers = PeersBestSoFar(study, trial.number, self._finished)
-        return self.inner.prune(peers, best)  # type: ignore[arg-type]
+        return self.inner.prune(peers, best)  # type: ignore[arg-type]  # a Study look-alike, see PeersBestSoFar
 
 
 class BracketStudy(optuna.Study):
