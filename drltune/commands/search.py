@@ -109,7 +109,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
         overrides=list(overrides), seed_with=seed_with, objective=objective, bar=sys.stdout.isatty(),
         tracker=tracker, tracker_uri=tracker_uri,
         command=shlex.join(["drltune", *sys.argv[1:]]))
-    def race_top(study) -> None:  # type: ignore[no-untyped-def]
+    def race_top(study) -> None:
         from drltune.search.racing import run_race
 
         run_race(study, race, race_seeds, concurrent, cpus_per_trial, gpus_per_trial, address, click.echo)

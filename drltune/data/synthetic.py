@@ -65,7 +65,8 @@ def _generate(items: tuple[tuple[str, Any], ...]) -> DataBundle:
             (n, 1, p["audio_freq"], p["audio_time"]), dtype=np.float32)
         visual = _render_frames(rng, visual_templates[visual_class], p["frames"], p["visual_snr"])
         splits.append(Split(audio.astype(np.float16), visual, labels.astype(np.int64)))
-    return DataBundle(*splits, class_names=CLASS_NAMES, info={"generated": p})
+    train, val, test = splits
+    return DataBundle(train, val, test, class_names=CLASS_NAMES, info={"generated": p})
 
 
 def _corrupt(rng: np.random.Generator, labels: np.ndarray, reliability: float, k: int) -> np.ndarray:

@@ -8,14 +8,14 @@ import textwrap
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import optuna
 import pandas as pd
 
 from drltune import record
 from drltune.explore.load import trials_frame
-from drltune.search.objective import primary, study_objective
+from drltune.search.objective import complete_primary, primary, study_objective
 
 STATES = record.STATE_LABELS
 # The short table of the terminal: what a user compares trials by.
@@ -80,7 +80,7 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # a two-objective study: for its first objective (Optuna asks for one target)
-            target = primary if len(study.directions) > 1 else None
+            target = complete_primary if len(study.directions) > 1 else None
             result = optuna.importance.get_param_importances(study, target=target)
     except (RuntimeError, ValueError) as exc:
         return {}, f"parameter importances could not be computed: {exc}"
@@ -100,7 +100,7 @@ def validation_size(values: Iterable[float], limit: int = 1_000_000) -> int | No
     return n if n > 1 else None
 
 
-def noise_line(trials: pd.DataFrame, history: Iterable[float], verified: list[dict[str, Any]] = ()) -> str | None:
+def noise_line(trials: pd.DataFrame, history: Iterable[float], verified: Sequence[dict[str, Any]] = ()) -> str | None:
     """`one validation clip = 0.42 points (240 clips); the top 3 complete trials lie within 3 clips`,
     and the seed spread that `drltune verify` measured, where it did."""
     n = validation_size(history)

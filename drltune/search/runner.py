@@ -289,21 +289,27 @@ def _run_tune(spec: SearchSpec, study: optuna.Study, space: SearchSpace, base: T
     from drltune.search.dashboard_view import DashboardPublisher
     from drltune.search.display import SearchBar, TimeLeft
     from drltune.search.liveness import Heartbeat, SharedBudget
-    from drltune.search.progress import Progress
+    from drltune.search.progress import Outcome, Progress
     from drltune.search.study import counted
     from drltune.search.ticker import EpochTicker
     from drltune.search.trainable import run_trial
     from drltune.search.tune_sync import tolerate_state_sync
 
     stop = _Stop(spec.timeout)
+    assert base.epochs is not None  # run_search sets it to the budget's max epochs
     time_left = TimeLeft(spec.trials, counted(study), base.epochs)
     bar = SearchBar(study.study_name, spec.trials, counted(study), time_left) if spec.bar else None
     plain_echo, echo = echo, (bar.write if bar is not None else echo)  # lines go above the bar
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
     publish = DashboardPublisher(study, resolve_storage_url(spec.storage), warn=echo)
     heartbeat = Heartbeat(study, lambda: [trial_id_of(t.trial) for t in list(bridge.live.values())])
+
+    def on_outcome(outcome: Outcome) -> None:
+        progress(outcome)
+        publish(outcome.number)
+
     bridge = OptunaBridge(study, space, base, SharedBudget(study, spec.trials, spec.max_retries),
-                          on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
+                          on_outcome=on_outcome,
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
                           max_failed=failure_limit(spec), heartbeat_age=heartbeat.failing_for, note=echo,
                           objective=objective)

@@ -39,6 +39,7 @@ class Dimension:
             return self.value
         if self.kind == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
+        assert self.low is not None and self.high is not None  # an int or float dimension has both
         if self.kind == "int":
             return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
@@ -110,6 +111,7 @@ class SearchSpace:
                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
             for d in dims:
                 if d.kind in ("int", "float"):
+                    assert d.low is not None and d.high is not None
                     ranges[d.name[len(prefix):]] = (d.low, d.high, True)
                 elif d.kind == "categorical" and all(isinstance(c, (int, float)) for c in d.choices):
                     ranges[d.name[len(prefix):]] = (min(d.choices), max(d.choices), True)

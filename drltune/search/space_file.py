@@ -273,6 +273,7 @@ class _EpochScaler:
             scaled = tuple(dict.fromkeys(self.scale(_number(c, "int", where)) for c in dim.choices))
             self.notes.append(f"{where}: {list(dim.choices)} -> {list(scaled)} ({self.how})")
             return Dimension(dim.name, "categorical", choices=scaled)
+        assert dim.low is not None and dim.high is not None  # an int or float dimension
         low, high = self.scale(dim.low), self.scale(dim.high)
         step = None if dim.step is None else max(1, round(dim.step * self.factor))
         if step is not None:
