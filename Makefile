@@ -24,6 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check drltune
+	$(BIN)/mypy drltune
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dr_vs_baseline.py

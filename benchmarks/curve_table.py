@@ -48,7 +48,7 @@ def draw_configs(n: int, epochs: int, overrides: list[str] | None = None) -> lis
     import optuna
 
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, base_config
-    from drltune.search.space import load_space
+    from drltune.search.space_file import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(DEFAULT_SPACE, epochs)
@@ -142,6 +142,19 @@ def record_run(job: tuple[dict[str, Any], int]) -> dict[str, Any]:
             "params": config["params"], **curves, "reinits": reinits, "error": error}
 
 
+def table_configs(out: Path, n: int, epochs: int) -> list[dict[str, Any]]:
+    """A table's stored configs when it has some (a resumed recording must run exactly those, whatever
+    methods the default space has gained since), else `n` freshly drawn ones."""
+    stored_file = out / "configs.json"
+    if not stored_file.exists():
+        return draw_configs(n, epochs)
+    stored = json.loads(stored_file.read_text())
+    if stored["epochs"] != epochs or len(stored["configs"]) < n:
+        raise SystemExit(f"error: {out} holds {len(stored['configs'])} configs of {stored['epochs']} epochs; "
+                         f"{n} configs of {epochs} epochs need another --out")
+    return stored["configs"][:n]
+
+
 def todo(configs: list[dict[str, Any]], seeds: list[int], done: set[tuple[int, int]]) -> Iterator[tuple[dict, int]]:
     """Config-major: a config's seeds together, so any prefix of the table has whole configs."""
     for config in configs:
@@ -170,7 +183,7 @@ def main() -> None:
     print(f"curve table: {have}/{wanted} runs recorded in {args.out}", flush=True)
     if args.status:
         return
-    configs = draw_configs(args.configs, args.epochs)
+    configs = table_configs(args.out, args.configs, args.epochs)
     (args.out / "configs.json").write_text(json.dumps(
         {"table_seed": TABLE_SEED, "epochs": args.epochs, "seeds": seeds, "set": BENCH_SET, "configs": configs},
         indent=None, separators=(",", ":")) + "\n")

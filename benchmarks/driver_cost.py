@@ -42,7 +42,7 @@ from drltune.search.pruning import make_pruner  # noqa: E402
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec, base_config  # noqa: E402
 from drltune.search.samplers import make_sampler  # noqa: E402
 from drltune.search.seeding import TrialSeededSampler  # noqa: E402
-from drltune.search.space import load_space  # noqa: E402
+from drltune.search.space_file import load_space  # noqa: E402
 from drltune.search.storage import open_storage  # noqa: E402
 
 EPOCHS = 90

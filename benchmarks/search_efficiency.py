@@ -41,7 +41,7 @@ from drltune.search.pruning import pruner_defaults
 from drltune.search.ray_start import RAY_QUIET_ENV
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec, base_config, run_search
 from drltune.search.samplers import make_sampler
-from drltune.search.space import load_space
+from drltune.search.space_file import load_space
 
 ROUTES = ("none", "median", "sha", "hyperband", "stock")
 STATES = ("COMPLETE", "PRUNED", "FAIL")

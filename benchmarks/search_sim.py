@@ -25,6 +25,7 @@ world and set of search seeds and reported on the other (docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import json
 import math
@@ -121,12 +122,17 @@ class Table:
     def load(cls, folder: Path = TABLE_DIR, world: str = "all", epochs: int = 30) -> "Table":
         """The world's configs from the table, scored on QUALITY_SEEDS (main's --quality-seeds)."""
         from drltune.search.runner import DEFAULT_SPACE
-        from drltune.search.space import load_space
+        from drltune.search.space_file import load_space
 
+        runs = load_runs(folder)
+        # The table's methods, not today's space's: a method added since it was recorded has no curves
+        # and must not shift which world a config belongs to.
+        recorded = {r["method"] for r in runs}
         space = load_space(DEFAULT_SPACE, epochs)
+        space = dataclasses.replace(space, methods={m: d for m, d in space.methods.items() if m in recorded})
         configs: dict[int, Config] = {}
-        for r in load_runs(folder):
-            if world != "all" and world_of(r["config"], len(space.methods)) != world:
+        for r in runs:
+            if world != "all" and world_of(r["config"], len(recorded)) != world:
                 continue
             c = configs.setdefault(r["config"], Config(r["config"], r["params"], {}))
             c.runs[r["seed"]] = Run(r["val"], r["test"], r["seconds"], r["reinits"], r["val_audio"],
@@ -627,8 +633,8 @@ def report(rows: list[dict[str, Any]], budget: int, reference: str) -> list[str]
     by_route: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         by_route.setdefault(r["route"], {})[r["seed"]] = r
-    lines = ["| route | searches | median regret | p90 regret | mean regret | epochs / unpruned | sim wall s "
-             f"| mean regret minus {reference} [95 % CI] |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| route | what it is | searches | median regret | p90 regret | mean regret | epochs / unpruned | sim wall s "
+             f"| mean regret minus {reference} [95 % CI] |", "|---|---|---|---|---|---|---|---|---|"]
     ref = by_route.get(reference, {})
     for name in [n for n in ROUTES if n in by_route]:
         mine = by_route[name]
@@ -636,7 +642,7 @@ def report(rows: list[dict[str, Any]], budget: int, reference: str) -> list[str]
         paired = [mine[s]["regret"] - ref[s]["regret"] for s in mine if s in ref]
         ci = bootstrap(paired) if paired and name != reference else None
         diff = f"{statistics.mean(paired):+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "-"
-        lines.append(f"| {name} | {len(mine)} | {np.median(regrets):.2f} | {np.percentile(regrets, 90):.2f} "
+        lines.append(f"| {name} | {ROUTES[name].description} | {len(mine)} | {np.median(regrets):.2f} | {np.percentile(regrets, 90):.2f} "
                      f"| {statistics.mean(regrets):.2f} | {100 * statistics.mean(r['epochs'] for r in mine.values()) / budget:.0f} % "
                      f"| {statistics.mean(r['seconds'] for r in mine.values()):.0f} | {diff} |")
     return lines
@@ -645,12 +651,12 @@ def report(rows: list[dict[str, Any]], budget: int, reference: str) -> list[str]
 REAL_ROUTE = {"none": "tpe", "median": "median", "sha": "sha", "hyperband": "hyperband", "stock": "stock"}
 
 
-def check_real(real: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+def check_real(real: list[dict[str, Any]], rows: list[dict[str, Any]], epochs: int) -> list[str]:
     """Each real search (search_efficiency.py) against the simulated spread (5th-95th percentile over
     the simulated search seeds) of the same route: best val acc of the returned trial, epochs share."""
     lines = ["| route | real seed | real best val % | simulated 5-95 % (median) | inside | real epochs % "
              "| simulated 5-95 % (median) | inside |", "|---|---|---|---|---|---|---|---|"]
-    budget = {r["route"]: r["trials"] * 30 for r in rows}
+    budget = {r["route"]: r["trials"] * epochs for r in rows}
     for r in real:
         sim_route = REAL_ROUTE[r["route"]]
         mine = [x for x in rows if x["route"] == sim_route]
@@ -773,7 +779,7 @@ def main() -> None:
     if args.check_real:
         real = [json.loads(line) for line in args.check_real.read_text().splitlines() if line.strip()]
         print(f"\nreal searches ({args.check_real.name}) against the simulated spread of the same route")
-        print("\n".join(check_real(real, mine)))
+        print("\n".join(check_real(real, mine, table.epochs)))
     if args.write_figures:
         figures = write_figures(mine, args.write_figures, FIGURES, args.world, args.seeds, args.trials * table.epochs,
                                 table.quality_seeds)

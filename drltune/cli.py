@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 
 import click
 
 from drltune import __version__
+from drltune.declarations import names
 from drltune.errors import DrltuneError
 
 # name -> (module under drltune.commands, the first line of the command's help)
@@ -33,17 +33,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fusions": ("listing", "List the fusion heads."),
     "config": ("listing", "List the TrialConfig training knobs with their defaults and ranges."),
 }
-
-
-# drltune/methods/ holds one file per method, named as the method registers; these files are helpers.
-METHOD_HELPERS = {"__init__", "base", "common"}
-
-
-def method_names() -> list[str]:
-    """The methods, read from drltune/methods/'s file names: importing them would load torch, and
-    `drltune --help` stays instant (a test keeps this equal to the METHODS registry)."""
-    folder = Path(__file__).resolve().parent / "methods"
-    return sorted(p.stem for p in folder.glob("*.py") if p.stem not in METHOD_HELPERS)
 
 
 def load_command(name: str) -> click.Command:
@@ -68,7 +57,7 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
         with formatter.section("Methods (`drltune methods` lists their parameters)"):
-            formatter.write_text(", ".join(method_names()))
+            formatter.write_text(", ".join(names("method")))  # read from the source: no torch
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

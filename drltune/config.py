@@ -40,6 +40,7 @@ KNOBS: tuple[Param, ...] = (
     Param("augment", "bool", False, "random resized crop and flip of training frames"),
     Param("grad_clip", "float", 0.0, "clip the gradient norm to this (0: no clipping)", 0.0, 1e6),
 )
+EPOCH_KEYS = frozenset(p.name for p in KNOBS if p.is_epoch)  # TrialConfig keys counted in epochs (e.g. lr_step)
 # The other checked settings; their defaults are the dataclass's (threads None: torch's default).
 SETTINGS: tuple[Param, ...] = (
     Param("seed", "int", 0, "seed of the trial's initialisation, shuffling and augmentation", 0, 2**32 - 1),

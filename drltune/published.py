@@ -1,4 +1,4 @@
-"""The papers' published CREMA-D settings (drltune/search_spaces/published.yaml) as TrialConfigs.
+"""The papers' published CREMA-D settings (search_spaces/published.yaml) as TrialConfigs.
 
 Two sources: `papers` (each method's own paper or official script) and `balancebenchmark` (one
 shared protocol for every method, with BalanceBenchmark's method defaults). A search starts from
@@ -17,8 +17,8 @@ import yaml
 from drltune import safe_yaml
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
+from drltune.shipped_spaces import PUBLISHED_FILE
 
-PUBLISHED_FILE = Path(__file__).resolve().parent / "search_spaces" / "published.yaml"  # package data
 SOURCES = ("papers", "balancebenchmark")
 ENTRY_KEYS = {"source", "config", "unmapped", "protocol"}
 NOT_PUBLISHED_KEYS = ("dataset", "data_root", "seed", "method", "device", "threads", "selection")

@@ -6,7 +6,7 @@ once: `@METHODS.register` above `class MyMethod(Method): name = "mine"`.
 """
 from __future__ import annotations
 
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, Iterable, Iterator, TypeVar
 
 from drltune.errors import DrltuneError
 
@@ -37,9 +37,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except (KeyError, TypeError):
-            raise DrltuneError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(sorted(self._items))}"
-            ) from None
+            raise unknown_name(self.kind, name, self._items) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -49,3 +47,10 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def unknown_name(kind: str, name: object, valid: Iterable[str], option: str | None = None) -> DrltuneError:
+    """The one message for a name nothing registers (the registries and drltune.declarations give it),
+    led by the option that named it where there is one."""
+    what = f"{option} {name!r}: unknown {kind}" if option else f"unknown {kind} {name!r}"
+    return DrltuneError(f"{what}; valid: {', '.join(sorted(valid))}")

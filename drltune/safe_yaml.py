@@ -37,6 +37,7 @@ def describe(exc: BaseException) -> str:
         return first_line(exc)
     where = f"line {mark.line + 1}, column {mark.column + 1}"
     context = getattr(exc, "context", None)
-    if context and context != problem and getattr(exc, "context_mark", None) is not None:
-        problem += f" ({context} at line {exc.context_mark.line + 1})"
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context != problem and context_mark is not None:
+        problem += f" ({context} at line {context_mark.line + 1})"
     return f"{where}: {problem}"

@@ -194,7 +194,8 @@ def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float |
         gpus = gpus if gpus is not None else auto_gpus(ray, concurrent)
         cpus = cpus if cpus is not None else default_cpus_per_trial(ray_nodes(ray), gpus, concurrent)
         remote = ray.remote(train_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
-        queue, pending = list(runs), {}
+        queue = list(runs)
+        pending: dict[ray.ObjectRef, Run] = {}
         while queue or pending:
             while queue and len(pending) < concurrent:
                 run = queue.pop(0)

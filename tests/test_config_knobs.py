@@ -12,7 +12,8 @@ from drltune.config import FIELD_TYPES, GLOBAL_DEFAULTS, KNOBS, SETTINGS, TrialC
 from drltune.errors import DrltuneError
 from drltune.params import yaml_number
 from drltune.resolve import resolve
-from drltune.search.space import EPOCH_KEYS, parse_space
+from drltune.config import EPOCH_KEYS
+from drltune.search.space_file import parse_space
 
 DECLARED = (*KNOBS, *SETTINGS)
 

@@ -187,3 +187,13 @@ def test_preprocessed_input_with_a_corrupt_frame_is_reported(prepared, tmp_path)
     assert set(summary.skipped) == {broken} and "frame_00001.jpg" in summary.skipped[broken]
     assert not (tmp_path / "out" / "frames" / broken).exists()
     assert summary.prepared == N_CLIPS - 2
+
+
+def test_the_declared_choices_are_the_ones_the_loader_knows():
+    """cremad.py writes its choices as literals (declarations.py reads them without importing)."""
+    from drltune.data.cache import AUDIO_DTYPES
+    from drltune.data.cremad import CLASS_ORDERS, CremaD
+
+    choices = {p.name: p.choices for p in CremaD.params}
+    assert choices["class_order"] == tuple(CLASS_ORDERS)
+    assert choices["audio_dtype"] == AUDIO_DTYPES

@@ -167,6 +167,14 @@ def test_terminal_tables_fit_100_columns(stored, capsys):
                 assert shown in tables.split(), shown
 
 
+def test_every_line_of_the_summary_fits_100_columns(stored, capsys):
+    """The prose too (notes, noise, how the best was chosen): wrapped, not a 300-column line."""
+    url, _ = stored
+    _, out, _ = run_cli(capsys, "explore", "--study", "mixed", "--storage", url, "--no-html")
+    assert "noise: one validation clip" in out and "how the best was chosen:" in out
+    assert max(map(len, out.splitlines())) <= 100
+
+
 def test_pandas_api(stored):
     import drltune.explore
 

@@ -282,7 +282,7 @@ def test_an_over_full_gpu_is_refused_in_one_line():
 
 
 def test_largest_reads_the_space():
-    from drltune.search.space import parse_space
+    from drltune.search.space_file import parse_space
 
     space = parse_space({"fixed": {"encoder_width": 16}, "space": {"batch_size": {"choices": [16, 64, 32]}},
                          "methods": {"baseline": {}}}, 8)

@@ -16,10 +16,10 @@ ROOT = Path(drltune.__file__).resolve().parent
 # Lowest first; a module belongs to the layer that names it, else to the one that names its package.
 LAYERS = (
     ("leaves", ("drltune.errors", "drltune.safe_yaml", "drltune.faults", "drltune.params", "drltune.registry",
-                "drltune.config", "drltune.record",
+                "drltune.config", "drltune.record", "drltune.shipped_spaces",
                 "drltune.tracking")),
     ("parts", ("drltune.data", "drltune.models", "drltune.methods")),
-    ("resolution", ("drltune.resolve", "drltune.epoch_budget", "drltune.published")),
+    ("resolution", ("drltune.resolve", "drltune.epoch_budget", "drltune.published", "drltune.declarations")),
     ("training", ("drltune.train",)),
     # The drivers, each above the ones it uses: the storage, Ray start-up, objective and GPU plan every
     # driver shares;

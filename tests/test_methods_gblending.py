@@ -2,8 +2,6 @@
 it trains above chance."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,10 +101,11 @@ def test_gblending_trains_above_chance():
 
 def test_default_space_searches_inforeg_and_gblending_over_their_declared_ranges():
     from drltune.methods import METHODS
-    from drltune.search.space import load_space
+    from drltune.search.space_file import load_space
+    from drltune.shipped_spaces import DEFAULT_SPACE
 
     # max_epochs = the space file's own `epochs`: epoch-valued ranges are not rescaled
-    s = load_space(Path(__file__).resolve().parents[1] / "drltune" / "search_spaces" / "default.yaml", max_epochs=90)
+    s = load_space(DEFAULT_SPACE, max_epochs=90)
     assert {"inforeg", "gblending"} <= set(s.methods)
     dims = {d.name: d for name in ("inforeg", "gblending") for d in s.methods[name]}
     declared = {p.name: p for p in METHODS.get("inforeg").params}

@@ -8,7 +8,7 @@ from drltune.cli import main
 from drltune.config import TrialConfig
 from drltune.epoch_budget import config_warnings
 from drltune.errors import DrltuneError
-from drltune.search.space import load_space
+from drltune.search.space_file import load_space
 from tests.conftest import TINY_DATA
 
 

@@ -14,7 +14,7 @@ from drltune.methods import METHODS
 from drltune.published import PUBLISHED_FILE, check_published, published, unpublished
 from drltune.search.runner import DEFAULT_SPACE
 from drltune.search.seed_trials import SEEDED_WITH, enqueue_published, seed_params
-from drltune.search.space import load_space, parse_space
+from drltune.search.space_file import load_space, parse_space
 from drltune.search.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

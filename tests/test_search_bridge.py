@@ -14,7 +14,7 @@ from drltune.search.bridge import OptunaBridge, error_message
 from drltune.search.checkpoints import CheckpointStore
 from drltune.search.liveness import SharedBudget
 from drltune.search.pruning import REINIT_ATTR, ReinitAwarePruner
-from drltune.search.space import parse_space
+from drltune.search.space_file import parse_space
 from drltune.search.storage import StorageUnavailable, open_storage
 from drltune.search.trainable import epoch_result
 

@@ -191,7 +191,7 @@ def test_a_stale_trial_gives_up_its_place_only_once_retired(tmp_path):
 
     from drltune.config import TrialConfig
     from drltune.search.bridge import OptunaBridge
-    from drltune.search.space import parse_space
+    from drltune.search.space_file import parse_space
     from drltune.search.study import counted
     from drltune.search.trainable import epoch_result
 

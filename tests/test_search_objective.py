@@ -16,7 +16,7 @@ from drltune.search.bridge import OptunaBridge
 from drltune.search.liveness import SharedBudget
 from drltune.search.objective import pareto_front, parse_objective, study_objective
 from drltune.search.pruning import ReinitAwarePruner
-from drltune.search.space import parse_space
+from drltune.search.space_file import parse_space
 from drltune.search.storage import open_storage
 from drltune.search.study import create_or_resume
 from drltune.search.trainable import epoch_result

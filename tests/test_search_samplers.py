@@ -8,7 +8,7 @@ import pytest
 from drltune.errors import DrltuneError
 from drltune.search.runner import DEFAULT_SPACE
 from drltune.search.samplers import conditional_params, make_sampler
-from drltune.search.space import load_space, parse_space
+from drltune.search.space_file import load_space, parse_space
 
 
 def test_gp_is_refused_on_the_default_conditional_space():

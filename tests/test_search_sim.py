@@ -25,7 +25,7 @@ def table() -> sim.Table:
     test accuracy 0.3 + 0.01 * id, except config 3 on the held-out seeds: 0.9, so the true best
     is config 3, which no search can tell from the seeds it sees."""
     from drltune.search.runner import DEFAULT_SPACE
-    from drltune.search.space import load_space
+    from drltune.search.space_file import load_space
 
     configs = []
     for c in draw_configs(16, EPOCHS):
@@ -141,3 +141,27 @@ def test_forgiving_sampler_hides_only_trials_pruned_at_the_first_verdict() -> No
     seen.clear()
     study.ask().suggest_float("x", 0, 1)
     assert seen == [[2, 3]]
+
+
+def test_a_recorded_table_keeps_its_own_methods_after_the_space_gains_some(tmp_path: Path) -> None:
+    """A table recorded over two methods: resuming its recording runs its stored configs, and the
+    simulator proposes only those two methods and splits worlds by their count (not today's space's)."""
+    import json
+
+    from curve_table import chunk_file, table_configs
+
+    stored = [{"id": i, "params": {"method": ("baseline", "dr")[i % 2]}, "trial": {}} for i in range(4)]
+    (tmp_path / "configs.json").write_text(json.dumps({"epochs": EPOCHS, "configs": stored}))
+    assert table_configs(tmp_path, 4, EPOCHS) == stored
+    with pytest.raises(SystemExit, match="holds 4 configs"):
+        table_configs(tmp_path, 5, EPOCHS)
+    for c in stored:
+        for seed in (*sim.VISIBLE_SEEDS, *sim.HELDOUT_SEEDS):
+            row = {"config": c["id"], "seed": seed, "method": c["params"]["method"], "params": c["params"],
+                   "val": curve(0.5), "test": curve(0.4), "seconds": [1.0] * EPOCHS, "reinits": [],
+                   "val_audio": curve(0.3), "val_visual": curve(0.2), "error": None}
+            with chunk_file(tmp_path, c["id"]).open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    odd = sim.Table.load(tmp_path, "odd", EPOCHS)
+    assert list(odd.space.methods) == ["baseline", "dr"]
+    assert sorted(c.id for c in odd.configs) == [2, 3]  # round 1 of a 2-method cycle

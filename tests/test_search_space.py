@@ -1,8 +1,6 @@
 """Search space files: conditional method parameters, epoch scaling, one-line errors naming the key."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 import pytest
 import yaml
@@ -10,9 +8,9 @@ import yaml
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.resolve import resolve
-from drltune.search.space import load_space, parse_space
+from drltune.search.space_file import load_space, parse_space
+from drltune.shipped_spaces import DEFAULT_SPACE
 
-DEFAULT = Path(__file__).resolve().parents[1] / "drltune" / "search_spaces" / "default.yaml"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -21,7 +19,7 @@ def space(text: str, max_epochs: int = 8):
 
 
 def test_default_space_samples_valid_configs_with_method_params_only_for_their_method():
-    s = load_space(DEFAULT, max_epochs=8)
+    s = load_space(DEFAULT_SPACE, max_epochs=8)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
     seen = set()
     for _ in range(30):
@@ -118,7 +116,7 @@ def test_declared_blocks_search_the_narrow_ranges_every_method_declares():
 def test_default_space_searches_mmpareto_and_mla_over_their_declared_ranges():
     from drltune.methods import METHODS
 
-    s = load_space(DEFAULT, max_epochs=8)
+    s = load_space(DEFAULT_SPACE, max_epochs=8)
     dims = {d.name: d for name in ("mmpareto", "mla") for d in s.methods[name]}
     gamma = {p.name: p for p in METHODS.get("mmpareto").params}["gamma"]
     assert (dims["mmpareto.gamma"].low, dims["mmpareto.gamma"].high) == gamma.search
@@ -128,7 +126,7 @@ def test_default_space_searches_mmpareto_and_mla_over_their_declared_ranges():
 
 
 def test_set_fixes_a_key_the_space_searches_instead_of_being_overwritten_by_the_sample():
-    s = load_space(DEFAULT, max_epochs=8)
+    s = load_space(DEFAULT_SPACE, max_epochs=8)
     overrides = ["batch_size=16", "method=dr", "params.alpha=2.5", "encoder_width=4"]
     base = TrialConfig(epochs=8).with_overrides(overrides)
     notes = s.fixed_by(overrides, base)
@@ -142,6 +140,7 @@ def test_set_fixes_a_key_the_space_searches_instead_of_being_overwritten_by_the_
         assert "batch_size" not in trial.params and "dr.alpha" not in trial.params and "dr.reinit_epoch" in trial.params
         study.tell(trial, 0.5)
     reordered = ["params.alpha=2.5", "method=dr"]  # the note names dr only, whatever the order
-    assert load_space(DEFAULT, max_epochs=8).fixed_by(reordered, base)[1] == "--set params.alpha=2.5: fixed for dr"
+    notes = load_space(DEFAULT_SPACE, max_epochs=8).fixed_by(reordered, base)
+    assert notes[1] == "--set params.alpha=2.5: fixed for dr"
     with pytest.raises(DrltuneError, match="--set method=toy: not among .*default.yaml's methods"):
-        load_space(DEFAULT, max_epochs=8).fixed_by(["method=toy"], TrialConfig(method="toy"))
+        load_space(DEFAULT_SPACE, max_epochs=8).fixed_by(["method=toy"], TrialConfig(method="toy"))

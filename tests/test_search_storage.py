@@ -200,7 +200,7 @@ def test_a_busy_sqlite_database_is_waited_out(tmp_path):
 
 def test_a_study_begun_on_an_earlier_default_space_resumes_on_its_own(tmp_path, monkeypatch):
     from drltune.search import runner
-    from drltune.search.space import load_space
+    from drltune.search.space_file import load_space
 
     default = tmp_path / "default.yaml"
     default.write_text("methods: {baseline: {}, dr: {reinit_epoch: 2}}\n")

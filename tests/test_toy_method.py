@@ -16,7 +16,7 @@ from drltune.errors import DrltuneError
 from drltune.methods import METHODS, Method
 from drltune.params import Param
 from drltune.resolve import resolve
-from drltune.search.space import parse_space
+from drltune.search.space_file import parse_space
 from test_method_contract import check_declarations, check_training
 
 TINY = ["--set", "encoder_width=4", "--set", "batch_size=16", "--set", "dataset_params.n_train=60",

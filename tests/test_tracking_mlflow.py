@@ -21,7 +21,7 @@ from drltune.config import TrialConfig  # noqa: E402
 from drltune.search.bridge import OptunaBridge  # noqa: E402
 from drltune.search.liveness import SharedBudget  # noqa: E402
 from drltune.search.pruning import ReinitAwarePruner  # noqa: E402
-from drltune.search.space import parse_space  # noqa: E402
+from drltune.search.space_file import parse_space  # noqa: E402
 from drltune.search.storage import open_storage  # noqa: E402
 from drltune.search.tracked import SearchTracking  # noqa: E402
 from drltune.search.trainable import RESTORED, epoch_result  # noqa: E402

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from drltune.commands.search import check_early
 from drltune.commands.storage_option import storage_option
-from drltune.search.pruning import PRUNERS
-from drltune.search.samplers import SAMPLERS
+from drltune.search.options import PRUNERS, SAMPLERS
 
 
 def _methods(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -65,6 +65,7 @@ def compare_cmd(dataset, data_root, methods, trials_per_method, seeds, space_fil
                 sampler, pruner, max_epochs, concurrent, cpus_per_trial, gpus_per_trial, address, seed, csv_path,
                 overrides) -> None:
     """Tune each method on the same budget, verify the winners on fresh seeds: a leaderboard; resumable."""
+    check_early(dataset, space_file, methods)
     from drltune.compare.leaderboard import leaderboard_csv, leaderboard_lines
     from drltune.compare.run import CompareSpec, run_compare
     from drltune.errors import DrltuneError

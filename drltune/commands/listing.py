@@ -1,39 +1,39 @@
-"""`drltune methods`, `datasets`, `fusions` and `config`: what is registered or declared, with parameters."""
+"""`drltune methods`, `datasets`, `fusions` and `config`: what is registered or declared, with parameters.
+
+Read from the declarations (drltune.declarations), not by importing the methods: a listing takes
+no torch.
+"""
 from __future__ import annotations
 
 import click
 
+from drltune.declarations import Declaration, declarations
 
-def _print_entries(entries) -> None:
-    for name, description, params in entries:
-        click.echo(f"{name}: {description}")
-        for p in params:
+
+def _print_entries(entries: list[Declaration]) -> None:
+    for entry in entries:
+        click.echo(f"{entry.name}: {entry.description}")
+        for p in entry.params:
             click.echo(f"    {p.describe()}")
 
 
 @click.command("methods")
 def methods_cmd() -> None:
     """List the balancing methods and their parameters."""
-    from drltune.methods import METHODS
-
-    _print_entries((n, METHODS.get(n).description, METHODS.get(n).params) for n in METHODS)
+    _print_entries(declarations("method"))
 
 
 @click.command("datasets")
 def datasets_cmd() -> None:
     """List the datasets and their parameters."""
-    from drltune.data import DATASETS
-
-    _print_entries((n, DATASETS.get(n).description, DATASETS.get(n).params) for n in DATASETS)
+    _print_entries(declarations("dataset"))
 
 
 @click.command("fusions")
 def fusions_cmd() -> None:
     """List the fusion heads."""
-    from drltune.models.fusion import FUSIONS
-
-    for name in FUSIONS:
-        click.echo(f"{name}: {FUSIONS.get(name).__doc__.strip().splitlines()[0]}")
+    for fusion in declarations("fusion"):
+        click.echo(f"{fusion.name}: {fusion.summary}")
 
 
 @click.command("config")

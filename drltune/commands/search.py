@@ -6,12 +6,12 @@ import math
 import shlex
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import click
 
 from drltune.commands.storage_option import storage_option
-from drltune.search.pruning import PRUNERS
-from drltune.search.samplers import SAMPLERS
+from drltune.search.options import PRUNERS, SAMPLERS
 from drltune.tracking import DEFAULT_MLFLOW_URI, TRACKERS, check_tracker
 
 
@@ -26,7 +26,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--dataset", default="synthetic", show_default=True, help="Registered dataset (see `drltune datasets`).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Prepared dataset folder (real datasets).")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Search space YAML [default: the space shipped in drltune/search_spaces/default.yaml].")
+              help="Search space YAML [default: search_spaces/default.yaml, shipped with drltune].")
 @click.option("--trials", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
               help="Finished trials the study should reach (earlier runs count).")
 @click.option("--study", "study_name", help="Study name [default: DATASET-SPACE_NAME].")
@@ -77,7 +77,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--race-seeds", type=click.IntRange(1, 30), default=2, show_default=True,
               help="Fresh seeds per raced trial (never a seed the search trained with).")
 @click.option("--seed-with", type=click.Choice(["papers", "balancebenchmark"]),
-              help="Start with each method's published CREMA-D config (drltune/search_spaces/published.yaml) as "
+              help="Start with each method's published CREMA-D config (search_spaces/published.yaml) as "
                    "enqueued trials, once per study: its paper's, or BalanceBenchmark's shared protocol.")
 @click.option("--tracker", type=click.Choice(TRACKERS), default="none", show_default=True,
               help="Experiment tracker: mlflow logs one run per trial (needs pip install 'drltune[mlflow]').")
@@ -97,6 +97,7 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
         raise DrltuneError(f"--race ranks trials by their mean val_acc, not by --objective {objective}: "
                            "pass --race 0 (and re-train chosen trials on fresh seeds with `drltune verify`)")
     check_tracker(tracker)
+    check_early(dataset, space_file)
     from drltune.search.runner import DEFAULT_SPACE, SearchSpec, run_search
 
     spec = SearchSpec(
@@ -109,12 +110,24 @@ def search_cmd(dataset, data_root, space_file, trials, study_name, storage, obje
         overrides=list(overrides), seed_with=seed_with, objective=objective, bar=sys.stdout.isatty(),
         tracker=tracker, tracker_uri=tracker_uri,
         command=shlex.join(["drltune", *sys.argv[1:]]))
-    def race_top(study) -> None:  # type: ignore[no-untyped-def]
+    def race_top(study) -> None:
         from drltune.search.racing import run_race
 
         run_race(study, race, race_seeds, concurrent, cpus_per_trial, gpus_per_trial, address, click.echo)
 
     run_search(spec, echo=click.echo, after_trials=race_top if race else None)
+
+
+def check_early(dataset: str, space_file: Path | None, methods: Sequence[str] = ()) -> None:
+    """Refuse a misspelt name or a broken space file in a fraction of a second: before the runner
+    loads torch, Ray and Optuna (the full checks follow there)."""
+    from drltune.declarations import check_names
+    from drltune.search.space_file import read_space
+
+    check_names("dataset", [dataset])
+    check_names("method", methods, "--methods")
+    if space_file is not None:
+        read_space(space_file)
 
 
 def is_loopback(host: str) -> bool:

@@ -9,13 +9,12 @@ import optuna
 import yaml
 
 from drltune import record, safe_yaml
-from drltune.config import KNOBS, TrialConfig
+from drltune.config import EPOCH_KEYS, TrialConfig
 from drltune.errors import DrltuneError
 from drltune.published import Published, scale_epochs
 from drltune.verify import OWN, Run
 
 PUBLISHED_LABEL = "ref-published"  # verify's reference label: summarize_runs pairs it with the trial's own runs
-EPOCH_KEYS = {p.name for p in KNOBS if p.is_epoch}
 
 
 def study_name(prefix: str, method: str) -> str:

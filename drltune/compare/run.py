@@ -18,9 +18,10 @@ from drltune.compare.plan import (
     study_name,
     verification_runs,
 )
+from drltune.declarations import check_names
 from drltune.errors import DrltuneError
 from drltune.search.runner import DEFAULT_SPACE, SearchSpec
-from drltune.search.space import parse_space
+from drltune.search.space_file import parse_space
 from drltune.search.storage_url import DEFAULT_URL
 
 
@@ -64,14 +65,11 @@ class CompareSpec:
 def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Search each method, verify each best trial and its published config on common fresh
     seeds (only what is not stored yet), and return the leaderboard rows."""
-    from drltune.methods import METHODS
     from drltune.published import published
     from drltune.search.ray_start import init_ray, quiet_ray_env
     from drltune.search.runner import check_budget
 
-    unknown = [m for m in spec.methods if m not in METHODS]
-    if unknown:
-        raise DrltuneError(f"--methods {unknown[0]!r}: unknown method; valid: {', '.join(METHODS.names())}")
+    check_names("method", spec.methods, "--methods")
     entries = published(spec.published) if spec.published else {}
     max_epochs = check_budget(spec.search_spec(spec.methods[0], spec.space_file))
     spaces = {m: method_space_text(spec.space_file, m) for m in spec.methods}

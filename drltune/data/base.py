@@ -15,7 +15,7 @@ class RowView:
     """Rows `index` of an array, read only when indexed: a subset of a memory-mapped split stays
     on disk instead of being copied."""
 
-    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+    def __init__(self, array: np.ndarray | RowView, index: np.ndarray) -> None:
         self.array, self.index = array, index
 
     @property
@@ -40,8 +40,8 @@ class Split:
     The arrays may be `np.memmap`s shared by every trial on a node; batches copy only their rows.
     """
 
-    audio: np.ndarray
-    visual: np.ndarray
+    audio: np.ndarray | RowView
+    visual: np.ndarray | RowView
     labels: np.ndarray
 
     def __len__(self) -> int:
@@ -58,7 +58,7 @@ class Split:
     def subset(self, rows: np.ndarray) -> "Split":
         """The given rows (sorted), as a new split that reads them from this one's arrays."""
         rows = np.sort(np.asarray(rows, dtype=np.int64))
-        return Split(RowView(self.audio, rows), RowView(self.visual, rows), self.labels[rows])  # type: ignore[arg-type]
+        return Split(RowView(self.audio, rows), RowView(self.visual, rows), self.labels[rows])
 
 
 @dataclass

@@ -24,8 +24,9 @@ def to_device_batch(split: Split, rows: np.ndarray, device: torch.device, augmen
 def host_batch(split: Split, rows: np.ndarray, pin: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The rows gathered on the host; `pin`: in page-locked memory, so that a copy to a GPU is
     asynchronous (from pageable memory a `non_blocking` copy still blocks the host)."""
-    tensors = tuple(torch.from_numpy(np.ascontiguousarray(a[rows])) for a in (split.audio, split.visual, split.labels))
-    return tuple(t.pin_memory() for t in tensors) if pin else tensors  # type: ignore[return-value]
+    audio, visual, labels = (torch.from_numpy(np.ascontiguousarray(a[rows]))
+                             for a in (split.audio, split.visual, split.labels))
+    return (audio.pin_memory(), visual.pin_memory(), labels.pin_memory()) if pin else (audio, visual, labels)
 
 
 def finish_batch(audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, device: torch.device,

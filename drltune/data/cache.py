@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from filelock import FileLock
@@ -35,7 +35,7 @@ AUDIO_DTYPES = ("float16", "float32")
 
 
 def cached_splits(cache_root: Path, name: str, key_parts: dict[str, Any],
-                  splits: dict[str, Sequence[tuple[str, int]]], read_clip: ClipReader,
+                  splits: Mapping[str, Sequence[tuple[str, int]]], read_clip: ClipReader,
                   audio_dtype: str = "float16") -> dict[str, Split]:
     """Memory-mapped Splits for `splits` ({split: [(clip, label id), ...]}), building the cache if absent.
 
@@ -69,7 +69,7 @@ def _open(folder: Path, split: str) -> Split:
     return Split(*arrays)
 
 
-def _build(final: Path, key_parts: dict[str, Any], splits: dict[str, Sequence[tuple[str, int]]],
+def _build(final: Path, key_parts: dict[str, Any], splits: Mapping[str, Sequence[tuple[str, int]]],
            read_clip: ClipReader, audio_dtype: np.dtype) -> None:
     """Write every split into a fresh temporary folder, then rename it to `final` (atomic on POSIX)."""
     for stale in final.parent.glob(f".{final.name}.tmp-*"):  # left by a crashed builder; we hold the lock

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from drltune.data.base import DATASETS, DataBundle, DatasetSpec
-from drltune.data.cache import AUDIO_DTYPES
 from drltune.data.prepared import (
     audio_array,
     bundle,
@@ -38,13 +37,14 @@ class CremaD(DatasetSpec):
     name = "cremad"
     description = "CREMA-D (6 emotions; DR split 5,954/744/744); prepare it with `drltune prepare cremad`"
     needs_data_root = True
+    # Literal choices: `drltune datasets` reads them from this file without importing it (declarations.py).
     params = (
         Param("frames", "int", 2, "frames per clip (DR 2; segment middles of the 1 fps frames)", 1, 16),
         Param("image_size", "int", 224, "frame height and width stored in the cache (papers: 224)", 16, 512),
         Param("class_order", "choice", "ogm", "class ids: ogm (NEU 0 ... ANG 5, the OGM-GE/PMR/ARL code) or "
-              "official (the DR code's sorted names: ANG 0 ... SAD 5)", choices=tuple(CLASS_ORDERS)),
+              "official (the DR code's sorted names: ANG 0 ... SAD 5)", choices=("ogm", "official")),
         Param("audio_dtype", "choice", "float16", "audio features in the cache: float16 (half the memory) or "
-              "float32 (exact, as the official code keeps them)", choices=AUDIO_DTYPES),
+              "float32 (exact, as the official code keeps them)", choices=("float16", "float32")),
     )
     # DR's official CREMA-D run: SGD lr 2e-3, momentum 0.9, wd 1e-4, batch 64, 90 epochs, no schedule,
     # no augmentation (its my_train mode skips the train transform), full-width ResNet-18.

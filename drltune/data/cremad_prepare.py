@@ -180,7 +180,14 @@ def _copy_frames(files: list[Path], folder: Path) -> None:
 
 
 def _label(clip: str) -> str:
-    return CLIP_NAME.match(clip)["emotion"]
+    return _name_part(clip, "emotion")
+
+
+def _name_part(clip: str, part: str) -> str:
+    """One group of CLIP_NAME ("actor", "emotion") of a clip name that `_clips` has already checked."""
+    match = CLIP_NAME.match(clip)
+    assert match is not None, clip
+    return match[part]
 
 
 def _default_splits(raw_names: set[str], done: set[str], by_actor: bool, seed: int) -> tuple[dict[str, Rows], str]:
@@ -189,7 +196,7 @@ def _default_splits(raw_names: set[str], done: set[str], by_actor: bool, seed: i
     if all(clip in raw_names for rows in splits.values() for clip, _ in rows):
         return splits, "paper (DR my_train/val/test)"
     rows = [(clip, _label(clip)) for clip in sorted(done)]
-    group_of = (lambda clip: CLIP_NAME.match(clip)["actor"]) if by_actor else None
+    group_of = (lambda clip: _name_part(clip, "actor")) if by_actor else None
     parts = stratified_split(rows, SPLIT_FRACTIONS, seed=seed, group_of=group_of)
     return dict(zip(("train", "val", "test"), parts)), \
         f"stratified by class{' and actor' if by_actor else ''} (seed {seed}, 80/10/10)"

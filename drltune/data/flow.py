@@ -28,7 +28,7 @@ def frames_and_flow(path: str, per_second: int = 1, bound: float = BOUND
     import av  # the `media` extra
     import cv2  # opencv-contrib-python(-headless), the `media` extra
 
-    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # type: ignore[attr-defined]  (contrib module)
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow.create()
     with av.open(path) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
@@ -41,7 +41,8 @@ def frames_and_flow(path: str, per_second: int = 1, bound: float = BOUND
                 image = frame.to_ndarray(format="rgb24")
                 grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
                 if previous is not None:
-                    flows.append((total - 1, tvl1.calc(previous, grey, None)))
+                    # OpenCV allocates an output array passed as None; its stubs type `flow` as required
+                    flows.append((total - 1, tvl1.calc(previous, grey, None)))  # type: ignore[call-overload]
                 previous = grey if is_kept else None
                 if is_kept:
                     rgb.append((total, image))

@@ -27,7 +27,7 @@ class Synthetic(DatasetSpec):
     description = "built-in audio-visual data from a seed (6 classes, audio easy, visual slow); no download"
     needs_data_root = False
     params = (
-        Param("seed", "int", 0, "seed of the generated data (not of training)", 0, 2**31 - 1),
+        Param("seed", "int", 0, "seed of the generated data (not of training)", 0, 2_147_483_647),
         Param("n_train", "int", 720, "training clips", 12, 1_000_000),
         Param("n_val", "int", 240, "validation clips", 6, 1_000_000),
         Param("n_test", "int", 240, "test clips", 6, 1_000_000),
@@ -65,7 +65,8 @@ def _generate(items: tuple[tuple[str, Any], ...]) -> DataBundle:
             (n, 1, p["audio_freq"], p["audio_time"]), dtype=np.float32)
         visual = _render_frames(rng, visual_templates[visual_class], p["frames"], p["visual_snr"])
         splits.append(Split(audio.astype(np.float16), visual, labels.astype(np.int64)))
-    return DataBundle(*splits, class_names=CLASS_NAMES, info={"generated": p})
+    train, val, test = splits
+    return DataBundle(train, val, test, class_names=CLASS_NAMES, info={"generated": p})
 
 
 def _corrupt(rng: np.random.Generator, labels: np.ndarray, reliability: float, k: int) -> np.ndarray:

@@ -47,7 +47,7 @@ def prepare_ucf101(raw: Path, splits_dir: Path, out: Path, split: int = 1, val_f
     common.require_media("cv2")
     try:
         import cv2
-        cv2.optflow.DualTVL1OpticalFlow_create  # noqa: B018  (plain opencv lacks the contrib modules)
+        cv2.optflow.DualTVL1OpticalFlow.create  # noqa: B018  (plain opencv lacks the contrib modules)
     except AttributeError:
         raise DrltuneError("prepare ucf101 needs OpenCV's contrib modules (cv2.optflow): "
                            "pip install 'drltune[media]' (opencv-contrib-python-headless)") from None

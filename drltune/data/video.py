@@ -65,7 +65,7 @@ def segment_middles(available: int, wanted: int) -> list[int]:
 def load_resized(path: Path, size: int, channels: int = 3) -> np.ndarray:
     """One image as (C, size, size) uint8 after Resize((size, size)) (bilinear, as torchvision on PIL)."""
     with Image.open(path) as img:
-        img = img.convert("RGB" if channels == 3 else "L").resize((size, size), Image.BILINEAR)
+        img = img.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)
     return arr.reshape(size, size, channels).transpose(2, 0, 1)
 

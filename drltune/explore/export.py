@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from drltune import record
 from drltune.errors import DrltuneError
 from drltune.resolve import trial_config
-from drltune.search.objective import pareto_front, primary, study_objective
+from drltune.search.objective import complete_primary, pareto_front, primary, study_objective
 
 
 def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[int, ...] = (),
@@ -36,7 +36,7 @@ def select_trials(study: optuna.Study, top: int | None = None, numbers: tuple[in
     if len(study.directions) > 1:
         return pareto_front(study)[: top or 1]
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    ordered = sorted(complete, key=lambda t: (-t.value if reverse else t.value, t.number))
+    ordered = sorted(complete, key=lambda t: (-complete_primary(t) if reverse else complete_primary(t), t.number))
     if by_race:
         raced = [r["trial"] for r in record.raced_ranking(study)]
         ordered = sorted(ordered, key=lambda t: raced.index(t.number) if t.number in raced else len(raced))

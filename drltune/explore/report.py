@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -267,7 +267,7 @@ HEADINGS = {"number": "trial", "state": "state", "score": "val_acc", "method": "
             "test_acc": "test_acc", "params": "parameters"}
 
 
-def _cell(column: str, value: object) -> str:
+def _cell(column: str, value: Any) -> str:  # a DataFrame cell
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return '<td class="num"></td>'
     if column in ("score", "test_acc"):

@@ -8,20 +8,20 @@ import textwrap
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import optuna
 import pandas as pd
 
 from drltune import record
 from drltune.explore.load import trials_frame
-from drltune.search.objective import primary, study_objective
+from drltune.search.objective import complete_primary, primary, study_objective
 
 STATES = record.STATE_LABELS
 # The short table of the terminal: what a user compares trials by.
 TABLE_COLUMNS = ["number", "state", "score", "method", "fusion", "epochs_run", "best_epoch", "reinits", "test_acc",
                  "params"]
-TABLE_WIDTH = 100  # terminal tables fit this many columns (the parameters column wraps)
+TABLE_WIDTH = 100  # the terminal summary fits this many columns (the parameters column and prose wrap)
 MIN_TRIALS_FOR_IMPORTANCES = 20  # below this, PED-ANOVA's ranking moves with every new trial
 
 
@@ -80,7 +80,7 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # a two-objective study: for its first objective (Optuna asks for one target)
-            target = primary if len(study.directions) > 1 else None
+            target = complete_primary if len(study.directions) > 1 else None
             result = optuna.importance.get_param_importances(study, target=target)
     except (RuntimeError, ValueError) as exc:
         return {}, f"parameter importances could not be computed: {exc}"
@@ -100,7 +100,7 @@ def validation_size(values: Iterable[float], limit: int = 1_000_000) -> int | No
     return n if n > 1 else None
 
 
-def noise_line(trials: pd.DataFrame, history: Iterable[float], verified: list[dict[str, Any]] = ()) -> str | None:
+def noise_line(trials: pd.DataFrame, history: Iterable[float], verified: Sequence[dict[str, Any]] = ()) -> str | None:
     """`one validation clip = 0.42 points (240 clips); the top 3 complete trials lie within 3 clips`,
     and the seed spread that `drltune verify` measured, where it did."""
     n = validation_size(history)
@@ -222,20 +222,28 @@ def counts_line(s: Summary) -> str:
     return f"{total} trial{'' if total == 1 else 's'}: " + record.counts_text(s.counts)
 
 
+def prose(text: str) -> list[str]:
+    """A sentence of the terminal summary, wrapped to the tables' width; its continuation lines are
+    indented, and words (paths, commands) are never split."""
+    return textwrap.wrap(text, TABLE_WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+
+
 def render_table(s: Summary) -> str:
     lines = [f"study {s.study}" + (f" (dataset {s.dataset})" if s.dataset else "") + f": {counts_line(s)}"]
-    lines += [f"note: {n}" for n in s.notes]
+    for note in s.notes:
+        lines += prose(f"note: {note}")
     if s.noise:
-        lines.append(f"noise: {s.noise}")
+        lines += prose(f"noise: {s.noise}")
     if s.choice:
-        lines.append(s.choice)
+        lines += prose(s.choice)
     score = s.objective[0]
     what = "best validation accuracy" if score == "val_acc" else f"{score} at the selected epoch"
     if s.pareto is not None:
         lines += ["", f"Pareto front: {len(s.pareto)} complete trial(s) that no other beats on both "
                       f"{' and '.join(s.objective)} (export one with --trial N)", pareto_table(s.pareto, s.objective)]
     lines += ["", f"top {len(s.top)} trials ({score}: {what}; complete trials first)",
-              trials_table(s.top, score=score), "", BEST_PER_METHOD, trials_table(s.best_by_method, "method", score),
+              trials_table(s.top, score=score), "", *prose(BEST_PER_METHOD),
+              trials_table(s.best_by_method, "method", score),
               "", "best trial per fusion", trials_table(s.best_by_fusion, "fusion", score)]
     if s.importances:
         lines += ["", f"parameter importances (Optuna PED-ANOVA over {s.counts['complete']} complete trials)"]
@@ -244,8 +252,8 @@ def render_table(s: Summary) -> str:
     if s.verified:
         from drltune.verify import verified_lines
 
-        lines += ["", "verified on fresh seeds (drltune verify; test accuracy mean ± std, paired difference "
-                  "with a 95 % interval)", *verified_lines(s.verified)]
+        lines += ["", *prose("verified on fresh seeds (drltune verify; test accuracy mean ± std, paired "
+                             "difference with a 95 % interval)"), *verified_lines(s.verified)]
     if s.leaderboard:
         from drltune.compare.leaderboard import leaderboard_lines
 

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from drltune.methods.base import METHODS, Method
 from drltune.methods.common import StepMeans, autocast, in_window
@@ -77,13 +78,14 @@ class AGM(Method):
     metric_keys = ("agm_coeff_audio", "agm_coeff_visual", "agm_score_audio", "agm_score_visual")
 
     windows = (("modulation_starts", "modulation_ends"),)
+    handle: RemovableHandle | None = None  # the forward pre-hook, once setup() registered it
 
     def setup(self) -> None:
         self.running = {m: 0.0 for m in MODALITIES}
         self.iteration = 0
         self.means = StepMeans(self.metric_keys)
         self.inputs: tuple[torch.Tensor, torch.Tensor] | None = None
-        if getattr(self, "handle", None) is not None:  # setup twice must not hook twice
+        if self.handle is not None:  # setup twice must not hook twice
             self.handle.remove()
         self.handle = self.trainer.model.register_forward_pre_hook(self._keep_inputs)
 
@@ -102,6 +104,7 @@ class AGM(Method):
         if self.p["padding"] == "feature":
             a, v = out.feat_a.detach(), out.feat_v.detach()
             return out.logits.detach(), model.fusion(torch.zeros_like(a), v), model.fusion(a, torch.zeros_like(v))
+        assert self.inputs is not None, "the forward pre-hook keeps every training pass's inputs"
         audio, visual = self.inputs
         model.eval()
         try:

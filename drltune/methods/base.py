@@ -24,7 +24,9 @@ class TrialView(Protocol):
     """What a method may use of the trial it balances (the Trainer provides it); a method needs
     nothing else, so it can be built and tested on any object with these members."""
 
-    cfg: TrialConfig  # the resolved config: every default filled in
+    # A drltune.resolve.ResolvedConfig (a layer above): TrialConfig's fields with every default filled
+    # in, so none is None; it reads them through __getattr__, typed Any.
+    cfg: Any
     model: AVClassifier
     data: DataBundle
     optimizer: torch.optim.Optimizer
@@ -106,7 +108,7 @@ class Method:
             if params[starts] > params[ends]:
                 raise DrltuneError(f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})")
 
-    def extend_model(self, model: torch.nn.Module) -> None:
+    def extend_model(self, model: AVClassifier) -> None:
         pass
 
     def setup(self) -> None:

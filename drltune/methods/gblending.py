@@ -80,7 +80,7 @@ class GBlending(Method):
         return "blend a/v/fused " + "/".join(f"{record[f'gblend_weight_{h}']:.2f}" for h in HEADS)
 
     def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float, torch.Tensor]:
+                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
         if step == 0 and due(epoch, self.p["mode"], self.p["super_epoch"]) and self.estimated_at != epoch:
             self.weights = self.estimate(epoch)
             self.estimated_at = epoch

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from drltune.methods.base import METHODS, Method, TrialView
 from drltune.methods.common import StepMeans
 from drltune.models.fusion import Fusion
 from drltune.params import Param
+
+if TYPE_CHECKING:
+    from drltune.models import AVClassifier
 
 # a_cls(e) of Crema_epoch.py (a_align's coefficients are the exact complements)
 FITTED_COEFFS = (2.04623704e-01, 3.35472727e-03, 1.22989557e-04, -2.92947416e-06, 2.23835486e-08, -5.39717505e-11)
@@ -84,7 +87,7 @@ def lfm_loss(fused: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor
     return 2 * (alpha_cls * cls + (1 - alpha_cls) * align), cls, align
 
 
-def alpha_hypergrad(model: nn.Module, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor,
+def alpha_hypergrad(model: AVClassifier, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor,
                     alpha_cls: float, form: str, scope: str) -> float:
     """mean(H_tot g_cls) as getAlpha_Learnable computes it: the Hessian of L_tot (no factor 2)
     times the gradient of L_cls, averaged over the first parameter tensor ("first") or all ("all")."""
@@ -173,7 +176,7 @@ class LFM(Method):
         self.hypergrad: float | None = None
         self.holdout_batch: np.ndarray | None = None
 
-    def extend_model(self, model: nn.Module) -> None:
+    def extend_model(self, model: AVClassifier) -> None:
         if self.p["head"] == "late":
             model.fusion = LateAverageHead(model.audio_net.out_dim, model.num_classes)
 
@@ -215,7 +218,7 @@ class LFM(Method):
         self.alpha_align = updated_alpha_align(self.alpha_align, self.hypergrad, lr)
 
     def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float, torch.Tensor]:
+                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
         if step == 0 and self.p["schedule"] == "learned":
             self.learn_alpha(epoch)
         return self.trainer.joint_step(audio, visual, labels, epoch, step)

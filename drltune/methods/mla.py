@@ -21,7 +21,7 @@ effect on an MLA trial.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ from drltune.methods.base import METHODS, Method
 from drltune.methods.common import StepMeans, autocast
 from drltune.models.fusion import Fusion
 from drltune.params import Param
+
+if TYPE_CHECKING:
+    from drltune.models import AVClassifier
 
 MODALITIES = ("audio", "visual")
 
@@ -114,7 +117,7 @@ class MLA(Method):
     )
     metric_keys = ("loss_audio", "loss_visual", "mla_weight_audio")
 
-    def extend_model(self, model: nn.Module) -> None:
+    def extend_model(self, model: AVClassifier) -> None:
         model.fusion = SharedHead(model.audio_net.out_dim, model.num_classes, self.p["fusion_weights"],
                                   self.p["audio_weight"])
 

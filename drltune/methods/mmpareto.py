@@ -10,7 +10,7 @@ docs/methods.md §6b.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,9 @@ from torch import nn
 from drltune.methods.base import METHODS, Method, TrialView
 from drltune.methods.common import StepMeans
 from drltune.params import Param
+
+if TYPE_CHECKING:
+    from drltune.models import AVClassifier
 
 MODALITIES = ("audio", "visual")
 
@@ -77,7 +80,7 @@ class MMPareto(Method):
         self.means = StepMeans(self.metric_keys)
         self.grads: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
-    def extend_model(self, model: nn.Module) -> None:
+    def extend_model(self, model: AVClassifier) -> None:
         """The official model's unimodal heads (Linear 512 -> K each), trained by their own losses."""
         dim, k = model.audio_net.out_dim, model.num_classes
         model.add_module("unimodal_heads", nn.ModuleDict({m: nn.Linear(dim, k) for m in MODALITIES}))
@@ -85,6 +88,7 @@ class MMPareto(Method):
     def loss(self, out, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         model = self.trainer.model
         heads = model.unimodal_heads
+        assert isinstance(heads, nn.ModuleDict)  # added by extend_model
         loss_mm = F.cross_entropy(out.logits, labels)
         loss_uni = {"audio": F.cross_entropy(heads["audio"](out.feat_a), labels),
                     "visual": F.cross_entropy(heads["visual"](out.feat_v), labels)}

@@ -27,7 +27,7 @@ and each new learner is pushed hardest on the clips the other modality gets wron
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,9 @@ from drltune.methods.common import StepMeans, autocast
 from drltune.models.fusion import Fusion
 from drltune.models.pretrained import load_encoder, weights_file
 from drltune.params import Param
+
+if TYPE_CHECKING:
+    from drltune.models import AVClassifier
 
 MODALITIES = ("audio", "visual")
 GA_ALPHA = 0.5  # the code's --alpha: it only scales a term that has no gradient
@@ -71,6 +74,8 @@ def boosting_loss(logits: torch.Tensor, labels: torch.Tensor, other: torch.Tenso
 class BoostHead(Fusion):
     """beta (f(a) + f(v)) through one shared head, over the modalities in the ensemble so far
     (the `members` buffer, saved with the model)."""
+
+    members: torch.Tensor  # a registered buffer
 
     def __init__(self, dim: int, num_classes: int, head: str, boost_rate: float) -> None:
         super().__init__()
@@ -151,7 +156,7 @@ class ReconBoost(Method):
         super().__init__(params, trainer)
         self.means = StepMeans(("recon_sample_weight", "recon_ga_loss"))
 
-    def extend_model(self, model: nn.Module) -> None:
+    def extend_model(self, model: AVClassifier) -> None:
         """The shared head, then the saved unimodal encoders: a pretrained modality is in the
         ensemble from the start (the code adds both pretrained models before stage 0)."""
         head = BoostHead(model.audio_net.out_dim, model.num_classes, self.p["head"], self.p["boost_rate"])

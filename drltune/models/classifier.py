@@ -32,13 +32,13 @@ class AVClassifier(nn.Module):
         self.num_classes = num_classes
 
     def encode(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.audio_net(audio) if self.modality != "visual" else None
-        v = self.visual_net(visual) if self.modality != "audio" else None
-        if a is None:
-            a = torch.zeros_like(v)
-        if v is None:
-            v = torch.zeros_like(a)
-        return a, v
+        if self.modality == "visual":
+            v = self.visual_net(visual)
+            return torch.zeros_like(v), v
+        a = self.audio_net(audio)
+        if self.modality == "audio":
+            return a, torch.zeros_like(a)
+        return a, self.visual_net(visual)
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor) -> ModelOutput:
         a, v = self.encode(audio, visual)

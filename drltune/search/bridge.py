@@ -245,8 +245,8 @@ class OptunaBridge(Searcher):
             if self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=values):
                 self.failures.success()
                 self.on_outcome(Outcome(live.trial.number, "complete", epochs, values[0], values=tuple(values)))
-        elif self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
-            self._interrupt(live, self.stop_reason())
+        elif stop := self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
+            self._interrupt(live, stop)
         elif error or (result and result.get("error")):
             message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
             if self._tell(live, TrialState.FAIL, {**attrs, record.ERROR: message}):

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -35,7 +35,7 @@ from drltune.record import DRIVER as DRIVER_ATTR
 from drltune.record import DRIVER_NS as DRIVER_NS_ATTR
 from drltune.record import ERROR, NOT_RUN, NOT_RUN_ERROR
 from drltune.search.optuna_private import backend_of, stale_trial_ids, storage_of, study_id_of, trial_id_of
-from drltune.search.storage import GRACE_S, HALT_S, HEARTBEAT_S, StorageUnavailable
+from drltune.search.storage import GRACE_S, HALT_S, HEARTBEAT_S, ResilientRDBStorage, StorageUnavailable
 from drltune.search.study import FINISHED_OK, retire
 
 RECHECK_S = 2.0
@@ -80,6 +80,19 @@ def died_here(trial: FrozenTrial) -> bool:
 
 def _backend(study: optuna.Study) -> optuna.storages.BaseStorage:
     return backend_of(study)
+
+
+@runtime_checkable
+class _HeartbeatStorage(Protocol):
+    """What Optuna's heartbeat storages (RDB, also behind its cache wrapper) add to BaseStorage."""
+
+    def record_heartbeat(self, trial_id: int) -> None: ...
+
+
+def _heartbeats(study: optuna.Study) -> _HeartbeatStorage:
+    storage = storage_of(study)
+    assert isinstance(storage, _HeartbeatStorage), f"{type(storage).__name__} records no heartbeats"
+    return storage
 
 
 def _unclaimed(study: optuna.Study, running: list[FrozenTrial]) -> set[int]:
@@ -135,7 +148,7 @@ class Heartbeat:
 
     def beat(self, trial_ids: Iterable[int]) -> None:
         for trial_id in trial_ids:
-            storage_of(self.study).record_heartbeat(trial_id)
+            _heartbeats(self.study).record_heartbeat(trial_id)
         self.last_ok = time.monotonic()
 
     def failing_for(self) -> float:
@@ -172,8 +185,9 @@ class SharedBudget:
         self.driver, self.namespace = driver_id(), process_namespace()
         self._next_check = 0.0
         self.held_by_others: list[int] = []  # running trials of other drivers that fill the budget
-        if hasattr(_backend(study), "new_trial_user_attrs"):  # trials this driver asks are born claimed
-            _backend(study).new_trial_user_attrs = {DRIVER_ATTR: self.driver, DRIVER_NS_ATTR: self.namespace}
+        backend = _backend(study)
+        if isinstance(backend, ResilientRDBStorage):  # trials this driver asks are born claimed
+            backend.new_trial_user_attrs = {DRIVER_ATTR: self.driver, DRIVER_NS_ATTR: self.namespace}
 
     def _places(self) -> list[FrozenTrial]:
         """Trials holding a place: COMPLETE and PRUNED ones, and running ones not stale.
@@ -203,7 +217,7 @@ class SharedBudget:
         storage = storage_of(self.study)
         storage.set_trial_user_attr(trial_id_of(trial), DRIVER_ATTR, self.driver)
         storage.set_trial_user_attr(trial_id_of(trial), DRIVER_NS_ATTR, self.namespace)
-        storage.record_heartbeat(trial_id_of(trial))
+        _heartbeats(self.study).record_heartbeat(trial_id_of(trial))
         ahead = sum(1 for t in self._places() if t.number < trial.number)
         if ahead < self.target:
             return True

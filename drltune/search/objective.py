@@ -106,6 +106,13 @@ def primary(trial: FrozenTrial) -> float | None:
     return float(trial.values[0]) if trial.values else None
 
 
+def complete_primary(trial: FrozenTrial) -> float:
+    """`primary` of a COMPLETE trial, which always has its values (Optuna types them Optional)."""
+    value = primary(trial)
+    assert value is not None, f"trial {trial.number} ({trial.state.name}) has no value"
+    return value
+
+
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
     """The complete trials that no other complete trial beats on every objective, by first objective.
     A single-objective study's front is its best trial."""

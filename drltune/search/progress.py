@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 from drltune.record import raced_ranking, state_counts
 from drltune.search.choice import choice_line
 from drltune.search.display import SearchBar, TimeLeft
-from drltune.search.objective import Objective, pareto_front, study_objective
+from drltune.search.objective import Objective, complete_primary, pareto_front, study_objective
 from drltune.search.study import counted
 
 
@@ -107,7 +107,7 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
     if objective.names != ["val_acc"]:
         return _single_lines(study, objective, top)
     trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                    key=lambda t: t.value, reverse=True)[:top]
+                    key=complete_primary, reverse=True)[:top]
     if not trials:
         return ["no complete trial yet"]
     raced = {r["trial"]: r for r in raced_ranking(study)}

@@ -35,9 +35,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from drltune.errors import DrltuneError
 from drltune.record import REINIT_EPOCHS as REINIT_ATTR
+from drltune.search.options import PRUNERS
 from drltune.search.optuna_private import storage_of
 
-PRUNERS = ("hyperband", "median", "sha", "none")
 PEER_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
@@ -111,7 +111,7 @@ class ReinitAwarePruner(BasePruner):
         if in_grace(trial, step, self.min_grace):
             return False
         peers = PeersBestSoFar(study, trial.number, self._finished)
-        return self.inner.prune(peers, best)  # type: ignore[arg-type]
+        return self.inner.prune(peers, best)  # type: ignore[arg-type]  # a Study look-alike, see PeersBestSoFar
 
 
 class BracketStudy(optuna.Study):
@@ -192,6 +192,7 @@ def make_pruner(name: str, max_epochs: int, n_trials: int, startup: int | None =
     warmup = default_warmup if warmup is None else warmup
     final = max_epochs - 1
     if name == "median":
+        assert startup is not None and warmup is not None  # pruner_defaults gives median both
         args: dict[str, Any] = {"n_startup_trials": startup, "n_warmup_steps": warmup, "n_min_trials": startup,
                                 "peers": "complete, pruned and running trials"}
         inner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, n_min_trials=startup)

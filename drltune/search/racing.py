@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from drltune import record
+from drltune.search.objective import complete_primary
 
 
 def rank(study: optuna.Study, trials: list[FrozenTrial], seeds: list[int]) -> list[dict[str, Any]]:
@@ -28,9 +29,9 @@ def rank(study: optuna.Study, trials: list[FrozenTrial], seeds: list[int]) -> li
     rows = []
     for t in trials:
         fresh = [runs[key]["best_val_acc"] for key in (run_key(t.number, OWN, s) for s in seeds) if key in runs]
-        values = [float(t.value), *fresh]
+        values = [complete_primary(t), *fresh]
         rows.append({"trial": t.number, "mean_val_acc": statistics.mean(values), "seeds": len(values),
-                     "search_val_acc": float(t.value)})
+                     "search_val_acc": complete_primary(t)})
     return sorted(rows, key=lambda r: (-r["mean_val_acc"], -r["search_val_acc"], r["trial"]))
 
 

@@ -34,17 +34,17 @@ from drltune.search.objective import Objective, parse_objective
 from drltune.search.optuna_private import trial_id_of
 from drltune.search.ray_start import auto_gpus, check_reachable, init_ray, quiet_ray_env
 from drltune.search.resources import check_fits, check_local_cpus
-from drltune.search.space import SearchSpace, load_space, parse_space
+from drltune.search.space import SearchSpace
+from drltune.search.space_file import load_space, parse_space
 from drltune.search.storage import database_file, display_url, open_writer, sqlite_path
 from drltune.search.storage_url import DEFAULT_URL
+from drltune.shipped_spaces import DEFAULT_SPACE
 
 if TYPE_CHECKING:
     from drltune.search.bridge import OptunaBridge
     from drltune.search.dashboard_view import DashboardPublisher
     from drltune.search.display import SearchBar, TimeLeft
     from drltune.search.liveness import Heartbeat
-
-DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"  # package data
 
 
 @dataclass
@@ -317,8 +317,10 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if storage is None:
         storage = open_if_resumable(spec.storage, spec.space_file)
-    resumable = storage is not None and Path(spec.space_file) == DEFAULT_SPACE
-    plan = prepare(spec, stored_space(storage, study_name(spec)) if resumable else None)
+    own_space = None
+    if storage is not None and Path(spec.space_file) == DEFAULT_SPACE:  # only a default space changes
+        own_space = stored_space(storage, study_name(spec))
+    plan = prepare(spec, own_space)
     check_before_start(plan, spec.address, spec.cpus_per_trial)
     if storage is None:
         storage = open_writer(spec.storage, heartbeat=True)
@@ -436,13 +438,18 @@ def _bridge(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: Chec
     from drltune.search.bridge import OptunaBridge
     from drltune.search.dashboard_view import DashboardPublisher
     from drltune.search.liveness import Heartbeat, SharedBudget
-    from drltune.search.progress import Progress
+    from drltune.search.progress import Outcome, Progress
 
     progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
     publish = DashboardPublisher(study, spec.storage, warn=echo)
     heartbeat = Heartbeat(study, lambda: [trial_id_of(t.trial) for t in list(bridge.live.values())])
+
+    def on_outcome(outcome: Outcome) -> None:
+        progress(outcome)
+        publish(outcome.number)
+
     bridge = OptunaBridge(study, plan.space, plan.base, SharedBudget(study, spec.trials, spec.max_retries),
-                          on_outcome=lambda outcome: (progress(outcome), publish(outcome.number)),
+                          on_outcome=on_outcome,
                           stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
                           max_failed=failure_limit(spec.max_failed_trials, spec.trials),
                           heartbeat_age=heartbeat.failing_for, note=echo, objective=plan.objective)

@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import optuna
 
 from drltune.errors import DrltuneError
+from drltune.search.options import SAMPLERS
 
 if TYPE_CHECKING:
     from drltune.search.space import SearchSpace
-
-SAMPLERS = ("tpe", "random", "gp")
 
 
 def conditional_params(space: SearchSpace | None) -> list[str]:
@@ -37,8 +36,8 @@ def make_sampler(name: str, seed: int, n_trials: int,
     `constant_liar`, steers away from configurations that are still running (concurrent trials)."""
     n_startup = max(4, min(10, n_trials // 4))
     if name == "tpe":
-        args = {"seed": seed, "n_startup_trials": n_startup, "multivariate": True, "group": True,
-                "constant_liar": True}
+        args: dict[str, Any] = {"seed": seed, "n_startup_trials": n_startup, "multivariate": True, "group": True,
+                                "constant_liar": True}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(**args)

@@ -21,13 +21,12 @@ from typing import Any
 import optuna
 
 from drltune import record
-from drltune.config import KNOBS
+from drltune.config import EPOCH_KEYS
 from drltune.published import Published, published, scale_epochs
 from drltune.search.optuna_private import backend_of, storage_of, study_id_of
 from drltune.search.space import Dimension, SearchSpace
 
 SEEDED_WITH = "drltune:seeded_with"  # study system attr: {"source", "token", "trials"} of the one seeding
-EPOCH_KEYS = {p.name for p in KNOBS if p.is_epoch}
 
 
 def _fit(dim: Dimension, value: Any, key: str, params: dict[str, Any], notes: list[str]) -> None:

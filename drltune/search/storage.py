@@ -237,7 +237,9 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             pass
         with rdb_session(self) as session:
             study = models.StudyModel.find_or_raise_by_id(study_id, session)
-            return json.loads(models.StudySystemAttributeModel.find_by_study_and_key(study, key, session).value_json)
+            attr = models.StudySystemAttributeModel.find_by_study_and_key(study, key, session)
+            assert attr is not None  # written above, by this driver or the one that won the race
+            return json.loads(attr.value_json)
 
     def _utc_now(self) -> Any:
         """The database's clock in UTC, as SQL (the heartbeat column has no time zone).

@@ -99,7 +99,7 @@ def counted(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED_OK))
 
 
-def lineage(trial: FrozenTrial | optuna.Trial) -> int:
+def lineage(trial: FrozenTrial) -> int:
     """The number of the first trial of a retry chain (the trial itself when it is no retry)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)

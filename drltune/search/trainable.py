@@ -71,10 +71,10 @@ def _run_trial(config: dict[str, Any]) -> None:
 
     resolved = resolve(TrialConfig.from_dict(config["trial"]))
     cuda_settings.prepare_process(bool(resolved.deterministic))  # before this worker's first CUDA use
-    ckpt = config.get("checkpoint")
+    ckpt: dict[str, Any] = config.get("checkpoint") or {}
     store = CheckpointStore(ckpt["root"]) if ckpt else None
     node = _node()
-    trainer = None
+    trainer: Trainer | None = None
     sent: list[int] = []  # the epochs reported so far
 
     def send(result: dict[str, Any]) -> None:
@@ -97,6 +97,7 @@ def _run_trial(config: dict[str, Any]) -> None:
             def report(epoch: int, record: dict[str, Any]) -> bool:
                 saved = trainer.last_checkpoint
                 if saved is not None:
+                    assert store is not None and folder is not None  # checkpoints go to the store's folder only
                     if not store.direct:
                         store.upload(ckpt["key"], folder, saved.files)
                     record = {**record, "checkpoint_s": saved.seconds}  # kept in the trial's history

@@ -44,7 +44,9 @@ def _plain(value: Any) -> Any:
 def rng_states() -> dict[str, Any]:
     """The global torch / numpy / python RNG states, as tensors and plain lists, and the CUDA
     generators' (one per visible GPU) when this process has used CUDA."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)  # the default at run time (numpy's stubs say legacy=False)
+    assert isinstance(numpy_state, tuple), "the global RandomState is always MT19937"
+    kind, keys, pos, has_gauss, cached = numpy_state
     version, internal, gauss_next = random.getstate()
     cuda_used = torch.cuda.is_available() and torch.cuda.is_initialized()
     return {

@@ -94,7 +94,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     resolved = resolve(cfg)
     model = AVClassifier(int(meta["num_classes"]), resolved.fusion, resolved.encoder_width, resolved.modality,
                          audio_channels=int(meta["audio_channels"]))
-    METHODS.get(resolved.method)(resolved.params, None).extend_model(model)  # type: ignore[arg-type]
+    METHODS.get(resolved.method)(resolved.params, None).extend_model(model)  # no trainer: extend_model needs none
     try:
         load_tensors(model, os.fspath(path), strict=True, device="cpu")
     except Exception as exc:  # a truncated file, or weights of another architecture

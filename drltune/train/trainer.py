@@ -170,6 +170,7 @@ class Trainer:
                 stopped = True
                 break
             faults.inject("epoch_end", epoch)
+        assert best_state is not None, "set by the first epoch (any accuracy beats -1) or by the checkpoint"
         self.model.load_state_dict(best_state)
         test = self.evaluate(self.data.test)
         return TrainResult(
