@@ -10,9 +10,7 @@ from pathlib import Path
 
 from drltune.errors import DrltuneError
 
-STUDIES_DIR = "studies"
-DEFAULT_DB = "drltune.db"
-DEFAULT_URL = f"sqlite:///{STUDIES_DIR}/{DEFAULT_DB}"  # relative: resolved against the directory a command starts in
+DEFAULT_URL = "sqlite:///studies/drltune.db"  # relative: resolved against the directory a command starts in
 STORAGE_ENV = "OPTUNA_STORAGE"  # read when --storage is not given, as Optuna's own CLI does
 
 
@@ -38,9 +36,6 @@ def resolve_storage_url(raw: str | None, cwd: Path | None = None, named: str = "
     if database in (None, "", ":memory:"):
         raise DrltuneError(f"{named}: an in-memory SQLite database would lose the study; give a file path")
     assert database is not None
-    if database.startswith("file:"):  # SQLite's own URI form: taken as written
+    if database.startswith("file:") or Path(database).is_absolute():  # SQLite's URI form, or absolute: as written
         return raw
-    path = Path(database).expanduser()
-    if path.is_absolute() and path == Path(database):
-        return raw
-    return parsed.set(database=str(base / path)).render_as_string(hide_password=False)
+    return parsed.set(database=str(base / Path(database).expanduser())).render_as_string(hide_password=False)
