@@ -24,6 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check drltune
+	$(BIN)/ruff format --check drltune
 	$(BIN)/mypy drltune
 
 bench: $(STAMP)

@@ -4,6 +4,7 @@ Commands are imported only when they run: `drltune --help` and `--version` never
 Ray or Optuna (the listing below carries each command's one-line help, checked by a test
 against the command's own docstring).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -18,16 +19,37 @@ from drltune.errors import DrltuneError
 # name -> (module under drltune.commands, the first line of the command's help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train one configuration, select on validation, evaluate on test once."),
-    "search": ("search", "Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable."),
-    "dashboard": ("search", "Open optuna-dashboard on a search's storage (loopback only unless you say otherwise)."),
+    "search": (
+        "search",
+        "Search hyperparameters: Optuna samples and prunes, Ray Tune runs the trials; resumable.",
+    ),
+    "dashboard": (
+        "search",
+        "Open optuna-dashboard on a search's storage (loopback only unless you say otherwise).",
+    ),
     "studies": ("explore", "List the studies of a storage with their trial counts by state."),
-    "explore": ("explore", "Summarise a study: top trials, best per method and fusion, counts, importances, "
-                           "HTML report."),
-    "export": ("explore", "Write the configs of the best (or chosen) trials as TrialConfig YAML, one document each."),
-    "verify": ("verify", "Re-train the best trials on fresh seeds and compare them with reference methods."),
-    "compare": ("compare", "Tune each method on the same budget, verify the winners on fresh seeds: a leaderboard; "
-                           "resumable."),
-    "prepare": ("prepare", "Decode a downloaded dataset into audio features, frames and split lists."),
+    "explore": (
+        "explore",
+        "Summarise a study: top trials, best per method and fusion, counts, importances, "
+        "HTML report.",
+    ),
+    "export": (
+        "explore",
+        "Write the configs of the best (or chosen) trials as TrialConfig YAML, one document each.",
+    ),
+    "verify": (
+        "verify",
+        "Re-train the best trials on fresh seeds and compare them with reference methods.",
+    ),
+    "compare": (
+        "compare",
+        "Tune each method on the same budget, verify the winners on fresh seeds: a leaderboard; "
+        "resumable.",
+    ),
+    "prepare": (
+        "prepare",
+        "Decode a downloaded dataset into audio features, frames and split lists.",
+    ),
     "methods": ("listing", "List the balancing methods and their parameters."),
     "datasets": ("listing", "List the datasets and their parameters."),
     "fusions": ("listing", "List the fusion heads."),

@@ -3,6 +3,7 @@
 A leaf: it describes a config and checks each value's type. Filling the defaults and checking
 values against the registries (methods, datasets, fusions) is `drltune.resolve`'s job.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,26 +41,61 @@ KNOBS: tuple[Param, ...] = (
     Param("augment", "bool", False, "random resized crop and flip of training frames"),
     Param("grad_clip", "float", 0.0, "clip the gradient norm to this (0: no clipping)", 0.0, 1e6),
 )
-EPOCH_KEYS = frozenset(p.name for p in KNOBS if p.is_epoch)  # TrialConfig keys counted in epochs (e.g. lr_step)
+EPOCH_KEYS = frozenset(
+    p.name for p in KNOBS if p.is_epoch
+)  # TrialConfig keys counted in epochs (e.g. lr_step)
 # The other checked settings; their defaults are the dataclass's (threads None: torch's default).
 SETTINGS: tuple[Param, ...] = (
-    Param("seed", "int", 0, "seed of the trial's initialisation, shuffling and augmentation", 0, 2**32 - 1),
-    Param("selection", "choice", "val", "split the best epoch is selected on (test: the papers' optimistic way)",
-          choices=SELECTIONS),
-    Param("modality", "choice", "both", "both, or one modality alone (a unimodal reference)", choices=MODALITIES),
+    Param(
+        "seed",
+        "int",
+        0,
+        "seed of the trial's initialisation, shuffling and augmentation",
+        0,
+        2**32 - 1,
+    ),
+    Param(
+        "selection",
+        "choice",
+        "val",
+        "split the best epoch is selected on (test: the papers' optimistic way)",
+        choices=SELECTIONS,
+    ),
+    Param(
+        "modality",
+        "choice",
+        "both",
+        "both, or one modality alone (a unimodal reference)",
+        choices=MODALITIES,
+    ),
     Param("threads", "int", None, "CPU threads for torch (a CPU result depends on them)", 1, 1024),
     # GPU settings, off when unset: neither speed-up is measured better on our models yet.
-    Param("cudnn_benchmark", "bool", None, "GPU: cuDNN times kernels per input shape (not reproducible)"),
+    Param(
+        "cudnn_benchmark",
+        "bool",
+        None,
+        "GPU: cuDNN times kernels per input shape (not reproducible)",
+    ),
     Param("channels_last", "bool", None, "GPU: convolutions in channels-last memory format"),
-    Param("deterministic", "bool", None, "GPU: deterministic kernels only (torch, cuDNN, cuBLAS); slower"),
+    Param(
+        "deterministic",
+        "bool",
+        None,
+        "GPU: deterministic kernels only (torch, cuDNN, cuBLAS); slower",
+    ),
 )
 GLOBAL_DEFAULTS: dict[str, Any] = {p.name: p.default for p in KNOBS}
 _KIND_TYPES = {"int": int, "float": float, "bool": bool, "choice": str}
 # Every TrialConfig key's type: the declared ones' from their kind, then the names and mappings.
 FIELD_TYPES: dict[str, type] = {
     **{p.name: _KIND_TYPES[p.kind] for p in (*KNOBS, *SETTINGS)},
-    "dataset": str, "method": str, "fusion": str, "device": str, "data_root": str,
-    "params": dict, "dataset_params": dict,
+    "dataset": str,
+    "method": str,
+    "fusion": str,
+    "device": str,
+    "data_root": str,
+    "params": dict,
+    "dataset_params": dict,
 }
 
 
@@ -100,11 +136,15 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, data: Any, where: str = "config") -> "TrialConfig":
         if not isinstance(data, dict):
-            raise DrltuneError(f"{where}: expected a mapping of keys to values, got {type(data).__name__}")
+            raise DrltuneError(
+                f"{where}: expected a mapping of keys to values, got {type(data).__name__}"
+            )
         names = {f.name for f in fields(cls)}
         unknown = sorted(str(k) for k in data if k not in names)
         if unknown:
-            raise DrltuneError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+            raise DrltuneError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+            )
         cfg = cls(**{k: v for k, v in data.items() if v is not None})
         cfg.check_types()
         return cfg
@@ -132,8 +172,12 @@ class TrialConfig:
                 setattr(self, key, int(value))
                 ok = True
             if not ok:
-                hint = (" (one run takes one value; a search space tries several with "
-                        f"{key}: {{choices: [...]}})" if isinstance(value, list) else "")
+                hint = (
+                    " (one run takes one value; a search space tries several with "
+                    f"{key}: {{choices: [...]}})"
+                    if isinstance(value, list)
+                    else ""
+                )
                 raise DrltuneError(f"{key}: expected {typ.__name__}, got {value!r}{hint}")
             if typ is float and not math.isfinite(getattr(self, key)):
                 raise DrltuneError(f"{key}: must be finite, got {value!r}")
@@ -149,7 +193,9 @@ class TrialConfig:
         except FileNotFoundError:
             raise DrltuneError(f"config file not found: {path}") from None
         except UnicodeDecodeError as exc:
-            raise DrltuneError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+            raise DrltuneError(
+                f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})"
+            ) from None
         except (yaml.YAMLError, RecursionError) as exc:
             raise DrltuneError(f"{path}: not valid YAML: {safe_yaml.describe(exc)}") from None
         except OSError as exc:
@@ -160,7 +206,11 @@ class TrialConfig:
         for i, doc in enumerate(docs):
             if isinstance(doc, dict):
                 doc = {k: v for k, v in doc.items() if k != "meta"}
-            configs.append(cls.from_dict(doc, where=f"{path}" + (f" (document {i + 1})" if len(docs) > 1 else "")))
+            configs.append(
+                cls.from_dict(
+                    doc, where=f"{path}" + (f" (document {i + 1})" if len(docs) > 1 else "")
+                )
+            )
         return configs
 
     def to_yaml(self, meta: dict[str, Any] | None = None) -> str:
@@ -187,5 +237,7 @@ class TrialConfig:
             elif len(parts) == 1:
                 data[parts[0]] = value
             else:
-                raise DrltuneError(f"--set {key!r}: only params.NAME and dataset_params.NAME may be nested")
+                raise DrltuneError(
+                    f"--set {key!r}: only params.NAME and dataset_params.NAME may be nested"
+                )
         return TrialConfig.from_dict(data, where="--set")

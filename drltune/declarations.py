@@ -11,6 +11,7 @@ outside the package (a plug-in, a test's toy method). A declaration that is not 
 as cremad's `choices=tuple(CLASS_ORDERS)`) is read by importing the registry instead: still right,
 only slow (tests keep the names, and the methods' declarations, literal).
 """
+
 from __future__ import annotations
 
 import ast
@@ -64,12 +65,17 @@ def check_names(kind: str, given: Iterable[str], option: str | None = None) -> N
             raise unknown_name(kind, name, valid, option)
 
 
-def _read(kind: str, read_node: Callable[[ast.ClassDef], T], read_class: Callable[[Any], T]) -> list[T]:
+def _read(
+    kind: str, read_node: Callable[[ast.ClassDef], T], read_class: Callable[[Any], T]
+) -> list[T]:
     """From the source while the registry is not imported and what is read is literal; else from the registry."""
     package, home, registry_name = SOURCES[kind]
     if home not in sys.modules:
         try:
-            nodes = sorted(((_name(node), node) for node in _class_nodes(package, registry_name)), key=lambda p: p[0])
+            nodes = sorted(
+                ((_name(node), node) for node in _class_nodes(package, registry_name)),
+                key=lambda p: p[0],
+            )
             return [read_node(node) for _, node in nodes]
         except NotLiteral:
             pass
@@ -85,20 +91,33 @@ def _class_nodes(package: str, registry_name: str) -> list[ast.ClassDef]:
     for path in sorted(folder.glob("*.py")):
         text = path.read_text(encoding="utf-8")
         if marker in text:
-            found += [node for node in ast.parse(text, str(path)).body if isinstance(node, ast.ClassDef)
-                      and any(_is_register(d, registry_name) for d in node.decorator_list)]
+            found += [
+                node
+                for node in ast.parse(text, str(path)).body
+                if isinstance(node, ast.ClassDef)
+                and any(_is_register(d, registry_name) for d in node.decorator_list)
+            ]
     return found
 
 
 def _is_register(decorator: ast.expr, registry_name: str) -> bool:
-    return (isinstance(decorator, ast.Attribute) and decorator.attr == "register"
-            and isinstance(decorator.value, ast.Name) and decorator.value.id == registry_name)
+    return (
+        isinstance(decorator, ast.Attribute)
+        and decorator.attr == "register"
+        and isinstance(decorator.value, ast.Name)
+        and decorator.value.id == registry_name
+    )
 
 
 def _attrs(node: ast.ClassDef) -> dict[str, ast.expr]:
     """The class body's plain `NAME = value` assignments."""
-    return {stmt.targets[0].id: stmt.value for stmt in node.body
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)}
+    return {
+        stmt.targets[0].id: stmt.value
+        for stmt in node.body
+        if isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+    }
 
 
 def _name(node: ast.ClassDef) -> str:
@@ -109,15 +128,21 @@ def _name(node: ast.ClassDef) -> str:
 
 
 def _from_class(cls: Any) -> Declaration:
-    return Declaration(cls.name, getattr(cls, "description", ""), tuple(getattr(cls, "params", ())),
-                       _first_line(cls.__doc__))
+    return Declaration(
+        cls.name,
+        getattr(cls, "description", ""),
+        tuple(getattr(cls, "params", ())),
+        _first_line(cls.__doc__),
+    )
 
 
 def _from_class_node(node: ast.ClassDef) -> Declaration:
     attrs = _attrs(node)
     description = _literal(attrs["description"]) if "description" in attrs else ""
     params = _literal(attrs["params"]) if "params" in attrs else ()
-    return Declaration(_name(node), description, tuple(params), _first_line(ast.get_docstring(node)))
+    return Declaration(
+        _name(node), description, tuple(params), _first_line(ast.get_docstring(node))
+    )
 
 
 def _literal(node: ast.expr) -> Any:
@@ -125,7 +150,9 @@ def _literal(node: ast.expr) -> Any:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Param":
         if any(k.arg is None for k in node.keywords):
             raise NotLiteral(ast.unparse(node))
-        return Param(*map(_literal, node.args), **{k.arg: _literal(k.value) for k in node.keywords if k.arg})
+        return Param(
+            *map(_literal, node.args), **{k.arg: _literal(k.value) for k in node.keywords if k.arg}
+        )
     if isinstance(node, ast.Tuple):
         return tuple(map(_literal, node.elts))
     try:

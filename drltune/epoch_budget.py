@@ -10,6 +10,7 @@ and trains exactly like the baseline. Epochs are 0-based (a run of E epochs trai
 
 Each method declares its own limits (`Method.epoch_limits`, and its `windows`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -25,7 +26,9 @@ def _limits(method: str) -> list[tuple[str, Any, str]]:
     return rules
 
 
-def inert_values(method: str, values: dict[str, Iterable[float]], epochs: int) -> list[tuple[str, str, int, list]]:
+def inert_values(
+    method: str, values: dict[str, Iterable[float]], epochs: int
+) -> list[tuple[str, str, int, list]]:
     """(parameter, what, largest acting value, the given values that cannot act) for each rule broken."""
     out = []
     for param, limit, what in _limits(method):
@@ -40,25 +43,35 @@ def config_warnings(method: str, params: dict[str, Any], epochs: int) -> list[st
     """One line per epoch-valued parameter of a resolved config that cannot act within `epochs`."""
     lines = []
     for param, what, limit, _ in inert_values(method, {k: [v] for k, v in params.items()}, epochs):
-        lines.append(f"{method}: params.{param}={params[param]} ({what}) cannot act within {epochs} epochs "
-                     f"(0-based; it must be <= {limit}), so {method} trains like the baseline; "
-                     f"lower it or raise epochs")
+        lines.append(
+            f"{method}: params.{param}={params[param]} ({what}) cannot act within {epochs} epochs "
+            f"(0-based; it must be <= {limit}), so {method} trains like the baseline; "
+            f"lower it or raise epochs"
+        )
     return lines
 
 
-def space_warnings(method: str, ranges: dict[str, tuple[float, float, bool]], epochs: int) -> list[str]:
+def space_warnings(
+    method: str, ranges: dict[str, tuple[float, float, bool]], epochs: int
+) -> list[str]:
     """For a search: `ranges` maps a parameter to (lowest, highest, searched)."""
     lines = []
-    for param, what, limit, bad in inert_values(method, {k: (lo, hi) for k, (lo, hi, _) in ranges.items()}, epochs):
+    for param, what, limit, bad in inert_values(
+        method, {k: (lo, hi) for k, (lo, hi, _) in ranges.items()}, epochs
+    ):
         low, high, searched = ranges[param]
         name = f"{method}.{param}"
         if len(bad) == 2 or not searched:
             source = "searched in" if searched else "fixed at"
             span = f"[{low:g}, {high:g}]" if searched else f"{high:g}"
-            lines.append(f"warning: {name} ({what}) is {source} {span} but must be <= {limit} to act within "
-                         f"{epochs} epochs: every {method} trial trains like the baseline; search or set "
-                         f"methods.{method}.{param} (or raise --max-epochs)")
+            lines.append(
+                f"warning: {name} ({what}) is {source} {span} but must be <= {limit} to act within "
+                f"{epochs} epochs: every {method} trial trains like the baseline; search or set "
+                f"methods.{method}.{param} (or raise --max-epochs)"
+            )
         else:
-            lines.append(f"warning: {name} ({what}) in [{low:g}, {high:g}]: values above {limit} cannot act "
-                         f"within {epochs} epochs (those trials train like the baseline)")
+            lines.append(
+                f"warning: {name} ({what}) in [{low:g}, {high:g}]: values above {limit} cannot act "
+                f"within {epochs} epochs (those trials train like the baseline)"
+            )
     return lines

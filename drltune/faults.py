@@ -8,6 +8,7 @@ re-initialisation), EPOCH an epoch number or `*`. ACTION:
 With FILE, the fault fires once over all processes (whoever creates FILE first) and FILE marks
 that it fired, so a test can wait for it. Unset (the normal case) this costs one dict lookup.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Declared parameters: one declaration feeds config validation, search spaces and `drltune methods`."""
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,11 @@ def yaml_number(value: Any) -> Any:
         number = float(value)
     except ValueError:
         return value
-    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+    return (
+        int(number)
+        if number.is_integer() and "." not in value and "e" not in value.lower()
+        else number
+    )
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,5 @@ def resolve_params(
         valid = ", ".join(sorted(by_name)) or "none"
         raise DrltuneError(f"{where}: unknown parameter(s) {', '.join(unknown)}; valid: {valid}")
     return {
-        p.name: p.validate(given[p.name], where) if p.name in given else p.default
-        for p in declared
+        p.name: p.validate(given[p.name], where) if p.name in given else p.default for p in declared
     }

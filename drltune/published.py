@@ -6,6 +6,7 @@ them (`search --seed-with`) and `compare` trains them as reference rows. The fil
 method adds one block, and `check_published` says when a registered method has neither an entry
 nor a line under `unpublished`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ class Published:
     unmapped: tuple[str, ...]
 
     def config(self, dataset: str, **extra: Any) -> TrialConfig:
-        return TrialConfig.from_dict({"dataset": dataset, **self.values, "method": self.method, **extra},
-                                     where=f"published config of {self.method}")
+        return TrialConfig.from_dict(
+            {"dataset": dataset, **self.values, "method": self.method, **extra},
+            where=f"published config of {self.method}",
+        )
 
 
 def scale_epochs(value: int, factor: float, max_epochs: int) -> int:
@@ -67,16 +70,27 @@ def published(source: str, path: Path = PUBLISHED_FILE) -> dict[str, Published]:
     for method, entry in data["methods"].items():
         where = f"{path.name}: methods.{method}"
         if not isinstance(entry, dict) or not set(entry) <= ENTRY_KEYS or "source" not in entry:
-            raise DrltuneError(f"{where}: expected `source` and `config` or `protocol` (keys {sorted(ENTRY_KEYS)})")
+            raise DrltuneError(
+                f"{where}: expected `source` and `config` or `protocol` (keys {sorted(ENTRY_KEYS)})"
+            )
         name = entry.get("protocol") if source == "papers" else source
         if name is None:
-            values, unmapped, cite = dict(entry.get("config") or {}), entry.get("unmapped") or [], entry["source"]
+            values, unmapped, cite = (
+                dict(entry.get("config") or {}),
+                entry.get("unmapped") or [],
+                entry["source"],
+            )
         else:
             if name not in protocols:
                 raise DrltuneError(f"{where}: unknown protocol {name!r}")
             proto = protocols[name]
-            values = {**(proto.get("config") or {}), "params": dict((proto.get("params") or {}).get(method) or {})}
-            own = (entry.get("unmapped") or []) if source == "papers" else []  # the entry's notes are its paper's
+            values = {
+                **(proto.get("config") or {}),
+                "params": dict((proto.get("params") or {}).get(method) or {}),
+            }
+            own = (
+                (entry.get("unmapped") or []) if source == "papers" else []
+            )  # the entry's notes are its paper's
             unmapped = [*(proto.get("unmapped") or []), *own]
             cite = entry["source"] if source == "papers" else proto["source"]
         bad = sorted(set(values) & set(NOT_PUBLISHED_KEYS))
@@ -111,5 +125,7 @@ def check_published(path: Path = PUBLISHED_FILE) -> list[str]:
     entries = set(published("papers", path))
     for method in METHODS.names():
         if method not in entries and method not in listed:
-            problems.append(f"{method}: registered, but neither under `methods:` nor under `unpublished:`")
+            problems.append(
+                f"{method}: registered, but neither under `methods:` nor under `unpublished:`"
+            )
     return problems

@@ -4,6 +4,7 @@ These names are a contract with stored studies (`drltune explore`, `export`, `ve
 dashboard and notebooks read them): `search` writes through this module and `explore` reads
 through it, so a name is spelled once. Changing a value here breaks every existing study.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
@@ -22,12 +23,18 @@ PRUNER = "pruner"
 SAMPLER = "sampler"
 PRUNER_ARGS = "pruner_args"
 SAMPLER_ARGS = "sampler_args"
-OBJECTIVE = "objective"  # the metric names it optimises, in order (absent: ["val_acc"]; objective.py)
+OBJECTIVE = (
+    "objective"  # the metric names it optimises, in order (absent: ["val_acc"]; objective.py)
+)
 RESUME_CHECKED = (DATASET, MAX_EPOCHS, SPACE)  # a resumed study must match these
 VERIFY_PREFIX = "verify:"  # + trial<N>:<label>:seed<S>: one `drltune verify` run
 VERIFY_SEEDS = "verify_seeds"  # the fresh seeds, fixed at the first verify so a re-run reuses them
-COMPARE = "compare"  # `drltune compare`: the compare (study name prefix) this study is one method of
-COMPARE_SEEDS = "compare_seeds"  # the fresh seeds that compare verified every method's best trial on
+COMPARE = (
+    "compare"  # `drltune compare`: the compare (study name prefix) this study is one method of
+)
+COMPARE_SEEDS = (
+    "compare_seeds"  # the fresh seeds that compare verified every method's best trial on
+)
 RACE = "race"  # the search's race (racing.py): {"top", "seeds", "ranking": [{"trial", "mean_val_acc", ...}]}
 
 # ---- trial user attributes ------------------------------------------------------------------------
@@ -36,7 +43,9 @@ HISTORY = "history"  # one record per epoch (the trainer's epoch records)
 ERROR = "error"  # why it failed (one line)
 INTERRUPTED = "interrupted"  # cut off by a stop or a dead driver, queued again (not a real failure)
 NOT_RUN = "not_run"  # asked past --trials (another driver was first) and closed at once: never run, never retried
-NOT_RUN_ERROR = "not run:"  # how its error begins (studies from before NOT_RUN marked it INTERRUPTED)
+NOT_RUN_ERROR = (
+    "not run:"  # how its error begins (studies from before NOT_RUN marked it INTERRUPTED)
+)
 RETRY_OF = "retry_of"  # the number of the cut-off trial this one retries
 SEEDED_FROM = "seeded_from"  # `search --seed-with`: SOURCE:METHOD of the published config it was enqueued from
 REINIT_EPOCHS = "reinit_epochs"  # epochs after which DR re-initialised (the pruner's grace)
@@ -50,13 +59,35 @@ RESUMED_FROM_EPOCH = "resumed_from_epoch"
 BEST_EPOCH = "best_epoch"
 EPOCHS_RUN = "epochs_run"
 # What a trial's last result carries (the trainable reports them; the value is best_val_acc).
-FINAL_KEYS = ("best_val_acc", "best_epoch", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
+FINAL_KEYS = (
+    "best_val_acc",
+    "best_epoch",
+    "test_acc",
+    "test_f1",
+    "test_acc_audio",
+    "test_acc_visual",
+)
 # Per-trial numbers stored as user attributes (the summary's best-epoch accuracies and FINAL_KEYS').
-RESULT_ATTRS = ("val_acc_audio", "val_acc_visual", "test_acc", "test_f1", "test_acc_audio", "test_acc_visual")
+RESULT_ATTRS = (
+    "val_acc_audio",
+    "val_acc_visual",
+    "test_acc",
+    "test_f1",
+    "test_acc_audio",
+    "test_acc_visual",
+)
 # How a trial's state is said in counts and tables (other states: their lower-case name).
 STATE_LABELS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
 # The keys of an epoch record that every method has (methods add their own `metric_keys`).
-HISTORY_KEYS = ("train_loss", "val_acc", "val_f1", "val_acc_audio", "val_acc_visual", "val_acc_best", "reinit")
+HISTORY_KEYS = (
+    "train_loss",
+    "val_acc",
+    "val_f1",
+    "val_acc_audio",
+    "val_acc_visual",
+    "val_acc_best",
+    "reinit",
+)
 
 
 def trial_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,9 +96,13 @@ def trial_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     if not history:
         return {EPOCHS_RUN: 0, HISTORY: []}
     best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
-    return {BEST_EPOCH: history[best]["epoch"], EPOCHS_RUN: len(history),
-            "val_acc_audio": history[best].get("val_acc_audio"),
-            "val_acc_visual": history[best].get("val_acc_visual"), HISTORY: history}
+    return {
+        BEST_EPOCH: history[best]["epoch"],
+        EPOCHS_RUN: len(history),
+        "val_acc_audio": history[best].get("val_acc_audio"),
+        "val_acc_visual": history[best].get("val_acc_visual"),
+        HISTORY: history,
+    }
 
 
 # ---- reading a stored trial -------------------------------------------------------------------------
@@ -87,8 +122,9 @@ def trial_fusion(trial: FrozenTrial) -> str:
 
 def epochs(trial: FrozenTrial) -> list[dict[str, Any]]:
     """The stored per-epoch records, else the intermediate val_acc alone (studies without `history`)."""
-    return trial.user_attrs.get(HISTORY) or [{"epoch": s, "val_acc": v}
-                                             for s, v in sorted(trial.intermediate_values.items())]
+    return trial.user_attrs.get(HISTORY) or [
+        {"epoch": s, "val_acc": v} for s, v in sorted(trial.intermediate_values.items())
+    ]
 
 
 def reinits_fired(trial: FrozenTrial) -> int:
@@ -101,7 +137,9 @@ def reinits_fired(trial: FrozenTrial) -> int:
 
 def is_not_run(trial: FrozenTrial) -> bool:
     """Closed unrun past --trials; read from the error too, for studies that marked it interrupted."""
-    return bool(trial.user_attrs.get(NOT_RUN)) or str(trial.user_attrs.get(ERROR, "")).startswith(NOT_RUN_ERROR)
+    return bool(trial.user_attrs.get(NOT_RUN)) or str(trial.user_attrs.get(ERROR, "")).startswith(
+        NOT_RUN_ERROR
+    )
 
 
 def is_interrupted(trial: FrozenTrial) -> bool:
@@ -120,7 +158,9 @@ def state_key(trial: FrozenTrial) -> str:
     """The trial's key in STATE_COUNT_KEYS."""
     name = trial.state.name
     if name == "FAIL":
-        return "not_run" if is_not_run(trial) else "interrupted" if is_interrupted(trial) else "failed"
+        return (
+            "not_run" if is_not_run(trial) else "interrupted" if is_interrupted(trial) else "failed"
+        )
     return "queued" if name == "WAITING" else STATE_LABELS.get(name, name.lower())
 
 
@@ -135,7 +175,9 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
 
 def counts_text(counts: dict[str, int]) -> str:
     """`1 complete, 2 interrupted, 2 queued`: the states that have trials, in STATE_COUNT_KEYS order."""
-    return ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in counts.items() if n) or "no trials"
+    return (
+        ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in counts.items() if n) or "no trials"
+    )
 
 
 def raced_ranking(study: Any) -> list[dict[str, Any]]:

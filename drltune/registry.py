@@ -4,6 +4,7 @@ Each registry lives beside its base class (`METHODS` in methods/base.py, `DATASE
 data/base.py, `FUSIONS` in models/fusion.py). A class registers under its own `name`, written
 once: `@METHODS.register` above `class MyMethod(Method): name = "mine"`.
 """
+
 from __future__ import annotations
 
 from typing import Generic, Iterable, Iterator, TypeVar
@@ -22,8 +23,10 @@ class Registry(Generic[T]):
         """Decorator: add a class under its `name` attribute (a name taken twice is a bug)."""
         name = getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
-            raise TypeError(f"register the {self.kind} class itself (`@register`, no argument); "
-                            f"it needs a non-empty `name` class attribute, got {name!r}")
+            raise TypeError(
+                f"register the {self.kind} class itself (`@register`, no argument); "
+                f"it needs a non-empty `name` class attribute, got {name!r}"
+            )
         if name in self._items:
             raise ValueError(f"{self.kind} {name!r} registered twice")
         self._items[name] = obj
@@ -49,7 +52,9 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-def unknown_name(kind: str, name: object, valid: Iterable[str], option: str | None = None) -> DrltuneError:
+def unknown_name(
+    kind: str, name: object, valid: Iterable[str], option: str | None = None
+) -> DrltuneError:
     """The one message for a name nothing registers (the registries and drltune.declarations give it),
     led by the option that named it where there is one."""
     what = f"{option} {name!r}: unknown {kind}" if option else f"unknown {kind} {name!r}"

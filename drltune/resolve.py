@@ -3,6 +3,7 @@
 It sits above the registries (datasets, methods, fusions), which `config.py` (a leaf) must not
 import: a method's own checks may read a config, and the config stays free of what it names.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,10 +66,13 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
     if out.device not in ("auto", "cpu") and not out.device.startswith("cuda"):
         raise DrltuneError(f"device: {out.device!r} must be auto, cpu or cuda[:N]")
     if out.deterministic and out.cudnn_benchmark:
-        raise DrltuneError("cudnn_benchmark: cannot be on with deterministic (cuDNN's timed choice of kernels "
-                           "may pick a non-deterministic one); turn one off")
-    params = resolve_params(method.params, {**dataset.method_defaults.get(out.method, {}), **out.params},
-                            where="params")
+        raise DrltuneError(
+            "cudnn_benchmark: cannot be on with deterministic (cuDNN's timed choice of kernels "
+            "may pick a non-deterministic one); turn one off"
+        )
+    params = resolve_params(
+        method.params, {**dataset.method_defaults.get(out.method, {}), **out.params}, where="params"
+    )
     method.check(params, out)
     dataset_params = resolve_params(dataset.params, out.dataset_params, where="dataset_params")
     return ResolvedConfig(config=out, params=params, dataset_params=dataset_params)
@@ -78,8 +82,10 @@ def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
     """A stored trial's config, resolved and written out whole (what `export` writes, `verify` re-trains)."""
     data = trial.user_attrs.get(record.CONFIG)
     if data is None:
-        raise DrltuneError(f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) "
-                           "has no stored config")
+        raise DrltuneError(
+            f"trial {trial.number} of study {study.study_name!r} ({trial.state.name}) "
+            "has no stored config"
+        )
     cfg = resolve(TrialConfig.from_dict(data, where=f"trial {trial.number}'s stored config"))
     # Every default written out, so a later change of a default cannot change what this file trains.
     return cfg.config.replace(params=cfg.params, dataset_params=cfg.dataset_params)

@@ -1,5 +1,6 @@
 """YAML for user files: `yaml.SafeLoader` (no Python objects), and no aliases (`*name`), so a
 self-referencing or exponentially expanding document ("billion laughs") cannot hang or crash us."""
+
 from __future__ import annotations
 
 from typing import Any, Iterator
@@ -14,7 +15,8 @@ class SafeNoAliasLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(
-                None, None, f"aliases (*name) are not supported (line {mark.line + 1})", None)
+                None, None, f"aliases (*name) are not supported (line {mark.line + 1})", None
+            )
         return super().compose_node(parent, index)
 
 

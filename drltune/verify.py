@@ -12,6 +12,7 @@ Comparison with a reference is seed-paired: for every seed both ran, d = acc(con
 the 95 % interval is mean(d) ± t(0.975, n-1) · sd(d) / sqrt(n) (Student t over the n paired
 differences; it needs n >= 2).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,11 +32,47 @@ from drltune.resolve import resolve, trial_config
 from drltune.search.objective import primary
 
 OWN = "config"
-RESULT_KEYS = ("test_acc", "test_f1", "test_acc_audio", "test_acc_visual", "best_val_acc", "best_epoch")
+RESULT_KEYS = (
+    "test_acc",
+    "test_f1",
+    "test_acc_audio",
+    "test_acc_visual",
+    "best_val_acc",
+    "best_epoch",
+)
 # Student t quantile t(0.975, df) for df = 1..30; above 30 the normal quantile is within 2 %.
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042)
+T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +95,11 @@ def run_key(trial: int, label: str, seed: int) -> str:
 
 def fresh_seeds(study: optuna.Study, n: int) -> list[int]:
     """`n` seeds no trial of the study trained with; the ones an earlier verify used come first."""
-    used = {int(stored_config(t)["seed"]) for t in study.get_trials(deepcopy=False) if "seed" in stored_config(t)}
+    used = {
+        int(stored_config(t)["seed"])
+        for t in study.get_trials(deepcopy=False)
+        if "seed" in stored_config(t)
+    }
     chosen = [s for s in study.user_attrs.get(SEEDS_ATTR, []) if s not in used]
     candidate = max(used, default=0) + 1
     while len(chosen) < n:
@@ -75,8 +116,13 @@ def reference_config(cfg: TrialConfig, method: str) -> TrialConfig:
     return ref
 
 
-def plan(study: optuna.Study, trials: list[FrozenTrial], seeds: list[int], references: list[str],
-         notes: list[str]) -> list[Run]:
+def plan(
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    seeds: list[int],
+    references: list[str],
+    notes: list[str],
+) -> list[Run]:
     """Every run the verification needs, in order: per trial, its own config then each reference."""
     runs = []
     for trial in trials:
@@ -87,9 +133,13 @@ def plan(study: optuna.Study, trials: list[FrozenTrial], seeds: list[int], refer
             try:
                 ref = reference_config(cfg, method)
             except DrltuneError as exc:
-                notes.append(f"trial {trial.number}: reference {method} cannot run with its knobs ({exc})")
+                notes.append(
+                    f"trial {trial.number}: reference {method} cannot run with its knobs ({exc})"
+                )
                 continue
-            runs.extend(Run(trial.number, f"ref-{method}", seed, ref.replace(seed=seed)) for seed in seeds)
+            runs.extend(
+                Run(trial.number, f"ref-{method}", seed, ref.replace(seed=seed)) for seed in seeds
+            )
     return runs
 
 
@@ -103,12 +153,19 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
 
 def record(run: Run, result: dict[str, Any]) -> dict[str, Any]:
     """What is stored for a finished run."""
-    return {"trial": run.trial, "label": run.label, "seed": run.seed, "method": run.config.method,
-            **{k: (int(v) if k == "best_epoch" else float(v)) for k, v in result.items()}}
+    return {
+        "trial": run.trial,
+        "label": run.label,
+        "seed": run.seed,
+        "method": run.config.method,
+        **{k: (int(v) if k == "best_epoch" else float(v)) for k, v in result.items()},
+    }
 
 
 def stored_runs(study: optuna.Study) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in study.user_attrs.items() if k.startswith(PREFIX) and isinstance(v, dict)}
+    return {
+        k: v for k, v in study.user_attrs.items() if k.startswith(PREFIX) and isinstance(v, dict)
+    }
 
 
 # ---- statistics -----------------------------------------------------------------------
@@ -137,7 +194,9 @@ class Verified:
     test_acc: list[float]
     audio: list[float]
     visual: list[float]
-    references: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> acc list + interval
+    references: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # label -> acc list + interval
 
 
 def summarize_runs(runs: dict[str, dict[str, Any]]) -> list[Verified]:
@@ -152,19 +211,30 @@ def summarize_runs(runs: dict[str, dict[str, Any]]) -> list[Verified]:
         if not own:
             continue
         seeds = sorted(own)
-        v = Verified(number, own[seeds[0]]["method"], seeds, [own[s]["test_acc"] for s in seeds],
-                     [own[s]["test_acc_audio"] for s in seeds], [own[s]["test_acc_visual"] for s in seeds])
+        v = Verified(
+            number,
+            own[seeds[0]]["method"],
+            seeds,
+            [own[s]["test_acc"] for s in seeds],
+            [own[s]["test_acc_audio"] for s in seeds],
+            [own[s]["test_acc_visual"] for s in seeds],
+        )
         for label in sorted(k for k in labels if k != OWN):
             ref = labels[label]
             paired = [s for s in seeds if s in ref]
             diffs = [own[s]["test_acc"] - ref[s]["test_acc"] for s in paired]
-            v.references[label[len("ref-"):]] = {"test_acc": [ref[s]["test_acc"] for s in sorted(ref)],
-                                                 "paired_seeds": paired, "interval": paired_interval(diffs)}
+            v.references[label[len("ref-") :]] = {
+                "test_acc": [ref[s]["test_acc"] for s in sorted(ref)],
+                "paired_seeds": paired,
+                "interval": paired_interval(diffs),
+            }
         out.append(v)
     return out
 
 
-def verdict(method: str, reference: str, interval: tuple[float, float, float] | None, n: int) -> str:
+def verdict(
+    method: str, reference: str, interval: tuple[float, float, float] | None, n: int
+) -> str:
     """The comparison in words."""
     if interval is None:
         return f"needs at least 2 paired seeds to compare with {reference} (has {n})"
@@ -176,8 +246,15 @@ def verdict(method: str, reference: str, interval: tuple[float, float, float] | 
 
 
 # ---- running ----------------------------------------------------------------------------
-def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float | None, gpus: float | None,
-            address: str | None, echo: Callable[[str], None]) -> int:
+def execute(
+    study: optuna.Study,
+    runs: list[Run],
+    concurrent: int,
+    cpus: float | None,
+    gpus: float | None,
+    address: str | None,
+    echo: Callable[[str], None],
+) -> int:
     """Train the runs not stored yet on Ray, storing each as it finishes; returns how many failed.
     `cpus` None: the search's default (gpu_plan.default_cpus_per_trial)."""
     from drltune.search.gpu_plan import default_cpus_per_trial, ray_nodes
@@ -192,7 +269,9 @@ def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float |
     failed = 0
     try:
         gpus = gpus if gpus is not None else auto_gpus(ray, concurrent)
-        cpus = cpus if cpus is not None else default_cpus_per_trial(ray_nodes(ray), gpus, concurrent)
+        cpus = (
+            cpus if cpus is not None else default_cpus_per_trial(ray_nodes(ray), gpus, concurrent)
+        )
         remote = ray.remote(train_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
         queue = list(runs)
         pending: dict[ray.ObjectRef, Run] = {}
@@ -206,13 +285,19 @@ def execute(study: optuna.Study, runs: list[Run], concurrent: int, cpus: float |
                 run = pending.pop(ref)
                 try:
                     result = ray.get(ref)
-                except Exception as exc:  # a run that crashed is reported, not stored: a re-run retries it
+                except (
+                    Exception
+                ) as exc:  # a run that crashed is reported, not stored: a re-run retries it
                     failed += 1
-                    echo(f"  trial {run.trial} {run.label} seed {run.seed}: failed: "
-                         f"{str(exc).strip().splitlines()[-1][:300]}")
+                    echo(
+                        f"  trial {run.trial} {run.label} seed {run.seed}: failed: "
+                        f"{str(exc).strip().splitlines()[-1][:300]}"
+                    )
                     continue
                 study.set_user_attr(run.key, record(run, result))
-                echo(f"  trial {run.trial} {run.label} seed {run.seed}: test_acc {result['test_acc']:.4f}")
+                echo(
+                    f"  trial {run.trial} {run.label} seed {run.seed}: test_acc {result['test_acc']:.4f}"
+                )
     finally:
         if started:
             ray.shutdown()
@@ -232,15 +317,29 @@ def verified_rows(study: optuna.Study, keys: set[str] | None = None) -> list[dic
         for ref, data in v.references.items():
             r_acc, r_sd = mean_std(data["test_acc"])
             interval = data["interval"]
-            refs[ref] = {"test_acc_mean": r_acc, "test_acc_std": r_sd, "paired_seeds": len(data["paired_seeds"]),
-                         "diff": interval[0] if interval else None, "ci_low": interval[1] if interval else None,
-                         "ci_high": interval[2] if interval else None,
-                         "verdict": verdict(v.method, ref, interval, len(data["paired_seeds"]))}
-        rows.append({"trial": v.trial, "method": v.method, "seeds": v.seeds,
-                     "search_val_acc": primary(trial) if trial is not None else None,
-                     "search_test_acc": trial.user_attrs.get("test_acc") if trial is not None else None,
-                     "test_acc_mean": acc, "test_acc_std": sd, "audio": mean_std(v.audio),
-                     "visual": mean_std(v.visual), "references": refs})
+            refs[ref] = {
+                "test_acc_mean": r_acc,
+                "test_acc_std": r_sd,
+                "paired_seeds": len(data["paired_seeds"]),
+                "diff": interval[0] if interval else None,
+                "ci_low": interval[1] if interval else None,
+                "ci_high": interval[2] if interval else None,
+                "verdict": verdict(v.method, ref, interval, len(data["paired_seeds"])),
+            }
+        rows.append(
+            {
+                "trial": v.trial,
+                "method": v.method,
+                "seeds": v.seeds,
+                "search_val_acc": primary(trial) if trial is not None else None,
+                "search_test_acc": trial.user_attrs.get("test_acc") if trial is not None else None,
+                "test_acc_mean": acc,
+                "test_acc_std": sd,
+                "audio": mean_std(v.audio),
+                "visual": mean_std(v.visual),
+                "references": refs,
+            }
+        )
     return rows
 
 
@@ -249,15 +348,27 @@ def verified_lines(rows: list[dict[str, Any]]) -> list[str]:
     then each reference with the paired difference, its interval and the verdict in words."""
     lines = []
     for r in rows:
-        search = f"search val_acc {r['search_val_acc']:.4f}" if r["search_val_acc"] is not None else "search: -"
+        search = (
+            f"search val_acc {r['search_val_acc']:.4f}"
+            if r["search_val_acc"] is not None
+            else "search: -"
+        )
         if r["search_test_acc"] is not None:
             search += f" test_acc {r['search_test_acc']:.4f}"
         (a, a_sd), (v, v_sd) = r["audio"], r["visual"]
-        lines.append(f"  trial {r['trial']} ({r['method']}): {search}; verified test_acc "
-                     f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over {len(r['seeds'])} seeds {r['seeds']} "
-                     f"(audio {a:.3f} ± {a_sd:.3f}, visual {v:.3f} ± {v_sd:.3f})")
+        lines.append(
+            f"  trial {r['trial']} ({r['method']}): {search}; verified test_acc "
+            f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over {len(r['seeds'])} seeds {r['seeds']} "
+            f"(audio {a:.3f} ± {a_sd:.3f}, visual {v:.3f} ± {v_sd:.3f})"
+        )
         for ref, d in r["references"].items():
-            diff = (f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d["diff"] is not None else "-")
-            lines.append(f"    vs {ref}: {d['test_acc_mean']:.4f} ± {d['test_acc_std']:.4f}, paired difference "
-                         f"{diff}: {d['verdict']}")
+            diff = (
+                f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+                if d["diff"] is not None
+                else "-"
+            )
+            lines.append(
+                f"    vs {ref}: {d['test_acc_mean']:.4f} ± {d['test_acc_std']:.4f}, paired difference "
+                f"{diff}: {d['verdict']}"
+            )
     return lines

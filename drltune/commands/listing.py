@@ -3,6 +3,7 @@
 Read from the declarations (drltune.declarations), not by importing the methods: a listing takes
 no torch.
 """
+
 from __future__ import annotations
 
 import click
@@ -47,7 +48,9 @@ def config_cmd() -> None:
     click.echo("other settings:")
     for p in SETTINGS:
         click.echo(f"    {p.describe()}")
-    click.echo("and: dataset, data_root, method, fusion, device (auto | cpu | cuda[:N]), params, dataset_params")
+    click.echo(
+        "and: dataset, data_root, method, fusion, device (auto | cpu | cuda[:N]), params, dataset_params"
+    )
 
 
 COMMANDS = [methods_cmd, datasets_cmd, fusions_cmd, config_cmd]

@@ -1,5 +1,6 @@
 """What a compare runs: one space per method, the study names, the common fresh seeds, the
 verification runs (the best trial's config and the published config on each seed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ from drltune.errors import DrltuneError
 from drltune.published import Published, scale_epochs
 from drltune.verify import OWN, Run
 
-PUBLISHED_LABEL = "ref-published"  # verify's reference label: summarize_runs pairs it with the trial's own runs
+PUBLISHED_LABEL = (
+    "ref-published"  # verify's reference label: summarize_runs pairs it with the trial's own runs
+)
 
 
 def study_name(prefix: str, method: str) -> str:
@@ -42,8 +45,11 @@ def common_seeds(studies: list[optuna.Study], n: int) -> list[int]:
     comparisons pair runs by seed); seeds an earlier run chose come first."""
     used: set[int] = set()
     for study in studies:
-        used |= {int(t.user_attrs[record.CONFIG]["seed"]) for t in study.get_trials(deepcopy=False)
-                 if "seed" in t.user_attrs.get(record.CONFIG, {})}
+        used |= {
+            int(t.user_attrs[record.CONFIG]["seed"])
+            for t in study.get_trials(deepcopy=False)
+            if "seed" in t.user_attrs.get(record.CONFIG, {})
+        }
     earlier = studies[0].user_attrs.get(record.VERIFY_SEEDS, []) if studies else []
     chosen = [s for s in earlier if s not in used][:n]
     candidate = max(used, default=0) + 1
@@ -54,7 +60,9 @@ def common_seeds(studies: list[optuna.Study], n: int) -> list[int]:
     return chosen
 
 
-def published_config(entry: Published, tuned: TrialConfig, max_epochs: int, overrides: list[str]) -> TrialConfig:
+def published_config(
+    entry: Published, tuned: TrialConfig, max_epochs: int, overrides: list[str]
+) -> TrialConfig:
     """The published configuration on the compare's data and model: the tuned config's dataset,
     data and fixed settings, the published keys over them, --set over those; `max_epochs` epochs,
     the published epoch-valued settings scaled by max_epochs / published epochs."""
@@ -66,16 +74,30 @@ def published_config(entry: Published, tuned: TrialConfig, max_epochs: int, over
     from drltune.methods import METHODS
 
     declared = {p.name: p for p in METHODS.get(entry.method).params}
-    params = {k: scale_epochs(v, factor, max_epochs) if declared[k].is_epoch else v
-              for k, v in (values.pop("params", None) or {}).items()}
-    base = TrialConfig(dataset=tuned.dataset, data_root=tuned.data_root, encoder_width=tuned.encoder_width,
-                       threads=tuned.threads, device=tuned.device, dataset_params=dict(tuned.dataset_params))
+    params = {
+        k: scale_epochs(v, factor, max_epochs) if declared[k].is_epoch else v
+        for k, v in (values.pop("params", None) or {}).items()
+    }
+    base = TrialConfig(
+        dataset=tuned.dataset,
+        data_root=tuned.data_root,
+        encoder_width=tuned.encoder_width,
+        threads=tuned.threads,
+        device=tuned.device,
+        dataset_params=dict(tuned.dataset_params),
+    )
     cfg = base.replace(**values, method=entry.method, params=params, epochs=max_epochs)
     return cfg.with_overrides(overrides)
 
 
-def verification_runs(study: optuna.Study, best: Any, seeds: list[int], entry: Published | None,
-                      max_epochs: int, overrides: list[str]) -> list[Run]:
+def verification_runs(
+    study: optuna.Study,
+    best: Any,
+    seeds: list[int],
+    entry: Published | None,
+    max_epochs: int,
+    overrides: list[str],
+) -> list[Run]:
     """The best trial's own config on every seed, then (when published) the published config."""
     from drltune.explore.export import trial_config
 

@@ -1,5 +1,6 @@
 """Running a compare: the searches (one per method, `run_search`), then the verification runs
 (`verify.execute`), in one Ray instance; everything lands in the one storage as it finishes."""
+
 from __future__ import annotations
 
 import tempfile
@@ -54,12 +55,24 @@ class CompareSpec:
         return self.prefix or f"compare-{self.dataset}"
 
     def search_spec(self, method: str, space_file: Path) -> SearchSpec:
-        return SearchSpec(dataset=self.dataset, data_root=self.data_root, space_file=space_file,
-                          trials=self.trials_per_method, study_name=study_name(self.name, method),
-                          storage=self.storage, sampler=self.sampler, pruner=self.pruner, max_epochs=self.max_epochs,
-                          concurrent=self.concurrent, cpus_per_trial=self.cpus_per_trial,
-                          gpus_per_trial=self.gpus_per_trial, address=self.address, seed=self.seed,
-                          overrides=list(self.overrides), command=self.command)
+        return SearchSpec(
+            dataset=self.dataset,
+            data_root=self.data_root,
+            space_file=space_file,
+            trials=self.trials_per_method,
+            study_name=study_name(self.name, method),
+            storage=self.storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            max_epochs=self.max_epochs,
+            concurrent=self.concurrent,
+            cpus_per_trial=self.cpus_per_trial,
+            gpus_per_trial=self.gpus_per_trial,
+            address=self.address,
+            seed=self.seed,
+            overrides=list(self.overrides),
+            command=self.command,
+        )
 
 
 def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -89,8 +102,9 @@ def run_compare(spec: CompareSpec, echo: Callable[[str], None] = print) -> list[
             ray.shutdown()
 
 
-def _searches(spec: CompareSpec, spaces: dict[str, str], max_epochs: int,
-              echo: Callable[[str], None]) -> dict[str, optuna.Study]:
+def _searches(
+    spec: CompareSpec, spaces: dict[str, str], max_epochs: int, echo: Callable[[str], None]
+) -> dict[str, optuna.Study]:
     from drltune.search.optuna_private import backend_of
     from drltune.search.runner import run_search
 
@@ -99,9 +113,13 @@ def _searches(spec: CompareSpec, spaces: dict[str, str], max_epochs: int,
         for i, method in enumerate(spec.methods, 1):
             path = Path(folder) / f"{method}.yaml"  # the space's text is stored in the study itself
             path.write_text(spaces[method], encoding="utf-8")
-            echo(f"\n== {spec.name}: search {i}/{len(spec.methods)}, {method}: "
-                 f"{spec.trials_per_method} trials x {max_epochs} epochs")
-            opened = backend_of(next(iter(studies.values()))) if studies else None  # the storage opens once
+            echo(
+                f"\n== {spec.name}: search {i}/{len(spec.methods)}, {method}: "
+                f"{spec.trials_per_method} trials x {max_epochs} epochs"
+            )
+            opened = (
+                backend_of(next(iter(studies.values()))) if studies else None
+            )  # the storage opens once
             study = run_search(spec.search_spec(method, path), echo=echo, storage=opened)
             if study.user_attrs.get(record.COMPARE) != spec.name:
                 study.set_user_attr(record.COMPARE, spec.name)
@@ -109,8 +127,13 @@ def _searches(spec: CompareSpec, spaces: dict[str, str], max_epochs: int,
     return studies
 
 
-def _verify(spec: CompareSpec, studies: dict[str, optuna.Study], entries: dict[str, Any], max_epochs: int,
-            echo: Callable[[str], None]) -> list[dict[str, Any]]:
+def _verify(
+    spec: CompareSpec,
+    studies: dict[str, optuna.Study],
+    entries: dict[str, Any],
+    max_epochs: int,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
     from drltune.explore.export import select_trials
     from drltune.verify import execute, stored_runs
 
@@ -130,12 +153,23 @@ def _verify(spec: CompareSpec, studies: dict[str, optuna.Study], entries: dict[s
             study.set_user_attr(record.COMPARE_SEEDS, seeds)
         done = stored_runs(study)
         todo = [r for r in runs if r.key not in done]
-        echo(f"\n== {spec.name}: verify {method}, trial {top.number} (val_acc {top.value:.4f}), seeds {seeds}"
-             + ("" if method in entries else " (no published config)"))
+        echo(
+            f"\n== {spec.name}: verify {method}, trial {top.number} (val_acc {top.value:.4f}), seeds {seeds}"
+            + ("" if method in entries else " (no published config)")
+        )
         echo(f"   {len(runs)} runs: {len(runs) - len(todo)} already stored, {len(todo)} to train")
         if todo:
-            failed += execute(study, todo, spec.concurrent, spec.cpus_per_trial, spec.gpus_per_trial, spec.address,
-                              echo)
+            failed += execute(
+                study,
+                todo,
+                spec.concurrent,
+                spec.cpus_per_trial,
+                spec.gpus_per_trial,
+                spec.address,
+                echo,
+            )
     if failed:
-        raise DrltuneError(f"{failed} verification run(s) failed (see above); run the same command again to retry them")
+        raise DrltuneError(
+            f"{failed} verification run(s) failed (see above); run the same command again to retry them"
+        )
     return leaderboard({m: studies[m] for m in best}, best, seeds)

@@ -4,6 +4,7 @@ torchaudio is not a dependency, so the Kaldi-compatible fbank (what torchaudio.c
 computes with the AST/BalanceMM options) is written out here with torch.fft; reading uses soundfile and
 resampling scipy's polyphase filter.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,10 +35,14 @@ def read_audio(path: str, sample_rate: int) -> np.ndarray:
 
 
 def _mel(freq: torch.Tensor | float) -> torch.Tensor | float:
-    return 1127.0 * (torch.log1p(freq / 700.0) if isinstance(freq, torch.Tensor) else math.log1p(freq / 700.0))
+    return 1127.0 * (
+        torch.log1p(freq / 700.0) if isinstance(freq, torch.Tensor) else math.log1p(freq / 700.0)
+    )
 
 
-def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: int, low_freq: float = 20.0) -> torch.Tensor:
+def kaldi_mel_banks(
+    num_bins: int, n_fft: int, sample_rate: int, low_freq: float = 20.0
+) -> torch.Tensor:
     """(num_bins, n_fft//2 + 1) triangular filters, equally spaced on Kaldi's mel scale (as in Kaldi)."""
     high_freq = sample_rate / 2
     mel_low, mel_high = _mel(low_freq), _mel(high_freq)
@@ -51,8 +56,14 @@ def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: int, low_freq: float
     return torch.nn.functional.pad(banks, (0, 1)).float()  # Kaldi leaves the Nyquist bin out
 
 
-def kaldi_fbank(wave: np.ndarray, sample_rate: int, num_bins: int = 128, frame_ms: float = 25.0,
-                shift_ms: float = 10.0, preemphasis: float = 0.97) -> torch.Tensor:
+def kaldi_fbank(
+    wave: np.ndarray,
+    sample_rate: int,
+    num_bins: int = 128,
+    frame_ms: float = 25.0,
+    shift_ms: float = 10.0,
+    preemphasis: float = 0.97,
+) -> torch.Tensor:
     """Log mel filterbank (frames, num_bins) like `kaldi.fbank(htk_compat=True, use_energy=False,
     window_type='hanning', dither=0)`: snip-edges framing, per-frame DC removal, pre-emphasis,
     a symmetric Hann window, power spectrum on a power-of-two FFT."""
@@ -63,7 +74,9 @@ def kaldi_fbank(wave: np.ndarray, sample_rate: int, num_bins: int = 128, frame_m
     frames = x.unfold(0, length, shift)
     frames = frames - frames.mean(dim=1, keepdim=True)
     previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
-    frames = (frames - preemphasis * previous) * torch.hann_window(length, periodic=False, dtype=torch.float64)
+    frames = (frames - preemphasis * previous) * torch.hann_window(
+        length, periodic=False, dtype=torch.float64
+    )
     n_fft = 1 << (length - 1).bit_length()
     power = torch.fft.rfft(frames, n=n_fft).abs().pow(2).float()
     energies = power @ kaldi_mel_banks(num_bins, n_fft, sample_rate).T
@@ -86,8 +99,15 @@ def ogm_stft_feature(wave: np.ndarray, sample_rate: int, seconds: float = 3.0) -
     n = int(sample_rate * seconds)
     reps = max(3, math.ceil(n / len(wave)))  # OGM tiles x3; a clip under 1 s needs more to fill 3 s
     tiled = np.clip(np.tile(wave, reps)[:n], -1.0, 1.0)
-    spec = torch.stft(torch.from_numpy(np.ascontiguousarray(tiled)), n_fft=512, hop_length=353,
-                      window=torch.hann_window(512), center=True, pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        torch.from_numpy(np.ascontiguousarray(tiled)),
+        n_fft=512,
+        hop_length=353,
+        window=torch.hann_window(512),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     return torch.log(spec.abs() + 1e-7).numpy()
 
 

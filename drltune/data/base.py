@@ -1,4 +1,5 @@
 """What every dataset hands the trainer: in-memory or memory-mapped arrays, and the dataset registry."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,13 +48,20 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-                drop_last: bool = False) -> Iterator[np.ndarray]:
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[np.ndarray]:
         n = len(self)
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
-            yield np.sort(order[start:start + batch_size])  # sorted rows read memmaps sequentially
+            yield np.sort(
+                order[start : start + batch_size]
+            )  # sorted rows read memmaps sequentially
 
     def subset(self, rows: np.ndarray) -> "Split":
         """The given rows (sorted), as a new split that reads them from this one's arrays."""
@@ -91,7 +99,9 @@ class DatasetSpec:
     description: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     defaults: ClassVar[dict[str, Any]] = {}
-    method_defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # per method, overriding its declared defaults
+    method_defaults: ClassVar[
+        dict[str, dict[str, Any]]
+    ] = {}  # per method, overriding its declared defaults
     needs_data_root: ClassVar[bool] = True
 
     @classmethod

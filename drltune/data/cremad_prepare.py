@@ -4,6 +4,7 @@ Resumable: a clip whose audio feature and frame folder are already in OUT is ski
 committed by renames, so an interrupted run never leaves a half-written clip that looks done.
 A clip that cannot be read is skipped, listed on the console and in OUT/prepare_report.txt.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,9 +42,17 @@ class PrepareSummary:
     split_sizes: dict[str, int] = field(default_factory=dict)
 
 
-def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_actor: bool = False,
-                   audio_frontend: str = "fbank", seed: int = 0, jobs: int = 1,
-                   echo: Callable[[str], None] = print, partial_seconds: bool = False) -> PrepareSummary:
+def prepare_cremad(
+    raw: Path,
+    out: Path,
+    splits_dir: Path | None = None,
+    by_actor: bool = False,
+    audio_frontend: str = "fbank",
+    seed: int = 0,
+    jobs: int = 1,
+    echo: Callable[[str], None] = print,
+    partial_seconds: bool = False,
+) -> PrepareSummary:
     """Make OUT (audio/, frames/, splits/, prepare.json, prepare_report.txt) from RAW, decoding
     `jobs` clips at a time (worker processes when jobs > 1). `partial_seconds`: see
     video.frames_per_second (short clips get a frame from their last, partial second)."""
@@ -53,25 +62,38 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
     except ImportError as exc:
         raise DrltuneError(f"prepare needs {exc.name}: pip install 'drltune[media]'") from None
     if audio_frontend not in FRONTENDS:
-        raise DrltuneError(f"--audio-frontend: {audio_frontend!r} is not one of {', '.join(FRONTENDS)}")
+        raise DrltuneError(
+            f"--audio-frontend: {audio_frontend!r} is not one of {', '.join(FRONTENDS)}"
+        )
     raw, out = raw.expanduser().resolve(), out.expanduser().resolve()
     if not raw.is_dir():
         raise DrltuneError(f"--raw {raw} does not exist or is not a folder")
     source = _source_layout(raw)
     options = {"dataset": "cremad", "source": source, "audio_frontend": audio_frontend, "fps": 1}
-    if partial_seconds:  # recorded only when set, so folders prepared before the option still resume
+    if (
+        partial_seconds
+    ):  # recorded only when set, so folders prepared before the option still resume
         options["partial_seconds"] = True
     summary = PrepareSummary()
     clips = _raw_clips(raw, source, summary)
     raw_names = set(clips) | set(summary.skipped)
-    user_splits = _read_split_dir(splits_dir.expanduser(), raw_names) if splits_dir is not None else None
+    user_splits = (
+        _read_split_dir(splits_dir.expanduser(), raw_names) if splits_dir is not None else None
+    )
     start_out(out, options, ("audio", "frames"), OPTIONAL_OPTIONS)
-    todo = [(clip, paths, out, source, audio_frontend, partial_seconds) for clip, paths in sorted(clips.items())
-            if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())]
+    todo = [
+        (clip, paths, out, source, audio_frontend, partial_seconds)
+        for clip, paths in sorted(clips.items())
+        if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())
+    ]
     summary.reused = len(clips) - len(todo)
     with pool(jobs, len(todo)) as workers:
-        for clip, error in tqdm((workers.map(_try_clip, todo, chunksize=4) if workers else map(_try_clip, todo)),
-                                total=len(todo), desc="prepare cremad", unit="clip"):
+        for clip, error in tqdm(
+            (workers.map(_try_clip, todo, chunksize=4) if workers else map(_try_clip, todo)),
+            total=len(todo),
+            desc="prepare cremad",
+            unit="clip",
+        ):
             if error is None:
                 summary.prepared += 1
             else:
@@ -87,7 +109,9 @@ def prepare_cremad(raw: Path, out: Path, splits_dir: Path | None = None, by_acto
         write_split(out / "splits" / f"{name}.csv", rows)
         summary.split_sizes[name] = len(rows)
     first = min(done, default=None)
-    audio_shape = list(np.load(out / "audio" / f"{first}.npy", mmap_mode="r").shape) if first else []
+    audio_shape = (
+        list(np.load(out / "audio" / f"{first}.npy", mmap_mode="r").shape) if first else []
+    )
     record = {**options, "audio_shape": audio_shape, "split_source": summary.split_source}
     write_json(out / "prepare.json", record)
     write_report(out / REPORT, summary.skipped)
@@ -101,14 +125,19 @@ def _source_layout(raw: Path) -> str:
         return "published"
     if all((raw / d).is_dir() for d in PREPROCESSED):
         return "preprocessed"
-    raise DrltuneError(f"--raw {raw}: expected the published CREMA-D layout (AudioWAV/*.wav and VideoFlash/*.flv) "
-                       f"or a preprocessed one (audio/<clip>.npy and frames/<clip>/*.jpg); found {listing(raw)}")
+    raise DrltuneError(
+        f"--raw {raw}: expected the published CREMA-D layout (AudioWAV/*.wav and VideoFlash/*.flv) "
+        f"or a preprocessed one (audio/<clip>.npy and frames/<clip>/*.jpg); found {listing(raw)}"
+    )
 
 
 def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tuple[Path, Path]]:
     """{clip: (audio path, video path or frame folder)}; badly named or one-modality clips go to `skipped`."""
+
     def entries(folder: str, keep: Callable[[Path], bool]) -> dict[str, Path]:
-        return {p.stem: p for p in (raw / folder).iterdir() if not p.name.startswith(".") and keep(p)}
+        return {
+            p.stem: p for p in (raw / folder).iterdir() if not p.name.startswith(".") and keep(p)
+        }
 
     if source == "published":
         audio = entries("AudioWAV", lambda p: p.suffix.lower() == ".wav")
@@ -118,13 +147,17 @@ def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tup
         video = entries("frames", Path.is_dir)
     if not audio and not video:
         folders = PUBLISHED if source == "published" else PREPROCESSED
-        raise DrltuneError(f"--raw {raw}: no clips in its {source} layout; found "
-                           f"{' and '.join(f'{d}/: {listing(raw / d)}' for d in folders)}")
+        raise DrltuneError(
+            f"--raw {raw}: no clips in its {source} layout; found "
+            f"{' and '.join(f'{d}/: {listing(raw / d)}' for d in folders)}"
+        )
     clips = {}
     for clip in sorted(set(audio) | set(video)):
         match = CLIP_NAME.match(clip)
         if not match or match["emotion"] not in CLASS_NAMES:
-            summary.skipped[clip] = "name is not ActorID_Sentence_EMOTION_Level with a CREMA-D emotion"
+            summary.skipped[clip] = (
+                "name is not ActorID_Sentence_EMOTION_Level with a CREMA-D emotion"
+            )
         elif clip not in audio:
             summary.skipped[clip] = "no audio (missing .wav / .npy)"
         elif clip not in video:
@@ -132,7 +165,6 @@ def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tup
         else:
             clips[clip] = (audio[clip], video[clip])
     return clips
-
 
 
 def _try_clip(args: tuple) -> tuple[str, str | None]:
@@ -145,8 +177,14 @@ def _try_clip(args: tuple) -> tuple[str, str | None]:
         return clip, typed_line(exc)
 
 
-def _prepare_clip(clip: str, paths: tuple[Path, Path], out: Path, source: str, frontend: str,
-                  partial_seconds: bool = False) -> None:
+def _prepare_clip(
+    clip: str,
+    paths: tuple[Path, Path],
+    out: Path,
+    source: str,
+    frontend: str,
+    partial_seconds: bool = False,
+) -> None:
     """Decode one clip into OUT: frames first, the audio feature last (its presence marks the clip done)."""
     audio_src, video_src = paths
     tmp_frames = out / "frames" / f".{clip}.tmp"
@@ -190,7 +228,9 @@ def _name_part(clip: str, part: str) -> str:
     return match[part]
 
 
-def _default_splits(raw_names: set[str], done: set[str], by_actor: bool, seed: int) -> tuple[dict[str, Rows], str]:
+def _default_splits(
+    raw_names: set[str], done: set[str], by_actor: bool, seed: int
+) -> tuple[dict[str, Rows], str]:
     """The papers' split (DR's my_train/val/test) when its clips are all in RAW, else a stratified one."""
     splits = _shipped_splits()
     if all(clip in raw_names for rows in splits.values() for clip, _ in rows):
@@ -198,16 +238,21 @@ def _default_splits(raw_names: set[str], done: set[str], by_actor: bool, seed: i
     rows = [(clip, _label(clip)) for clip in sorted(done)]
     group_of = (lambda clip: _name_part(clip, "actor")) if by_actor else None
     parts = stratified_split(rows, SPLIT_FRACTIONS, seed=seed, group_of=group_of)
-    return dict(zip(("train", "val", "test"), parts)), \
-        f"stratified by class{' and actor' if by_actor else ''} (seed {seed}, 80/10/10)"
+    return dict(
+        zip(("train", "val", "test"), parts)
+    ), f"stratified by class{' and actor' if by_actor else ''} (seed {seed}, 80/10/10)"
 
 
-def _leave_out_skipped(splits: dict[str, Rows], done: set[str], summary: PrepareSummary) -> dict[str, Rows]:
+def _leave_out_skipped(
+    splits: dict[str, Rows], done: set[str], summary: PrepareSummary
+) -> dict[str, Rows]:
     """Drop clips that could not be prepared, saying in the report which split lost them."""
     for name, rows in splits.items():
         for clip, _ in rows:
             if clip not in done:
-                summary.skipped[clip] = summary.skipped.get(clip, "unreadable") + f" (left out of {name})"
+                summary.skipped[clip] = (
+                    summary.skipped.get(clip, "unreadable") + f" (left out of {name})"
+                )
     return {name: [(c, label) for c, label in rows if c in done] for name, rows in splits.items()}
 
 
@@ -220,16 +265,22 @@ def _read_split_dir(folder: Path, raw_names: set[str]) -> dict[str, Rows]:
     files = {"train": train, "val": folder / "val.csv", "test": folder / "test.csv"}
     missing = [p.name for p in files.values() if not p.is_file()]
     if missing:
-        raise DrltuneError(f"--splits {folder}: expected train.csv (or my_train.csv), val.csv and test.csv; "
-                           f"found {listing(folder)}")
+        raise DrltuneError(
+            f"--splits {folder}: expected train.csv (or my_train.csv), val.csv and test.csv; "
+            f"found {listing(folder)}"
+        )
     splits = {name: read_split(path) for name, path in files.items()}
-    label_ids(splits, CLASS_NAMES, raw_names, folder)  # raises on a label or clip that does not exist
+    label_ids(
+        splits, CLASS_NAMES, raw_names, folder
+    )  # raises on a label or clip that does not exist
     return splits
 
 
 def _shipped_splits() -> dict[str, Rows]:
     base = resources.files("drltune") / "resources" / "cremad-splits"
     with resources.as_file(base) as folder:
-        return {"train": read_split(folder / "my_train.csv"), "val": read_split(folder / "val.csv"),
-                "test": read_split(folder / "test.csv")}
-
+        return {
+            "train": read_split(folder / "my_train.csv"),
+            "val": read_split(folder / "val.csv"),
+            "test": read_split(folder / "test.csv"),
+        }

@@ -7,6 +7,7 @@ reads a few segment-middle flow frames, so drltune keeps one per second. Each fl
 stored the way those extractions do (and ucf101.py reads): a greyscale image, clipped to
 [-bound, bound] and mapped linearly to 0..255, so 127.5 is no motion.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def quantize(flow: np.ndarray, bound: float = BOUND) -> np.ndarray:
     return np.clip(np.round((flow + bound) * (255.0 / (2 * bound))), 0, 255).astype(np.uint8)
 
 
-def frames_and_flow(path: str, per_second: int = 1, bound: float = BOUND
-                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], float]:
+def frames_and_flow(
+    path: str, per_second: int = 1, bound: float = BOUND
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], float]:
     """(RGB frames, flow u images, flow v images, seconds) of one video: the RGB frames of
     video.frames_per_second, and the flow from each of them to the next frame."""
     import av  # the `media` extra
@@ -52,5 +54,9 @@ def frames_and_flow(path: str, per_second: int = 1, bound: float = BOUND
     whole = total // fps * fps
     frames = [f for i, f in rgb if i < whole] or [rgb[0][1]]
     kept_flows = [f for i, f in flows if i < whole] or [f for _, f in flows[:1]]
-    return (frames, [quantize(f[..., 0], bound) for f in kept_flows],
-            [quantize(f[..., 1], bound) for f in kept_flows], total / fps)
+    return (
+        frames,
+        [quantize(f[..., 0], bound) for f in kept_flows],
+        [quantize(f[..., 1], bound) for f in kept_flows],
+        total / fps,
+    )

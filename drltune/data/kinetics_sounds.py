@@ -11,6 +11,7 @@ The class list is the sorted set of labels in the lists (31 for the papers' vers
 were found is in the bundle's info). Without val.csv, a deterministic class-stratified
 `val_fraction` of train is held out for validation (the papers select on test; drltune does not).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,17 +39,38 @@ LAYOUT = "audio/<clip>.npy, frames/<clip>/*.jpg and splits/train.csv, splits/tes
 @DATASETS.register
 class KineticsSounds(DatasetSpec):
     name = "kinetics_sounds"
-    description = "Kinetics-Sounds (31 classes; fbank 1024x128 + 3 frames) from a preprocessed folder"
+    description = (
+        "Kinetics-Sounds (31 classes; fbank 1024x128 + 3 frames) from a preprocessed folder"
+    )
     needs_data_root = True
     params = (
         Param("frames", "int", 3, "frames per clip (papers: 3, segment middles)", 1, 16),
-        Param("image_size", "int", 224, "frame height and width stored in the cache (papers: 224)", 16, 512),
-        Param("val_fraction", "float", 0.1, "share of train held out as val when there is no splits/val.csv",
-              0.01, 0.5),
+        Param(
+            "image_size",
+            "int",
+            224,
+            "frame height and width stored in the cache (papers: 224)",
+            16,
+            512,
+        ),
+        Param(
+            "val_fraction",
+            "float",
+            0.1,
+            "share of train held out as val when there is no splits/val.csv",
+            0.01,
+            0.5,
+        ),
     )
     # BalanceMM's KS run length with the OGM/DR SGD settings; ResNet-18s from scratch.
-    defaults = {"epochs": 30, "batch_size": 64, "lr": 1e-3, "optimizer": "sgd", "encoder_width": 64,
-                "augment": True}
+    defaults = {
+        "epochs": 30,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "optimizer": "sgd",
+        "encoder_width": 64,
+        "augment": True,
+    }
 
     @classmethod
     def load(cls, data_root: str | None, params: dict[str, Any]) -> DataBundle:
@@ -66,8 +88,21 @@ class KineticsSounds(DatasetSpec):
         frames, size = params["frames"], params["image_size"]
 
         def read_clip(clip: str) -> tuple[np.ndarray, np.ndarray]:
-            return audio_array(root / "audio" / f"{clip}.npy"), pick_frames(root / "frames" / clip, frames, size)
+            return audio_array(root / "audio" / f"{clip}.npy"), pick_frames(
+                root / "frames" / clip, frames, size
+            )
 
-        key = {"frames": frames, "image_size": size, "val": "file" if val_file else params["val_fraction"]}
-        return bundle(root, cls.name, class_names, splits, key, read_clip,
-                      info={"classes_found": len(class_names), "paper_classes": PAPER_CLASSES})
+        key = {
+            "frames": frames,
+            "image_size": size,
+            "val": "file" if val_file else params["val_fraction"],
+        }
+        return bundle(
+            root,
+            cls.name,
+            class_names,
+            splits,
+            key,
+            read_clip,
+            info={"classes_found": len(class_names), "paper_classes": PAPER_CLASSES},
+        )

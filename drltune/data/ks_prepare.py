@@ -9,6 +9,7 @@ same front-end as `prepare cremad --audio-frontend fbank`) and OUT/frames/<stem>
 OGM-GE video_preprocessing.py). Only the classes of the chosen list are prepared. A clip with no audio
 track, too short, or undecodable is skipped and reported; a clip already in OUT is reused.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -33,7 +34,7 @@ CLASS_LISTS = {"ks31": "ks31.txt"}
 ALIASES = {"dr": "ks31", "ogm-ge": "ks31", "balancebenchmark": "ks31"}
 UNPUBLISHED = {
     "arl": "ARL (ICCV 2025) reads a 34-class dataset/data/KineticSound/class.txt that its repository does not "
-           "ship, so its exact names are not known; pass your copy as --classes FILE",
+    "ship, so its exact names are not known; pass your copy as --classes FILE",
 }
 SPLIT_DIRS = ("train", "val", "test")
 FAILURES = ("decode error",)
@@ -60,13 +61,17 @@ def class_list(spec: str) -> tuple[list[str], str]:
     if key in UNPUBLISHED:
         raise DrltuneError(f"--classes {spec}: {UNPUBLISHED[key]}")
     if key in CLASS_LISTS:
-        text = (resources.files("drltune") / "resources" / "kinetics-sounds" / CLASS_LISTS[key]).read_text()
+        text = (
+            resources.files("drltune") / "resources" / "kinetics-sounds" / CLASS_LISTS[key]
+        ).read_text()
         source = key
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise DrltuneError(f"--classes {spec}: not a shipped list ({', '.join([*CLASS_LISTS, *ALIASES])}) "
-                               "nor a file of class names")
+            raise DrltuneError(
+                f"--classes {spec}: not a shipped list ({', '.join([*CLASS_LISTS, *ALIASES])}) "
+                "nor a file of class names"
+            )
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -77,13 +82,22 @@ def class_list(spec: str) -> tuple[list[str], str]:
         line = line.split("#", 1)[0]
         names.extend(n.strip() for n in line.split(",") if n.strip())
     if len({norm(n) for n in names}) != len(names) or not names:
-        raise DrltuneError(f"--classes {spec}: expected distinct class names, got {len(names)} name(s) "
-                           f"with {len(names) - len({norm(n) for n in names})} repeat(s)")
+        raise DrltuneError(
+            f"--classes {spec}: expected distinct class names, got {len(names)} name(s) "
+            f"with {len(names) - len({norm(n) for n in names})} repeat(s)"
+        )
     return names, source
 
 
-def prepare_kinetics_sounds(raw: Path, out: Path, classes: str = "ks31", jobs: int = 1, min_seconds: float = 1.0,
-                            seed: int = 0, echo: Callable[[str], None] = print) -> KsSummary:
+def prepare_kinetics_sounds(
+    raw: Path,
+    out: Path,
+    classes: str = "ks31",
+    jobs: int = 1,
+    min_seconds: float = 1.0,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+) -> KsSummary:
     """Make OUT (audio/, frames/, splits/train.csv and test.csv [, val.csv], prepare.json, stats.json,
     prepare_report.txt) from the videos in RAW; resumable."""
     common.require_media()
@@ -91,15 +105,27 @@ def prepare_kinetics_sounds(raw: Path, out: Path, classes: str = "ks31", jobs: i
     names, source = class_list(classes)
     summary = KsSummary()
     videos, by_split = _raw_videos(raw, names, summary)
-    options = {"dataset": "kinetics_sounds", "classes": source, "audio_frontend": "fbank",
-               "audio_frames": AUDIO_FRAMES, "sample_rate": SAMPLE_RATE, "fps": 1, "min_seconds": min_seconds}
+    options = {
+        "dataset": "kinetics_sounds",
+        "classes": source,
+        "audio_frontend": "fbank",
+        "audio_frames": AUDIO_FRAMES,
+        "sample_rate": SAMPLE_RATE,
+        "fps": 1,
+        "min_seconds": min_seconds,
+    }
     common.start_out(out, options, ("audio", "frames"))
     seconds = {k: v for k, v in common.read_json(out / common.SECONDS).items() if k in videos}
-    todo = [(clip, str(path), str(out), min_seconds) for clip, (path, _) in sorted(videos.items())
-            if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())]
+    todo = [
+        (clip, str(path), str(out), min_seconds)
+        for clip, (path, _) in sorted(videos.items())
+        if not ((out / "audio" / f"{clip}.npy").is_file() and (out / "frames" / clip).is_dir())
+    ]
     summary.reused = len(videos) - len(todo)
     for clip in videos:
-        if clip not in seconds and (out / "frames" / clip).is_dir():  # reused without a record: 1 frame a second
+        if (
+            clip not in seconds and (out / "frames" / clip).is_dir()
+        ):  # reused without a record: 1 frame a second
             seconds[clip] = float(len(list((out / "frames" / clip).glob("*.jpg"))))
     for clip, (status, value) in common.run_clips(_try_clip, todo, jobs, "prepare kinetics_sounds"):
         if status == "ok":
@@ -116,12 +142,22 @@ def prepare_kinetics_sounds(raw: Path, out: Path, classes: str = "ks31", jobs: i
     for name, rows in splits.items():
         write_split(out / "splits" / f"{name}.csv", rows)
     first = min(done, default=None)
-    audio_shape = list(np.load(out / "audio" / f"{first}.npy", mmap_mode="r").shape) if first else []
-    common.write_json(out / "prepare.json", {**options, "audio_shape": audio_shape,
-                                             "split_source": summary.split_source,
-                                             "class_names": names})
+    audio_shape = (
+        list(np.load(out / "audio" / f"{first}.npy", mmap_mode="r").shape) if first else []
+    )
+    common.write_json(
+        out / "prepare.json",
+        {
+            **options,
+            "audio_shape": audio_shape,
+            "split_source": summary.split_source,
+            "class_names": names,
+        },
+    )
     common.write_report(out / common.REPORT, summary.skipped)
-    summary.stats = common.write_stats(out, "kinetics_sounds", splits, seconds, summary.skipped, FAILURES)
+    summary.stats = common.write_stats(
+        out, "kinetics_sounds", splits, seconds, summary.skipped, FAILURES
+    )
     for clip, why in sorted(summary.skipped.items()):
         echo(f"skipped {clip}: {why}")
     if not done:
@@ -129,7 +165,9 @@ def prepare_kinetics_sounds(raw: Path, out: Path, classes: str = "ks31", jobs: i
     return summary
 
 
-def _raw_videos(raw: Path, names: list[str], summary: KsSummary) -> tuple[dict[str, tuple[Path, str]], dict[str, Rows]]:
+def _raw_videos(
+    raw: Path, names: list[str], summary: KsSummary
+) -> tuple[dict[str, tuple[Path, str]], dict[str, Rows]]:
     """({clip: (video, label)}, {raw split: rows}); the split is '' without split folders."""
     wanted = {norm(n): n for n in names}
     splits = [d for d in SPLIT_DIRS if (raw / d).is_dir()]
@@ -153,8 +191,10 @@ def _raw_videos(raw: Path, names: list[str], summary: KsSummary) -> tuple[dict[s
                 by_split.setdefault(split, []).append((clip, label))
     if not videos:
         where = ", ".join(f"{s}/: {listing(r)}" for s, r in roots) if splits else listing(raw)
-        raise DrltuneError(f"--raw {raw}: no videos in folders named after the {len(names)} classes "
-                           f"(expected RAW/<class>/<video> or RAW/train/<class>/<video>); found {where}")
+        raise DrltuneError(
+            f"--raw {raw}: no videos in folders named after the {len(names)} classes "
+            f"(expected RAW/<class>/<video> or RAW/train/<class>/<video>); found {where}"
+        )
     return videos, by_split
 
 
@@ -193,19 +233,33 @@ def _prepare_clip(clip: str, video: str, out_dir: str, min_seconds: float) -> fl
     return round(seconds, 3)
 
 
-def _splits(by_split: dict[str, Rows], videos: dict, done: set[str], seed: int) -> tuple[dict[str, Rows], str]:
+def _splits(
+    by_split: dict[str, Rows], videos: dict, done: set[str], seed: int
+) -> tuple[dict[str, Rows], str]:
     """train/test (and val) from the split folders, else a class-stratified 80/20 train/test split.
     Kinetics' own test labels were long withheld, so without a test/ folder its val/ is the test set."""
     keep = {name: [(c, label) for c, label in rows if c in done] for name, rows in by_split.items()}
     if "" in keep:
         rows = keep[""]
-        train, test = stratified_split(rows, (0.8, 0.2), seed=seed) if len(rows) >= 2 else (rows, [])
-        return {"train": train, "test": test}, f"stratified by class (seed {seed}, 80/20; val carved at load time)"
+        train, test = (
+            stratified_split(rows, (0.8, 0.2), seed=seed) if len(rows) >= 2 else (rows, [])
+        )
+        return {
+            "train": train,
+            "test": test,
+        }, f"stratified by class (seed {seed}, 80/20; val carved at load time)"
     if "train" not in keep or not ({"val", "test"} & set(keep)):
-        raise DrltuneError(f"--raw split folders: found {', '.join(sorted(keep))}; expected train/ and test/ (or val/)")
+        raise DrltuneError(
+            f"--raw split folders: found {', '.join(sorted(keep))}; expected train/ and test/ (or val/)"
+        )
     if "test" in keep:
         splits = {"train": keep["train"], "test": keep["test"]}
         if "val" in keep:
             splits["val"] = keep["val"]
-        return splits, "folders (train/, test/" + (", val/)" if "val" in keep else "; val carved at load time)")
-    return {"train": keep["train"], "test": keep["val"]}, "folders (train/; val/ as test; val carved at load time)"
+        return splits, "folders (train/, test/" + (
+            ", val/)" if "val" in keep else "; val carved at load time)"
+        )
+    return {
+        "train": keep["train"],
+        "test": keep["val"],
+    }, "folders (train/; val/ as test; val carved at load time)"

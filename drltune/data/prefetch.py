@@ -4,6 +4,7 @@
 On a CPU device it is the plain path (`to_device_batch`, one batch at a time): the same tensors,
 the same generator draws in the same order, so a CPU result does not change.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Iterator
@@ -17,8 +18,13 @@ from drltune.data.batches import finish_batch, host_batch, to_device_batch
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def device_batches(split: Split, rows: Iterable[np.ndarray], device: torch.device, augment: bool,
-                   generator: torch.Generator | None) -> Iterator[Batch]:
+def device_batches(
+    split: Split,
+    rows: Iterable[np.ndarray],
+    device: torch.device,
+    augment: bool,
+    generator: torch.Generator | None,
+) -> Iterator[Batch]:
     """(audio, visual, labels) on `device` for each row set, in order; prefetched one ahead on CUDA."""
     if device.type != "cuda":
         for r in rows:
@@ -27,8 +33,13 @@ def device_batches(split: Split, rows: Iterable[np.ndarray], device: torch.devic
     yield from _prefetched(split, iter(rows), device, augment, generator)
 
 
-def _prefetched(split: Split, rows: Iterator[np.ndarray], device: torch.device, augment: bool,
-                generator: torch.Generator | None) -> Iterator[Batch]:
+def _prefetched(
+    split: Split,
+    rows: Iterator[np.ndarray],
+    device: torch.device,
+    augment: bool,
+    generator: torch.Generator | None,
+) -> Iterator[Batch]:
     side = torch.cuda.Stream(device)
     main = torch.cuda.current_stream(device)
 

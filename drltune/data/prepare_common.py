@@ -1,5 +1,6 @@
 """What every `drltune prepare DATASET` shares: the media check, worker pool, resumable output
 folder, atomic writes, the skipped-clip report and the statistics file (stats.json)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,19 @@ from drltune.errors import DrltuneError
 REPORT = "prepare_report.txt"
 STATS = "stats.json"
 SECONDS = "clip_seconds.json"  # clip -> seconds of media, kept across resumed runs
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".3gp", ".ogv")
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mov",
+    ".flv",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".3gp",
+    ".ogv",
+)
 
 
 def require_media(*extra: str) -> None:
@@ -39,7 +52,9 @@ def existing_folder(path: Path, option: str) -> Path:
     return path
 
 
-def start_out(out: Path, options: dict, subdirs: Sequence[str], optional: Sequence[str] = ()) -> None:
+def start_out(
+    out: Path, options: dict, subdirs: Sequence[str], optional: Sequence[str] = ()
+) -> None:
     """Create OUT, refusing to resume into a folder prepared with other options (it would mix features).
     Keys in `optional` may be absent from an older prepare.json when unset."""
     previous = out / "prepare.json"
@@ -51,8 +66,10 @@ def start_out(out: Path, options: dict, subdirs: Sequence[str], optional: Sequen
         keys = [*options, *(k for k in optional if k not in options)]
         changed = {k: old.get(k) for k in keys if old.get(k) != options.get(k)}
         if changed:
-            raise DrltuneError(f"--out {out} was prepared with {', '.join(f'{k}={v}' for k, v in changed.items())}; "
-                               f"use the same options to resume, or a new --out")
+            raise DrltuneError(
+                f"--out {out} was prepared with {', '.join(f'{k}={v}' for k, v in changed.items())}; "
+                f"use the same options to resume, or a new --out"
+            )
     try:
         for sub in subdirs:
             (out / sub).mkdir(parents=True, exist_ok=True)
@@ -67,11 +84,17 @@ def pool(jobs: int, n: int) -> ProcessPoolExecutor | contextlib.nullcontext:
     if jobs <= 1 or n <= 1:
         return contextlib.nullcontext()
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(min(jobs, n), mp_context=multiprocessing.get_context(method),
-                               initializer=torch.set_num_threads, initargs=(1,))
+    return ProcessPoolExecutor(
+        min(jobs, n),
+        mp_context=multiprocessing.get_context(method),
+        initializer=torch.set_num_threads,
+        initargs=(1,),
+    )
 
 
-def run_clips(work: Callable[[Any], tuple[str, Any]], todo: list, jobs: int, desc: str) -> Iterator[tuple[str, Any]]:
+def run_clips(
+    work: Callable[[Any], tuple[str, Any]], todo: list, jobs: int, desc: str
+) -> Iterator[tuple[str, Any]]:
     """`work` over `todo` in `jobs` processes, with a progress bar; yields what each call returns."""
     with pool(jobs, len(todo)) as workers:
         results = workers.map(work, todo, chunksize=2) if workers else map(work, todo)
@@ -99,14 +122,23 @@ def read_json(path: Path) -> dict:
 
 
 def write_report(path: Path, skipped: dict[str, str]) -> None:
-    lines = [f"# clips left out by drltune prepare: {len(skipped)}", *(f"{c}\t{w}" for c, w in sorted(skipped.items()))]
+    lines = [
+        f"# clips left out by drltune prepare: {len(skipped)}",
+        *(f"{c}\t{w}" for c, w in sorted(skipped.items())),
+    ]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
 
 
-def write_stats(out: Path, dataset: str, splits: Mapping[str, Iterable[tuple[str, str]]],
-                seconds: dict[str, float], skipped: dict[str, str], failure_kinds: Sequence[str]) -> dict:
+def write_stats(
+    out: Path,
+    dataset: str,
+    splits: Mapping[str, Iterable[tuple[str, str]]],
+    seconds: dict[str, float],
+    skipped: dict[str, str],
+    failure_kinds: Sequence[str],
+) -> dict:
     """stats.json: clips per class and split, seconds of media per split, and the clips left out
     by kind (`failure_kinds` are the reasons that count as decode failures)."""
     per_split, media = {}, {}
@@ -115,10 +147,15 @@ def write_stats(out: Path, dataset: str, splits: Mapping[str, Iterable[tuple[str
         per_split[name] = dict(sorted(Counter(label for _, label in rows).items()))
         media[name] = round(sum(seconds.get(clip, 0.0) for clip, _ in rows), 2)
     kinds = Counter(why.split(":", 1)[0] for why in skipped.values())
-    stats = {"dataset": dataset, "clips": {name: sum(c.values()) for name, c in per_split.items()},
-             "clips_per_class": per_split, "media_seconds": media,
-             "decode_failures": sum(n for kind, n in kinds.items() if kind in failure_kinds),
-             "skipped": len(skipped), "skipped_by_kind": dict(sorted(kinds.items()))}
+    stats = {
+        "dataset": dataset,
+        "clips": {name: sum(c.values()) for name, c in per_split.items()},
+        "clips_per_class": per_split,
+        "media_seconds": media,
+        "decode_failures": sum(n for kind, n in kinds.items() if kind in failure_kinds),
+        "skipped": len(skipped),
+        "skipped_by_kind": dict(sorted(kinds.items())),
+    }
     write_json(out / STATS, stats)
     return stats
 
@@ -129,12 +166,16 @@ def _duration(seconds: float) -> str:
 
 def stats_lines(stats: dict) -> list[str]:
     """The statistics as a few console lines."""
-    lines = [f"{name}: {n} clip(s), {_duration(stats['media_seconds'].get(name, 0))} of media, "
-             f"{len(stats['clips_per_class'][name])} class(es)" for name, n in stats["clips"].items()]
+    lines = [
+        f"{name}: {n} clip(s), {_duration(stats['media_seconds'].get(name, 0))} of media, "
+        f"{len(stats['clips_per_class'][name])} class(es)"
+        for name, n in stats["clips"].items()
+    ]
     counts = [n for per in stats["clips_per_class"].values() for n in per.values()]
     if counts:
         lines.append(f"clips per class and split: min {min(counts)}, max {max(counts)}")
     kinds = ", ".join(f"{k} {n}" for k, n in stats["skipped_by_kind"].items()) or "none"
-    lines.append(f"left out: {stats['skipped']} ({kinds}); "
-                 f"decode failures: {stats['decode_failures']}")
+    lines.append(
+        f"left out: {stats['skipped']} ({kinds}); decode failures: {stats['decode_failures']}"
+    )
     return lines

@@ -4,6 +4,7 @@ The checks are the loaders' own (layout, split lists, labels, clips that exist) 
 what the loaders only find out while building the cache: an audio feature that loads with the
 recorded shape and finite values, and at least one image in each frame folder. Nothing is written.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,11 +29,15 @@ def check_prepared(root: Path) -> str:
     record = prepare_record(root)
     dataset = record.get("dataset") or _guess(root)
     if dataset not in CHECKS:
-        raise DrltuneError(f"{root}: cannot tell which dataset it holds (no prepare.json naming one of "
-                           f"{', '.join(CHECKS)})")
+        raise DrltuneError(
+            f"{root}: cannot tell which dataset it holds (no prepare.json naming one of "
+            f"{', '.join(CHECKS)})"
+        )
     splits, class_count, problems = CHECKS[dataset](root, record)
     if problems:
-        shown = "; ".join(problems[:SHOWN]) + (f"; ... ({len(problems)} in all)" if len(problems) > SHOWN else "")
+        shown = "; ".join(problems[:SHOWN]) + (
+            f"; ... ({len(problems)} in all)" if len(problems) > SHOWN else ""
+        )
         raise DrltuneError(f"{root} does not match what {dataset} training reads: {shown}")
     sizes = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items())
     return f"{root} matches what {dataset} training reads: {class_count} classes; {sizes} clips"
@@ -56,19 +61,31 @@ def _audio_ok(path: Path, shape: list[int] | None, problems: list[str], clip: st
         problems.append(f"{clip}: audio/{clip}.npy unreadable ({exc})")
         return
     if arr.ndim != 2 or (shape and list(arr.shape) != list(shape)):
-        problems.append(f"{clip}: audio feature shape {arr.shape}, expected {tuple(shape) if shape else '2-D'}")
+        problems.append(
+            f"{clip}: audio feature shape {arr.shape}, expected {tuple(shape) if shape else '2-D'}"
+        )
     elif not np.isfinite(arr).all():
         problems.append(f"{clip}: audio feature has non-finite values")
 
 
-def _audio_visual(root: Path, record: dict, dataset: str, layout: str, names: tuple[str, ...],
-                  classes: Callable[[dict], list[str]]) -> tuple[dict, int, list[str]]:
+def _audio_visual(
+    root: Path,
+    record: dict,
+    dataset: str,
+    layout: str,
+    names: tuple[str, ...],
+    classes: Callable[[dict], list[str]],
+) -> tuple[dict, int, list[str]]:
     require_layout(root, dataset, ("audio", "frames", "splits"), layout)
     present = [n for n in names if (root / "splits" / f"{n}.csv").is_file()]
-    rows = read_splits(root, present if "train" in present else names)  # a missing train.csv is an error
+    rows = read_splits(
+        root, present if "train" in present else names
+    )  # a missing train.csv is an error
     class_names = classes(rows)
     known = clips_in(root / "audio", ".npy") & clips_in(root / "frames", None)
-    ids = label_ids(rows, class_names, known, root / "splits")  # raises on labels or clips that are not there
+    ids = label_ids(
+        rows, class_names, known, root / "splits"
+    )  # raises on labels or clips that are not there
     problems: list[str] = []
     for clip in sorted({c for split_rows in ids.values() for c, _ in split_rows}):
         _audio_ok(root / "audio" / f"{clip}.npy", record.get("audio_shape"), problems, clip)
@@ -77,13 +94,25 @@ def _audio_visual(root: Path, record: dict, dataset: str, layout: str, names: tu
 
 
 def _kinetics_sounds(root: Path, record: dict) -> tuple[dict, int, list[str]]:
-    return _audio_visual(root, record, "kinetics_sounds", kinetics_sounds.LAYOUT, ("train", "val", "test"),
-                         lambda rows: sorted({label for r in rows.values() for _, label in r}))
+    return _audio_visual(
+        root,
+        record,
+        "kinetics_sounds",
+        kinetics_sounds.LAYOUT,
+        ("train", "val", "test"),
+        lambda rows: sorted({label for r in rows.values() for _, label in r}),
+    )
 
 
 def _cremad(root: Path, record: dict) -> tuple[dict, int, list[str]]:
-    return _audio_visual(root, record, "cremad", "audio/<clip>.npy, frames/<clip>/ and splits/{train,val,test}.csv",
-                         ("train", "val", "test"), lambda rows: list(CREMAD_CLASSES))
+    return _audio_visual(
+        root,
+        record,
+        "cremad",
+        "audio/<clip>.npy, frames/<clip>/ and splits/{train,val,test}.csv",
+        ("train", "val", "test"),
+        lambda rows: list(CREMAD_CLASSES),
+    )
 
 
 def _ucf101(root: Path, record: dict) -> tuple[dict, int, list[str]]:

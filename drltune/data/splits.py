@@ -1,4 +1,5 @@
 """Split lists: `clip,LABEL` rows (the papers' CSVs), read tolerantly and split deterministically."""
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,12 @@ def check_known(rows: Rows, known: set[str], where: str) -> None:
         raise DrltuneError(f"{where} names {len(missing)} clip(s) that do not exist: {shown}")
 
 
-def stratified_split(rows: Rows, fractions: Sequence[float], seed: int = 0,
-                     group_of: Callable[[str], str] | None = None) -> list[Rows]:
+def stratified_split(
+    rows: Rows,
+    fractions: Sequence[float],
+    seed: int = 0,
+    group_of: Callable[[str], str] | None = None,
+) -> list[Rows]:
     """Deterministic split of `rows` into len(fractions) parts, stratified by label.
 
     With `group_of` (e.g. the actor of a CREMA-D clip) no group straddles two parts, so the
@@ -65,12 +70,16 @@ def stratified_split(rows: Rows, fractions: Sequence[float], seed: int = 0,
         parts.append(taken)
     parts.append(rest)
     if any(not p for p in parts):
-        raise DrltuneError(f"{len(rows)} clips are too few to split {len(fractions)} ways "
-                           f"({'/'.join(f'{f:g}' for f in fractions)}{' by group' if group_of else ''})")
+        raise DrltuneError(
+            f"{len(rows)} clips are too few to split {len(fractions)} ways "
+            f"({'/'.join(f'{f:g}' for f in fractions)}{' by group' if group_of else ''})"
+        )
     return parts
 
 
-def _take(rows: Rows, share: float, seed: int, group_of: Callable[[str], str] | None) -> tuple[Rows, Rows]:
+def _take(
+    rows: Rows, share: float, seed: int, group_of: Callable[[str], str] | None
+) -> tuple[Rows, Rows]:
     """Split `rows` into (about a `share` of them, the rest); ([], rows) when that is impossible."""
     labels = np.array([label for _, label in rows])
     idx = np.arange(len(rows))
@@ -80,14 +89,17 @@ def _take(rows: Rows, share: float, seed: int, group_of: Callable[[str], str] | 
     if group_of is None:
         counts = np.unique(labels, return_counts=True)[1]
         can_stratify = counts.min() >= 2 and len(counts) <= min(n_take, len(rows) - n_take)
-        taken, rest = train_test_split(idx, train_size=n_take, random_state=seed,
-                                       stratify=labels if can_stratify else None)
+        taken, rest = train_test_split(
+            idx, train_size=n_take, random_state=seed, stratify=labels if can_stratify else None
+        )
     else:
         groups = np.array([group_of(clip) for clip, _ in rows])
         n_groups = len(set(groups))
         if n_groups < 2:
             return [], rows
         n_splits = max(2, min(round(1 / share), n_groups))
-        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(idx, labels, groups)
+        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(
+            idx, labels, groups
+        )
         rest, taken = next(iter(folds))
     return [rows[i] for i in sorted(taken)], [rows[i] for i in sorted(rest)]

@@ -8,6 +8,7 @@ modality also shows a *wrong* class on a fraction of clips, so neither modality 
 enough and the fusion needs both: the setting in which a jointly trained model under-trains
 its visual encoder.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,9 @@ CLASS_NAMES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 @DATASETS.register
 class Synthetic(DatasetSpec):
     name = "synthetic"
-    description = "built-in audio-visual data from a seed (6 classes, audio easy, visual slow); no download"
+    description = (
+        "built-in audio-visual data from a seed (6 classes, audio easy, visual slow); no download"
+    )
     needs_data_root = False
     params = (
         Param("seed", "int", 0, "seed of the generated data (not of training)", 0, 2_147_483_647),
@@ -37,11 +40,27 @@ class Synthetic(DatasetSpec):
         Param("image_size", "int", 32, "frame height and width", 16, 512),
         Param("audio_snr", "float", 3.0, "audio template amplitude over unit noise", 0.0, 100.0),
         Param("visual_snr", "float", 1.5, "visual template amplitude over unit noise", 0.0, 100.0),
-        Param("audio_reliability", "float", 0.7, "fraction of clips whose audio shows the true class", 0.0, 1.0),
-        Param("visual_reliability", "float", 0.9, "fraction of clips whose frames show the true class", 0.0, 1.0),
+        Param(
+            "audio_reliability",
+            "float",
+            0.7,
+            "fraction of clips whose audio shows the true class",
+            0.0,
+            1.0,
+        ),
+        Param(
+            "visual_reliability",
+            "float",
+            0.9,
+            "fraction of clips whose frames show the true class",
+            0.0,
+            1.0,
+        ),
     )
     defaults = {"epochs": 30, "batch_size": 32, "encoder_width": 8, "lr": 0.01, "optimizer": "sgd"}
-    method_defaults = {"dr": {"reinit_epoch": 10, "reinit_num": 2}}  # the papers' 20/3 are for 90 epochs
+    method_defaults = {
+        "dr": {"reinit_epoch": 10, "reinit_num": 2}
+    }  # the papers' 20/3 are for 90 epochs
 
     @classmethod
     def load(cls, data_root: str | None, params: dict[str, Any]) -> DataBundle:
@@ -62,14 +81,17 @@ def _generate(items: tuple[tuple[str, Any], ...]) -> DataBundle:
         audio_class = _corrupt(rng, labels, p["audio_reliability"], k)
         visual_class = _corrupt(rng, labels, p["visual_reliability"], k)
         audio = p["audio_snr"] * audio_templates[audio_class] + rng.standard_normal(
-            (n, 1, p["audio_freq"], p["audio_time"]), dtype=np.float32)
+            (n, 1, p["audio_freq"], p["audio_time"]), dtype=np.float32
+        )
         visual = _render_frames(rng, visual_templates[visual_class], p["frames"], p["visual_snr"])
         splits.append(Split(audio.astype(np.float16), visual, labels.astype(np.int64)))
     train, val, test = splits
     return DataBundle(train, val, test, class_names=CLASS_NAMES, info={"generated": p})
 
 
-def _corrupt(rng: np.random.Generator, labels: np.ndarray, reliability: float, k: int) -> np.ndarray:
+def _corrupt(
+    rng: np.random.Generator, labels: np.ndarray, reliability: float, k: int
+) -> np.ndarray:
     shown = labels.copy()
     wrong = rng.random(len(labels)) >= reliability
     shown[wrong] = (labels[wrong] + rng.integers(1, k, wrong.sum())) % k
@@ -101,13 +123,15 @@ def _visual_templates(rng: np.random.Generator, k: int, size: int) -> np.ndarray
     return out
 
 
-def _render_frames(rng: np.random.Generator, patches: np.ndarray, frames: int, snr: float) -> np.ndarray:
+def _render_frames(
+    rng: np.random.Generator, patches: np.ndarray, frames: int, snr: float
+) -> np.ndarray:
     n, _, half, _ = patches.shape
     size = half * 2
     clean = np.zeros((n, frames, 3, size, size), np.float32)
     for i in range(n):
         for t in range(frames):
             y, x = rng.integers(0, size - half + 1, 2)
-            clean[i, t, :, y:y + half, x:x + half] = patches[i]
+            clean[i, t, :, y : y + half, x : x + half] = patches[i]
     noisy = snr * clean + rng.standard_normal(clean.shape, dtype=np.float32)
     return np.clip(128 + 40 * noisy, 0, 255).astype(np.uint8)

@@ -1,4 +1,5 @@
 """Frames as the papers take them: 1 fps from the video (PyAV), segment-middle picks, Resize((s, s)) (PIL)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,9 @@ from PIL import Image
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def frames_per_second(path: str, per_second: int = 1, partial_seconds: bool = False) -> list[np.ndarray]:
+def frames_per_second(
+    path: str, per_second: int = 1, partial_seconds: bool = False
+) -> list[np.ndarray]:
     """RGB frames (H,W,3) uint8 kept like the OGM/DR `video2frame_update`: the first `per_second`
     evenly spaced frames of every *whole* second (a trailing partial second is dropped).
     A clip shorter than one second keeps its first frame, so no clip ends up without frames.
@@ -65,7 +68,9 @@ def segment_middles(available: int, wanted: int) -> list[int]:
 def load_resized(path: Path, size: int, channels: int = 3) -> np.ndarray:
     """One image as (C, size, size) uint8 after Resize((size, size)) (bilinear, as torchvision on PIL)."""
     with Image.open(path) as img:
-        img = img.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.BILINEAR)
+        img = img.convert("RGB" if channels == 3 else "L").resize(
+            (size, size), Image.Resampling.BILINEAR
+        )
         arr = np.asarray(img, dtype=np.uint8)
     return arr.reshape(size, size, channels).transpose(2, 0, 1)
 
@@ -75,7 +80,9 @@ def pick_frames(folder: Path, wanted: int, size: int, channels: int = 3) -> np.n
     files = frame_files(folder)
     if not files:
         raise ValueError(f"no frame images in {folder}")
-    return np.stack([load_resized(files[i], size, channels) for i in segment_middles(len(files), wanted)])
+    return np.stack(
+        [load_resized(files[i], size, channels) for i in segment_middles(len(files), wanted)]
+    )
 
 
 def save_frames(frames: list[np.ndarray], folder: Path, quality: int = 95) -> None:

@@ -4,6 +4,7 @@ Reading never writes: the storage is opened with `create=False` (a SQLite URL or
 to a missing file is an error, not a new empty database, and Optuna's table creation is skipped),
 and every stored name comes from `drltune.record`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,20 @@ from drltune.search.objective import pareto_front, primary, study_objective
 from drltune.search.storage import open_reader, shown
 from drltune.search.storage_url import DEFAULT_URL as DEFAULT_STORAGE
 
-TRIAL_COLUMNS = ("number", "state", "value", "best_val_acc", "method", "fusion", "best_epoch", "epochs_run",
-                 "reinits", *RESULT_ATTRS, "duration_s", "error")
+TRIAL_COLUMNS = (
+    "number",
+    "state",
+    "value",
+    "best_val_acc",
+    "method",
+    "fusion",
+    "best_epoch",
+    "epochs_run",
+    "reinits",
+    *RESULT_ATTRS,
+    "duration_s",
+    "error",
+)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -39,12 +52,17 @@ def choose_study(study: str | None, names: list[str], storage: str = DEFAULT_STO
         return names[0]
     if not names:
         raise DrltuneError(f"{shown(storage)} holds no study yet; run `drltune search` first")
-    raise DrltuneError(f"{shown(storage)} holds {len(names)} studies; pick one with --study "
-                       f"({', '.join(names)}; `drltune studies` lists them with their trials)")
+    raise DrltuneError(
+        f"{shown(storage)} holds {len(names)} studies; pick one with --study "
+        f"({', '.join(names)}; `drltune studies` lists them with their trials)"
+    )
 
 
-def open_study(study: str | None, storage: str = DEFAULT_STORAGE,
-               backend: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+def open_study(
+    study: str | None,
+    storage: str = DEFAULT_STORAGE,
+    backend: optuna.storages.BaseStorage | None = None,
+) -> optuna.Study:
     """Load an existing study with trials (None: the storage's only study); a missing or empty one
     is a one-line error listing the stored names. `backend`: `storage` as the command opened it
     (once), else it is opened here for reading."""
@@ -54,12 +72,16 @@ def open_study(study: str | None, storage: str = DEFAULT_STORAGE,
     study = choose_study(study, names, storage)
     if study not in names:
         listed = ", ".join(names) if names else "none"
-        raise DrltuneError(f"no study named {study!r} in {shown(storage)}; existing studies: {listed}")
+        raise DrltuneError(
+            f"no study named {study!r} in {shown(storage)}; existing studies: {listed}"
+        )
     logging.getLogger("optuna").setLevel(logging.WARNING)
     loaded = optuna.load_study(study_name=study, storage=backend)
     if not loaded.get_trials(deepcopy=False):
-        raise DrltuneError(f"study {study!r} in {shown(storage)} has no trials yet; "
-                           f"existing studies: {', '.join(names)}")
+        raise DrltuneError(
+            f"study {study!r} in {shown(storage)} has no trials yet; "
+            f"existing studies: {', '.join(names)}"
+        )
     return loaded
 
 
@@ -76,9 +98,15 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         steps = t.intermediate_values
         row: dict[str, Any] = {
-            "number": t.number, "state": t.state.name, "value": primary(t),  # the first objective's
-            "best_val_acc": max(steps.values()) if steps else None,  # so far, for pruned and running ones
-            "method": trial_method(t), "fusion": trial_fusion(t), "best_epoch": t.user_attrs.get(record.BEST_EPOCH),
+            "number": t.number,
+            "state": t.state.name,
+            "value": primary(t),  # the first objective's
+            "best_val_acc": max(steps.values())
+            if steps
+            else None,  # so far, for pruned and running ones
+            "method": trial_method(t),
+            "fusion": trial_fusion(t),
+            "best_epoch": t.user_attrs.get(record.BEST_EPOCH),
             "epochs_run": t.user_attrs.get(record.EPOCHS_RUN, (max(steps) + 1) if steps else 0),
             "reinits": reinits_fired(t),
             **{key: _number(t.user_attrs.get(key)) for key in RESULT_ATTRS},
@@ -87,13 +115,23 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             **{f"params_{k}": v for k, v in t.params.items()},
         }
         if multi:  # a two-objective study: each value under its metric's name, and the front
-            row.update({f"objective_{name}": (t.values[i] if t.values else None) for i, name in enumerate(names)},
-                       pareto=t.number in front)
+            row.update(
+                {
+                    f"objective_{name}": (t.values[i] if t.values else None)
+                    for i, name in enumerate(names)
+                },
+                pareto=t.number in front,
+            )
         rows.append(row)
     params = sorted({k for row in rows for k in row if k.startswith("params_")})
     extra = [*(f"objective_{name}" for name in names), "pareto"] if multi else []
     frame = pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *extra, *params])
-    for col in ("best_epoch", "epochs_run", "reinits", *params):  # integers stay integers next to missing values
+    for col in (
+        "best_epoch",
+        "epochs_run",
+        "reinits",
+        *params,
+    ):  # integers stay integers next to missing values
         values = [row[col] for row in rows if row.get(col) is not None]
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             frame[col] = frame[col].astype("Int64")
@@ -105,8 +143,13 @@ def history_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for t in study.get_trials(deepcopy=False):
         for rec in record.epochs(t):
-            row = {"number": t.number, "state": t.state.name, "method": trial_method(t),
-                   "fusion": trial_fusion(t), "epoch": rec.get("epoch")}
+            row = {
+                "number": t.number,
+                "state": t.state.name,
+                "method": trial_method(t),
+                "fusion": trial_fusion(t),
+                "epoch": rec.get("epoch"),
+            }
             row.update({k: rec.get(k) for k in HISTORY_KEYS})
             rows.append(row)
     columns = ["number", "state", "method", "fusion", "epoch", *HISTORY_KEYS]

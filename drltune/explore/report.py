@@ -1,4 +1,5 @@
 """One self-contained HTML page per study: plotly.js is inlined once, so it opens offline."""
+
 from __future__ import annotations
 
 import html
@@ -13,22 +14,35 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from drltune.errors import DrltuneError
-from drltune.explore.summary import BEST_PER_METHOD_NOTE, TABLE_COLUMNS, Summary, counts_line, pareto_table
+from drltune.explore.summary import (
+    BEST_PER_METHOD_NOTE,
+    TABLE_COLUMNS,
+    Summary,
+    counts_line,
+    pareto_table,
+)
 from drltune.search.storage import database_file
 
 if TYPE_CHECKING:
     from drltune.methods import Method
 
 ACC = "validation accuracy"
-LAYOUT = dict(template="plotly_white", height=440, margin=dict(l=70, r=30, t=60, b=60),
-              font=dict(size=13), legend=dict(title_text=""))
+LAYOUT = dict(
+    template="plotly_white",
+    height=440,
+    margin=dict(l=70, r=30, t=60, b=60),
+    font=dict(size=13),
+    legend=dict(title_text=""),
+)
 
 
 def default_report_path(study: str, storage: str) -> Path:
     """`studies/<study>/report.html` beside a SQLite file's folder, else under ./studies."""
     db = database_file(storage)
     base = db.parent if db is not None else Path("studies")
-    if base.is_absolute() and base.is_relative_to(Path.cwd()):  # shown relative to the current directory
+    if base.is_absolute() and base.is_relative_to(
+        Path.cwd()
+    ):  # shown relative to the current directory
         base = base.relative_to(Path.cwd())
     return base / re.sub(r"[^A-Za-z0-9._-]+", "_", study) / "report.html"
 
@@ -42,7 +56,9 @@ def _acc_range(values: pd.Series, floor: bool = False) -> list[float]:
 def _integer_axis(values: pd.Series) -> dict:
     """Trial numbers and epochs are integers: no 0.5 ticks, a half step of room at both ends."""
     low, high = int(values.min()), int(values.max())
-    return dict(range=[low - 0.5, high + 0.5], dtick=1 if high - low <= 20 else None, tickformat="d")
+    return dict(
+        range=[low - 0.5, high + 0.5], dtick=1 if high - low <= 20 else None, tickformat="d"
+    )
 
 
 def _colours(methods: list[str]) -> dict[str, str]:
@@ -57,20 +73,42 @@ def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
         return None
     fig = go.Figure()
     for method, group in scored[scored["state"] == "COMPLETE"].groupby("method"):
-        fig.add_scatter(x=group["number"], y=group["value"], mode="markers", name=f"{method} (complete)",
-                        marker=dict(color=colours[method], size=10), customdata=group[["fusion"]],
-                        hovertemplate="trial %{x}<br>val_acc %{y:.4f}<br>fusion %{customdata[0]}<extra></extra>")
+        fig.add_scatter(
+            x=group["number"],
+            y=group["value"],
+            mode="markers",
+            name=f"{method} (complete)",
+            marker=dict(color=colours[method], size=10),
+            customdata=group[["fusion"]],
+            hovertemplate="trial %{x}<br>val_acc %{y:.4f}<br>fusion %{customdata[0]}<extra></extra>",
+        )
     other = scored[(scored["state"] != "COMPLETE") & scored["best_val_acc"].notna()]
     if not other.empty:
-        fig.add_scatter(x=other["number"], y=other["best_val_acc"], mode="markers", name="pruned / running (so far)",
-                        marker=dict(color="grey", symbol="x", size=9), customdata=other[["state", "method"]],
-                        hovertemplate="trial %{x} %{customdata[0]}<br>%{customdata[1]}<br>best so far %{y:.4f}"
-                                      "<extra></extra>")
+        fig.add_scatter(
+            x=other["number"],
+            y=other["best_val_acc"],
+            mode="markers",
+            name="pruned / running (so far)",
+            marker=dict(color="grey", symbol="x", size=9),
+            customdata=other[["state", "method"]],
+            hovertemplate="trial %{x} %{customdata[0]}<br>%{customdata[1]}<br>best so far %{y:.4f}"
+            "<extra></extra>",
+        )
     complete = trials[trials["state"] == "COMPLETE"].sort_values("number")
     if not complete.empty:
-        fig.add_scatter(x=complete["number"], y=complete["value"].cummax(), mode="lines", name="best so far",
-                        line=dict(color="black", shape="hv"))
-    fig.update_layout(title="Optimisation history", xaxis_title="trial number", yaxis_title=f"best {ACC}", **LAYOUT)
+        fig.add_scatter(
+            x=complete["number"],
+            y=complete["value"].cummax(),
+            mode="lines",
+            name="best so far",
+            line=dict(color="black", shape="hv"),
+        )
+    fig.update_layout(
+        title="Optimisation history",
+        xaxis_title="trial number",
+        yaxis_title=f"best {ACC}",
+        **LAYOUT,
+    )
     fig.update_xaxes(**_integer_axis(trials["number"]))
     fig.update_yaxes(range=_acc_range(pd.concat([scored["best_val_acc"], scored["value"]])))
     return fig
@@ -85,24 +123,49 @@ def curves_figure(history: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
     for number, group in history.sort_values(["number", "epoch"]).groupby("number"):
         state, method = group["state"].iloc[0], group["method"].iloc[0]
         end = "x" if state == "PRUNED" else "circle"
-        fig.add_scatter(x=group["epoch"], y=group["val_acc"], mode="lines+markers", legendgroup=method,
-                        name=method, showlegend=method not in shown, opacity=0.85,
-                        line=dict(color=colours[method], dash=dash.get(state, "solid"), width=1.5),
-                        marker=dict(size=[4] * (len(group) - 1) + [9], symbol=[end] * len(group)),
-                        hovertemplate=f"trial {number} ({state.lower()}, {method})<br>epoch %{{x}}"
-                                      "<br>val_acc %{y:.4f}<extra></extra>")
+        fig.add_scatter(
+            x=group["epoch"],
+            y=group["val_acc"],
+            mode="lines+markers",
+            legendgroup=method,
+            name=method,
+            showlegend=method not in shown,
+            opacity=0.85,
+            line=dict(color=colours[method], dash=dash.get(state, "solid"), width=1.5),
+            marker=dict(size=[4] * (len(group) - 1) + [9], symbol=[end] * len(group)),
+            hovertemplate=f"trial {number} ({state.lower()}, {method})<br>epoch %{{x}}"
+            "<br>val_acc %{y:.4f}<extra></extra>",
+        )
         shown.add(method)
-        marks = group[group["reinit"].fillna(False).astype(bool)] if "reinit" in group else group.iloc[:0]
+        marks = (
+            group[group["reinit"].fillna(False).astype(bool)]
+            if "reinit" in group
+            else group.iloc[:0]
+        )
         if not marks.empty:
-            fig.add_scatter(x=marks["epoch"], y=marks["val_acc"], mode="markers", name="DR re-init",
-                            legendgroup="reinit", showlegend="reinit" not in shown,
-                            marker=dict(symbol="triangle-down", size=11, color="#d62728",
-                                        line=dict(color="black", width=1)),
-                            hovertemplate=f"trial {number}: re-init after epoch %{{x}}<extra></extra>")
+            fig.add_scatter(
+                x=marks["epoch"],
+                y=marks["val_acc"],
+                mode="markers",
+                name="DR re-init",
+                legendgroup="reinit",
+                showlegend="reinit" not in shown,
+                marker=dict(
+                    symbol="triangle-down",
+                    size=11,
+                    color="#d62728",
+                    line=dict(color="black", width=1),
+                ),
+                hovertemplate=f"trial {number}: re-init after epoch %{{x}}<extra></extra>",
+            )
             shown.add("reinit")
-    fig.update_layout(title="Learning curves (colour: method; dashed and x: pruned; dotted: running; "
-                            "red triangle: DR re-init)",
-                      xaxis_title="epoch (0-based)", yaxis_title=ACC, **LAYOUT)
+    fig.update_layout(
+        title="Learning curves (colour: method; dashed and x: pruned; dotted: running; "
+        "red triangle: DR re-init)",
+        xaxis_title="epoch (0-based)",
+        yaxis_title=ACC,
+        **LAYOUT,
+    )
     fig.update_xaxes(**_integer_axis(history["epoch"]))
     fig.update_yaxes(range=_acc_range(history["val_acc"]))
     return fig
@@ -113,15 +176,30 @@ def by_group_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure 
     complete = trials[trials["state"] == "COMPLETE"]
     if complete.empty:
         return None
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("by balancing method", "by fusion"), horizontal_spacing=0.1)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("by balancing method", "by fusion"), horizontal_spacing=0.1
+    )
     for col, key in ((1, "method"), (2, "fusion")):
         for name, group in complete.groupby(key):
             colour = colours.get(name, "#555") if key == "method" else None
-            fig.add_box(x=[name] * len(group), y=group["value"], name=str(name), boxpoints="all", jitter=0.4,
-                        pointpos=0, marker=dict(color=colour), customdata=group[["number"]], showlegend=False,
-                        hovertemplate="trial %{customdata[0]}<br>val_acc %{y:.4f}<extra></extra>", row=1, col=col)
+            fig.add_box(
+                x=[name] * len(group),
+                y=group["value"],
+                name=str(name),
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker=dict(color=colour),
+                customdata=group[["number"]],
+                showlegend=False,
+                hovertemplate="trial %{customdata[0]}<br>val_acc %{y:.4f}<extra></extra>",
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text=key, row=1, col=col)
-        fig.update_yaxes(title_text=f"best {ACC}", range=_acc_range(complete["value"]), row=1, col=col)
+        fig.update_yaxes(
+            title_text=f"best {ACC}", range=_acc_range(complete["value"]), row=1, col=col
+        )
     missing = sorted(set(trials["method"].dropna()) - set(complete["method"]))
     title = "Accuracy of the complete trials by method and by fusion"
     if missing:  # a method with only pruned / failed trials would silently vanish from the plot
@@ -152,18 +230,33 @@ def method_figure(trials: pd.DataFrame, method: type[Method]) -> go.Figure | Non
     # The search names a method's parameter `<method>.<param>`: a frame column `params_<method>.<param>`.
     labels = {f"params_{method.name}.{param}": label for param, label in method.report_axes.items()}
     axes = [c for c in labels if c in trials]
-    mine = trials[(trials["state"] == "COMPLETE") & (trials["method"] == method.name)].dropna(subset=axes)
+    mine = trials[(trials["state"] == "COMPLETE") & (trials["method"] == method.name)].dropna(
+        subset=axes
+    )
     if not axes or mine.empty:
         return None
     dims = [_dimension(labels[c], mine[c].astype(float)) for c in axes]
     dims.append(_dimension(f"best {ACC}", mine["value"]))
     low, high = _padded_range(trials.loc[trials["state"] == "COMPLETE", "value"])
-    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(
-        color=mine["value"], colorscale="Viridis", cmin=low, cmax=high, showscale=True,
-        colorbar=dict(title=dict(text="val acc")))))
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dims,
+            line=dict(
+                color=mine["value"],
+                colorscale="Viridis",
+                cmin=low,
+                cmax=high,
+                showscale=True,
+                colorbar=dict(title=dict(text="val acc")),
+            ),
+        )
+    )
     title = method.title()
-    fig.update_layout(title=f"{title} parameters against accuracy ({len(mine)} complete {title} "
-                            f"trial{'s' * (len(mine) != 1)})", **LAYOUT)
+    fig.update_layout(
+        title=f"{title} parameters against accuracy ({len(mine)} complete {title} "
+        f"trial{'s' * (len(mine) != 1)})",
+        **LAYOUT,
+    )
     fig.update_layout(margin=dict(l=80, r=80, t=110, b=40))
     return fig
 
@@ -172,11 +265,23 @@ def importance_figure(importances: dict[str, float]) -> go.Figure | None:
     if not importances:
         return None
     names = list(importances)[::-1]  # largest at the top
-    fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h",
-                           texttemplate="%{x:.3f}", textposition="outside", cliponaxis=False,
-                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_layout(title="Parameter importances (Optuna PED-ANOVA, complete trials)",
-                      xaxis_title="importance (sums to 1)", yaxis_title="parameter", **LAYOUT)
+    fig = go.Figure(
+        go.Bar(
+            x=[importances[n] for n in names],
+            y=names,
+            orientation="h",
+            texttemplate="%{x:.3f}",
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Parameter importances (Optuna PED-ANOVA, complete trials)",
+        xaxis_title="importance (sums to 1)",
+        yaxis_title="parameter",
+        **LAYOUT,
+    )
     fig.update_layout(height=max(300, 120 + 32 * len(names)))
     return fig
 
@@ -188,11 +293,29 @@ def modality_figure(top: pd.DataFrame) -> go.Figure | None:
         return None
     labels = [f"#{n} {m}/{f}" for n, m, f in zip(best["number"], best["method"], best["fusion"])]
     fig = go.Figure()
-    for key, name in (("value", "fused (both)"), ("val_acc_audio", "audio only"), ("val_acc_visual", "visual only")):
-        fig.add_bar(x=labels, y=best[key], name=name, hovertemplate="%{x}<br>" + name + " %{y:.4f}<extra></extra>")
-    fig.update_layout(title="Per-modality accuracy of the best trials (validation, at the best epoch)",
-                      xaxis_title="trial (number method/fusion)", yaxis_title=ACC, barmode="group", **LAYOUT)
-    fig.update_yaxes(range=_acc_range(pd.concat([best["value"], best["val_acc_audio"], best["val_acc_visual"]]), True))
+    for key, name in (
+        ("value", "fused (both)"),
+        ("val_acc_audio", "audio only"),
+        ("val_acc_visual", "visual only"),
+    ):
+        fig.add_bar(
+            x=labels,
+            y=best[key],
+            name=name,
+            hovertemplate="%{x}<br>" + name + " %{y:.4f}<extra></extra>",
+        )
+    fig.update_layout(
+        title="Per-modality accuracy of the best trials (validation, at the best epoch)",
+        xaxis_title="trial (number method/fusion)",
+        yaxis_title=ACC,
+        barmode="group",
+        **LAYOUT,
+    )
+    fig.update_yaxes(
+        range=_acc_range(
+            pd.concat([best["value"], best["val_acc_audio"], best["val_acc_visual"]]), True
+        )
+    )
     return fig
 
 
@@ -203,20 +326,42 @@ def verified_figure(rows: list[dict]) -> go.Figure | None:
         return None
     labels = [f"#{r['trial']} {r['method']}" for r in rows]
     fig = go.Figure()
-    fig.add_bar(x=labels, y=[r["test_acc_mean"] for r in rows], name="verified (fresh seeds)",
-                error_y=dict(type="data", array=[r["test_acc_std"] for r in rows]),
-                hovertemplate="%{x}<br>verified %{y:.4f}<extra></extra>")
+    fig.add_bar(
+        x=labels,
+        y=[r["test_acc_mean"] for r in rows],
+        name="verified (fresh seeds)",
+        error_y=dict(type="data", array=[r["test_acc_std"] for r in rows]),
+        hovertemplate="%{x}<br>verified %{y:.4f}<extra></extra>",
+    )
     for ref in sorted({ref for r in rows for ref in r["references"]}):
         refs = [r["references"].get(ref) for r in rows]
-        name = "its published config" if ref == "published" else f"{ref} at its defaults"  # compare's reference
-        fig.add_bar(x=labels, y=[d["test_acc_mean"] if d else None for d in refs], name=name,
-                    error_y=dict(type="data", array=[d["test_acc_std"] if d else 0 for d in refs]),
-                    hovertemplate="%{x}<br>" + ref + " %{y:.4f}<extra></extra>")
-    fig.add_scatter(x=labels, y=[r["search_test_acc"] for r in rows], mode="markers", name="search (one seed)",
-                    marker=dict(symbol="diamond", size=11, color="black"))
-    values = pd.Series([r["test_acc_mean"] for r in rows] + [r["search_test_acc"] for r in rows], dtype=float)
-    fig.update_layout(title="Verified test accuracy (mean ± std over fresh seeds) vs the search's",
-                      xaxis_title="trial (number method)", yaxis_title="test accuracy", barmode="group", **LAYOUT)
+        name = (
+            "its published config" if ref == "published" else f"{ref} at its defaults"
+        )  # compare's reference
+        fig.add_bar(
+            x=labels,
+            y=[d["test_acc_mean"] if d else None for d in refs],
+            name=name,
+            error_y=dict(type="data", array=[d["test_acc_std"] if d else 0 for d in refs]),
+            hovertemplate="%{x}<br>" + ref + " %{y:.4f}<extra></extra>",
+        )
+    fig.add_scatter(
+        x=labels,
+        y=[r["search_test_acc"] for r in rows],
+        mode="markers",
+        name="search (one seed)",
+        marker=dict(symbol="diamond", size=11, color="black"),
+    )
+    values = pd.Series(
+        [r["test_acc_mean"] for r in rows] + [r["search_test_acc"] for r in rows], dtype=float
+    )
+    fig.update_layout(
+        title="Verified test accuracy (mean ± std over fresh seeds) vs the search's",
+        xaxis_title="trial (number method)",
+        yaxis_title="test accuracy",
+        barmode="group",
+        **LAYOUT,
+    )
     fig.update_yaxes(range=_acc_range(values, True))
     return fig
 
@@ -229,19 +374,43 @@ def leaderboard_figure(rows: list[dict]) -> go.Figure | None:
         return None
     methods = [r["method"] for r in rows]
     fig = go.Figure()
-    fig.add_bar(x=methods, y=[r["test_acc_mean"] for r in rows], name="tuned (95 % interval)",
-                error_y=dict(type="data", symmetric=False,
-                             array=[(r["test_acc_ci_high"] - r["test_acc_mean"]) if r["test_acc_ci_high"] is not None
-                                    else 0 for r in rows],
-                             arrayminus=[(r["test_acc_mean"] - r["test_acc_ci_low"]) if r["test_acc_ci_low"] is not None
-                                         else 0 for r in rows]),
-                hovertemplate="%{x}<br>tuned %{y:.4f}<extra></extra>")
-    fig.add_bar(x=methods, y=[r["published_acc_mean"] for r in rows], name="published config (± std)",
-                error_y=dict(type="data", array=[r["published_acc_std"] or 0 for r in rows]),
-                hovertemplate="%{x}<br>published %{y:.4f}<extra></extra>")
+    fig.add_bar(
+        x=methods,
+        y=[r["test_acc_mean"] for r in rows],
+        name="tuned (95 % interval)",
+        error_y=dict(
+            type="data",
+            symmetric=False,
+            array=[
+                (r["test_acc_ci_high"] - r["test_acc_mean"])
+                if r["test_acc_ci_high"] is not None
+                else 0
+                for r in rows
+            ],
+            arrayminus=[
+                (r["test_acc_mean"] - r["test_acc_ci_low"])
+                if r["test_acc_ci_low"] is not None
+                else 0
+                for r in rows
+            ],
+        ),
+        hovertemplate="%{x}<br>tuned %{y:.4f}<extra></extra>",
+    )
+    fig.add_bar(
+        x=methods,
+        y=[r["published_acc_mean"] for r in rows],
+        name="published config (± std)",
+        error_y=dict(type="data", array=[r["published_acc_std"] or 0 for r in rows]),
+        hovertemplate="%{x}<br>published %{y:.4f}<extra></extra>",
+    )
     seeds = max(len(r["seeds"]) for r in rows)
-    fig.update_layout(title=f"Method leaderboard: test accuracy on {seeds} fresh seeds (drltune compare)",
-                      xaxis_title="method", yaxis_title="test accuracy", barmode="group", **LAYOUT)
+    fig.update_layout(
+        title=f"Method leaderboard: test accuracy on {seeds} fresh seeds (drltune compare)",
+        xaxis_title="method",
+        yaxis_title="test accuracy",
+        barmode="group",
+        **LAYOUT,
+    )
     return fig
 
 
@@ -262,9 +431,18 @@ table.trials td.params{{font-size:12px;color:#444;word-break:break-word}} tr.inc
 """
 
 
-HEADINGS = {"number": "trial", "state": "state", "score": "val_acc", "method": "method", "fusion": "fusion",
-            "epochs_run": "epochs run", "best_epoch": "best epoch", "reinits": "re-inits fired",
-            "test_acc": "test_acc", "params": "parameters"}
+HEADINGS = {
+    "number": "trial",
+    "state": "state",
+    "score": "val_acc",
+    "method": "method",
+    "fusion": "fusion",
+    "epochs_run": "epochs run",
+    "best_epoch": "best epoch",
+    "reinits": "re-inits fired",
+    "test_acc": "test_acc",
+    "params": "parameters",
+}
 
 
 def _cell(column: str, value: Any) -> str:  # a DataFrame cell
@@ -300,12 +478,31 @@ def pareto_figure(trials: pd.DataFrame, names: list[str]) -> go.Figure | None:
     front = complete[complete["pareto"].astype(bool)].sort_values(y)
     hover = "#%{text}<br>" + names[0] + " %{y:.4f}<br>" + names[1] + " %{x:.4f}<extra></extra>"
     fig = go.Figure()
-    fig.add_scatter(x=complete[y], y=complete[x], mode="markers", name="complete trials", text=complete["number"],
-                    marker=dict(color="#bbbbbb", size=8), hovertemplate=hover)
-    fig.add_scatter(x=front[y], y=front[x], mode="lines+markers", name="Pareto front", text=front["number"],
-                    line=dict(shape="hv"), marker=dict(size=11), hovertemplate=hover)
-    fig.update_layout(title=f"Pareto front: {names[0]} (up is better) against {names[1]} (left is better)",
-                      xaxis_title=names[1], yaxis_title=names[0], **LAYOUT)
+    fig.add_scatter(
+        x=complete[y],
+        y=complete[x],
+        mode="markers",
+        name="complete trials",
+        text=complete["number"],
+        marker=dict(color="#bbbbbb", size=8),
+        hovertemplate=hover,
+    )
+    fig.add_scatter(
+        x=front[y],
+        y=front[x],
+        mode="lines+markers",
+        name="Pareto front",
+        text=front["number"],
+        line=dict(shape="hv"),
+        marker=dict(size=11),
+        hovertemplate=hover,
+    )
+    fig.update_layout(
+        title=f"Pareto front: {names[0]} (up is better) against {names[1]} (left is better)",
+        xaxis_title=names[1],
+        yaxis_title=names[0],
+        **LAYOUT,
+    )
     return fig
 
 
@@ -314,42 +511,78 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     from drltune.methods import METHODS
 
     colours = _colours(list(trials["method"].dropna()))
-    parts = [f"<p>{counts_line(summary)}"
-             + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "") + ".</p>"]
+    parts = [
+        f"<p>{counts_line(summary)}"
+        + (f"; dataset <code>{html.escape(summary.dataset)}</code>" if summary.dataset else "")
+        + ".</p>"
+    ]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.notes]
     if summary.noise:
         parts.append(f'<p class="noise"><b>Noise:</b> {html.escape(summary.noise)}.</p>')
     if summary.choice:
         parts.append(f'<p class="noise">{html.escape(summary.choice)}.</p>')
-    parts.append(f'<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>'
-                 f'{trials_html(summary.best_by_method, "method")}</section>')
+    parts.append(
+        f"<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>"
+        f"{trials_html(summary.best_by_method, 'method')}</section>"
+    )
     parts.append(f"<section><h2>Top trials</h2>{trials_html(summary.top)}</section>")
     if summary.pareto is not None:
-        parts.insert(1, f"<section><h2>Pareto front ({' and '.join(summary.objective)})</h2>"
-                        f"<pre>{html.escape(pareto_table(summary.pareto, summary.objective))}</pre></section>")
+        parts.insert(
+            1,
+            f"<section><h2>Pareto front ({' and '.join(summary.objective)})</h2>"
+            f"<pre>{html.escape(pareto_table(summary.pareto, summary.objective))}</pre></section>",
+        )
     plots = [
-        *((("Pareto front", pareto_figure(trials, summary.objective), "no complete trial"),)
-          if summary.pareto is not None else ()),
-        ("Optimisation history", history_figure(trials, colours), "no trial has reported an accuracy"),
+        *(
+            (("Pareto front", pareto_figure(trials, summary.objective), "no complete trial"),)
+            if summary.pareto is not None
+            else ()
+        ),
+        (
+            "Optimisation history",
+            history_figure(trials, colours),
+            "no trial has reported an accuracy",
+        ),
         ("Learning curves", curves_figure(history, colours), "no trial has reported an epoch"),
         ("Accuracy by method and fusion", by_group_figure(trials, colours), "no complete trial"),
-        *((f"{m.title()} parameters", method_figure(trials, m), f"no complete {m.title()} trial with its parameters")
-          for m in (METHODS.get(name) for name in METHODS.names()) if m.report_axes),
-        ("Parameter importances", importance_figure(summary.importances),
-         next((n for n in summary.notes if "importance" in n), "no complete trial")),
+        *(
+            (
+                f"{m.title()} parameters",
+                method_figure(trials, m),
+                f"no complete {m.title()} trial with its parameters",
+            )
+            for m in (METHODS.get(name) for name in METHODS.names())
+            if m.report_axes
+        ),
+        (
+            "Parameter importances",
+            importance_figure(summary.importances),
+            next((n for n in summary.notes if "importance" in n), "no complete trial"),
+        ),
         ("Per-modality accuracy", modality_figure(summary.top), "no complete trial"),
     ]
     if summary.verified:  # optional: shown once `drltune verify` has stored runs
-        plots.append(("Verified on fresh seeds", verified_figure(summary.verified), "no verified run"))
+        plots.append(
+            ("Verified on fresh seeds", verified_figure(summary.verified), "no verified run")
+        )
     if summary.leaderboard:  # optional: the study is one method of a `drltune compare`
-        plots.append(("Method leaderboard (drltune compare)", leaderboard_figure(summary.leaderboard),
-                      "no verified run"))
+        plots.append(
+            (
+                "Method leaderboard (drltune compare)",
+                leaderboard_figure(summary.leaderboard),
+                "no verified run",
+            )
+        )
     first = True
     for heading, fig, why in plots:
         if fig is None:
-            parts.append(f'<section><h2>{heading}</h2><p class="missing">Not shown: {html.escape(why)}.</p></section>')
+            parts.append(
+                f'<section><h2>{heading}</h2><p class="missing">Not shown: {html.escape(why)}.</p></section>'
+            )
             continue
-        div = pio.to_html(fig, full_html=False, include_plotlyjs=first, config={"displaylogo": False})
+        div = pio.to_html(
+            fig, full_html=False, include_plotlyjs=first, config={"displaylogo": False}
+        )
         first = False
         parts.append(f"<section><h2>{heading}</h2>{div}</section>")
     failed = trials[trials["state"] == "FAIL"]
@@ -360,7 +593,9 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     return PAGE.format(title=html.escape(summary.study), body="\n".join(parts))
 
 
-def write_report(path: str | Path, summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -> Path:
+def write_report(
+    path: str | Path, summary: Summary, trials: pd.DataFrame, history: pd.DataFrame
+) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ run in eval mode without gradients (one extra forward per step); "feature" zeroe
 feature of the training pass instead (no extra encoder pass). Inputs are captured with a
 forward pre-hook on the model, so the trainer needs no special case; every fusion works.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ from drltune.params import Param
 MODALITIES = ("audio", "visual")
 
 
-def shapley_logits(full: torch.Tensor, pad_audio: torch.Tensor, pad_visual: torch.Tensor,
-                   form: str = "agm") -> tuple[torch.Tensor, torch.Tensor]:
+def shapley_logits(
+    full: torch.Tensor, pad_audio: torch.Tensor, pad_visual: torch.Tensor, form: str = "agm"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(m_a, m_v) from f(a,v), f(0,v) (`pad_audio`) and f(a,0) (`pad_visual`)."""
     if form == "agm":
         return 0.5 * (full - pad_audio + pad_visual), 0.5 * (full - pad_visual + pad_audio)
@@ -47,7 +49,9 @@ def agm_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return -p.log().mean().item()
 
 
-def agm_coefficients(scores: dict[str, float], running: dict[str, float], alpha: float) -> dict[str, float]:
+def agm_coefficients(
+    scores: dict[str, float], running: dict[str, float], alpha: float
+) -> dict[str, float]:
     """k_m = exp(alpha * min(r*_m - r_m, 7)), r_m = exp(n/(n-1) (s_m - mean s))."""
     n = len(scores)
     mean_s, mean_r = sum(scores.values()) / n, sum(running.values()) / n
@@ -62,18 +66,55 @@ def agm_coefficients(scores: dict[str, float], running: dict[str, float], alpha:
 @METHODS.register
 class AGM(Method):
     name = "agm"
-    description = "AGM: Shapley zero-padding scores -> boost the lagging and slow the leading encoder's grads"
+    description = (
+        "AGM: Shapley zero-padding scores -> boost the lagging and slow the leading encoder's grads"
+    )
     params = (
-        Param("alpha", "float", 0.1, "modulation strength (BalanceMM 0.1)", 0.001, 2.0, log=True,
-              search=(0.01, 1.0)),
-        Param("modulation_starts", "int", 0, "first modulated epoch (inclusive)", 0, 1000, is_epoch=True,
-              search=(0, 10)),
-        Param("modulation_ends", "int", 80, "last modulated epoch (inclusive)", 0, 1000, is_epoch=True,
-              search=(30, 80)),
-        Param("shapley", "choice", "agm", "agm: 1/2(f(a,v)-f(0,v)+f(a,0)); balancemm: 1/2(f(a,v)-f(0,v))",
-              choices=("agm", "balancemm")),
-        Param("padding", "choice", "input", "input: zeroed inputs, eval-mode passes (BalanceMM); "
-              "feature: zeroed features of the training pass", choices=("input", "feature")),
+        Param(
+            "alpha",
+            "float",
+            0.1,
+            "modulation strength (BalanceMM 0.1)",
+            0.001,
+            2.0,
+            log=True,
+            search=(0.01, 1.0),
+        ),
+        Param(
+            "modulation_starts",
+            "int",
+            0,
+            "first modulated epoch (inclusive)",
+            0,
+            1000,
+            is_epoch=True,
+            search=(0, 10),
+        ),
+        Param(
+            "modulation_ends",
+            "int",
+            80,
+            "last modulated epoch (inclusive)",
+            0,
+            1000,
+            is_epoch=True,
+            search=(30, 80),
+        ),
+        Param(
+            "shapley",
+            "choice",
+            "agm",
+            "agm: 1/2(f(a,v)-f(0,v)+f(a,0)); balancemm: 1/2(f(a,v)-f(0,v))",
+            choices=("agm", "balancemm"),
+        ),
+        Param(
+            "padding",
+            "choice",
+            "input",
+            "input: zeroed inputs, eval-mode passes (BalanceMM); "
+            "feature: zeroed features of the training pass",
+            choices=("input", "feature"),
+        ),
     )
     metric_keys = ("agm_coeff_audio", "agm_coeff_visual", "agm_score_audio", "agm_score_visual")
 
@@ -103,14 +144,22 @@ class AGM(Method):
         model = self.trainer.model
         if self.p["padding"] == "feature":
             a, v = out.feat_a.detach(), out.feat_v.detach()
-            return out.logits.detach(), model.fusion(torch.zeros_like(a), v), model.fusion(a, torch.zeros_like(v))
+            return (
+                out.logits.detach(),
+                model.fusion(torch.zeros_like(a), v),
+                model.fusion(a, torch.zeros_like(v)),
+            )
         assert self.inputs is not None, "the forward pre-hook keeps every training pass's inputs"
         audio, visual = self.inputs
         model.eval()
         try:
             a, v = model.encode(audio, visual)
             zero_a, zero_v = model.encode(torch.zeros_like(audio[:1]), torch.zeros_like(visual[:1]))
-            return model.fusion(a, v), model.fusion(zero_a.expand_as(a), v), model.fusion(a, zero_v.expand_as(v))
+            return (
+                model.fusion(a, v),
+                model.fusion(zero_a.expand_as(a), v),
+                model.fusion(a, zero_v.expand_as(v)),
+            )
         finally:
             model.train()
 
@@ -132,8 +181,12 @@ class AGM(Method):
             head = [p.grad for p in model.fusion.parameters() if p.grad is not None]
             if any(g.abs().max() > 5 for g in head):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        self.means.add(agm_coeff_audio=coeffs["audio"], agm_coeff_visual=coeffs["visual"],
-                       agm_score_audio=scores["audio"], agm_score_visual=scores["visual"])
+        self.means.add(
+            agm_coeff_audio=coeffs["audio"],
+            agm_coeff_visual=coeffs["visual"],
+            agm_score_audio=scores["audio"],
+            agm_score_visual=scores["visual"],
+        )
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         return self.means.pop()

@@ -21,6 +21,7 @@ so that no encoder is starved (docs/methods.md §5).
 * `weight_mode` "intended" uses those weights; "released" keeps both at 0.5 (the shipped script
   never assigns them), i.e. a constant symmetric 1.5x after `start`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,14 +48,18 @@ class GradScale(torch.autograd.Function):
 
 
 @torch.no_grad()
-def arl_weights(logits_a: torch.Tensor, logits_v: torch.Tensor, temperature: float,
-                entropy_floor: float = 0.3) -> tuple[float, float]:
+def arl_weights(
+    logits_a: torch.Tensor, logits_v: torch.Tensor, temperature: float, entropy_floor: float = 0.3
+) -> tuple[float, float]:
     """(w_audio, w_visual): softmax(T * [m_v * inv_H_a, m_a * inv_H_v]), as main_arl_variance.py."""
     logits_a, logits_v = logits_a.detach().float(), logits_v.detach().float()
     mag_a, mag_v = logits_a.abs().mean(0).sum(), logits_v.abs().mean(0).sum()
     mag_a, mag_v = mag_a / (mag_a + mag_v), mag_v / (mag_a + mag_v)
     h_a, h_v = mean_entropy(logits_a), mean_entropy(logits_v)
-    h_a, h_v = (h_a / (h_a + h_v)).clamp(min=entropy_floor), (h_v / (h_a + h_v)).clamp(min=entropy_floor)
+    h_a, h_v = (
+        (h_a / (h_a + h_v)).clamp(min=entropy_floor),
+        (h_v / (h_a + h_v)).clamp(min=entropy_floor),
+    )
     inv_a, inv_v = 1.0 / h_a, 1.0 / h_v
     inv_a, inv_v = inv_a / (inv_a + inv_v), inv_v / (inv_a + inv_v)
     w = torch.softmax(torch.stack([mag_v * inv_a, mag_a * inv_v]) * temperature, dim=0)
@@ -64,24 +69,67 @@ def arl_weights(logits_a: torch.Tensor, logits_v: torch.Tensor, temperature: flo
 @METHODS.register
 class ARL(Method):
     name = "arl"
-    epoch_limits = (("start", lambda e: e - 2, "warm-up end"),)  # scaling starts after epoch `start`
+    epoch_limits = (
+        ("start", lambda e: e - 2, "warm-up end"),
+    )  # scaling starts after epoch `start`
     description = "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size x inverse entropy"
     params = (
-        Param("gamma", "float", 1.0, "weight of the unimodal CE terms after `start` (CREMA-D script 4, KS 3)",
-              0.0, 10.0, search=(0.5, 6.0)),
-        Param("T", "float", 8.0, "softmax temperature of the modality weights (CREMA-D 8, KS 4)", 0.1, 32.0,
-              log=True, search=(1.0, 16.0)),
-        Param("start", "int", 5, "warm-up: gamma 1 and no gradient scaling for epochs <= start", 0, 1000,
-              is_epoch=True, search=(0, 10)),
-        Param("weight_mode", "choice", "intended", "intended: computed weights; released: constant 0.5 (shipped code)",
-              choices=("intended", "released")),
-        Param("entropy_floor", "float", 0.3, "lower clamp of the normalised entropies", 0.0, 0.5,
-              search=(0.1, 0.45)),
-        Param("grad_clip", "float", 40.0, "grad-norm clip after backward (0: none)", 0.0, 1e6,
-              search=(20.0, 80.0)),
+        Param(
+            "gamma",
+            "float",
+            1.0,
+            "weight of the unimodal CE terms after `start` (CREMA-D script 4, KS 3)",
+            0.0,
+            10.0,
+            search=(0.5, 6.0),
+        ),
+        Param(
+            "T",
+            "float",
+            8.0,
+            "softmax temperature of the modality weights (CREMA-D 8, KS 4)",
+            0.1,
+            32.0,
+            log=True,
+            search=(1.0, 16.0),
+        ),
+        Param(
+            "start",
+            "int",
+            5,
+            "warm-up: gamma 1 and no gradient scaling for epochs <= start",
+            0,
+            1000,
+            is_epoch=True,
+            search=(0, 10),
+        ),
+        Param(
+            "weight_mode",
+            "choice",
+            "intended",
+            "intended: computed weights; released: constant 0.5 (shipped code)",
+            choices=("intended", "released"),
+        ),
+        Param(
+            "entropy_floor",
+            "float",
+            0.3,
+            "lower clamp of the normalised entropies",
+            0.0,
+            0.5,
+            search=(0.1, 0.45),
+        ),
+        Param(
+            "grad_clip",
+            "float",
+            40.0,
+            "grad-norm clip after backward (0: none)",
+            0.0,
+            1e6,
+            search=(20.0, 80.0),
+        ),
     )
     metric_keys = ("arl_weight_audio", "arl_weight_visual")
-
 
     def setup(self) -> None:
         self.epoch = 0  # the epoch whose forwards the hooks see
@@ -90,14 +138,17 @@ class ARL(Method):
         model = self.trainer.model
         for handle in getattr(self, "handles", ()):  # setup twice must not scale twice
             handle.remove()
-        self.handles = [encoder.net.layer4.register_forward_hook(self._scale_hook(modality))
-                        for modality, encoder in (("audio", model.audio_net), ("visual", model.visual_net))]
+        self.handles = [
+            encoder.net.layer4.register_forward_hook(self._scale_hook(modality))
+            for modality, encoder in (("audio", model.audio_net), ("visual", model.visual_net))
+        ]
 
     def _scale_hook(self, modality: str):
         def hook(module, inputs, output):
             if self.scaling_active(self.epoch) and output.requires_grad:
                 return GradScale.apply(output, 1.0 + self.weights[modality])
             return None
+
         return hook
 
     def scaling_active(self, epoch: int) -> bool:
@@ -108,12 +159,15 @@ class ARL(Method):
         after_warmup = self.scaling_active(epoch)
         gamma = self.p["gamma"] if after_warmup else 1.0
         loss = F.cross_entropy(out.logits, labels) + gamma * (
-            F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_v, labels))
+            F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_v, labels)
+        )
         if after_warmup and self.p["weight_mode"] == "intended":
             w_a, w_v = arl_weights(logits_a, logits_v, self.p["T"], self.p["entropy_floor"])
             self.weights = {"audio": w_a, "visual": w_v}
         if after_warmup:
-            self.means.add(arl_weight_audio=self.weights["audio"], arl_weight_visual=self.weights["visual"])
+            self.means.add(
+                arl_weight_audio=self.weights["audio"], arl_weight_visual=self.weights["visual"]
+            )
         return loss
 
     def after_backward(self, out, labels: torch.Tensor, epoch: int) -> None:

@@ -1,4 +1,5 @@
 """The hooks a balancing method gives the trainer. A method is one file: a subclass + `@METHODS.register`."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
@@ -38,8 +39,9 @@ class TrialView(Protocol):
         """Eval-mode pooled audio and visual features of a split, and its labels."""
         ...
 
-    def joint_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
+    def joint_step(
+        self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
+    ) -> tuple[float | torch.Tensor, torch.Tensor]:
         """The usual training step (the method's loss, one backward, one optimiser step)."""
         ...
 
@@ -51,8 +53,7 @@ class TrialView(Protocol):
         """Clip the gradients as the config says, then step the optimiser."""
         ...
 
-    def steps_per_epoch(self) -> int:
-        ...
+    def steps_per_epoch(self) -> int: ...
 
 
 class Method:
@@ -72,7 +73,9 @@ class Method:
     params: ClassVar[tuple[Param, ...]] = ()
     metric_keys: ClassVar[tuple[str, ...]] = ()
     both_modalities: ClassVar[bool] = True  # it balances audio against visual: no unimodal runs
-    windows: ClassVar[tuple[tuple[str, str], ...]] = ()  # (starts, ends) params: an empty window is an error
+    windows: ClassVar[
+        tuple[tuple[str, str], ...]
+    ] = ()  # (starts, ends) params: an empty window is an error
     # (epoch param, the largest value that still acts in a run of E epochs, what it is): beyond it the
     # param changes nothing, which `epoch_budget` says out loud
     epoch_limits: ClassVar[tuple[tuple[str, Callable[[int], int], str], ...]] = ()
@@ -103,10 +106,14 @@ class Method:
     def check(cls, params: dict[str, Any], cfg: TrialConfig) -> None:
         """Reject combinations the method cannot run (after each value was checked on its own)."""
         if cls.both_modalities and cfg.modality != "both":
-            raise DrltuneError(f"modality: {cls.name} balances audio against visual; use modality both")
+            raise DrltuneError(
+                f"modality: {cls.name} balances audio against visual; use modality both"
+            )
         for starts, ends in cls.windows:  # an empty window would silently disable the method
             if params[starts] > params[ends]:
-                raise DrltuneError(f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})")
+                raise DrltuneError(
+                    f"params.{starts}: {params[starts]} is after params.{ends} ({params[ends]})"
+                )
 
     def extend_model(self, model: AVClassifier) -> None:
         pass
@@ -114,8 +121,9 @@ class Method:
     def setup(self) -> None:
         pass
 
-    def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
+    ) -> tuple[float | torch.Tensor, torch.Tensor]:
         """One batch of training: (its loss, a float or a detached tensor, and logits for the training
         accuracy). A tensor is summed on the device: no wait for the GPU every step."""
         return self.trainer.joint_step(audio, visual, labels, epoch, step)

@@ -1,4 +1,5 @@
 """Pieces shared by the peer balancing methods (OGM-GE, PMR, ARL, AGM)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -56,7 +57,9 @@ class StepMeans:
         return out
 
 
-def grads_in_scope(params: Iterable[tuple[str, torch.nn.Parameter]], scope: str) -> list[torch.Tensor]:
+def grads_in_scope(
+    params: Iterable[tuple[str, torch.nn.Parameter]], scope: str
+) -> list[torch.Tensor]:
     """Encoder gradients a modulation touches: 4-D conv weights only ("conv") or every one ("all")."""
     grads = [p.grad for _, p in params if p.grad is not None]
     return [g for g in grads if g.dim() == 4] if scope == "conv" else grads
@@ -67,7 +70,8 @@ def build_optimizer(cfg: Any, params: Iterable[torch.nn.Parameter]) -> torch.opt
     copies of the model (G-Blending); `type(opt)(**opt.defaults)` fails for AdamW, whose defaults
     carry Adam's `decoupled_weight_decay`."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-

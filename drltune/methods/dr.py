@@ -8,6 +8,7 @@ Faithful defaults (docs/methods.md §2.2): BN buffers, the fusion head and the o
 left alone; float32 features min-max scaled to [-1, 1] per matrix; KMeans(n_init=10, random_state=0);
 diagnosis without augmentation. Each quirk is a parameter (docs/methods.md §2.3).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,15 @@ from drltune.params import Param
 MODALITIES = ("audio", "visual")
 
 
-def purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: int | str = 10,
-           seed: int = 0, scaling: str = "minmax", dtype: str = "float32") -> float:
+def purity(
+    features: np.ndarray,
+    labels: np.ndarray,
+    n_clusters: int,
+    n_init: int | str = 10,
+    seed: int = 0,
+    scaling: str = "minmax",
+    dtype: str = "float32",
+) -> float:
     """Accuracy of labelling each k-means cluster with its majority true class.
 
     `dtype` is what scaling and k-means compute in: float32 as the official code (its features
@@ -36,9 +44,13 @@ def purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: in
     k-means++ seeding depends on the row order, so the caller decides that (docs/methods.md).
     """
     x = np.asarray(features, dtype=np.dtype(dtype))
-    if len(x) < n_clusters:  # k-means cannot make one cluster per class: say which split is too small
-        raise DrltuneError(f"DR's diagnosis clusters a split's features into {n_clusters} clusters (one per "
-                           f"class), but the split has {len(x)} clips: give it at least {n_clusters}")
+    if (
+        len(x) < n_clusters
+    ):  # k-means cannot make one cluster per class: say which split is too small
+        raise DrltuneError(
+            f"DR's diagnosis clusters a split's features into {n_clusters} clusters (one per "
+            f"class), but the split has {len(x)} clips: give it at least {n_clusters}"
+        )
     if scaling == "minmax":
         x = MinMaxScaler(feature_range=(-1, 1)).fit_transform(x)
     elif scaling == "standardize":
@@ -50,7 +62,9 @@ def purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: in
 
 
 def _fmt3(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+    return (
+        f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+    )
 
 
 def reinit_weight(gap: float, alpha: float) -> float:
@@ -58,7 +72,9 @@ def reinit_weight(gap: float, alpha: float) -> float:
 
 
 @torch.no_grad()
-def blend_(params: list[tuple[str, torch.nn.Parameter]], initial: dict[str, torch.Tensor], weight: float) -> None:
+def blend_(
+    params: list[tuple[str, torch.nn.Parameter]], initial: dict[str, torch.Tensor], weight: float
+) -> None:
     """In place, so the optimiser keeps tracking the same Parameter objects."""
     for name, p in params:
         p.copy_(weight * initial[name].to(p.device, p.dtype) + (1.0 - weight) * p)
@@ -67,45 +83,113 @@ def blend_(params: list[tuple[str, torch.nn.Parameter]], initial: dict[str, torc
 @METHODS.register
 class DiagnosingRelearning(Method):
     name = "dr"
-    epoch_limits = (("reinit_epoch", lambda e: e - 2, "re-init interval"),)  # after the last epoch: no effect
+    epoch_limits = (
+        ("reinit_epoch", lambda e: e - 2, "re-init interval"),
+    )  # after the last epoch: no effect
     description = "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init toward initial weights"
     params = (
-        Param("reinit_epoch", "int", 20, "re-init after every this many epochs", 1, 1000, is_epoch=True,
-              search=(5, 30)),
+        Param(
+            "reinit_epoch",
+            "int",
+            20,
+            "re-init after every this many epochs",
+            1,
+            1000,
+            is_epoch=True,
+            search=(5, 30),
+        ),
         Param("reinit_num", "int", 3, "at most this many re-inits", 0, 100, search=(1, 5)),
-        Param("alpha", "float", 3.0, "strength scaling: w = tanh(alpha * purity gap) (move_lambda)", 0.0, 100.0,
-              log=True,
-              search=(0.3, 10.0)),
-        Param("diag_split", "choice", "val", "split compared with train in the diagnosis (test: BalanceMM)",
-              choices=("val", "test")),
-        Param("kmeans_n_init", "choice", 10, "KMeans restarts (10 = the official, pre-sklearn-1.4 default)",
-              choices=(10, 1, "auto")),
-        Param("kmeans_dtype", "choice", "float32",
-              "float type of the scaling and k-means (float32 = the official code; float64 = earlier drltune)",
-              choices=("float32", "float64")),
-        Param("kmeans_rows", "choice", "fixed",
-              "row order k-means sees for train: fixed (split order) or shuffled (a fresh permutation, "
-              "like the official shuffled loader; k-means++ depends on it)", choices=("fixed", "shuffled")),
-        Param("feature_scaling", "choice", "minmax", "per-matrix feature scaling before k-means",
-              choices=("minmax", "none", "standardize")),
-        Param("blend_scope", "choice", "all", "encoder parameters blended: all (official) or conv weights only",
-              choices=("all", "conv")),
-        Param("reset_bn_buffers", "bool", False, "also restore BN running stats to their initial values"),
-        Param("reset_optimizer_state", "bool", False, "also clear the optimiser state (momentum) of the encoders"),
+        Param(
+            "alpha",
+            "float",
+            3.0,
+            "strength scaling: w = tanh(alpha * purity gap) (move_lambda)",
+            0.0,
+            100.0,
+            log=True,
+            search=(0.3, 10.0),
+        ),
+        Param(
+            "diag_split",
+            "choice",
+            "val",
+            "split compared with train in the diagnosis (test: BalanceMM)",
+            choices=("val", "test"),
+        ),
+        Param(
+            "kmeans_n_init",
+            "choice",
+            10,
+            "KMeans restarts (10 = the official, pre-sklearn-1.4 default)",
+            choices=(10, 1, "auto"),
+        ),
+        Param(
+            "kmeans_dtype",
+            "choice",
+            "float32",
+            "float type of the scaling and k-means (float32 = the official code; float64 = earlier drltune)",
+            choices=("float32", "float64"),
+        ),
+        Param(
+            "kmeans_rows",
+            "choice",
+            "fixed",
+            "row order k-means sees for train: fixed (split order) or shuffled (a fresh permutation, "
+            "like the official shuffled loader; k-means++ depends on it)",
+            choices=("fixed", "shuffled"),
+        ),
+        Param(
+            "feature_scaling",
+            "choice",
+            "minmax",
+            "per-matrix feature scaling before k-means",
+            choices=("minmax", "none", "standardize"),
+        ),
+        Param(
+            "blend_scope",
+            "choice",
+            "all",
+            "encoder parameters blended: all (official) or conv weights only",
+            choices=("all", "conv"),
+        ),
+        Param(
+            "reset_bn_buffers",
+            "bool",
+            False,
+            "also restore BN running stats to their initial values",
+        ),
+        Param(
+            "reset_optimizer_state",
+            "bool",
+            False,
+            "also clear the optimiser state (momentum) of the encoders",
+        ),
     )
-    metric_keys = ("reinit", "purity_train_audio", "purity_val_audio", "purity_train_visual",
-                   "purity_val_visual", "reinit_weight_audio", "reinit_weight_visual")
+    metric_keys = (
+        "reinit",
+        "purity_train_audio",
+        "purity_val_audio",
+        "purity_train_visual",
+        "purity_val_visual",
+        "reinit_weight_audio",
+        "reinit_weight_visual",
+    )
     label = "DR"
-    report_axes = {"reinit_epoch": "re-init interval (epochs)", "alpha": "alpha (strength)",
-                   "reinit_num": "re-init count (max)"}
+    report_axes = {
+        "reinit_epoch": "re-init interval (epochs)",
+        "alpha": "alpha (strength)",
+        "reinit_num": "re-init count (max)",
+    }
 
     @classmethod
     def epoch_text(cls, record: dict[str, Any]) -> str:
         if not record.get("reinit"):
             return ""
-        return (f"re-init w_a {record['reinit_weight_audio']:.3f} w_v {record['reinit_weight_visual']:.3f}"
-                f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
-                f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})")
+        return (
+            f"re-init w_a {record['reinit_weight_audio']:.3f} w_v {record['reinit_weight_visual']:.3f}"
+            f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
+            f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})"
+        )
 
     @classmethod
     def note_rows(cls, history: list[dict[str, Any]]) -> list[str]:
@@ -114,23 +198,40 @@ class DiagnosingRelearning(Method):
         if not rows:
             return []
 
-        out = ["", "**DR re-inits** (purity: k-means purity of train / val features; weight: how far the "
-                    "encoder is pulled back to its initial weights)", "",
-               "| after epoch | purity audio (train / val) | purity visual (train / val) | weight audio "
-               "| weight visual |",
-               "|---|---|---|---|---|"]
+        out = [
+            "",
+            "**DR re-inits** (purity: k-means purity of train / val features; weight: how far the "
+            "encoder is pulled back to its initial weights)",
+            "",
+            "| after epoch | purity audio (train / val) | purity visual (train / val) | weight audio "
+            "| weight visual |",
+            "|---|---|---|---|---|",
+        ]
         for r in rows:
-            a_train, a_val, v_train, v_val, w_a, w_v = (_fmt3(r.get(k)) for k in (
-                "purity_train_audio", "purity_val_audio", "purity_train_visual", "purity_val_visual",
-                "reinit_weight_audio", "reinit_weight_visual"))
-            out.append(f"| {r['epoch']} | {a_train} / {a_val} | {v_train} / {v_val} | {w_a} | {w_v} |")
+            a_train, a_val, v_train, v_val, w_a, w_v = (
+                _fmt3(r.get(k))
+                for k in (
+                    "purity_train_audio",
+                    "purity_val_audio",
+                    "purity_train_visual",
+                    "purity_val_visual",
+                    "reinit_weight_audio",
+                    "reinit_weight_visual",
+                )
+            )
+            out.append(
+                f"| {r['epoch']} | {a_train} / {a_val} | {v_train} / {v_val} | {w_a} | {w_v} |"
+            )
         return out
 
     def setup(self) -> None:
         model = self.trainer.model
         # in host memory: on a GPU two more encoders there would only take room from other trials
-        self.initial = {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()
-                        if n.startswith(("audio_net.", "visual_net."))}
+        self.initial = {
+            n: t.detach().to("cpu", copy=True)
+            for n, t in model.state_dict().items()
+            if n.startswith(("audio_net.", "visual_net."))
+        }
         self.count = 0
 
     def due(self, epoch: int) -> bool:
@@ -153,16 +254,27 @@ class DiagnosingRelearning(Method):
         if self.p["kmeans_rows"] == "shuffled":
             order = self.row_order(len(train_y), epoch)
             train_a, train_v, train_y = train_a[order], train_v[order], train_y[order]
-        kw = dict(n_clusters=t.data.num_classes, n_init=self.p["kmeans_n_init"],
-                  scaling=self.p["feature_scaling"], dtype=self.p["kmeans_dtype"])
+        kw = dict(
+            n_clusters=t.data.num_classes,
+            n_init=self.p["kmeans_n_init"],
+            scaling=self.p["feature_scaling"],
+            dtype=self.p["kmeans_dtype"],
+        )
         with threadpool_limits(limits=t.cpu_threads):  # the trial's CPU share, on every device
-            purities = {m: (purity(train_x, train_y, **kw), purity(val_x, val_y, **kw))
-                        for m, train_x, val_x in (("audio", train_a, val_a), ("visual", train_v, val_v))}
+            purities = {
+                m: (purity(train_x, train_y, **kw), purity(val_x, val_y, **kw))
+                for m, train_x, val_x in (("audio", train_a, val_a), ("visual", train_v, val_v))
+            }
         for modality, (p_train, p_val) in purities.items():
             weight = reinit_weight(abs(p_train - p_val), self.p["alpha"])
             self.reinit(modality, weight)
-            record.update({f"purity_train_{modality}": p_train, f"purity_val_{modality}": p_val,
-                           f"reinit_weight_{modality}": weight})
+            record.update(
+                {
+                    f"purity_train_{modality}": p_train,
+                    f"purity_val_{modality}": p_val,
+                    f"reinit_weight_{modality}": weight,
+                }
+            )
         record["reinit"] = True
         return record
 

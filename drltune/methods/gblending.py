@@ -15,6 +15,7 @@ head a weight that grows with how much it generalises per unit of overfitting:
 weights; offline estimates once, at epoch 0. z_a, z_v are the fusion's own unimodal logits (concat
 halves with bias/2, as BalanceBenchmark). docs/methods.md §6g.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,19 +55,44 @@ def due(epoch: int, mode: str, super_epoch: int) -> bool:
 class GBlending(Method):
     name = "gblending"
     label = "G-Blending"
-    description = ("G-Blending: fused + unimodal CE weighted by each head's generalisation / overfitting^2, "
-                   "estimated on copies of the model")
+    description = (
+        "G-Blending: fused + unimodal CE weighted by each head's generalisation / overfitting^2, "
+        "estimated on copies of the model"
+    )
     params = (
-        Param("mode", "choice", "online", "online: re-estimate every super_epoch epochs; offline: once at epoch 0",
-              choices=("online", "offline")),
-        Param("super_epoch", "int", 10, "epochs between estimates in online mode (BalanceBenchmark 10)",
-              1, 1000, is_epoch=True, search=(3, 15)),
-        Param("estimate_epochs", "int", 10,
-              "epochs each estimate trains its copy (BalanceBenchmark: super_epoch; min 2)",
-              2, 1000, search=(2, 10)),  # the copies' length, not a point of the schedule: not rescaled
-        Param("loss_reduction", "choice", "sum",
-              "L_tr, L_val: sum of batch means (BalanceBenchmark) or mean over batches (the paper's losses)",
-              choices=("sum", "mean")),
+        Param(
+            "mode",
+            "choice",
+            "online",
+            "online: re-estimate every super_epoch epochs; offline: once at epoch 0",
+            choices=("online", "offline"),
+        ),
+        Param(
+            "super_epoch",
+            "int",
+            10,
+            "epochs between estimates in online mode (BalanceBenchmark 10)",
+            1,
+            1000,
+            is_epoch=True,
+            search=(3, 15),
+        ),
+        Param(
+            "estimate_epochs",
+            "int",
+            10,
+            "epochs each estimate trains its copy (BalanceBenchmark: super_epoch; min 2)",
+            2,
+            1000,
+            search=(2, 10),
+        ),  # the copies' length, not a point of the schedule: not rescaled
+        Param(
+            "loss_reduction",
+            "choice",
+            "sum",
+            "L_tr, L_val: sum of batch means (BalanceBenchmark) or mean over batches (the paper's losses)",
+            choices=("sum", "mean"),
+        ),
     )
     metric_keys = ("gblend_weight_audio", "gblend_weight_visual", "gblend_weight_fused")
 
@@ -79,9 +105,14 @@ class GBlending(Method):
     def epoch_text(cls, record: dict[str, Any]) -> str:
         return "blend a/v/fused " + "/".join(f"{record[f'gblend_weight_{h}']:.2f}" for h in HEADS)
 
-    def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
-        if step == 0 and due(epoch, self.p["mode"], self.p["super_epoch"]) and self.estimated_at != epoch:
+    def train_step(
+        self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
+    ) -> tuple[float | torch.Tensor, torch.Tensor]:
+        if (
+            step == 0
+            and due(epoch, self.p["mode"], self.p["super_epoch"])
+            and self.estimated_at != epoch
+        ):
             self.weights = self.estimate(epoch)
             self.estimated_at = epoch
         return self.trainer.joint_step(audio, visual, labels, epoch, step)
@@ -89,8 +120,11 @@ class GBlending(Method):
     def loss(self, out, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         logits_a, logits_v = self.trainer.model.unimodal_logits(out)
         w = self.weights
-        return (w["audio"] * F.cross_entropy(logits_a, labels) + w["visual"] * F.cross_entropy(logits_v, labels)
-                + w["fused"] * F.cross_entropy(out.logits, labels))
+        return (
+            w["audio"] * F.cross_entropy(logits_a, labels)
+            + w["visual"] * F.cross_entropy(logits_v, labels)
+            + w["fused"] * F.cross_entropy(out.logits, labels)
+        )
 
     def estimate(self, epoch: int) -> dict[str, float]:
         """Each head's (L_tr, L_val) at the first and last estimation epoch -> blend weights."""

@@ -19,6 +19,7 @@ i.e. the relative growth of the W-epoch moving average of the trace. docs/method
 `unimodal_loss` (the released code: on) adds CE(z_a) + CE(z_v) to the fused CE: the paper's
 "InfoReg with unimodal loss" variant.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,12 +40,18 @@ def window_signal(traces: list[float], window: int) -> float:
         return 1.0
     padded = [0.0] * window + list(traces)
     recent = sum(padded[-window:]) / window
-    before = sum(padded[-window - 1:-1]) / window
+    before = sum(padded[-window - 1 : -1]) / window
     return (recent - before) / recent if recent > 0 else 0.0
 
 
-def regulation_strengths(score_a: float, score_v: float, k: float, threshold: float, coeff_audio: float,
-                         coeff_visual: float) -> tuple[float, float]:
+def regulation_strengths(
+    score_a: float,
+    score_v: float,
+    k: float,
+    threshold: float,
+    coeff_audio: float,
+    coeff_visual: float,
+) -> tuple[float, float]:
     """(beta_audio, beta_visual): only the stronger modality is pulled, only while k > threshold."""
     if k > threshold and score_a > score_v:
         return coeff_audio * math.exp(math.tanh(score_a - score_v)), 0.0
@@ -72,29 +79,76 @@ def weight_layers(encoder: nn.Module) -> list[torch.Tensor]:
 class InfoReg(Method):
     name = "inforeg"
     label = "InfoReg"
-    description = ("InfoReg: pull the stronger encoder back to its epoch-start weights while the Fisher trace "
-                   "still grows (prime learning window)")
+    description = (
+        "InfoReg: pull the stronger encoder back to its epoch-start weights while the Fisher trace "
+        "still grows (prime learning window)"
+    )
     params = (
-        Param("unimodal_loss", "bool", True,
-              "add CE of each modality's head slice (released code: on; off = InfoReg without unimodal loss)"),
-        Param("threshold", "float", 0.05, "regulate while the window signal k exceeds it (code 0.05; Mar-2025 0.04)",
-              0.0, 1.0, search=(0.01, 0.2)),
-        Param("coeff_audio", "float", 0.95, "pull strength on audio when it leads (code 0.95)",
-              0.0, 20.0, search=(0.1, 3.0)),
-        Param("coeff_visual", "float", 0.10, "pull strength on visual when it leads (code 0.10)",
-              0.0, 20.0, search=(0.01, 1.0)),
-        Param("trace_window", "int", 10, "epochs in the moving average of the Fisher trace (code 10)",
-              1, 1000, is_epoch=True, search=(3, 15)),
-        Param("trace_modality", "choice", "audio", "encoder whose Fisher trace gates both (code: audio)",
-              choices=("audio", "visual")),
-        Param("score", "choice", "sum", "S over the batch: sum (code; tanh saturates) or mean",
-              choices=("sum", "mean")),
+        Param(
+            "unimodal_loss",
+            "bool",
+            True,
+            "add CE of each modality's head slice (released code: on; off = InfoReg without unimodal loss)",
+        ),
+        Param(
+            "threshold",
+            "float",
+            0.05,
+            "regulate while the window signal k exceeds it (code 0.05; Mar-2025 0.04)",
+            0.0,
+            1.0,
+            search=(0.01, 0.2),
+        ),
+        Param(
+            "coeff_audio",
+            "float",
+            0.95,
+            "pull strength on audio when it leads (code 0.95)",
+            0.0,
+            20.0,
+            search=(0.1, 3.0),
+        ),
+        Param(
+            "coeff_visual",
+            "float",
+            0.10,
+            "pull strength on visual when it leads (code 0.10)",
+            0.0,
+            20.0,
+            search=(0.01, 1.0),
+        ),
+        Param(
+            "trace_window",
+            "int",
+            10,
+            "epochs in the moving average of the Fisher trace (code 10)",
+            1,
+            1000,
+            is_epoch=True,
+            search=(3, 15),
+        ),
+        Param(
+            "trace_modality",
+            "choice",
+            "audio",
+            "encoder whose Fisher trace gates both (code: audio)",
+            choices=("audio", "visual"),
+        ),
+        Param(
+            "score",
+            "choice",
+            "sum",
+            "S over the batch: sum (code; tanh saturates) or mean",
+            choices=("sum", "mean"),
+        ),
     )
     metric_keys = ("inforeg_k", "inforeg_trace", "inforeg_beta_audio", "inforeg_beta_visual")
 
     def __init__(self, params: dict[str, Any], trainer: TrialView) -> None:
         super().__init__(params, trainer)
-        self.traces: list[float] = []  # F(e) of every finished epoch: the state carried across epochs
+        self.traces: list[
+            float
+        ] = []  # F(e) of every finished epoch: the state carried across epochs
         self.epoch: int | None = None  # the epoch whose anchor and k are current
         self.k = 1.0
         self.anchor: dict[str, list[torch.Tensor]] = {}
@@ -113,7 +167,10 @@ class InfoReg(Method):
         model = self.trainer.model
         self.epoch = epoch
         self.k = window_signal(self.traces, self.p["trace_window"])
-        self.anchor = {m: [p.detach().clone() for _, p in model.encoder_parameters(m)] for m in ("audio", "visual")}
+        self.anchor = {
+            m: [p.detach().clone() for _, p in model.encoder_parameters(m)]
+            for m in ("audio", "visual")
+        }
         encoder = model.audio_net if self.p["trace_modality"] == "audio" else model.visual_net
         self.fisher = [torch.zeros_like(w) for w in weight_layers(encoder)]
 
@@ -135,10 +192,18 @@ class InfoReg(Method):
         model = self.trainer.model
         with autocast(self.trainer):
             logits_a, logits_v = model.unimodal_logits(out)
-        beta_a, beta_v = regulation_strengths(self._score(logits_a, labels), self._score(logits_v, labels), self.k,
-                                              self.p["threshold"], self.p["coeff_audio"], self.p["coeff_visual"])
+        beta_a, beta_v = regulation_strengths(
+            self._score(logits_a, labels),
+            self._score(logits_v, labels),
+            self.k,
+            self.p["threshold"],
+            self.p["coeff_audio"],
+            self.p["coeff_visual"],
+        )
         for modality, beta in (("audio", beta_a), ("visual", beta_v)):
-            pull_towards_([p for _, p in model.encoder_parameters(modality)], self.anchor[modality], beta)
+            pull_towards_(
+                [p for _, p in model.encoder_parameters(modality)], self.anchor[modality], beta
+            )
         encoder = model.audio_net if self.p["trace_modality"] == "audio" else model.visual_net
         for acc, w in zip(self.fisher, weight_layers(encoder)):  # after the pull, as in the code
             if w.grad is not None:

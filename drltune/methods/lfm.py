@@ -20,6 +20,7 @@ during training: mostly alignment early, mostly classification late (docs/method
   `hypergrad_scope` "first" takes the mean over the first parameter tensor only (the code:
   the audio conv1 weight), "all" over every parameter.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,14 @@ if TYPE_CHECKING:
     from drltune.models import AVClassifier
 
 # a_cls(e) of Crema_epoch.py (a_align's coefficients are the exact complements)
-FITTED_COEFFS = (2.04623704e-01, 3.35472727e-03, 1.22989557e-04, -2.92947416e-06, 2.23835486e-08, -5.39717505e-11)
+FITTED_COEFFS = (
+    2.04623704e-01,
+    3.35472727e-03,
+    1.22989557e-04,
+    -2.92947416e-06,
+    2.23835486e-08,
+    -5.39717505e-11,
+)
 FITTED_LAST_EPOCH = 199  # the polynomial was fitted on epochs 0..199; it diverges after them
 ALIGN_CLIP = (0.05, 0.95)
 
@@ -79,16 +87,29 @@ def alignment(logits_a: torch.Tensor, logits_v: torch.Tensor, form: str = "code"
     return 0.5 * (kl_p.mean() + kl_q.mean())
 
 
-def lfm_loss(fused: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor, labels: torch.Tensor,
-             alpha_cls: float, form: str = "code") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def lfm_loss(
+    fused: torch.Tensor,
+    logits_a: torch.Tensor,
+    logits_v: torch.Tensor,
+    labels: torch.Tensor,
+    alpha_cls: float,
+    form: str = "code",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(2 [a_cls CE + (1 - a_cls) D], CE, D): the training loss of both code paths."""
     cls = F.cross_entropy(fused, labels)
     align = alignment(logits_a, logits_v, form)
     return 2 * (alpha_cls * cls + (1 - alpha_cls) * align), cls, align
 
 
-def alpha_hypergrad(model: AVClassifier, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor,
-                    alpha_cls: float, form: str, scope: str) -> float:
+def alpha_hypergrad(
+    model: AVClassifier,
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    labels: torch.Tensor,
+    alpha_cls: float,
+    form: str,
+    scope: str,
+) -> float:
     """mean(H_tot g_cls) as getAlpha_Learnable computes it: the Hessian of L_tot (no factor 2)
     times the gradient of L_cls, averaged over the first parameter tensor ("first") or all ("all")."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -98,8 +119,12 @@ def alpha_hypergrad(model: AVClassifier, audio: torch.Tensor, visual: torch.Tens
     total = alpha_cls * cls + (1 - alpha_cls) * alignment(logits_a, logits_v, form)
     g_tot = torch.autograd.grad(total, params, create_graph=True, allow_unused=True)
     g_cls = torch.autograd.grad(cls, params, retain_graph=True, allow_unused=True)
-    pairs = [(t, c) for t, c in zip(g_tot, g_cls) if t is not None and c is not None and t.requires_grad]
-    raw = torch.autograd.grad([t for t, _ in pairs], params, grad_outputs=[c for _, c in pairs], allow_unused=True)
+    pairs = [
+        (t, c) for t, c in zip(g_tot, g_cls) if t is not None and c is not None and t.requires_grad
+    ]
+    raw = torch.autograd.grad(
+        [t for t, _ in pairs], params, grad_outputs=[c for _, c in pairs], allow_unused=True
+    )
     hvp = [h if h is not None else torch.zeros_like(p) for h, p in zip(raw, params)]
     if scope == "first":
         return hvp[0].float().mean().item()
@@ -122,7 +147,9 @@ class LateAverageHead(Fusion):
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return 0.5 * self.head_a(a) + 0.5 * self.head_v(v)
 
-    def unimodal_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def unimodal_logits(
+        self, a: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head_a(a), self.head_v(v)
 
     probe_logits = auxiliary_logits = unimodal_logits
@@ -132,28 +159,89 @@ class LateAverageHead(Fusion):
 class LFM(Method):
     name = "lfm"
     label = "LFM"
-    description = ("LFM: fused CE + prediction alignment between the modalities, balanced by a weight that "
-                   "follows the code's fitted schedule or is learned on held-out training clips; "
-                   "head late replaces the fusion head")
+    description = (
+        "LFM: fused CE + prediction alignment between the modalities, balanced by a weight that "
+        "follows the code's fitted schedule or is learned on held-out training clips; "
+        "head late replaces the fusion head"
+    )
     params = (
-        Param("schedule", "choice", "fitted", "fitted: the code's polynomial of the epoch; learned: a hypergradient "
-              "step per epoch on held-out clips", choices=("fitted", "learned")),
-        Param("fitted_clock", "choice", "epoch", "fitted schedule read at the raw epoch (code; fitted on 200 "
-              "epochs) or with the run stretched onto those 200", choices=("epoch", "run")),
-        Param("align_loss", "choice", "code", "code: 1/2[KL(m||p)+KL(m||q)] as released; js: the Jensen-Shannon "
-              "divergence", choices=("code", "js")),
-        Param("head", "choice", "late", "late: two linear heads averaged (code; replaces the fusion head); "
-              "fusion: the trial's fusion head and its unimodal logits", choices=("late", "fusion")),
-        Param("alpha_init", "float", 0.95, "learned: the alignment weight at the start (code 0.95; "
-              "BalanceBenchmark 0.05)", 0.05, 0.95),
-        Param("alpha_lr", "float", 1e-4, "learned: step size of the alignment weight (code 1e-4)", 1e-7, 10.0,
-              log=True, search=(1e-5, 1e-2)),
-        Param("alpha_lr_halving", "int", 20, "learned: the step size halves every this many epochs (code 20)",
-              1, 100_000, is_epoch=True, search=(10, 40)),
-        Param("holdout", "int", 16, "learned: training clips held out of training; the first half drive the "
-              "weight (code 16)", 2, 1024, search=(8, 64)),
-        Param("hypergrad_scope", "choice", "first", "learned: hypergradient mean over the first parameter tensor "
-              "(code: audio conv1) or over all", choices=("first", "all")),
+        Param(
+            "schedule",
+            "choice",
+            "fitted",
+            "fitted: the code's polynomial of the epoch; learned: a hypergradient "
+            "step per epoch on held-out clips",
+            choices=("fitted", "learned"),
+        ),
+        Param(
+            "fitted_clock",
+            "choice",
+            "epoch",
+            "fitted schedule read at the raw epoch (code; fitted on 200 "
+            "epochs) or with the run stretched onto those 200",
+            choices=("epoch", "run"),
+        ),
+        Param(
+            "align_loss",
+            "choice",
+            "code",
+            "code: 1/2[KL(m||p)+KL(m||q)] as released; js: the Jensen-Shannon divergence",
+            choices=("code", "js"),
+        ),
+        Param(
+            "head",
+            "choice",
+            "late",
+            "late: two linear heads averaged (code; replaces the fusion head); "
+            "fusion: the trial's fusion head and its unimodal logits",
+            choices=("late", "fusion"),
+        ),
+        Param(
+            "alpha_init",
+            "float",
+            0.95,
+            "learned: the alignment weight at the start (code 0.95; BalanceBenchmark 0.05)",
+            0.05,
+            0.95,
+        ),
+        Param(
+            "alpha_lr",
+            "float",
+            1e-4,
+            "learned: step size of the alignment weight (code 1e-4)",
+            1e-7,
+            10.0,
+            log=True,
+            search=(1e-5, 1e-2),
+        ),
+        Param(
+            "alpha_lr_halving",
+            "int",
+            20,
+            "learned: the step size halves every this many epochs (code 20)",
+            1,
+            100_000,
+            is_epoch=True,
+            search=(10, 40),
+        ),
+        Param(
+            "holdout",
+            "int",
+            16,
+            "learned: training clips held out of training; the first half drive the "
+            "weight (code 16)",
+            2,
+            1024,
+            search=(8, 64),
+        ),
+        Param(
+            "hypergrad_scope",
+            "choice",
+            "first",
+            "learned: hypergradient mean over the first parameter tensor "
+            "(code: audio conv1) or over all",
+            choices=("first", "all"),
+        ),
     )
     metric_keys = ("lfm_alpha_cls", "lfm_loss_cls", "lfm_loss_align", "lfm_hypergrad")
 
@@ -166,8 +254,10 @@ class LFM(Method):
     def check(cls, params: dict[str, Any], cfg: TrialConfig) -> None:
         super().check(params, cfg)
         if params["head"] == "fusion" and cfg.fusion in ("film", "gated"):
-            raise DrltuneError(f"params.head: fusion needs unimodal logits, which fusion {cfg.fusion} does not have; "
-                               "use head late or fusion concat/sum")
+            raise DrltuneError(
+                f"params.head: fusion needs unimodal logits, which fusion {cfg.fusion} does not have; "
+                "use head late or fusion concat/sum"
+            )
 
     def __init__(self, params: dict[str, Any], trainer: TrialView) -> None:
         super().__init__(params, trainer)
@@ -195,7 +285,9 @@ class LFM(Method):
         held = torch.randperm(n, generator=gen)[:k].numpy()
         self.holdout_batch = held[: k // 2]
         self.holdout_split = data.train
-        self.trainer.data = dataclasses.replace(data, train=data.train.subset(np.setdiff1d(np.arange(n), held)))
+        self.trainer.data = dataclasses.replace(
+            data, train=data.train.subset(np.setdiff1d(np.arange(n), held))
+        )
 
     def alpha_cls(self, epoch: int) -> float:
         if self.p["schedule"] == "learned":
@@ -207,30 +299,46 @@ class LFM(Method):
         at epoch 0 and in eval mode afterwards, as in the code (its val() leaves it in eval)."""
         trainer, model = self.trainer, self.trainer.model
         assert self.holdout_batch is not None  # setup() drew it
-        audio, visual, labels = to_device_batch(self.holdout_split, self.holdout_batch, trainer.device, False, None)
+        audio, visual, labels = to_device_batch(
+            self.holdout_split, self.holdout_batch, trainer.device, False, None
+        )
         model.train(epoch == 0)
         try:
-            self.hypergrad = alpha_hypergrad(model, audio, visual, labels, 1.0 - self.alpha_align,
-                                             self.p["align_loss"], self.p["hypergrad_scope"])
+            self.hypergrad = alpha_hypergrad(
+                model,
+                audio,
+                visual,
+                labels,
+                1.0 - self.alpha_align,
+                self.p["align_loss"],
+                self.p["hypergrad_scope"],
+            )
         finally:
             model.train()
         lr = self.p["alpha_lr"] / 2 ** (epoch // self.p["alpha_lr_halving"])
         self.alpha_align = updated_alpha_align(self.alpha_align, self.hypergrad, lr)
 
-    def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
+    ) -> tuple[float | torch.Tensor, torch.Tensor]:
         if step == 0 and self.p["schedule"] == "learned":
             self.learn_alpha(epoch)
         return self.trainer.joint_step(audio, visual, labels, epoch, step)
 
     def loss(self, out, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         logits_a, logits_v = self.trainer.model.unimodal_logits(out)
-        loss, cls, align = lfm_loss(out.logits, logits_a, logits_v, labels, self.alpha_cls(epoch), self.p["align_loss"])
+        loss, cls, align = lfm_loss(
+            out.logits, logits_a, logits_v, labels, self.alpha_cls(epoch), self.p["align_loss"]
+        )
         self.means.add(lfm_loss_cls=cls.item(), lfm_loss_align=align.item())
         return loss
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
-        return {"lfm_alpha_cls": self.alpha_cls(epoch), **self.means.pop(), "lfm_hypergrad": self.hypergrad}
+        return {
+            "lfm_alpha_cls": self.alpha_cls(epoch),
+            **self.means.pop(),
+            "lfm_hypergrad": self.hypergrad,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"alpha_align": self.alpha_align, "hypergrad": self.hypergrad}

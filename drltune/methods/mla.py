@@ -19,6 +19,7 @@ docs/methods.md §6c gives the official code's quirks and the switch for each:
 The model's fusion head is replaced by the shared head (Linear 512 -> K), so `fusion` has no
 effect on an MLA trial.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,9 @@ if TYPE_CHECKING:
 MODALITIES = ("audio", "visual")
 
 
-def modality_weights(logits_a: torch.Tensor, logits_v: torch.Tensor, mode: str,
-                     audio_weight: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def modality_weights(
+    logits_a: torch.Tensor, logits_v: torch.Tensor, mode: str, audio_weight: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(w_audio, w_visual), each broadcastable to the (B, K) logits and summing to 1.
 
     The entropy modes give the less uncertain modality more weight: w = softmax(-H) over the
@@ -94,7 +96,9 @@ class SharedHead(Fusion):
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.fuse(self.head(a), self.head(v))
 
-    def unimodal_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def unimodal_logits(
+        self, a: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(a), self.head(v)
 
     probe_logits = auxiliary_logits = unimodal_logits
@@ -103,32 +107,57 @@ class SharedHead(Fusion):
 @METHODS.register
 class MLA(Method):
     name = "mla"
-    description = ("MLA: one optimiser step per modality through a shared head (projected head gradient), "
-                   "entropy-weighted fusion at inference; replaces the fusion head")
+    description = (
+        "MLA: one optimiser step per modality through a shared head (projected head gradient), "
+        "entropy-weighted fusion at inference; replaces the fusion head"
+    )
     params = (
-        Param("head_projection", "choice", "add",
-              "shared head's gradient: add g P^T (BalanceBenchmark), replace by g P^T (official text), "
-              "off (the official code as it runs)", choices=("add", "replace", "off")),
-        Param("fusion_weights", "choice", "batch_entropy",
-              "inference weights: batch_entropy (official code), sample_entropy, fixed (audio_weight)",
-              choices=("batch_entropy", "sample_entropy", "fixed")),
-        Param("audio_weight", "float", 0.55, "audio's weight under fusion_weights fixed (official run 0.55)",
-              0.0, 1.0, search=(0.3, 0.7)),
+        Param(
+            "head_projection",
+            "choice",
+            "add",
+            "shared head's gradient: add g P^T (BalanceBenchmark), replace by g P^T (official text), "
+            "off (the official code as it runs)",
+            choices=("add", "replace", "off"),
+        ),
+        Param(
+            "fusion_weights",
+            "choice",
+            "batch_entropy",
+            "inference weights: batch_entropy (official code), sample_entropy, fixed (audio_weight)",
+            choices=("batch_entropy", "sample_entropy", "fixed"),
+        ),
+        Param(
+            "audio_weight",
+            "float",
+            0.55,
+            "audio's weight under fusion_weights fixed (official run 0.55)",
+            0.0,
+            1.0,
+            search=(0.3, 0.7),
+        ),
     )
     metric_keys = ("loss_audio", "loss_visual", "mla_weight_audio")
 
     def extend_model(self, model: AVClassifier) -> None:
-        model.fusion = SharedHead(model.audio_net.out_dim, model.num_classes, self.p["fusion_weights"],
-                                  self.p["audio_weight"])
+        model.fusion = SharedHead(
+            model.audio_net.out_dim,
+            model.num_classes,
+            self.p["fusion_weights"],
+            self.p["audio_weight"],
+        )
 
     def setup(self) -> None:
         dim = self.trainer.model.audio_net.out_dim
         self.projector = torch.eye(dim, device=self.trainer.device)
-        self.updates = 0  # optimiser steps so far: the very first one is never projected (as the code)
+        self.updates = (
+            0  # optimiser steps so far: the very first one is never projected (as the code)
+        )
         self.means = StepMeans(self.metric_keys)
 
-    def train_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[float | torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
+    ) -> tuple[float | torch.Tensor, torch.Tensor]:
         trainer, model = self.trainer, self.trainer.model
         inputs = {"audio": (model.audio_net, audio), "visual": (model.visual_net, visual)}
         losses, logits = {}, {}
@@ -147,9 +176,17 @@ class MLA(Method):
             self.updates += 1
             losses[m], logits[m] = loss.item(), out.detach().float()
         trainer.optimizer.zero_grad(set_to_none=True)
-        w_a, _ = modality_weights(logits["audio"], logits["visual"], self.p["fusion_weights"], self.p["audio_weight"])
-        self.means.add(loss_audio=losses["audio"], loss_visual=losses["visual"], mla_weight_audio=w_a.mean().item())
-        return (losses["audio"] + losses["visual"]) / 2, model.fusion.fuse(logits["audio"], logits["visual"])
+        w_a, _ = modality_weights(
+            logits["audio"], logits["visual"], self.p["fusion_weights"], self.p["audio_weight"]
+        )
+        self.means.add(
+            loss_audio=losses["audio"],
+            loss_visual=losses["visual"],
+            mla_weight_audio=w_a.mean().item(),
+        )
+        return (losses["audio"] + losses["visual"]) / 2, model.fusion.fuse(
+            logits["audio"], logits["visual"]
+        )
 
     @torch.no_grad()
     def _project_head_grad(self, features: torch.Tensor, step: int) -> None:

@@ -8,6 +8,7 @@ between them (the Pareto-stationary direction). The encoder's gradient becomes
 loss's gradient, times `gamma` (1.5 in the code). Heads keep the summed loss's gradient.
 docs/methods.md §6b.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -38,20 +39,30 @@ def min_norm_weights(v1v1: float, v1v2: float, v2v2: float) -> tuple[float, floa
     return c, 1.0 - c
 
 
-def pareto_weights(g_mm: list[torch.Tensor], g_uni: list[torch.Tensor]) -> tuple[float, float, float]:
+def pareto_weights(
+    g_mm: list[torch.Tensor], g_uni: list[torch.Tensor]
+) -> tuple[float, float, float]:
     """(k_mm, k_uni, cosine) for one encoder from its per-tensor gradient lists."""
     flat_mm = torch.cat([g.flatten().float() for g in g_mm])
     flat_uni = torch.cat([g.flatten().float() for g in g_uni])
     cos = F.cosine_similarity(flat_mm, flat_uni, dim=0).item()
     if cos > 0:
         return 0.5, 0.5, cos
-    k_mm, k_uni = min_norm_weights(flat_mm.dot(flat_mm).item(), flat_mm.dot(flat_uni).item(),
-                                   flat_uni.dot(flat_uni).item())
+    k_mm, k_uni = min_norm_weights(
+        flat_mm.dot(flat_mm).item(), flat_mm.dot(flat_uni).item(), flat_uni.dot(flat_uni).item()
+    )
     return k_mm, k_uni, cos
 
 
-def combined_grad(g_mm: torch.Tensor, g_uni: torch.Tensor, g_sum: torch.Tensor, k_mm: float, k_uni: float,
-                  gamma: float, rescale: bool = True) -> torch.Tensor:
+def combined_grad(
+    g_mm: torch.Tensor,
+    g_uni: torch.Tensor,
+    g_sum: torch.Tensor,
+    k_mm: float,
+    k_uni: float,
+    gamma: float,
+    rescale: bool = True,
+) -> torch.Tensor:
     """One tensor's new gradient: 2 (k_mm g_mm + k_uni g_uni), lifted to |g_sum| if it is shorter, x gamma."""
     new = 2 * k_mm * g_mm + 2 * k_uni * g_uni
     if rescale:
@@ -68,12 +79,30 @@ class MMPareto(Method):
     name = "mmpareto"
     description = "MMPareto: fused + unimodal losses, per-encoder gradients combined by a Pareto rule and enlarged"
     params = (
-        Param("gamma", "float", 1.5, "factor on the combined encoder gradients (1.5 hard-coded in the code)",
-              0.1, 10.0, search=(1.0, 2.0)),
-        Param("rescale", "bool", True, "lift each combined gradient to the summed loss's gradient norm (code: on)"),
+        Param(
+            "gamma",
+            "float",
+            1.5,
+            "factor on the combined encoder gradients (1.5 hard-coded in the code)",
+            0.1,
+            10.0,
+            search=(1.0, 2.0),
+        ),
+        Param(
+            "rescale",
+            "bool",
+            True,
+            "lift each combined gradient to the summed loss's gradient norm (code: on)",
+        ),
     )
-    metric_keys = ("cos_audio", "cos_visual", "pareto_share_audio", "pareto_share_visual",
-                   "loss_audio", "loss_visual")
+    metric_keys = (
+        "cos_audio",
+        "cos_visual",
+        "pareto_share_audio",
+        "pareto_share_visual",
+        "loss_audio",
+        "loss_visual",
+    )
 
     def __init__(self, params: dict[str, Any], trainer: TrialView) -> None:
         super().__init__(params, trainer)
@@ -83,22 +112,30 @@ class MMPareto(Method):
     def extend_model(self, model: AVClassifier) -> None:
         """The official model's unimodal heads (Linear 512 -> K each), trained by their own losses."""
         dim, k = model.audio_net.out_dim, model.num_classes
-        model.add_module("unimodal_heads", nn.ModuleDict({m: nn.Linear(dim, k) for m in MODALITIES}))
+        model.add_module(
+            "unimodal_heads", nn.ModuleDict({m: nn.Linear(dim, k) for m in MODALITIES})
+        )
 
     def loss(self, out, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         model = self.trainer.model
         heads = model.unimodal_heads
         assert isinstance(heads, nn.ModuleDict)  # added by extend_model
         loss_mm = F.cross_entropy(out.logits, labels)
-        loss_uni = {"audio": F.cross_entropy(heads["audio"](out.feat_a), labels),
-                    "visual": F.cross_entropy(heads["visual"](out.feat_v), labels)}
+        loss_uni = {
+            "audio": F.cross_entropy(heads["audio"](out.feat_a), labels),
+            "visual": F.cross_entropy(heads["visual"](out.feat_v), labels),
+        }
         self.grads = {}
-        for m in MODALITIES:  # the two gradients to compare, on this encoder only (backward runs later)
+        for (
+            m
+        ) in MODALITIES:  # the two gradients to compare, on this encoder only (backward runs later)
             params = [p for _, p in model.encoder_parameters(m)]
             g_mm = torch.autograd.grad(loss_mm, params, retain_graph=True, allow_unused=True)
             g_uni = torch.autograd.grad(loss_uni[m], params, retain_graph=True, allow_unused=True)
-            self.grads[m] = ([g if g is not None else torch.zeros_like(p) for g, p in zip(g_mm, params)],
-                             [g if g is not None else torch.zeros_like(p) for g, p in zip(g_uni, params)])
+            self.grads[m] = (
+                [g if g is not None else torch.zeros_like(p) for g, p in zip(g_mm, params)],
+                [g if g is not None else torch.zeros_like(p) for g, p in zip(g_uni, params)],
+            )
         self.means.add(loss_audio=loss_uni["audio"].item(), loss_visual=loss_uni["visual"].item())
         return loss_mm + loss_uni["audio"] + loss_uni["visual"]
 

@@ -18,6 +18,7 @@ zero-padding path f(a, 0), f(0, v) — so the method runs with every fusion.
 `scope` "conv" modulates only 4-D conv weights (the repo; for ResNet encoders this is also
 BalanceMM's "every non-1-D grad"); "all" adds BN affine grads.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,16 +58,50 @@ class OGMGE(Method):
     name = "ogm_ge"
     description = "OGM-GE: slow the dominant encoder's grads by 1 - tanh(alpha * score ratio), plus Gaussian noise"
     params = (
-        Param("alpha", "float", 0.8, "modulation strength (README: 0.8 CREMA-D, 0.1 VGGSound; BalanceMM 0.3)",
-              0.01, 5.0, log=True, search=(0.05, 1.5)),
-        Param("variant", "choice", "OGM_GE", "OGM scales only; OGM_GE also adds the generalisation noise",
-              choices=("OGM_GE", "OGM")),
-        Param("modulation_starts", "int", 0, "first modulated epoch (inclusive)", 0, 1000, is_epoch=True,
-              search=(0, 10)),
-        Param("modulation_ends", "int", 50, "last modulated epoch (inclusive)", 0, 1000, is_epoch=True,
-              search=(30, 80)),
-        Param("scope", "choice", "conv", "encoder grads modulated: 4-D conv weights (official) or all",
-              choices=("conv", "all")),
+        Param(
+            "alpha",
+            "float",
+            0.8,
+            "modulation strength (README: 0.8 CREMA-D, 0.1 VGGSound; BalanceMM 0.3)",
+            0.01,
+            5.0,
+            log=True,
+            search=(0.05, 1.5),
+        ),
+        Param(
+            "variant",
+            "choice",
+            "OGM_GE",
+            "OGM scales only; OGM_GE also adds the generalisation noise",
+            choices=("OGM_GE", "OGM"),
+        ),
+        Param(
+            "modulation_starts",
+            "int",
+            0,
+            "first modulated epoch (inclusive)",
+            0,
+            1000,
+            is_epoch=True,
+            search=(0, 10),
+        ),
+        Param(
+            "modulation_ends",
+            "int",
+            50,
+            "last modulated epoch (inclusive)",
+            0,
+            1000,
+            is_epoch=True,
+            search=(30, 80),
+        ),
+        Param(
+            "scope",
+            "choice",
+            "conv",
+            "encoder grads modulated: 4-D conv weights (official) or all",
+            choices=("conv", "all"),
+        ),
     )
     metric_keys = ("ogm_score_ratio", "ogm_coeff_audio", "ogm_coeff_visual")
 
@@ -86,8 +121,12 @@ class OGMGE(Method):
         else:
             noise = self.p["variant"] == "OGM_GE"
             for modality, k in (("audio", k_a), ("visual", k_v)):
-                modulate_(grads_in_scope(model.encoder_parameters(modality), self.p["scope"]), k, noise)
-        self.means.add(ogm_score_ratio=score_a / max(score_v, EPS), ogm_coeff_audio=k_a, ogm_coeff_visual=k_v)
+                modulate_(
+                    grads_in_scope(model.encoder_parameters(modality), self.p["scope"]), k, noise
+                )
+        self.means.add(
+            ogm_score_ratio=score_a / max(score_v, EPS), ogm_coeff_audio=k_a, ogm_coeff_visual=k_v
+        )
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         return self.means.pop()

@@ -23,6 +23,7 @@ on its own features — so it can catch up without slowing the fused head (docs/
 Features are the pooled encoder outputs for every fusion (the repo uses gated fusion's
 projections; drltune's fusions do not expose them). PMR needs no unimodal head, so every fusion works.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,10 +43,13 @@ def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor) -> torch.
     return -torch.cdist(features.float(), prototypes.float())
 
 
-def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                fallback: torch.Tensor) -> torch.Tensor:
+def class_means(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, fallback: torch.Tensor
+) -> torch.Tensor:
     """Per-class mean feature; classes without samples take their row of `fallback`."""
-    sums = torch.zeros(num_classes, features.shape[1], device=features.device).index_add_(0, labels, features.float())
+    sums = torch.zeros(num_classes, features.shape[1], device=features.device).index_add_(
+        0, labels, features.float()
+    )
     counts = torch.bincount(labels, minlength=num_classes).to(features.device)
     means = sums / counts.clamp(min=1).unsqueeze(1)
     return torch.where((counts > 0).unsqueeze(1), means, fallback.to(means))
@@ -69,22 +73,80 @@ class PMR(Method):
     name = "pmr"
     description = "PMR: prototype (nearest class-mean) CE on the weaker modality, prototypes refreshed each epoch"
     params = (
-        Param("alpha", "float", 1.0, "prototype-loss weight for the weaker modality (repo 1.0; CREMA-D 2-3)",
-              0.01, 10.0, log=True, search=(0.1, 5.0)),
-        Param("momentum_coef", "float", 0.2, "EMA weight of the previous prototypes (repo 0.2; bash.sh 0.0)",
-              0.0, 0.99, search=(0.0, 0.9)),
-        Param("proto_fraction", "float", 0.1, "fraction of shuffled train batches the prototypes average",
-              0.01, 1.0),
-        Param("modulation_starts", "int", 0, "first epoch with the prototype loss (inclusive)", 0, 1000,
-              is_epoch=True, search=(0, 10)),
-        Param("modulation_ends", "int", 70, "last epoch with the prototype loss (inclusive; bash.sh 70)", 0, 1000,
-              is_epoch=True, search=(30, 100)),
-        Param("coef_mode", "choice", "hard", "hard: constant alpha (code); continuous: alpha*(ratio-1) (paper)",
-              choices=("hard", "continuous")),
-        Param("entropy_weight", "float", 0.0, "weight of the dominant modality's prototype-entropy bonus "
-              "(paper, UNVERIFIED form; 0 = released code)", 0.0, 1.0, search=(0.0, 0.1)),
-        Param("entropy_ends", "int", 10, "last epoch (inclusive) of the entropy term", 0, 1000, is_epoch=True,
-              search=(5, 20)),
+        Param(
+            "alpha",
+            "float",
+            1.0,
+            "prototype-loss weight for the weaker modality (repo 1.0; CREMA-D 2-3)",
+            0.01,
+            10.0,
+            log=True,
+            search=(0.1, 5.0),
+        ),
+        Param(
+            "momentum_coef",
+            "float",
+            0.2,
+            "EMA weight of the previous prototypes (repo 0.2; bash.sh 0.0)",
+            0.0,
+            0.99,
+            search=(0.0, 0.9),
+        ),
+        Param(
+            "proto_fraction",
+            "float",
+            0.1,
+            "fraction of shuffled train batches the prototypes average",
+            0.01,
+            1.0,
+        ),
+        Param(
+            "modulation_starts",
+            "int",
+            0,
+            "first epoch with the prototype loss (inclusive)",
+            0,
+            1000,
+            is_epoch=True,
+            search=(0, 10),
+        ),
+        Param(
+            "modulation_ends",
+            "int",
+            70,
+            "last epoch with the prototype loss (inclusive; bash.sh 70)",
+            0,
+            1000,
+            is_epoch=True,
+            search=(30, 100),
+        ),
+        Param(
+            "coef_mode",
+            "choice",
+            "hard",
+            "hard: constant alpha (code); continuous: alpha*(ratio-1) (paper)",
+            choices=("hard", "continuous"),
+        ),
+        Param(
+            "entropy_weight",
+            "float",
+            0.0,
+            "weight of the dominant modality's prototype-entropy bonus "
+            "(paper, UNVERIFIED form; 0 = released code)",
+            0.0,
+            1.0,
+            search=(0.0, 0.1),
+        ),
+        Param(
+            "entropy_ends",
+            "int",
+            10,
+            "last epoch (inclusive) of the entropy term",
+            0,
+            1000,
+            is_epoch=True,
+            search=(5, 20),
+        ),
     )
     metric_keys = ("pmr_score_ratio", "pmr_coeff_audio", "pmr_coeff_visual")
 
@@ -101,13 +163,17 @@ class PMR(Method):
         self.proto_a, self.proto_v = self.compute_prototypes(zeros, zeros)
 
     @torch.no_grad()
-    def compute_prototypes(self, old_a: torch.Tensor, old_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_prototypes(
+        self, old_a: torch.Tensor, old_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         t, c = self.trainer, self.trainer.cfg
         split = t.data.train
         take = max(1, math.floor(math.ceil(len(split) / c.batch_size) * self.p["proto_fraction"]))
         feats_a, feats_v, labels = [], [], []
         t.model.eval()
-        for i, rows in enumerate(split.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen)):
+        for i, rows in enumerate(
+            split.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen)
+        ):
             if i >= take:
                 break
             audio, visual, y = to_device_batch(split, rows, t.device, c.augment, self.augment_gen)
@@ -118,7 +184,10 @@ class PMR(Method):
             labels.append(y)
         y = torch.cat(labels)
         k = t.data.num_classes
-        return (class_means(torch.cat(feats_a), y, k, old_a), class_means(torch.cat(feats_v), y, k, old_v))
+        return (
+            class_means(torch.cat(feats_a), y, k, old_a),
+            class_means(torch.cat(feats_v), y, k, old_v),
+        )
 
     def loss(self, out, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         ce = F.cross_entropy(out.logits, labels)
@@ -128,7 +197,9 @@ class PMR(Method):
         logits_v = prototype_logits(out.feat_v, self.proto_v)
         ratio = true_class_score(logits_a, labels) / max(true_class_score(logits_v, labels), 1e-12)
         beta, lam = pmr_coefficients(ratio, self.p["alpha"], self.p["coef_mode"])
-        loss = ce + beta * F.cross_entropy(logits_a, labels) + lam * F.cross_entropy(logits_v, labels)
+        loss = (
+            ce + beta * F.cross_entropy(logits_a, labels) + lam * F.cross_entropy(logits_v, labels)
+        )
         if self.p["entropy_weight"] > 0 and epoch <= self.p["entropy_ends"] and ratio != 1:
             dominant = logits_a if ratio > 1 else logits_v
             loss = loss - self.p["entropy_weight"] * mean_entropy(dominant)
@@ -144,10 +215,17 @@ class PMR(Method):
         return self.means.pop()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"proto_a": self.proto_a, "proto_v": self.proto_v,
-                "shuffle_gen": self.shuffle_gen.get_state(), "augment_gen": self.augment_gen.get_state()}
+        return {
+            "proto_a": self.proto_a,
+            "proto_v": self.proto_v,
+            "shuffle_gen": self.shuffle_gen.get_state(),
+            "augment_gen": self.augment_gen.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.proto_a, self.proto_v = state["proto_a"].to(self.trainer.device), state["proto_v"].to(self.trainer.device)
+        self.proto_a, self.proto_v = (
+            state["proto_a"].to(self.trainer.device),
+            state["proto_v"].to(self.trainer.device),
+        )
         self.shuffle_gen.set_state(state["shuffle_gen"])
         self.augment_gen.set_state(state["augment_gen"])

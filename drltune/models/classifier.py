@@ -1,4 +1,5 @@
 """Audio encoder + visual encoder + fusion head: the one model every method trains."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,8 +23,14 @@ class ModelOutput:
 class AVClassifier(nn.Module):
     """`modality` "audio"/"visual" trains a unimodal model: the other encoder is skipped and fed as zeros."""
 
-    def __init__(self, num_classes: int, fusion: str = "concat", width: int = 64, modality: str = "both",
-                 audio_channels: int = 1) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        fusion: str = "concat",
+        width: int = 64,
+        modality: str = "both",
+        audio_channels: int = 1,
+    ) -> None:
         super().__init__()
         self.audio_net = AudioEncoder(width, audio_channels)
         self.visual_net = VisualEncoder(width)
@@ -31,7 +38,9 @@ class AVClassifier(nn.Module):
         self.modality = modality
         self.num_classes = num_classes
 
-    def encode(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, audio: torch.Tensor, visual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.modality == "visual":
             v = self.visual_net(visual)
             return torch.zeros_like(v), v

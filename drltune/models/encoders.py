@@ -1,4 +1,5 @@
 """ResNet-18 encoders as in every DR/OGM/PMR/ARL repo, built on torchvision's ResNet, with a width knob."""
+
 from __future__ import annotations
 
 import torch

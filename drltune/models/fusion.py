@@ -1,4 +1,5 @@
 """Fusion heads of the papers (docs/methods.md §1.2); `a` is audio, `v` visual, both (B,D)."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -19,10 +20,14 @@ class Fusion(nn.Module):
 
     name: ClassVar[str]
 
-    def unimodal_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def unimodal_logits(
+        self, a: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
-    def auxiliary_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def auxiliary_logits(
+        self, a: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """ARL's *_AUXI unimodal paths: the fused head fed one modality with the other zeroed."""
         return self(a, torch.zeros_like(v)), self(torch.zeros_like(a), v)
 
@@ -48,7 +53,7 @@ class ConcatFusion(Fusion):
 
     def unimodal_logits(self, a, v):
         w, b = self.fc_out.weight, self.fc_out.bias
-        return a @ w[:, : self.dim].T + b / 2, v @ w[:, self.dim:].T + b / 2
+        return a @ w[:, : self.dim].T + b / 2, v @ w[:, self.dim :].T + b / 2
 
 
 @FUSIONS.register

@@ -5,6 +5,7 @@ selected epoch's weights), one such `.pt` file, a `.pt` file holding a state dic
 "weights" or "model", the official repos' form), or a `.safetensors` file. Only the encoder's own
 tensors (`audio_net.*` / `visual_net.*`) are read; heads are not.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,9 @@ from torch import nn
 
 from drltune.errors import DrltuneError, typed_line
 
-BEST_GLOB = "best_state-*.pt"  # the trainer's selected weights in a checkpoint folder (train/checkpoint.py)
+BEST_GLOB = (
+    "best_state-*.pt"  # the trainer's selected weights in a checkpoint folder (train/checkpoint.py)
+)
 
 
 def weights_file(path: str | Path) -> Path:
@@ -24,7 +27,9 @@ def weights_file(path: str | Path) -> Path:
     if path.is_dir():
         found = sorted(path.glob(BEST_GLOB))
         if len(found) != 1:
-            raise DrltuneError(f"{path}: expected one {BEST_GLOB} in a checkpoint folder, found {len(found)}")
+            raise DrltuneError(
+                f"{path}: expected one {BEST_GLOB} in a checkpoint folder, found {len(found)}"
+            )
         return found[0]
     if not path.is_file():
         raise DrltuneError(f"{path}: no such file or checkpoint folder")
@@ -51,9 +56,11 @@ def _state_dict(path: Path) -> dict[str, Any]:
 def encoder_state(path: str | Path, prefix: str) -> dict[str, torch.Tensor]:
     """The tensors under `prefix` ("audio_net.") of a saved run, with the prefix removed."""
     file = weights_file(path)
-    state = {k[len(prefix):]: v for k, v in _state_dict(file).items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in _state_dict(file).items() if k.startswith(prefix)}
     if not state:
-        raise DrltuneError(f"{file}: has no {prefix.rstrip('.')} weights (is it a drltune run's weights?)")
+        raise DrltuneError(
+            f"{file}: has no {prefix.rstrip('.')} weights (is it a drltune run's weights?)"
+        )
     return state
 
 
@@ -63,9 +70,13 @@ def load_encoder(encoder: nn.Module, path: str | Path, prefix: str) -> None:
     own = encoder.state_dict()
     missing = sorted(set(own) - set(state))
     if missing:
-        raise DrltuneError(f"{path}: {prefix.rstrip('.')} weights lack {missing[0]} (and {len(missing) - 1} more)")
+        raise DrltuneError(
+            f"{path}: {prefix.rstrip('.')} weights lack {missing[0]} (and {len(missing) - 1} more)"
+        )
     for key, tensor in own.items():
         if state[key].shape != tensor.shape:
-            raise DrltuneError(f"{path}: {prefix}{key} has shape {tuple(state[key].shape)}, this model "
-                               f"{tuple(tensor.shape)} (another encoder_width or input?)")
+            raise DrltuneError(
+                f"{path}: {prefix}{key} has shape {tuple(state[key].shape)}, this model "
+                f"{tuple(tensor.shape)} (another encoder_width or input?)"
+            )
     encoder.load_state_dict({k: state[k] for k in own})

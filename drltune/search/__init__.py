@@ -3,14 +3,22 @@
 The names below load on first use, so importing a light submodule (e.g. the pruner names
 for `drltune search --help`) does not import torch through the runner.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-_EXPORTS = {"SearchSpec": "runner", "run_search": "runner", "SearchSpace": "space", "load_space": "space",
-            "open_storage": "storage", "open_reader": "storage", "open_writer": "storage",
-            "resolve_storage_url": "storage_url"}
+_EXPORTS = {
+    "SearchSpec": "runner",
+    "run_search": "runner",
+    "SearchSpace": "space",
+    "load_space": "space",
+    "open_storage": "storage",
+    "open_reader": "storage",
+    "open_writer": "storage",
+    "resolve_storage_url": "storage_url",
+}
 __all__ = sorted(_EXPORTS)
 
 

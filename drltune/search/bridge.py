@@ -16,6 +16,7 @@ heartbeat thread only records heartbeats). No storage error escapes into Tune: o
 the storage's patience (or a failure budget that runs out) *halts* the search, which stops every
 trial and leaves them to be retried by the next run.
 """
+
 from __future__ import annotations
 
 import collections
@@ -52,9 +53,13 @@ from drltune.search.tracked import SearchTracking
 from drltune.search.trainable import RESTORED
 
 MAX_INVALID_IN_A_ROW = 50
-SAME_ERROR_STOP = 5  # this many failures in a row with one error stop the search (with --max-failed-trials)
-OOM_ADVICE = ("; the trials do not fit the device: run fewer at a time (--concurrent) or give each "
-              "more of a GPU (--gpus-per-trial)")
+SAME_ERROR_STOP = (
+    5  # this many failures in a row with one error stop the search (with --max-failed-trials)
+)
+OOM_ADVICE = (
+    "; the trials do not fit the device: run fewer at a time (--concurrent) or give each "
+    "more of a GPU (--gpus-per-trial)"
+)
 
 
 @dataclass
@@ -69,7 +74,9 @@ class FailureBudget:
 
     def add(self, error: str) -> str | None:
         """Count one failure; the reason to stop, if the budget is spent."""
-        key = re.sub(r"\d+", "#", error)[:300]  # the same fault at another epoch or step is the same error
+        key = re.sub(r"\d+", "#", error)[
+            :300
+        ]  # the same fault at another epoch or step is the same error
         self.errors[key] += 1
         self.first.setdefault(key, error[:300])
         self.streak = [*self.streak, key] if self.streak and self.streak[-1] == key else [key]
@@ -78,8 +85,10 @@ class FailureBudget:
         total = sum(self.errors.values())
         if total >= self.limit:
             common, n = self.errors.most_common(1)[0]
-            return (f"{total} trials failed (--max-failed-trials {self.limit}); "
-                    f"most common error ({n}x): {self._show(common)}")
+            return (
+                f"{total} trials failed (--max-failed-trials {self.limit}); "
+                f"most common error ({n}x): {self._show(common)}"
+            )
         return None
 
     def _show(self, key: str) -> str:
@@ -107,6 +116,7 @@ class LiveTrial:
 
 def _halting_on_storage_loss(default: Any) -> Callable:
     """Tune callbacks must not raise: a storage that stays down halts the search instead."""
+
     def wrap(method: Callable) -> Callable:
         @functools.wraps(method)
         def call(self: "OptunaBridge", *args: Any, **kwargs: Any) -> Any:
@@ -116,20 +126,34 @@ def _halting_on_storage_loss(default: Any) -> Callable:
                 self.storage_lost = True  # no more writes: each would wait out the patience again
                 self.halt(str(exc))
                 return default() if callable(default) else default
+
         return call
+
     return wrap
 
 
 class OptunaBridge(Searcher):
     """Ask/tell searcher over `study`, up to the study-wide `shared` budget of --trials."""
 
-    def __init__(self, study: optuna.Study, space: SearchSpace, base: TrialConfig, shared: SharedBudget,
-                 threads: int = 1, on_outcome: Callable[[Outcome], None] | None = None,
-                 stop_reason: Callable[[], str | None] | None = None, checkpoints: CheckpointStore | None = None,
-                 checkpoint_every: int = 1, max_failed: int = 10,
-                 heartbeat_age: Callable[[], float] | None = None, note: Callable[[str], None] | None = None,
-                 objective: Objective | None = None) -> None:
-        super().__init__(metric="val_acc", mode="max")  # Ray's own view; Optuna's objective is `objective`
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        base: TrialConfig,
+        shared: SharedBudget,
+        threads: int = 1,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        stop_reason: Callable[[], str | None] | None = None,
+        checkpoints: CheckpointStore | None = None,
+        checkpoint_every: int = 1,
+        max_failed: int = 10,
+        heartbeat_age: Callable[[], float] | None = None,
+        note: Callable[[str], None] | None = None,
+        objective: Objective | None = None,
+    ) -> None:
+        super().__init__(
+            metric="val_acc", mode="max"
+        )  # Ray's own view; Optuna's objective is `objective`
         self.objective = objective or parse_objective(DEFAULT)
         self.shared = shared  # the study-wide --trials budget when several drivers may join
         self.study, self.space, self.base = study, space, base
@@ -141,17 +165,31 @@ class OptunaBridge(Searcher):
         self.heartbeat_age = heartbeat_age or (lambda: 0.0)
         self.note = note or (lambda line: None)
         self._told_waiting = False
-        self.fatal: str | None = None  # why the search halts on its own (storage lost, failure budget)
+        self.fatal: str | None = (
+            None  # why the search halts on its own (storage lost, failure budget)
+        )
         self.storage_lost = False
         self.live: dict[str, LiveTrial] = {}
-        self.before_tell: Callable[[optuna.Trial, TrialState, dict[str, Any]], None] = lambda *args: None
+        self.before_tell: Callable[[optuna.Trial, TrialState, dict[str, Any]], None] = (
+            lambda *args: None
+        )
         self.tracking: SearchTracking | None = None  # --tracker: each trial's epochs and outcome
 
     # Ray pickles its searcher into the experiment folder. The Optuna storage is the state we
     # resume from, so the study (with its URL, maybe credentials) stays out of those pickles.
     def __getstate__(self) -> dict[str, Any]:
-        runtime = ("study", "live", "on_outcome", "user_stop", "shared", "heartbeat_age", "checkpoints", "before_tell",
-                   "note", "tracking")
+        runtime = (
+            "study",
+            "live",
+            "on_outcome",
+            "user_stop",
+            "shared",
+            "heartbeat_age",
+            "checkpoints",
+            "before_tell",
+            "note",
+            "tracking",
+        )
         return {k: v for k, v in self.__dict__.items() if k not in runtime}
 
     def save(self, checkpoint_path: str) -> None:
@@ -175,27 +213,40 @@ class OptunaBridge(Searcher):
             if self.stop_reason():
                 return Searcher.FINISHED
             state = self.shared.state()
-            if state == "wait" and not self.live and self.shared.held_by_others and not self._told_waiting:
+            if (
+                state == "wait"
+                and not self.live
+                and self.shared.held_by_others
+                and not self._told_waiting
+            ):
                 self._told_waiting = True
                 held = ", ".join(f"#{n}" for n in self.shared.held_by_others)
-                self.note(f"waiting: the last places of --trials {self.shared.target} are held by {held}, run by "
-                          f"another driver; if it is gone they are retried here within {math.ceil(ORPHAN_S / 60)} min")
+                self.note(
+                    f"waiting: the last places of --trials {self.shared.target} are held by {held}, run by "
+                    f"another driver; if it is gone they are retried here within {math.ceil(ORPHAN_S / 60)} min"
+                )
             if state != "open":
                 return Searcher.FINISHED if state == "done" else None  # None: ask again later
             self._told_waiting = False
-            with warnings.catch_warnings():  # Optuna's heartbeat is meant for study.optimize; here we beat ourselves
+            with (
+                warnings.catch_warnings()
+            ):  # Optuna's heartbeat is meant for study.optimize; here we beat ourselves
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = self.study.ask()
             if not self.shared.claim(trial):
                 return None
             try:
                 cfg = self.space.config_for(trial, self.base)
-                if cfg.threads is None:  # part of a CPU result: stored so that an exported trial reproduces
+                if (
+                    cfg.threads is None
+                ):  # part of a CPU result: stored so that an exported trial reproduces
                     cfg = cfg.replace(threads=self.threads)
                 resolve(cfg)
             except DrltuneError as exc:  # e.g. a method that cannot run with the sampled fusion
                 self._tell(trial, TrialState.FAIL, {record.ERROR: f"invalid configuration: {exc}"})
-                self.on_outcome(Outcome(trial.number, "failed", 0, None, f"invalid configuration: {exc}"))
+                self.on_outcome(
+                    Outcome(trial.number, "failed", 0, None, f"invalid configuration: {exc}")
+                )
                 continue
             root = lineage(storage_of(self.study).get_trial(trial_id_of(trial)))
             key = lineage_key(root)
@@ -204,23 +255,33 @@ class OptunaBridge(Searcher):
             self.live[trial_id] = LiveTrial(trial, cfg, key=key, root=root, ray_id=trial_id)
             ckpt = None
             if self.checkpoints is not None and self.checkpoint_every > 0:
-                ckpt = {"root": self.checkpoints.root, "key": key, "every": self.checkpoint_every,
-                        "owner": self.checkpoints.owner}
+                ckpt = {
+                    "root": self.checkpoints.root,
+                    "key": key,
+                    "every": self.checkpoint_every,
+                    "owner": self.checkpoints.owner,
+                }
             return {"trial": cfg.to_dict(), "optuna_trial": trial.number, "checkpoint": ckpt}
-        raise DrltuneError(f"{MAX_INVALID_IN_A_ROW} sampled configurations in a row were invalid; "
-                           "fix the search space (see the trials' `error` attribute)")
+        raise DrltuneError(
+            f"{MAX_INVALID_IN_A_ROW} sampled configurations in a row were invalid; "
+            "fix the search space (see the trials' `error` attribute)"
+        )
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         pass  # the scheduler forwards epochs (it also sees the results it stops on)
 
     @_halting_on_storage_loss(None)
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         """Store how the trial ended. It leaves `live` (the heartbeat's list) only once that is
         stored: the tell is a dozen writes, which a slow storage may stretch toward the 90 s after
         which other drivers take a trial without heartbeats for stale."""
         live = self.live.get(trial_id)
         try:
-            if live is not None and not self.storage_lost:  # a lost one stays RUNNING: the next run retires it
+            if (
+                live is not None and not self.storage_lost
+            ):  # a lost one stays RUNNING: the next run retires it
                 self._close(live, result, error)
         finally:
             self.live.pop(trial_id, None)
@@ -228,7 +289,9 @@ class OptunaBridge(Searcher):
     def _close(self, live: LiveTrial, result: dict[str, Any] | None, error: bool) -> None:
         """Tell the outcome Ray's last result says (each branch takes the trial out of `live`)."""
         attrs = record.trial_summary(live.history)
-        if result and result.get(record.RESUMED_FROM_EPOCH) is not None:  # resumed from its checkpoint
+        if (
+            result and result.get(record.RESUMED_FROM_EPOCH) is not None
+        ):  # resumed from its checkpoint
             attrs[record.RESUMED_FROM_EPOCH] = result[record.RESUMED_FROM_EPOCH]
         epochs = attrs[record.EPOCHS_RUN]
         # What a trial reached before a stop is kept: pruned and finished trials are stored as such.
@@ -240,15 +303,26 @@ class OptunaBridge(Searcher):
         elif result and all(key in result for key in record.FINAL_KEYS) and not result.get("error"):
             final = {key: result[key] for key in record.FINAL_KEYS if key != "best_val_acc"}
             # val_acc's value stays the trainer's best_val_acc; the others are read at that same epoch
-            values = [float(result["best_val_acc"])] if self.objective.names == [DEFAULT] else \
-                self.objective.values(live.history, int(result["best_epoch"]))
+            values = (
+                [float(result["best_val_acc"])]
+                if self.objective.names == [DEFAULT]
+                else self.objective.values(live.history, int(result["best_epoch"]))
+            )
             if self._tell(live, TrialState.COMPLETE, {**attrs, **final}, value=values):
                 self.failures.success()
-                self.on_outcome(Outcome(live.trial.number, "complete", epochs, values[0], values=tuple(values)))
-        elif stop := self.stop_reason():  # Ctrl-C also reaches the workers: what ends now is an interruption
+                self.on_outcome(
+                    Outcome(live.trial.number, "complete", epochs, values[0], values=tuple(values))
+                )
+        elif (
+            stop := self.stop_reason()
+        ):  # Ctrl-C also reaches the workers: what ends now is an interruption
             self._interrupt(live, stop)
         elif error or (result and result.get("error")):
-            message = (result or {}).get("error") or live.error or "the trial's worker failed without an error message"
+            message = (
+                (result or {}).get("error")
+                or live.error
+                or "the trial's worker failed without an error message"
+            )
             if self._tell(live, TrialState.FAIL, {**attrs, record.ERROR: message}):
                 self.on_outcome(Outcome(live.trial.number, "failed", epochs, None, message))
                 reason = self.failures.add(message)
@@ -269,8 +343,10 @@ class OptunaBridge(Searcher):
         if live is None or "epoch" not in result:
             return False
         if self.heartbeat_age() > HALT_S:  # other drivers may soon be retrying this driver's trials
-            self.halt(f"this driver could not record its heartbeats for {self.heartbeat_age():.0f} s; "
-                      "its trials were stopped (the same command resumes)")
+            self.halt(
+                f"this driver could not record its heartbeats for {self.heartbeat_age():.0f} s; "
+                "its trials were stopped (the same command resumes)"
+            )
             return True
         step = int(result["epoch"])
         if live.history and step <= live.history[-1]["epoch"]:
@@ -286,16 +362,22 @@ class OptunaBridge(Searcher):
                 live.node = result["node_id"]
                 live.trial.set_user_attr(record.RAY_NODE, live.node)
                 live.trial.set_user_attr(record.RAY_NODE_IP, result.get("node_ip"))
-            if not self.objective.multi:  # Optuna takes no intermediate values in a multi-objective study
+            if (
+                not self.objective.multi
+            ):  # Optuna takes no intermediate values in a multi-objective study
                 for epoch_record in epochs:
-                    live.trial.report(self.objective.first.of_epoch(epoch_record), int(epoch_record["epoch"]))
+                    live.trial.report(
+                        self.objective.first.of_epoch(epoch_record), int(epoch_record["epoch"])
+                    )
             reinits = [int(r["epoch"]) for r in epochs if r.get("reinit")]
             if reinits:
                 live.reinits.extend(reinits)
                 live.trial.set_user_attr(record.REINIT_EPOCHS, live.reinits)
             if not self.objective.multi and live.trial.should_prune():
                 live.pruned = True
-        except UpdateFinishedTrialError:  # another driver retired it (this one lost the storage for a while)
+        except (
+            UpdateFinishedTrialError
+        ):  # another driver retired it (this one lost the storage for a while)
             self.live.pop(trial_id)
             self._dropped(live)
             return True
@@ -322,29 +404,50 @@ class OptunaBridge(Searcher):
 
     def _interrupt(self, live: LiveTrial, reason: str) -> None:
         reason = reason if reason.startswith("interrupted") else f"interrupted: {reason}"
-        retire(self.study, trial_id_of(live.trial), reason, max_retries=None)  # a clean stop: always retried
+        retire(
+            self.study, trial_id_of(live.trial), reason, max_retries=None
+        )  # a clean stop: always retried
         if self.tracking is not None:
             self.tracking.end(live, "interrupted", {record.ERROR: reason})
-        self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
+        self.live.pop(
+            live.ray_id, None
+        )  # stored: the outcome's progress line no longer counts it running
         self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None, reason))
 
     def _dropped(self, live: LiveTrial) -> None:
         """Another driver found the trial stale (this one was cut off from the storage) and retired
         it; its retry runs from the checkpoint, so what this driver saw of it is dropped."""
-        self.on_outcome(Outcome(live.trial.number, "interrupted", len(live.history), None,
-                                "closed by another driver; dropped here"))
+        self.on_outcome(
+            Outcome(
+                live.trial.number,
+                "interrupted",
+                len(live.history),
+                None,
+                "closed by another driver; dropped here",
+            )
+        )
 
-    def _tell(self, live: LiveTrial | optuna.Trial, state: TrialState, attrs: dict[str, Any],
-              value: list[float] | None = None) -> bool:
+    def _tell(
+        self,
+        live: LiveTrial | optuna.Trial,
+        state: TrialState,
+        attrs: dict[str, Any],
+        value: list[float] | None = None,
+    ) -> bool:
         """Store the outcome; False (and the trial dropped) when another driver closed it first."""
         trial = live.trial if isinstance(live, LiveTrial) else live
         try:
             for key, val in attrs.items():
                 trial.set_user_attr(key, val)
             trial.set_user_attr(record.FINISHED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
-            self.before_tell(trial, state, attrs)  # e.g. dashboard artifacts, which a finished trial refuses
+            self.before_tell(
+                trial, state, attrs
+            )  # e.g. dashboard artifacts, which a finished trial refuses
             self.study.tell(trial, value, state=state)
-        except (UpdateFinishedTrialError, ValueError) as exc:  # closed elsewhere while this one was cut off
+        except (
+            UpdateFinishedTrialError,
+            ValueError,
+        ) as exc:  # closed elsewhere while this one was cut off
             stored = storage_of(self.study).get_trial(trial_id_of(trial))
             if isinstance(exc, ValueError) and not stored.state.is_finished():
                 raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
@@ -353,14 +456,24 @@ class OptunaBridge(Searcher):
                 self._dropped(live)
             return False
         if isinstance(live, LiveTrial):
-            self.live.pop(live.ray_id, None)  # stored: the outcome's progress line no longer counts it running
+            self.live.pop(
+                live.ray_id, None
+            )  # stored: the outcome's progress line no longer counts it running
             if self.tracking is not None:
-                summary = dict(attrs)  # and the objective's values by name (val_acc's is the trainer's best_val_acc)
-                summary.update({"best_val_acc" if name == DEFAULT else name: v
-                                for name, v in zip(self.objective.names, value or [])})
+                summary = dict(
+                    attrs
+                )  # and the objective's values by name (val_acc's is the trainer's best_val_acc)
+                summary.update(
+                    {
+                        "best_val_acc" if name == DEFAULT else name: v
+                        for name, v in zip(self.objective.names, value or [])
+                    }
+                )
                 self.tracking.end(live, record.STATE_LABELS[state.name], summary)
             if self.checkpoints is not None:
-                self.checkpoints.delete(live.key)  # a finished trial never resumes: its checkpoint goes
+                self.checkpoints.delete(
+                    live.key
+                )  # a finished trial never resumes: its checkpoint goes
         return True
 
 

@@ -9,6 +9,7 @@ place; for a URI it writes to a temporary folder and the files it wrote are uplo
 deletes a lineage's folder when its trial ends COMPLETE, PRUNED or FAIL; a cut-off trial keeps it,
 so that its retry resumes from there. The disk a search uses is thus bounded by its running trials.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,7 +55,10 @@ class CheckpointStore:
         infos = fs.get_file_info(pyarrow.fs.FileSelector(f"{base}/{key}", allow_not_found=True))
         for info in infos:
             if info.type == pyarrow.fs.FileType.File:
-                with fs.open_input_stream(info.path) as src, open(dest / info.base_name, "wb") as out:
+                with (
+                    fs.open_input_stream(info.path) as src,
+                    open(dest / info.base_name, "wb") as out,
+                ):
                     shutil.copyfileobj(src, out)
         return len(infos)
 
@@ -68,7 +72,9 @@ class CheckpointStore:
             with open(file, "rb") as src, fs.open_output_stream(f"{base}/{key}/{file.name}") as out:
                 shutil.copyfileobj(src, out)
         have = {p.name for p in folder.iterdir()}
-        for info in fs.get_file_info(pyarrow.fs.FileSelector(f"{base}/{key}", allow_not_found=True)):
+        for info in fs.get_file_info(
+            pyarrow.fs.FileSelector(f"{base}/{key}", allow_not_found=True)
+        ):
             if info.base_name not in have:
                 fs.delete_file(info.path)
 
@@ -97,8 +103,10 @@ class CheckpointStore:
         dst_fs.create_dir(f"{dst}/{key}", recursive=True)
         for info in src_fs.get_file_info(pyarrow.fs.FileSelector(f"{src}/{key}")):
             if info.type == pyarrow.fs.FileType.File:
-                with src_fs.open_input_stream(info.path) as fin, dst_fs.open_output_stream(
-                        f"{dst}/{key}/{info.base_name}") as fout:
+                with (
+                    src_fs.open_input_stream(info.path) as fin,
+                    dst_fs.open_output_stream(f"{dst}/{key}/{info.base_name}") as fout,
+                ):
                     shutil.copyfileobj(fin, fout)
         other.delete(key)
         return True
@@ -107,10 +115,17 @@ class CheckpointStore:
         """The lineages that have a folder."""
         if self.direct:
             root = Path(self.root).expanduser()
-            return sorted(p.name for p in root.glob(f"{TRIAL_PREFIX}*") if p.is_dir()) if root.is_dir() else []
+            return (
+                sorted(p.name for p in root.glob(f"{TRIAL_PREFIX}*") if p.is_dir())
+                if root.is_dir()
+                else []
+            )
         import pyarrow.fs
 
         fs, base = self._fs()
         infos = fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
-        return sorted(i.base_name for i in infos
-                      if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith(TRIAL_PREFIX))
+        return sorted(
+            i.base_name
+            for i in infos
+            if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith(TRIAL_PREFIX)
+        )

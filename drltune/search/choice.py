@@ -5,6 +5,7 @@ won on one seed or on a race over several, and how far the default route's pick 
 best config on the benchmark (`benchmarks/search_sim.py`, whose figures it writes to
 `search_benchmark.json` beside this file).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,21 +29,31 @@ def benchmark_figures() -> dict[str, Any] | None:
 def study_settings(study: optuna.Study) -> dict[str, Any]:
     """The route a study ran, in the benchmark's terms (sampler, pruner, race size)."""
     race = study.user_attrs.get(record.RACE)
-    return {"sampler": study.user_attrs.get(record.SAMPLER), "pruner": study.user_attrs.get(record.PRUNER),
-            "race": race["top"] if isinstance(race, dict) else 0}
+    return {
+        "sampler": study.user_attrs.get(record.SAMPLER),
+        "pruner": study.user_attrs.get(record.PRUNER),
+        "race": race["top"] if isinstance(race, dict) else 0,
+    }
 
 
 def benchmark_clause(figures: dict[str, Any] | None, settings: dict[str, Any]) -> str:
     if not figures:
         return ""
     same = all(settings.get(k) == v for k, v in figures["settings"].items())
-    ran = "this search's route" if same else "the default route (" + ", ".join(
-        f"{k} {v}" for k, v in figures["settings"].items()) + "), which this search did not run,"
-    return (f"; on {figures['benchmark']} ({figures['trials']} trials x {figures['epochs']} epochs, built-in data, "
-            f"{figures['searches']} search seeds not used to choose it) {ran} picked a config "
-            f"{figures['median_regret']:.1f} points (median) and {figures['p90_regret']:.1f} (90th percentile) of "
-            f"fresh-seed test accuracy below the best one, with {100 * figures['epochs_share']:.0f} % of the "
-            "unpruned epochs")
+    ran = (
+        "this search's route"
+        if same
+        else "the default route ("
+        + ", ".join(f"{k} {v}" for k, v in figures["settings"].items())
+        + "), which this search did not run,"
+    )
+    return (
+        f"; on {figures['benchmark']} ({figures['trials']} trials x {figures['epochs']} epochs, built-in data, "
+        f"{figures['searches']} search seeds not used to choose it) {ran} picked a config "
+        f"{figures['median_regret']:.1f} points (median) and {figures['p90_regret']:.1f} (90th percentile) of "
+        f"fresh-seed test accuracy below the best one, with {100 * figures['epochs_share']:.0f} % of the "
+        "unpruned epochs"
+    )
 
 
 def choice_line(study: optuna.Study) -> str | None:
@@ -53,9 +64,11 @@ def choice_line(study: optuna.Study) -> str | None:
         race = study.user_attrs[record.RACE]
         win = ranking[0]
         single = max(ranking, key=lambda r: (r["search_val_acc"], -r["trial"]))
-        line = (f"how the best was chosen: raced, the top {race['top']} re-trained on {len(race['seeds'])} fresh "
-                f"seeds and ranked by mean val_acc; #{win['trial']} wins with {win['mean_val_acc']:.4f} over "
-                f"{win['seeds']} seeds")
+        line = (
+            f"how the best was chosen: raced, the top {race['top']} re-trained on {len(race['seeds'])} fresh "
+            f"seeds and ranked by mean val_acc; #{win['trial']} wins with {win['mean_val_acc']:.4f} over "
+            f"{win['seeds']} seeds"
+        )
         if single["trial"] != win["trial"]:
             line += f" (on its one search seed #{single['trial']} looked best, {single['search_val_acc']:.4f})"
         return line + benchmark_clause(figures, study_settings(study))
@@ -63,6 +76,8 @@ def choice_line(study: optuna.Study) -> str | None:
         return None
     seeds = {record.stored_config(t).get("seed") for t in study.get_trials(deepcopy=False)} - {None}
     seed = f"seed {seeds.pop()}" if len(seeds) == 1 else "one seed each"
-    return (f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), the luckiest "
-            "of noisy single-seed values; `--race K` or `drltune verify` re-train the top on fresh seeds"
-            + benchmark_clause(figures, study_settings(study)))
+    return (
+        f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), the luckiest "
+        "of noisy single-seed values; `--race K` or `drltune verify` re-train the top on fresh seeds"
+        + benchmark_clause(figures, study_settings(study))
+    )

@@ -15,6 +15,7 @@ replaces) what the dashboard renders well:
 Artifacts live in a folder beside the SQLite file (`studies/artifacts`), which `drltune
 dashboard` serves. Writing here must never stop a search: failures become one warning.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,10 @@ from drltune.search.storage import database_file
 METRIC = "val_acc"
 ARTIFACTS = "artifacts"
 CURVES_PER_METHOD = 3  # the study figure stays small at thousands of trials
-PRUNED_VALUE = ("A pruned trial's **Value** in this dashboard is its *last* epoch's val_acc (Optuna's rule); "
-                "`drltune search` and `drltune explore` rank it by its *best so far*, which its Note states.")
+PRUNED_VALUE = (
+    "A pruned trial's **Value** in this dashboard is its *last* epoch's val_acc (Optuna's rule); "
+    "`drltune search` and `drltune explore` rank it by its *best so far*, which its Note states."
+)
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -48,34 +51,64 @@ def artifact_dir(storage_url: str) -> Path:
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+    return (
+        f"{value:.{digits}f}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else "–"
+    )
 
 
 # ---- notes -------------------------------------------------------------------------------------
 def study_note(attrs: dict[str, Any]) -> str:
     """Markdown: how the study was made, its space as YAML, and how to read the values."""
-    lines = [f"## drltune study · dataset `{attrs.get(record.DATASET)}`", "",
-             _objective_line(attrs.get(record.OBJECTIVE) or [METRIC]), "",
-             PRUNED_VALUE, "",
-             "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts hold "
-             "the whole per-epoch history (`history.csv`) and its learning curve (`learning_curve.svg`).", "",
-             "| setting | value |", "|---|---|"]
-    for key in (record.COMMAND, record.MAX_EPOCHS, record.SAMPLER, record.PRUNER, record.SPACE_FILE, record.VERSION):
+    lines = [
+        f"## drltune study · dataset `{attrs.get(record.DATASET)}`",
+        "",
+        _objective_line(attrs.get(record.OBJECTIVE) or [METRIC]),
+        "",
+        PRUNED_VALUE,
+        "",
+        "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts hold "
+        "the whole per-epoch history (`history.csv`) and its learning curve (`learning_curve.svg`).",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    for key in (
+        record.COMMAND,
+        record.MAX_EPOCHS,
+        record.SAMPLER,
+        record.PRUNER,
+        record.SPACE_FILE,
+        record.VERSION,
+    ):
         if attrs.get(key) is not None:
             lines.append(f"| {key} | `{attrs[key]}` |")
-    lines += ["", "### Search space", "", "```yaml", str(attrs.get(record.SPACE, "")).strip("\n"), "```"]
+    lines += [
+        "",
+        "### Search space",
+        "",
+        "```yaml",
+        str(attrs.get(record.SPACE, "")).strip("\n"),
+        "```",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _objective_line(names: list[str]) -> str:
     if names == [METRIC]:
-        return f"Objective **{METRIC}**: the best validation accuracy of a trial (its selected epoch)."
+        return (
+            f"Objective **{METRIC}**: the best validation accuracy of a trial (its selected epoch)."
+        )
     if len(names) == 1:
         return f"Objective **{names[0]}**, at each trial's selected epoch (its best val_acc)."
-    return (f"Objectives **{' and '.join(names)}** (" + ", ".join(
-        f"{n} {'minimised' if n == 'modality_gap' else 'maximised'}" for n in names) + "), at each trial's "
+    return (
+        f"Objectives **{' and '.join(names)}** ("
+        + ", ".join(f"{n} {'minimised' if n == 'modality_gap' else 'maximised'}" for n in names)
+        + "), at each trial's "
         "selected epoch: the Pareto front (History and Pareto-front plots) holds the trials that no other "
-        "beats on both. A two-objective study is never pruned.")
+        "beats on both. A two-objective study is never pruned."
+    )
 
 
 def _config_yaml(config: dict[str, Any]) -> str:
@@ -85,7 +118,9 @@ def _config_yaml(config: dict[str, Any]) -> str:
     return yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip()
 
 
-def trial_note(trial: FrozenTrial, study_name: str = "NAME", metric_names: list[str] | None = None) -> str:
+def trial_note(
+    trial: FrozenTrial, study_name: str = "NAME", metric_names: list[str] | None = None
+) -> str:
     """Markdown for one finished trial: outcome, accuracy table, the method's own rows, config."""
     from drltune.methods import METHODS  # torch: only where a Note is written
 
@@ -109,25 +144,41 @@ def trial_note(trial: FrozenTrial, study_name: str = "NAME", metric_names: list[
             lines.append(f"{shown}{at}{budget} (the selected epoch).")
     elif trial.state == TrialState.PRUNED and steps:
         last_step = max(steps)
-        lines.append(f"Pruned after {epochs_run} epoch(s). The dashboard's Value **{_fmt(steps[last_step])}** is the "
-                     f"last epoch's (epoch {last_step}); the best so far, which drltune ranks by, is "
-                     f"**{_fmt(max(steps.values()))}**{at}.")
+        lines.append(
+            f"Pruned after {epochs_run} epoch(s). The dashboard's Value **{_fmt(steps[last_step])}** is the "
+            f"last epoch's (epoch {last_step}); the best so far, which drltune ranks by, is "
+            f"**{_fmt(max(steps.values()))}**{at}."
+        )
     elif trial.state == TrialState.FAIL:
-        lines.append(f"Failed after {epochs_run} epoch(s): `{attrs.get(record.ERROR, 'no error stored')}`")
+        lines.append(
+            f"Failed after {epochs_run} epoch(s): `{attrs.get(record.ERROR, 'no error stored')}`"
+        )
     if history and best_epoch is not None:
         best = next((r for r in history if r.get("epoch") == best_epoch), history[-1])
-        lines += ["", f"| accuracy at epoch {best_epoch} | fused | audio only | visual only |", "|---|---|---|---|",
-                  f"| validation | {_fmt(best.get('val_acc'))} | {_fmt(best.get('val_acc_audio'))} "
-                  f"| {_fmt(best.get('val_acc_visual'))} |"]
+        lines += [
+            "",
+            f"| accuracy at epoch {best_epoch} | fused | audio only | visual only |",
+            "|---|---|---|---|",
+            f"| validation | {_fmt(best.get('val_acc'))} | {_fmt(best.get('val_acc_audio'))} "
+            f"| {_fmt(best.get('val_acc_visual'))} |",
+        ]
         if attrs.get("test_acc") is not None:
-            lines.append(f"| test | {_fmt(attrs.get('test_acc'))} | {_fmt(attrs.get('test_acc_audio'))} "
-                         f"| {_fmt(attrs.get('test_acc_visual'))} |")
+            lines.append(
+                f"| test | {_fmt(attrs.get('test_acc'))} | {_fmt(attrs.get('test_acc_audio'))} "
+                f"| {_fmt(attrs.get('test_acc_visual'))} |"
+            )
     if method in METHODS:
         lines += METHODS.get(method).note_rows(history)
     if config:
-        lines += ["", f"**Config** (`drltune export --study {study_name} --trial {trial.number} -o t.yaml` "
-                      "writes it whole)",
-                  "", "```yaml", _config_yaml(config), "```"]
+        lines += [
+            "",
+            f"**Config** (`drltune export --study {study_name} --trial {trial.number} -o t.yaml` "
+            "writes it whole)",
+            "",
+            "```yaml",
+            _config_yaml(config),
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -137,7 +188,9 @@ def history_csv(history: list[dict[str, Any]]) -> str:
     for epoch_record in history:
         columns.update(dict.fromkeys(epoch_record))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(history)
     return buffer.getvalue()
@@ -173,8 +226,13 @@ def write_trial_note(study: optuna.Study, trial_id: int, body: str) -> None:
 class DashboardPublisher:
     """Called with each finished trial's number: one Note and two artifacts, never per epoch."""
 
-    def __init__(self, study: optuna.Study, storage_url: str, refresh_s: float = 60.0,
-                 warn: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage_url: str,
+        refresh_s: float = 60.0,
+        warn: Callable[[str], None] = print,
+    ) -> None:
         self.study, self.refresh_s, self.warn = study, refresh_s, warn
         self.folder = artifact_dir(storage_url)
         self.last_refresh, self.refresh_cost = time.monotonic(), 0.0
@@ -184,7 +242,9 @@ class DashboardPublisher:
         """After the trial was told: its Note, and the study figures when they are due."""
         try:
             self.write_note(number)
-            wait = max(self.refresh_s, 20 * self.refresh_cost)  # figures cost <= 5 % of the driver's time
+            wait = max(
+                self.refresh_s, 20 * self.refresh_cost
+            )  # figures cost <= 5 % of the driver's time
             if time.monotonic() - self.last_refresh >= wait:
                 self.refresh_figures()
         except Exception as exc:  # the dashboard view must never stop a search
@@ -195,7 +255,9 @@ class DashboardPublisher:
             self.warn(f"warning: {message} (further such warnings are not shown)")
             self.warned = True
 
-    def attach_artifacts(self, trial: optuna.Trial, state: TrialState, attrs: dict[str, Any]) -> None:
+    def attach_artifacts(
+        self, trial: optuna.Trial, state: TrialState, attrs: dict[str, Any]
+    ) -> None:
         """Before the trial is told (a finished trial takes no more artifacts): `history.csv` and
         `learning_curve.svg` from its per-epoch records."""
         history = attrs.get(record.HISTORY) or []
@@ -206,23 +268,32 @@ class DashboardPublisher:
 
             self.folder.mkdir(parents=True, exist_ok=True)
             store = FileSystemArtifactStore(self.folder)
-            title = f"trial {trial.number} ({state.name.lower()}, {trial.params.get('method', '?')})"
+            title = (
+                f"trial {trial.number} ({state.name.lower()}, {trial.params.get('method', '?')})"
+            )
             with tempfile.TemporaryDirectory(prefix="drltune-artifacts-") as tmp:
-                for name, text in (("history.csv", history_csv(history)),
-                                   ("learning_curve.svg", curve_svg(history, title))):
+                for name, text in (
+                    ("history.csv", history_csv(history)),
+                    ("learning_curve.svg", curve_svg(history, title)),
+                ):
                     path = Path(tmp) / name
                     path.write_text(text, encoding="utf-8")
                     upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
         except Exception as exc:
-            self._warn(f"dashboard artifacts of trial {trial.number} not written: {type(exc).__name__}: {exc}")
+            self._warn(
+                f"dashboard artifacts of trial {trial.number} not written: {type(exc).__name__}: {exc}"
+            )
 
     def write_note(self, number: int) -> None:
         storage, study_id = storage_of(self.study), study_id_of(self.study)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
         frozen = storage.get_trial(trial_id)
         if frozen.state.is_finished() and not record.is_interrupted(frozen):
-            write_trial_note(self.study, trial_id, trial_note(frozen, self.study.study_name,
-                                                                         self.study.metric_names))
+            write_trial_note(
+                self.study,
+                trial_id,
+                trial_note(frozen, self.study.study_name, self.study.metric_names),
+            )
 
     def refresh_figures(self) -> None:
         """Study figures: best per method, and the learning curves of each method's best trials."""
@@ -232,8 +303,10 @@ class DashboardPublisher:
 
         started = time.monotonic()
         trials = self.study.get_trials(deepcopy=False)
-        for graph_id, figure in (("best-per-method", best_per_method_figure(trials)),
-                                 ("curves-by-method", method_curves_figure(trials, CURVES_PER_METHOD))):
+        for graph_id, figure in (
+            ("best-per-method", best_per_method_figure(trials)),
+            ("curves-by-method", method_curves_figure(trials, CURVES_PER_METHOD)),
+        ):
             if figure is not None:
                 save_plotly_graph_object(self.study, figure, graph_object_id=graph_id)
         self.last_refresh = time.monotonic()

@@ -2,6 +2,7 @@
 the CPUs each GPU trial gets by default, and whether the trials that Ray would pack onto one GPU
 fit in its memory (refused in one line if not, instead of running out of memory mid-trial).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,11 +26,15 @@ def check_device_for_ray(device: str) -> None:
     """Ray gives a trial its GPU through CUDA_VISIBLE_DEVICES, where it is always cuda (cuda:0):
     a fixed index would name a GPU the trial cannot see, or another trial's."""
     if device.startswith("cuda:"):
-        raise DrltuneError(f"device: {device} cannot be used in a search: Ray assigns each trial its GPU "
-                           "(the trial sees it as cuda); use device: auto or cuda, and --gpus-per-trial")
+        raise DrltuneError(
+            f"device: {device} cannot be used in a search: Ray assigns each trial its GPU "
+            "(the trial sees it as cuda); use device: auto or cuda, and --gpus-per-trial"
+        )
 
 
-def default_cpus_per_trial(nodes: Sequence[tuple[float, float]], gpus_per_trial: float, concurrent: int) -> int:
+def default_cpus_per_trial(
+    nodes: Sequence[tuple[float, float]], gpus_per_trial: float, concurrent: int
+) -> int:
     """CPUs per trial when --cpus-per-trial is not given. `nodes`: (CPUs, GPUs) of each node.
 
     Without GPUs 1, as before (a CPU trial's result depends on its thread count, and its cores
@@ -39,14 +44,17 @@ def default_cpus_per_trial(nodes: Sequence[tuple[float, float]], gpus_per_trial:
     return cpus_split(nodes, gpus_per_trial, concurrent)[0]
 
 
-def cpus_split(nodes: Sequence[tuple[float, float]], gpus_per_trial: float,
-               concurrent: int) -> tuple[int, str]:
+def cpus_split(
+    nodes: Sequence[tuple[float, float]], gpus_per_trial: float, concurrent: int
+) -> tuple[int, str]:
     """`default_cpus_per_trial` and, with GPUs, how it came about (for the search's start line)."""
     splits = []
     for cpus, gpus in nodes:
         if gpus > 0 and gpus_per_trial > 0:
             trials = max(1, min(concurrent, math.floor(gpus / gpus_per_trial + 1e-9)))
-            splits.append((max(1, math.floor(cpus / trials)), f"{cpus:g} cores / {trials} trials per node"))
+            splits.append(
+                (max(1, math.floor(cpus / trials)), f"{cpus:g} cores / {trials} trials per node")
+            )
     if not splits:
         return 1, ""
     return min(splits)
@@ -54,8 +62,11 @@ def cpus_split(nodes: Sequence[tuple[float, float]], gpus_per_trial: float,
 
 def ray_nodes(ray: Any) -> list[tuple[float, float]]:
     """(CPUs, GPUs) of each live node of the Ray cluster."""
-    return [(float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
-            for n in ray.nodes() if n.get("Alive")]
+    return [
+        (float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
 
 
 @dataclass(frozen=True)
@@ -67,12 +78,22 @@ class MemoryEstimate:
     encoder_width: int
 
     def describe(self) -> str:
-        return (f"about {self.bytes / GiB:.1f} GiB (batch_size {self.batch_size}, encoder_width "
-                f"{self.encoder_width}: weights, gradients, optimiser state, activations)")
+        return (
+            f"about {self.bytes / GiB:.1f} GiB (batch_size {self.batch_size}, encoder_width "
+            f"{self.encoder_width}: weights, gradients, optimiser state, activations)"
+        )
 
 
-def trial_memory(num_classes: int, audio_shape: tuple[int, ...], visual_shape: tuple[int, ...], fusion: str,
-                 batch_size: int, encoder_width: int, optimizer: str, eval_batch_size: int) -> MemoryEstimate:
+def trial_memory(
+    num_classes: int,
+    audio_shape: tuple[int, ...],
+    visual_shape: tuple[int, ...],
+    fusion: str,
+    batch_size: int,
+    encoder_width: int,
+    optimizer: str,
+    eval_batch_size: int,
+) -> MemoryEstimate:
     """The model built and run once on PyTorch's `meta` device (shapes only, no memory, no
     compute): its parameters, and every tensor autograd saves for the backward pass of one
     training batch (in float32: an upper bound for bf16 autocast), plus the largest layer outputs
@@ -83,7 +104,9 @@ def trial_memory(num_classes: int, audio_shape: tuple[int, ...], visual_shape: t
         model = AVClassifier(num_classes, fusion, encoder_width, audio_channels=audio_shape[0])
         params = sum(p.numel() * p.element_size() for p in model.parameters())
         own = {id(p) for p in model.parameters()}
-        saved: dict[int, int] = {}  # one entry per tensor (views count once: their base), weights excluded
+        saved: dict[
+            int, int
+        ] = {}  # one entry per tensor (views count once: their base), weights excluded
 
         def pack(t: torch.Tensor) -> torch.Tensor:  # called for each tensor autograd keeps
             base = t._base if t._base is not None else t
@@ -101,11 +124,16 @@ def trial_memory(num_classes: int, audio_shape: tuple[int, ...], visual_shape: t
 
         hooks = [m.register_forward_hook(track) for m in model.modules()]
         with torch.no_grad():
-            model(torch.empty(eval_batch_size, *audio_shape), torch.empty(eval_batch_size, *visual_shape))
+            model(
+                torch.empty(eval_batch_size, *audio_shape),
+                torch.empty(eval_batch_size, *visual_shape),
+            )
         for h in hooks:
             h.remove()
     optimiser_states = {"sgd": 1, "adam": 2, "adamw": 2}[optimizer]
-    batch_inputs = 2 * batch_size * (math.prod(audio_shape) + math.prod(visual_shape)) * 4  # this one and the next
+    batch_inputs = (
+        2 * batch_size * (math.prod(audio_shape) + math.prod(visual_shape)) * 4
+    )  # this one and the next
     total = params * (2 + optimiser_states) + sum(saved.values()) + 2 * largest[0] + batch_inputs
     return MemoryEstimate(int(total * SLACK), batch_size, encoder_width)
 
@@ -115,7 +143,9 @@ def per_trial_cap(share: float, gpu_bytes: int) -> int:
     return int(share * gpu_bytes) - CONTEXT_BYTES
 
 
-def check_memory_fits(estimate: MemoryEstimate, share: float, gpu_bytes: int, gpus: int, concurrent: int) -> None:
+def check_memory_fits(
+    estimate: MemoryEstimate, share: float, gpu_bytes: int, gpus: int, concurrent: int
+) -> None:
     """Refuse a GPU share too small for the trial (Ray would pack the trials, and they would run
     out of memory mid-trial)."""
     if share <= 0 or share >= 1:
@@ -123,12 +153,15 @@ def check_memory_fits(estimate: MemoryEstimate, share: float, gpu_bytes: int, gp
     cap = per_trial_cap(share, gpu_bytes)
     if estimate.bytes <= cap:
         return
-    needed = math.ceil((estimate.bytes + CONTEXT_BYTES) / gpu_bytes * 10_000) / 10_000  # Ray takes 4 decimals
+    needed = (
+        math.ceil((estimate.bytes + CONTEXT_BYTES) / gpu_bytes * 10_000) / 10_000
+    )  # Ray takes 4 decimals
     fit = max(1, math.floor(1 / needed)) * max(gpus, 1)
     raise DrltuneError(
         f"each trial needs {estimate.describe()}, but a {share:g} share of a {gpu_bytes / GiB:.0f} GiB GPU "
         f"holds {max(cap, 0) / GiB:.1f} GiB: --concurrent {concurrent} would run out of GPU memory; give each "
-        f"trial at least --gpus-per-trial {needed:g} (with the default share: --concurrent {fit} at most)")
+        f"trial at least --gpus-per-trial {needed:g} (with the default share: --concurrent {fit} at most)"
+    )
 
 
 def local_gpu_bytes() -> int | None:
@@ -138,8 +171,13 @@ def local_gpu_bytes() -> int | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
         sizes = [int(float(line)) * 1024**2 for line in out.split() if line.strip()]
     except (OSError, subprocess.SubprocessError, ValueError):
         return None

@@ -18,6 +18,7 @@ budget is closed at once as "not run" (FAIL with `not_run`, never queued again).
 drivers never overshoot, and a driver whose last places are held by another driver waits for
 them: if that driver dies, its trials are retried here.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,12 +35,26 @@ from optuna.trial import FrozenTrial, TrialState
 from drltune.record import DRIVER as DRIVER_ATTR
 from drltune.record import DRIVER_NS as DRIVER_NS_ATTR
 from drltune.record import ERROR, NOT_RUN, NOT_RUN_ERROR
-from drltune.search.optuna_private import backend_of, stale_trial_ids, storage_of, study_id_of, trial_id_of
-from drltune.search.storage import GRACE_S, HALT_S, HEARTBEAT_S, ResilientRDBStorage, StorageUnavailable
+from drltune.search.optuna_private import (
+    backend_of,
+    stale_trial_ids,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
+from drltune.search.storage import (
+    GRACE_S,
+    HALT_S,
+    HEARTBEAT_S,
+    ResilientRDBStorage,
+    StorageUnavailable,
+)
 from drltune.search.study import FINISHED_OK, retire
 
 RECHECK_S = 2.0
-ORPHAN_S = 3 * GRACE_S  # a RUNNING trial never claimed by any driver, as long as this process has watched it
+ORPHAN_S = (
+    3 * GRACE_S
+)  # a RUNNING trial never claimed by any driver, as long as this process has watched it
 # (storage URL, trial id) -> when this process first saw it unclaimed: trial ids restart with every
 # database, so one process watching two (a notebook, the test suite) must not mix their trials up.
 _first_seen_unclaimed: dict[tuple[str, int], float] = {}
@@ -121,8 +136,15 @@ def stale_trials(study: optuna.Study, me: str | None = None) -> list[FrozenTrial
         return []
     by_clock = set(stale_trial_ids(study))
     unclaimed = _unclaimed(study, running)  # this driver's own too: one it runs has a heartbeat
-    return [t for t in running if trial_id_of(t) in unclaimed
-            or ((me is None or t.user_attrs.get(DRIVER_ATTR) != me) and (trial_id_of(t) in by_clock or died_here(t)))]
+    return [
+        t
+        for t in running
+        if trial_id_of(t) in unclaimed
+        or (
+            (me is None or t.user_attrs.get(DRIVER_ATTR) != me)
+            and (trial_id_of(t) in by_clock or died_here(t))
+        )
+    ]
 
 
 def retire_stale(study: optuna.Study, max_retries: int | None, me: str | None = None) -> int:
@@ -138,8 +160,14 @@ class Heartbeat:
     other drivers retry them: `on_lost` (the bridge's halt) is called once the beats have failed
     for `limit` seconds, or one beat outlasted the storage's patience (see storage.HALT_S)."""
 
-    def __init__(self, study: optuna.Study, live_ids: Callable[[], list[int]], every: float = HEARTBEAT_S,
-                 limit: float = HALT_S, on_lost: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        live_ids: Callable[[], list[int]],
+        every: float = HEARTBEAT_S,
+        limit: float = HALT_S,
+        on_lost: Callable[[str], None] | None = None,
+    ) -> None:
         self.study, self.live_ids, self.every, self.limit = study, live_ids, every, limit
         self.on_lost = on_lost or (lambda reason: None)
         self.last_ok = time.monotonic()
@@ -164,7 +192,9 @@ class Heartbeat:
             except Exception:  # a database outage must not kill the driver; failing_for() tells
                 pass
             if cause is None and self.failing_for() > self.limit:
-                cause = f"this driver could not record its heartbeats for {self.failing_for():.0f} s"
+                cause = (
+                    f"this driver could not record its heartbeats for {self.failing_for():.0f} s"
+                )
             if cause is not None:
                 self.on_lost(f"{cause}; its trials were stopped (the same command resumes)")
 
@@ -187,7 +217,10 @@ class SharedBudget:
         self.held_by_others: list[int] = []  # running trials of other drivers that fill the budget
         backend = _backend(study)
         if isinstance(backend, ResilientRDBStorage):  # trials this driver asks are born claimed
-            backend.new_trial_user_attrs = {DRIVER_ATTR: self.driver, DRIVER_NS_ATTR: self.namespace}
+            backend.new_trial_user_attrs = {
+                DRIVER_ATTR: self.driver,
+                DRIVER_NS_ATTR: self.namespace,
+            }
 
     def _places(self) -> list[FrozenTrial]:
         """Trials holding a place: COMPLETE and PRUNED ones, and running ones not stale.
@@ -199,15 +232,18 @@ class SharedBudget:
         return self.study.get_trials(deepcopy=False, states=(*FINISHED_OK, TrialState.RUNNING))
 
     def state(self) -> str:
-        """"done" (the study has its trials), "wait" (places held by running trials), or "open"."""
+        """ "done" (the study has its trials), "wait" (places held by running trials), or "open"."""
         if time.monotonic() < self._next_check:
             return "wait"
         if len(self.study.get_trials(deepcopy=False, states=FINISHED_OK)) >= self.target:
             return "done"
         places = self._places()
         if len(places) >= self.target:
-            self.held_by_others = [t.number for t in places if t.state == TrialState.RUNNING
-                                   and t.user_attrs.get(DRIVER_ATTR) != self.driver]
+            self.held_by_others = [
+                t.number
+                for t in places
+                if t.state == TrialState.RUNNING and t.user_attrs.get(DRIVER_ATTR) != self.driver
+            ]
             self._next_check = time.monotonic() + RECHECK_S
             return "wait"
         return "open"
@@ -222,13 +258,21 @@ class SharedBudget:
         if ahead < self.target:
             return True
         try:
-            storage.set_trial_user_attr(trial_id_of(trial), NOT_RUN, True)  # not `interrupted`: never queued again
-            storage.set_trial_user_attr(trial_id_of(trial), ERROR, f"{NOT_RUN_ERROR} the study reached --trials "
-                                                                f"{self.target} (another driver was first)")
+            storage.set_trial_user_attr(
+                trial_id_of(trial), NOT_RUN, True
+            )  # not `interrupted`: never queued again
+            storage.set_trial_user_attr(
+                trial_id_of(trial),
+                ERROR,
+                f"{NOT_RUN_ERROR} the study reached --trials "
+                f"{self.target} (another driver was first)",
+            )
             self.study.tell(trial, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
-        except ValueError:  # study.tell's "Cannot tell a FAIL trial": another driver closed it first
+        except (
+            ValueError
+        ):  # study.tell's "Cannot tell a FAIL trial": another driver closed it first
             if not storage.get_trial(trial_id_of(trial)).state.is_finished():
                 raise
         self._next_check = time.monotonic() + RECHECK_S

@@ -13,6 +13,7 @@ Stored on the study: Optuna's metric names (`study.set_metric_names`, which optu
 shows, with its Pareto-front plot for two) and the `objective` user attribute (the names, in
 order; a study without it is a val_acc study, as every study before `--objective`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,12 +39,18 @@ def _gap(epoch: dict[str, Any]) -> float:
     return abs(float(epoch["val_acc_audio"]) - float(epoch["val_acc_visual"]))
 
 
-METRICS = {m.name: m for m in (
-    Metric("val_acc", True, lambda r: float(r["val_acc"]), "validation accuracy"),
-    Metric("val_f1", True, lambda r: float(r["val_f1"]), "validation macro-F1"),
-    Metric("modality_gap", False, _gap, "|audio-only - visual-only| validation accuracy"),
-)}
-FIRST = ("val_acc", "val_f1")  # a search led by the gap alone would reward a model that learns nothing
+METRICS = {
+    m.name: m
+    for m in (
+        Metric("val_acc", True, lambda r: float(r["val_acc"]), "validation accuracy"),
+        Metric("val_f1", True, lambda r: float(r["val_f1"]), "validation macro-F1"),
+        Metric("modality_gap", False, _gap, "|audio-only - visual-only| validation accuracy"),
+    )
+}
+FIRST = (
+    "val_acc",
+    "val_f1",
+)  # a search led by the gap alone would reward a model that learns nothing
 DEFAULT = "val_acc"
 
 
@@ -61,7 +68,9 @@ class Objective:
 
     @property
     def directions(self) -> list[StudyDirection]:
-        return [StudyDirection.MAXIMIZE if m.maximize else StudyDirection.MINIMIZE for m in self.metrics]
+        return [
+            StudyDirection.MAXIMIZE if m.maximize else StudyDirection.MINIMIZE for m in self.metrics
+        ]
 
     @property
     def multi(self) -> bool:
@@ -78,7 +87,9 @@ class Objective:
 
     def describe(self) -> str:
         """`val_acc (maximised) and modality_gap (minimised)`."""
-        return " and ".join(f"{m.name} ({'maximised' if m.maximize else 'minimised'})" for m in self.metrics)
+        return " and ".join(
+            f"{m.name} ({'maximised' if m.maximize else 'minimised'})" for m in self.metrics
+        )
 
 
 def parse_objective(text: str) -> Objective:
@@ -86,12 +97,18 @@ def parse_objective(text: str) -> Objective:
     names = [n.strip() for n in text.split(",")]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise DrltuneError(f"--objective {text}: unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+        raise DrltuneError(
+            f"--objective {text}: unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}"
+        )
     if len(names) > 2 or len(set(names)) != len(names):
-        raise DrltuneError(f"--objective {text}: one metric, or two different ones (e.g. val_acc,modality_gap)")
+        raise DrltuneError(
+            f"--objective {text}: one metric, or two different ones (e.g. val_acc,modality_gap)"
+        )
     if names[0] not in FIRST:
-        raise DrltuneError(f"--objective {text}: the first metric must be {' or '.join(FIRST)} "
-                           f"(a search on {names[0]} alone rewards a model that learns nothing)")
+        raise DrltuneError(
+            f"--objective {text}: the first metric must be {' or '.join(FIRST)} "
+            f"(a search on {names[0]} alone rewards a model that learns nothing)"
+        )
     return Objective(tuple(METRICS[n] for n in names))
 
 

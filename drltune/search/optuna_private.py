@@ -9,6 +9,7 @@ Subclasses that override a private method (`ResilientRDBStorage`, the Hyperband 
 study) name the method in their class body; the names they override are listed in
 `OVERRIDDEN` so the same test checks they still exist.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,12 @@ OVERRIDDEN: tuple[tuple[type, str], ...] = (
 #: RDBStorage's private methods that talk to the database (Optuna's cache wrapper calls them):
 #: `ResilientRDBStorage` wraps each in its retry.
 RDB_PRIVATE_ROUND_TRIPS: tuple[str, ...] = (
-    "_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
-    "_set_trial_param")
+    "_create_new_trial",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+    "_get_trials",
+    "_set_trial_param",
+)
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -69,8 +74,9 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
 
 
 @contextlib.contextmanager
-def rdb_session(storage: optuna.storages.RDBStorage,
-                ignore_integrity_error: bool = False) -> Iterator[Any]:
+def rdb_session(
+    storage: optuna.storages.RDBStorage, ignore_integrity_error: bool = False
+) -> Iterator[Any]:
     """A SQLAlchemy session on the storage's engine, committed on success, rolled back on error
     (Optuna's own; it turns SQLAlchemy's errors into Optuna's)."""
     with _create_scoped_session(storage.scoped_session, ignore_integrity_error) as session:
@@ -85,19 +91,27 @@ def dashboard_note_keys(trial_id: int | None, body: str) -> tuple[str, dict[str,
     return note_ver_key(trial_id), split_body(body, trial_id)
 
 
-def prepared_new_trial(storage: optuna.storages.RDBStorage, study_id: int,
-                       template: FrozenTrial | None, session: Any) -> Any:
+def prepared_new_trial(
+    storage: optuna.storages.RDBStorage, study_id: int, template: FrozenTrial | None, session: Any
+) -> Any:
     """Insert a new trial row (numbered as Optuna numbers them) inside `session`, uncommitted."""
     return storage._get_prepared_new_trial(study_id, template, session)
 
 
-def set_trial_attr_in_session(storage: optuna.storages.RDBStorage, session: Any, model: type,
-                              trial_id: int, key: str, value: Any) -> None:
+def set_trial_attr_in_session(
+    storage: optuna.storages.RDBStorage,
+    session: Any,
+    model: type,
+    trial_id: int,
+    key: str,
+    value: Any,
+) -> None:
     """Write one trial user/system attribute inside `session`, uncommitted (Optuna's upsert)."""
     storage._set_trial_attr_without_commit(session, model, trial_id, key, value)
 
 
-def set_trial_value_in_session(storage: optuna.storages.RDBStorage, session: Any, trial: Any,
-                               objective: int, value: float) -> None:
+def set_trial_value_in_session(
+    storage: optuna.storages.RDBStorage, session: Any, trial: Any, objective: int, value: float
+) -> None:
     """Write one objective value of a trial row inside `session`, uncommitted."""
     storage._set_trial_value_without_commit(session, trial, objective, value)

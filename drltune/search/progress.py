@@ -1,4 +1,5 @@
 """One readable line per finished trial (instead of Ray's tables), and the closing summary."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ class Outcome:
 
 
 def params_text(params: dict) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 def best_complete(study: optuna.Study) -> FrozenTrial | None:
@@ -45,22 +48,37 @@ class Progress:
     """After each trial: `#N <outcome>`, then `[finished/--trials] complete, pruned, failed, running`,
     and the best trial's parameters only when the best changed."""
 
-    def __init__(self, study: optuna.Study, total: int, echo: Callable[[str], None],
-                 running: Callable[[], int], bar: SearchBar | None = None, time_left: TimeLeft | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        total: int,
+        echo: Callable[[str], None],
+        running: Callable[[], int],
+        bar: SearchBar | None = None,
+        time_left: TimeLeft | None = None,
+    ) -> None:
         self.study, self.total, self.echo, self.running = study, total, echo, running
-        self.bar, self.time_left = bar, time_left  # the terminal's bar and the estimate, kept up to date
+        self.bar, self.time_left = (
+            bar,
+            time_left,
+        )  # the terminal's bar and the estimate, kept up to date
         self.objective = study_objective(study)
         self.best_number: int | None = None
         self.front: list[int] = []
 
     def __call__(self, outcome: Outcome) -> None:
         name = self.objective.first.name
-        reached = (f"best val_acc {outcome.value or 0:.4f}" if self.objective.names == ["val_acc"]
-                   else values_text(self.objective, outcome.values or (outcome.value or 0.0,)))  # at the selected epoch
-        what = {"complete": f"complete after {outcome.epochs} epochs, {reached}",
-                "pruned": f"pruned after {outcome.epochs} epochs (best {name} {outcome.value or 0:.4f})",
-                "failed": f"FAILED: {outcome.detail}",
-                "interrupted": "interrupted (queued for the next run)"}[outcome.state]
+        reached = (
+            f"best val_acc {outcome.value or 0:.4f}"
+            if self.objective.names == ["val_acc"]
+            else values_text(self.objective, outcome.values or (outcome.value or 0.0,))
+        )  # at the selected epoch
+        what = {
+            "complete": f"complete after {outcome.epochs} epochs, {reached}",
+            "pruned": f"pruned after {outcome.epochs} epochs (best {name} {outcome.value or 0:.4f})",
+            "failed": f"FAILED: {outcome.detail}",
+            "interrupted": "interrupted (queued for the next run)",
+        }[outcome.state]
         self.echo(f"#{outcome.number} {what}\n    {self.status()}")
         done = counted(self.study)
         if self.time_left is not None:
@@ -74,21 +92,35 @@ class Progress:
             front = pareto_front(self.study)
             return f"Pareto front {', '.join(f'#{t.number}' for t in front)}" if front else ""
         best = best_complete(self.study)
-        return f"best {self.objective.first.name} {best.values[0]:.4f} (#{best.number})" if best else ""
+        return (
+            f"best {self.objective.first.name} {best.values[0]:.4f} (#{best.number})"
+            if best
+            else ""
+        )
 
     def status(self) -> str:
-        n = state_counts(self.study.get_trials(deepcopy=False))  # the count studies and explore show
-        line = (f"[{counted(self.study)}/{self.total}] complete {n['complete']}, pruned {n['pruned']}, "
-                f"failed {n['failed']}, running {self.running()}"  # this driver's (others' are RUNNING too)
-                + "".join(f", {key.replace('_', ' ')} {n[key]}" for key in ("interrupted", "not_run", "queued")
-                          if n[key]))
+        n = state_counts(
+            self.study.get_trials(deepcopy=False)
+        )  # the count studies and explore show
+        line = (
+            f"[{counted(self.study)}/{self.total}] complete {n['complete']}, pruned {n['pruned']}, "
+            f"failed {n['failed']}, running {self.running()}"  # this driver's (others' are RUNNING too)
+            + "".join(
+                f", {key.replace('_', ' ')} {n[key]}"
+                for key in ("interrupted", "not_run", "queued")
+                if n[key]
+            )
+        )
         if self.objective.multi:
             front = [t.number for t in pareto_front(self.study)]
             if not front:
                 return line
             changed, self.front = front != self.front, front
-            return line + f" | {'new ' if changed else ''}Pareto front ({' vs '.join(self.objective.names)}): " + \
-                ", ".join(f"#{n}" for n in front)
+            return (
+                line
+                + f" | {'new ' if changed else ''}Pareto front ({' vs '.join(self.objective.names)}): "
+                + ", ".join(f"#{n}" for n in front)
+            )
         best = best_complete(self.study)
         if best is None:
             return line
@@ -106,39 +138,58 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
         return front_lines(study, objective)
     if objective.names != ["val_acc"]:
         return _single_lines(study, objective, top)
-    trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                    key=complete_primary, reverse=True)[:top]
+    trials = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+        key=complete_primary,
+        reverse=True,
+    )[:top]
     if not trials:
         return ["no complete trial yet"]
     raced = {r["trial"]: r for r in raced_ranking(study)}
     if raced:  # the raced trials first, by their mean over seeds
-        trials = sorted(trials, key=lambda t: list(raced).index(t.number) if t.number in raced else len(raced))
-    lines = [f"best {len(trials)} configurations of study {study.study_name!r} (value = best val_acc"
-             + ("; raced: mean over seeds" if raced else "") + "):"]
+        trials = sorted(
+            trials, key=lambda t: list(raced).index(t.number) if t.number in raced else len(raced)
+        )
+    lines = [
+        f"best {len(trials)} configurations of study {study.study_name!r} (value = best val_acc"
+        + ("; raced: mean over seeds" if raced else "")
+        + "):"
+    ]
     for rank, t in enumerate(trials, 1):
         test = t.user_attrs.get("test_acc")
-        mean = f"  mean val_acc {raced[t.number]['mean_val_acc']:.4f} over {raced[t.number]['seeds']} seeds" \
-            if t.number in raced else ""
-        lines.append(f"{rank:>2}. #{t.number:<4} val_acc {t.value:.4f}{mean}  test_acc "
-                     f"{'n/a' if test is None else f'{test:.4f}'}  best epoch {t.user_attrs.get('best_epoch')}  "
-                     f"{params_text(t.params)}")
+        mean = (
+            f"  mean val_acc {raced[t.number]['mean_val_acc']:.4f} over {raced[t.number]['seeds']} seeds"
+            if t.number in raced
+            else ""
+        )
+        lines.append(
+            f"{rank:>2}. #{t.number:<4} val_acc {t.value:.4f}{mean}  test_acc "
+            f"{'n/a' if test is None else f'{test:.4f}'}  best epoch {t.user_attrs.get('best_epoch')}  "
+            f"{params_text(t.params)}"
+        )
     line = choice_line(study)
     return lines + ([line] if line else [])
 
 
 def _single_lines(study: optuna.Study, objective: Objective, top: int) -> list[str]:
     """The best complete trials of a study searched for another single metric than val_acc."""
-    trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                    key=lambda t: (-t.values[0], t.number))[:top]  # the first objective is maximised
+    trials = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+        key=lambda t: (-t.values[0], t.number),
+    )[:top]  # the first objective is maximised
     if not trials:
         return ["no complete trial yet"]
     name = objective.first.name
-    lines = [f"best {len(trials)} configurations of study {study.study_name!r} (value = {name} at the "
-             "selected epoch):"]
+    lines = [
+        f"best {len(trials)} configurations of study {study.study_name!r} (value = {name} at the "
+        "selected epoch):"
+    ]
     for rank, t in enumerate(trials, 1):
-        lines.append(f"{rank:>2}. #{t.number:<4} {name} {t.values[0]:.4f}  val_acc "
-                     f"{_fmt(_at_best(t, 'val_acc'))}  test_acc {_fmt(t.user_attrs.get('test_acc'))}  "
-                     f"best epoch {t.user_attrs.get('best_epoch')}  {params_text(t.params)}")
+        lines.append(
+            f"{rank:>2}. #{t.number:<4} {name} {t.values[0]:.4f}  val_acc "
+            f"{_fmt(_at_best(t, 'val_acc'))}  test_acc {_fmt(t.user_attrs.get('test_acc'))}  "
+            f"best epoch {t.user_attrs.get('best_epoch')}  {params_text(t.params)}"
+        )
     return lines
 
 
@@ -147,12 +198,16 @@ def front_lines(study: optuna.Study, objective: Objective) -> list[str]:
     front = pareto_front(study)
     if not front:
         return ["no complete trial yet"]
-    lines = [f"Pareto front of study {study.study_name!r}: {len(front)} trial(s), none beaten on both "
-             f"{objective.describe()} (export one with --trial N; the default is the first row):"]
+    lines = [
+        f"Pareto front of study {study.study_name!r}: {len(front)} trial(s), none beaten on both "
+        f"{objective.describe()} (export one with --trial N; the default is the first row):"
+    ]
     for t in front:
-        lines.append(f"  #{t.number:<4} {values_text(objective, t.values)}  test_acc "
-                     f"{_fmt(t.user_attrs.get('test_acc'))}  best epoch {t.user_attrs.get('best_epoch')}  "
-                     f"{params_text(t.params)}")
+        lines.append(
+            f"  #{t.number:<4} {values_text(objective, t.values)}  test_acc "
+            f"{_fmt(t.user_attrs.get('test_acc'))}  best epoch {t.user_attrs.get('best_epoch')}  "
+            f"{params_text(t.params)}"
+        )
     return lines
 
 
@@ -162,7 +217,9 @@ def _fmt(value: float | None) -> str:
 
 def _at_best(trial: FrozenTrial, key: str) -> float | None:
     best = trial.user_attrs.get("best_epoch")
-    return next((r.get(key) for r in trial.user_attrs.get("history") or () if r.get("epoch") == best), None)
+    return next(
+        (r.get(key) for r in trial.user_attrs.get("history") or () if r.get("epoch") == best), None
+    )
 
 
 def next_steps(study_name: str, storage_url: str) -> list[str]:
@@ -171,9 +228,17 @@ def next_steps(study_name: str, storage_url: str) -> list[str]:
 
     storage = f" --storage {shlex.quote(storage_url)}"
     study = f" --study {shlex.quote(study_name)}"
-    steps = [(f"drltune explore{study}{storage}", "tables + HTML report: best per method, noise, curves"),
-             (f"drltune export{study}{storage} --top 3 -o best.yaml", "the best configs as TrialConfig YAML"),
-             ("drltune train --config best.yaml --seeds 3", "re-train them on 3 seeds: test mean ± std"),
-             (f"drltune dashboard{storage}", "optuna-dashboard: trial notes, curves, study figures")]
+    steps = [
+        (
+            f"drltune explore{study}{storage}",
+            "tables + HTML report: best per method, noise, curves",
+        ),
+        (
+            f"drltune export{study}{storage} --top 3 -o best.yaml",
+            "the best configs as TrialConfig YAML",
+        ),
+        ("drltune train --config best.yaml --seeds 3", "re-train them on 3 seeds: test mean ± std"),
+        (f"drltune dashboard{storage}", "optuna-dashboard: trial notes, curves, study figures"),
+    ]
     width = max(len(command) for command, _ in steps)
     return ["next:", *(f"  {command:<{width}}  # {why}" for command, why in steps)]

@@ -21,6 +21,7 @@ dashboard shows the real dips. Every comparison is like with like, at the same s
 
 A trial tells the pruner its re-inits through the user attribute `reinit_epochs` (0-based epochs).
 """
+
 from __future__ import annotations
 
 import copy
@@ -72,11 +73,15 @@ class PeersBestSoFar:
     pruned or running), as running-best copies. `get_trials` and `direction` are all that
     `PercentilePruner.prune` uses; copies of finished trials are cached (they never change)."""
 
-    def __init__(self, study: optuna.Study, trial_number: int, cache: dict[int, FrozenTrial]) -> None:
+    def __init__(
+        self, study: optuna.Study, trial_number: int, cache: dict[int, FrozenTrial]
+    ) -> None:
         self.study, self.trial_number, self.cache = study, trial_number, cache
         self.direction = study.direction
 
-    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
         out = []
         for t in self.study.get_trials(deepcopy=False, states=PEER_STATES):
             if t.number == self.trial_number:
@@ -121,11 +126,20 @@ class BracketStudy(optuna.Study):
     (Optuna 5.0), so TPE learned from every bracket at once; this one filters both."""
 
     def __init__(self, study: optuna.Study, pruner: HyperbandPruner, bracket_id: int) -> None:
-        super().__init__(study_name=study.study_name, storage=storage_of(study), sampler=study.sampler, pruner=pruner)
+        super().__init__(
+            study_name=study.study_name,
+            storage=storage_of(study),
+            sampler=study.sampler,
+            pruner=pruner,
+        )
         self._whole, self._bracket_id = study, bracket_id
 
-    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
-                    use_cache: bool = False) -> list[FrozenTrial]:
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
         trials = super()._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
         pruner = self.pruner
         assert isinstance(pruner, HyperbandPruner)
@@ -175,8 +189,9 @@ def pruner_defaults(name: str, max_epochs: int, n_trials: int) -> tuple[int | No
     return None, None
 
 
-def make_pruner(name: str, max_epochs: int, n_trials: int, startup: int | None = None,
-                warmup: int | None = None) -> tuple[BasePruner, dict[str, Any]]:
+def make_pruner(
+    name: str, max_epochs: int, n_trials: int, startup: int | None = None, warmup: int | None = None
+) -> tuple[BasePruner, dict[str, Any]]:
     """The re-init-aware pruner for `--pruner NAME` and the arguments it was built with (stored
     on the study). Steps are 0-based epochs; Hyperband gets `max_resource` explicitly."""
     if name not in PRUNERS:
@@ -193,9 +208,15 @@ def make_pruner(name: str, max_epochs: int, n_trials: int, startup: int | None =
     final = max_epochs - 1
     if name == "median":
         assert startup is not None and warmup is not None  # pruner_defaults gives median both
-        args: dict[str, Any] = {"n_startup_trials": startup, "n_warmup_steps": warmup, "n_min_trials": startup,
-                                "peers": "complete, pruned and running trials"}
-        inner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, n_min_trials=startup)
+        args: dict[str, Any] = {
+            "n_startup_trials": startup,
+            "n_warmup_steps": warmup,
+            "n_min_trials": startup,
+            "peers": "complete, pruned and running trials",
+        }
+        inner = optuna.pruners.MedianPruner(
+            n_startup_trials=startup, n_warmup_steps=warmup, n_min_trials=startup
+        )
         pruner: BasePruner = ReinitAwarePruner(inner, final_step=final)
     elif name == "sha":
         args = {"min_resource": warmup, "reduction_factor": 3}

@@ -8,6 +8,7 @@ The runs are `drltune verify`'s (stored as `verify:trial<N>:config:seed<S>`), so
 resumes where it stopped and `drltune explore` shows their test accuracies; the ranking is stored
 in the study attribute `race`, and `export` then writes the raced winner first.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -28,15 +29,33 @@ def rank(study: optuna.Study, trials: list[FrozenTrial], seeds: list[int]) -> li
     runs = stored_runs(study)
     rows = []
     for t in trials:
-        fresh = [runs[key]["best_val_acc"] for key in (run_key(t.number, OWN, s) for s in seeds) if key in runs]
+        fresh = [
+            runs[key]["best_val_acc"]
+            for key in (run_key(t.number, OWN, s) for s in seeds)
+            if key in runs
+        ]
         values = [complete_primary(t), *fresh]
-        rows.append({"trial": t.number, "mean_val_acc": statistics.mean(values), "seeds": len(values),
-                     "search_val_acc": complete_primary(t)})
+        rows.append(
+            {
+                "trial": t.number,
+                "mean_val_acc": statistics.mean(values),
+                "seeds": len(values),
+                "search_val_acc": complete_primary(t),
+            }
+        )
     return sorted(rows, key=lambda r: (-r["mean_val_acc"], -r["search_val_acc"], r["trial"]))
 
 
-def run_race(study: optuna.Study, top: int, n_seeds: int, concurrent: int, cpus: float | None, gpus: float | None,
-             address: str | None, echo: Callable[[str], None]) -> list[dict[str, Any]]:
+def run_race(
+    study: optuna.Study,
+    top: int,
+    n_seeds: int,
+    concurrent: int,
+    cpus: float | None,
+    gpus: float | None,
+    address: str | None,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
     """Race the `top` best complete trials on `n_seeds` fresh seeds (Ray, `concurrent` at a time);
     store and return the ranking. Runs already stored (an earlier, cut-off race) are not trained again."""
     from drltune.explore.export import select_trials
@@ -51,12 +70,16 @@ def run_race(study: optuna.Study, top: int, n_seeds: int, concurrent: int, cpus:
     done = stored_runs(study)
     todo = [r for r in runs if r.key not in done]
     stored = f", {len(runs) - len(todo)} already stored" if len(todo) < len(runs) else ""
-    echo(f"racing the top {len(trials)} (trials {', '.join(f'#{t.number}' for t in trials)}) on {n_seeds} fresh "
-         f"seeds {seeds}: {len(todo)} runs to train{stored}")
+    echo(
+        f"racing the top {len(trials)} (trials {', '.join(f'#{t.number}' for t in trials)}) on {n_seeds} fresh "
+        f"seeds {seeds}: {len(todo)} runs to train{stored}"
+    )
     failed = execute(study, todo, concurrent, cpus, gpus, address, echo) if todo else 0
     ranking = rank(study, trials, seeds)
     study.set_user_attr(record.RACE, {"top": len(trials), "seeds": seeds, "ranking": ranking})
     if failed:
-        echo(f"note: {failed} racing run(s) failed; the ranking counts the seeds each trial has "
-             "(run the same command again to retry them)")
+        echo(
+            f"note: {failed} racing run(s) failed; the ranking counts the seeds each trial has "
+            "(run the same command again to retry them)"
+        )
     return ranking

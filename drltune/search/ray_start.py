@@ -3,6 +3,7 @@
 Plain arguments, no search spec: whoever trains on Ray calls `quiet_ray_env()` before importing
 Ray, `init_ray` to start or join it, and `auto_gpus` for each task's GPU share.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,17 +14,25 @@ from typing import Any
 
 from drltune.errors import DrltuneError, first_line
 
-FORWARDED_ENV = ("DRLTUNE_FAULTS", "DRLTUNE_STORAGE_PATIENCE_S",  # to workers on a cluster
-                 "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG")
+FORWARDED_ENV = (
+    "DRLTUNE_FAULTS",
+    "DRLTUNE_STORAGE_PATIENCE_S",  # to workers on a cluster
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 
 # Before Ray is imported: no Tune loggers (CSV/JSON/TensorBoard files) and no Ray progress tables.
 # Tune's experiment state (about 19 KB per trial, every trial ever run) is rewritten every 10-16 s
 # by default: 42 MB each time at 2,000 trials. A search resumes from its Optuna study, never from
 # that file, so it is written once an hour and at the end.
-RAY_QUIET_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
-                 "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_DEDUP_LOGS": "0",
-                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
-                 "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
+RAY_QUIET_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
+    "TUNE_GLOBAL_CHECKPOINT_S": "3600",
+}
 
 
 def quiet_ray_env() -> None:
@@ -48,15 +57,19 @@ def check_reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as exc:
-        raise DrltuneError(f"--address {address}: no Ray cluster reachable there "
-                           f"({exc.strerror or exc})") from None
+        raise DrltuneError(
+            f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})"
+        ) from None
 
 
 def init_ray(ray: Any, address: str | None, concurrent: int, cpus_per_task: float) -> None:
     """Local in-process Ray by default; `address` (or RAY_ADDRESS) joins a running cluster.
     Ray stays quiet."""
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
-                              "configure_logging": True}
+    kwargs: dict[str, Any] = {
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+        "configure_logging": True,
+    }
     address = address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
     if address:
         kwargs["address"] = address
@@ -65,15 +78,22 @@ def init_ray(ray: Any, address: str | None, concurrent: int, cpus_per_task: floa
         kwargs["runtime_env"] = {"env_vars": passed}
     else:
         # "local": always a fresh instance, never a cluster that someone started on this machine
-        kwargs.update(address="local", include_dashboard=False,
-                      num_cpus=max(os.cpu_count() or 1, math.ceil(concurrent * cpus_per_task)))
+        kwargs.update(
+            address="local",
+            include_dashboard=False,
+            num_cpus=max(os.cpu_count() or 1, math.ceil(concurrent * cpus_per_task)),
+        )
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         token = address and "RAY_AUTH_MODE" not in os.environ
-        hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
-                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if token else "")
+        hint = (
+            "; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
+            "(RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+            if token
+            else ""
+        )
         raise DrltuneError(f"cannot start or join {where}: {first_line(exc)}{hint}") from None
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -7,6 +7,7 @@ grow: a request that does not fit is an error. A cluster joined with --address m
 autoscaler (KubeRay, `ray up`) that adds the node later; Ray does not say for sure whether one
 will, so there it is a warning and the search waits.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,13 +41,17 @@ def shortfall(request: Mapping[str, float], nodes: list[dict[str, float]]) -> st
         return f"Ray sees {describe(nodes[0])}"
     largest = {k: max(node.get(k, 0.0) for node in nodes) for k in ("CPU", "GPU")}
     total = {k: sum(node.get(k, 0.0) for node in nodes) for k in ("CPU", "GPU")}
-    return (f"no node of the {len(nodes)} has it: at most {describe(largest)} on one node "
-            f"({describe(total)} in all; a trial runs on one node)")
+    return (
+        f"no node of the {len(nodes)} has it: at most {describe(largest)} on one node "
+        f"({describe(total)} in all; a trial runs on one node)"
+    )
 
 
 def machine_cpus() -> int:
     """The CPUs this process may run on (its affinity: a container's or taskset's limit, not the host's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 def check_local_cpus(cpus_per_trial: float, cpus: int | None = None) -> None:
@@ -54,21 +59,31 @@ def check_local_cpus(cpus_per_trial: float, cpus: int | None = None) -> None:
     trials may share cores, and would accept any request): one trial cannot use more than the machine."""
     cpus = cpus if cpus is not None else machine_cpus()
     if cpus_per_trial > cpus:
-        raise DrltuneError(f"--cpus-per-trial {cpus_per_trial:g}: this machine has {_amount(cpus, 'CPU')}; "
-                           f"ask for at most {cpus}")
+        raise DrltuneError(
+            f"--cpus-per-trial {cpus_per_trial:g}: this machine has {_amount(cpus, 'CPU')}; "
+            f"ask for at most {cpus}"
+        )
 
 
-def check_fits(request: Mapping[str, float], nodes: list[dict[str, Any]], cluster: bool,
-               warn: Callable[[str], None] = print) -> None:
+def check_fits(
+    request: Mapping[str, float],
+    nodes: list[dict[str, Any]],
+    cluster: bool,
+    warn: Callable[[str], None] = print,
+) -> None:
     """Refuse (local Ray) or warn (a cluster that an autoscaler may grow) when no node holds one trial."""
     missing = shortfall(request, node_resources(nodes))
     if missing is None:
         return
     asked = f"each trial asks for {describe(request)}"
-    hint = " (pass --gpus-per-trial 0 to train on the CPU)" if request.get("GPU", 0) > 0 and not any(
-        n.get("GPU", 0) for n in node_resources(nodes)) else ""
+    hint = (
+        " (pass --gpus-per-trial 0 to train on the CPU)"
+        if request.get("GPU", 0) > 0 and not any(n.get("GPU", 0) for n in node_resources(nodes))
+        else ""
+    )
     if not cluster:
         raise DrltuneError(f"{asked}, but {missing}{hint}")
-    warn(f"warning: {asked}, but {missing}; the trials wait until a node that holds one joins "
-         f"(an autoscaler may add it; Ctrl-C to stop){hint}")
-
+    warn(
+        f"warning: {asked}, but {missing}; the trials wait until a node that holds one joins "
+        f"(an autoscaler may add it; Ctrl-C to stop){hint}"
+    )

@@ -1,4 +1,5 @@
 """`drltune search`: one study, Optuna deciding, Ray Tune executing (see bridge.py for the split)."""
+
 from __future__ import annotations
 
 import math
@@ -63,7 +64,9 @@ class SearchSpec:
     pruner_warmup: int | None = None
     max_epochs: int | None = None
     concurrent: int = 2
-    cpus_per_trial: float | None = None  # None: 1 without GPUs, else a node's cores / its trials (gpu_plan)
+    cpus_per_trial: float | None = (
+        None  # None: 1 without GPUs, else a node's cores / its trials (gpu_plan)
+    )
     gpus_per_trial: float | None = None  # None: share the GPUs Ray sees among --concurrent trials
     address: str | None = None
     seed: int = 0
@@ -84,8 +87,10 @@ class SearchSpec:
 
 def base_config(spec: SearchSpec, fixed: dict[str, Any]) -> TrialConfig:
     """Dataset, the space's fixed keys, then --set; epochs and seed are set by the search."""
-    cfg = TrialConfig.from_dict({"dataset": spec.dataset, "data_root": spec.data_root, "seed": spec.seed,
-                                 **fixed}, where=f"{spec.space_file}: fixed")
+    cfg = TrialConfig.from_dict(
+        {"dataset": spec.dataset, "data_root": spec.data_root, "seed": spec.seed, **fixed},
+        where=f"{spec.space_file}: fixed",
+    )
     return cfg.with_overrides(spec.overrides)
 
 
@@ -97,7 +102,11 @@ def storage_path(spec: SearchSpec) -> str:
     """Where Ray's experiment state and the trials' checkpoints go: --storage-path, else a `ray`
     folder beside the SQLite file (or under ./studies)."""
     if spec.storage_path:
-        return spec.storage_path if "://" in spec.storage_path else str(Path(spec.storage_path).expanduser().resolve())
+        return (
+            spec.storage_path
+            if "://" in spec.storage_path
+            else str(Path(spec.storage_path).expanduser().resolve())
+        )
     db = sqlite_path(spec.storage)
     studies = db.resolve().parent if db is not None else Path.cwd().resolve() / "studies"
     return str(studies / "ray")
@@ -109,8 +118,9 @@ def checkpoint_store(ray_root: str, study: optuna.Study) -> CheckpointStore:
     from drltune.search.study import study_uid
 
     uid = study_uid(study)
-    return CheckpointStore(f"{ray_root.rstrip('/')}/checkpoints/{study_folder_name(study.study_name, uid)}",
-                           owner=uid)
+    return CheckpointStore(
+        f"{ray_root.rstrip('/')}/checkpoints/{study_folder_name(study.study_name, uid)}", owner=uid
+    )
 
 
 def adopt_legacy_checkpoints(ray_root: str, study: optuna.Study, store: CheckpointStore) -> int:
@@ -118,7 +128,9 @@ def adopt_legacy_checkpoints(ray_root: str, study: optuna.Study, store: Checkpoi
     out of the folder named by the study's name alone (drltune before study ids). Run once, when a
     study gets its id: that folder may be shared with another study of the same name, so nothing
     else in it is touched."""
-    legacy = CheckpointStore(f"{ray_root.rstrip('/')}/checkpoints/{study_folder_name(study.study_name)}")
+    legacy = CheckpointStore(
+        f"{ray_root.rstrip('/')}/checkpoints/{study_folder_name(study.study_name)}"
+    )
     return sum(store.adopt(legacy, key) for key in sorted(_pending(study)))
 
 
@@ -128,8 +140,10 @@ def _pending(study: optuna.Study) -> set[str]:
 
     from drltune.search.study import lineage
 
-    return {lineage_key(lineage(t)) for t in study.get_trials(
-        deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+    return {
+        lineage_key(lineage(t))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    }
 
 
 def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
@@ -182,24 +196,51 @@ def prepare(spec: SearchSpec, stored_space: str | None = None) -> SearchPlan:
     space = load_space(spec.space_file, max_epochs)
     space_line = f"search space {space.path}:"
     if stored_space and stored_space != space.text:
-        space = parse_space(safe_yaml.load(stored_space), max_epochs, path=space.path, text=stored_space)
-        space_line = (f"search space: the one study {study_name(spec)!r} began with, stored in it (the default space "
-                      "has changed since; pass --space to choose one):")
+        space = parse_space(
+            safe_yaml.load(stored_space), max_epochs, path=space.path, text=stored_space
+        )
+        space_line = (
+            f"search space: the one study {study_name(spec)!r} began with, stored in it (the default space "
+            "has changed since; pass --space to choose one):"
+        )
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
-    resolved = resolve(base)  # dataset, fixed values and --set are checked before anything is stored
+    resolved = resolve(
+        base
+    )  # dataset, fixed values and --set are checked before anything is stored
     fixed_notes = space.fixed_by(spec.overrides, base)
     space.check_values(base)
-    pruner, pruner_args = make_pruner(spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup)
+    pruner, pruner_args = make_pruner(
+        spec.pruner, max_epochs, spec.trials, spec.pruner_startup, spec.pruner_warmup
+    )
     check_sampler(spec.sampler, space)
     # Each trial samples with its own seed (seed, trial number): drivers that share the study
     # propose different configurations, and one driver alone is reproducible.
     sampler, sampler_args = search_sampler(spec.sampler, spec.seed, spec.trials, space)
-    attrs = {record.DATASET: spec.dataset, record.SPACE: space.text, record.SPACE_FILE: str(space.path.resolve()),
-             record.VERSION: drltune.__version__, record.COMMAND: spec.command, record.MAX_EPOCHS: max_epochs,
-             record.PRUNER: spec.pruner, record.SAMPLER: spec.sampler, record.PRUNER_ARGS: pruner_args,
-             record.SAMPLER_ARGS: sampler_args}
-    return SearchPlan(study_name(spec), objective, space, space_line, base, resolved, max_epochs, fixed_notes, pruner,
-                      sampler, attrs)
+    attrs = {
+        record.DATASET: spec.dataset,
+        record.SPACE: space.text,
+        record.SPACE_FILE: str(space.path.resolve()),
+        record.VERSION: drltune.__version__,
+        record.COMMAND: spec.command,
+        record.MAX_EPOCHS: max_epochs,
+        record.PRUNER: spec.pruner,
+        record.SAMPLER: spec.sampler,
+        record.PRUNER_ARGS: pruner_args,
+        record.SAMPLER_ARGS: sampler_args,
+    }
+    return SearchPlan(
+        study_name(spec),
+        objective,
+        space,
+        space_line,
+        base,
+        resolved,
+        max_epochs,
+        fixed_notes,
+        pruner,
+        sampler,
+        attrs,
+    )
 
 
 def open_if_resumable(url: str, space_file: Path) -> optuna.storages.BaseStorage | None:
@@ -233,7 +274,8 @@ def check_before_start(plan: SearchPlan, address: str | None, cpus_per_trial: fl
         raise DrltuneError(
             f"--address {address}: Ray Client is not supported (the search driver keeps the study and "
             "must run on the cluster); run it on the head node with --address auto, or submit it: "
-            "ray job submit --address http://HEAD:8265 -- drltune search ...")
+            "ray job submit --address http://HEAD:8265 -- drltune search ..."
+        )
     if not _joins_cluster(address) and cpus_per_trial is not None:
         check_local_cpus(cpus_per_trial)  # before the study exists and Ray starts
     if address:
@@ -244,15 +286,23 @@ def check_before_start(plan: SearchPlan, address: str | None, cpus_per_trial: fl
         load_dataset(plan.base.dataset, plan.base.data_root, plan.resolved.dataset_params)
 
 
-def start_study(plan: SearchPlan, storage: optuna.storages.BaseStorage, url: str, ray_root: str, max_retries: int,
-               echo: Callable[[str], None]) -> tuple[optuna.Study, CheckpointStore]:
+def start_study(
+    plan: SearchPlan,
+    storage: optuna.storages.BaseStorage,
+    url: str,
+    ray_root: str,
+    max_retries: int,
+    echo: Callable[[str], None],
+) -> tuple[optuna.Study, CheckpointStore]:
     """Create the study, or resume it: interrupted trials closed and queued again, their checkpoints
     kept and the others' swept. Says where it lives and what it searches."""
     from drltune.search.dashboard_view import describe_study
     from drltune.search.liveness import retire_stale
     from drltune.search.study import counted, create_or_resume, has_uid, requeue_lost
 
-    study, existed = create_or_resume(plan.name, storage, plan.sampler, plan.pruner, plan.attrs, plan.objective)
+    study, existed = create_or_resume(
+        plan.name, storage, plan.sampler, plan.pruner, plan.attrs, plan.objective
+    )
     describe_study(study)  # metric name and study Note for optuna-dashboard
     path = sqlite_path(url)
     echo(f"study {plan.name!r} in {display_url(url)}" + (f"  ({path.resolve()})" if path else ""))
@@ -267,17 +317,26 @@ def start_study(plan: SearchPlan, storage: optuna.storages.BaseStorage, url: str
     store = checkpoint_store(ray_root, study)
     if existed:
         stale = retire_stale(study, max_retries) + requeue_lost(study)
-        echo(f"resuming: {counted(study)} finished trials kept"
-             + (f", {stale} interrupted trials closed as FAIL and queued again" if stale else ""))
+        echo(
+            f"resuming: {counted(study)} finished trials kept"
+            + (f", {stale} interrupted trials closed as FAIL and queued again" if stale else "")
+        )
         adopted = adopt_legacy_checkpoints(ray_root, study, store) if migrating else 0
         if adopted:
-            echo(f"checkpoints: {adopted} interrupted trials resume from their checkpoints, moved to {store.root}")
+            echo(
+                f"checkpoints: {adopted} interrupted trials resume from their checkpoints, moved to {store.root}"
+            )
         sweep_checkpoints(study, store)
     return study, store
 
 
-def run_trials(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: CheckpointStore,
-               echo: Callable[[str], None]) -> None:
+def run_trials(
+    spec: SearchSpec,
+    plan: SearchPlan,
+    study: optuna.Study,
+    store: CheckpointStore,
+    echo: Callable[[str], None],
+) -> None:
     """Run the trials the study still lacks (--seed-with's published configs first) on Ray Tune."""
     from drltune.search.study import counted
 
@@ -287,12 +346,20 @@ def run_trials(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: C
 
         enqueue_published(study, plan.space, spec.seed_with, plan.max_epochs, remaining, echo)
     if remaining <= 0:
-        echo(f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run")
+        echo(
+            f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run"
+        )
         return
-    pruned = ("unpruned (Optuna prunes on one value; pruning on the first alone would cut the front's "
-              "low-gap trials)" if plan.objective.multi else f"pruner {spec.pruner} (re-init aware)")
-    echo(f"running {remaining} trials x {plan.max_epochs} epochs, {spec.concurrent} at a time, objective "
-         f"{plan.objective.describe()}, sampler {spec.sampler}, {pruned}")
+    pruned = (
+        "unpruned (Optuna prunes on one value; pruning on the first alone would cut the front's "
+        "low-gap trials)"
+        if plan.objective.multi
+        else f"pruner {spec.pruner} (re-init aware)"
+    )
+    echo(
+        f"running {remaining} trials x {plan.max_epochs} epochs, {spec.concurrent} at a time, objective "
+        f"{plan.objective.describe()}, sampler {spec.sampler}, {pruned}"
+    )
     _run_tune(spec, plan, study, store, echo)
 
 
@@ -306,9 +373,12 @@ def report(study: optuna.Study, url: str, echo: Callable[[str], None]) -> None:
         echo(line)
 
 
-def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
-               after_trials: Callable[[optuna.Study], None] | None = None,
-               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+def run_search(
+    spec: SearchSpec,
+    echo: Callable[[str], None] = print,
+    after_trials: Callable[[optuna.Study], None] | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> optuna.Study:
     """Create or resume the study, run the remaining trials on Ray Tune, print the best configs.
     `after_trials` runs once the study has its --trials (e.g. the race), before the summary.
     `storage`: `spec.storage` as the caller opened it already (compare's later searches)."""
@@ -318,13 +388,17 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] = print,
     if storage is None:
         storage = open_if_resumable(spec.storage, spec.space_file)
     own_space = None
-    if storage is not None and Path(spec.space_file) == DEFAULT_SPACE:  # only a default space changes
+    if (
+        storage is not None and Path(spec.space_file) == DEFAULT_SPACE
+    ):  # only a default space changes
         own_space = stored_space(storage, study_name(spec))
     plan = prepare(spec, own_space)
     check_before_start(plan, spec.address, spec.cpus_per_trial)
     if storage is None:
         storage = open_writer(spec.storage, heartbeat=True)
-    study, store = start_study(plan, storage, spec.storage, storage_path(spec), spec.max_retries, echo)
+    study, store = start_study(
+        plan, storage, spec.storage, storage_path(spec), spec.max_retries, echo
+    )
     run_trials(spec, plan, study, store, echo)
     if after_trials is not None and counted(study) >= spec.trials:
         after_trials(study)
@@ -338,7 +412,9 @@ class _Stop:
     def __init__(self, timeout: float | None) -> None:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.interrupted = threading.Event()
-        self.fired: str | None = None  # the reason the search loop saw (a deadline passed later stopped nothing)
+        self.fired: str | None = (
+            None  # the reason the search loop saw (a deadline passed later stopped nothing)
+        )
 
     def reason(self) -> str | None:
         if self.interrupted.is_set():
@@ -360,7 +436,9 @@ class _Stop:
         previous_handler = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum: int, frame: Any) -> None:
-            echo("stopping: running trials will be closed and retried next time (Ctrl-C again to abort)")
+            echo(
+                "stopping: running trials will be closed and retried next time (Ctrl-C again to abort)"
+            )
             self.interrupted.set()
             signal.signal(signal.SIGINT, previous_handler)
 
@@ -371,8 +449,13 @@ class _Stop:
             signal.signal(signal.SIGINT, previous_handler)
 
 
-def _run_tune(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: CheckpointStore,
-              echo: Callable[[str], None]) -> None:
+def _run_tune(
+    spec: SearchSpec,
+    plan: SearchPlan,
+    study: optuna.Study,
+    store: CheckpointStore,
+    echo: Callable[[str], None],
+) -> None:
     """Start (or join) Ray, run the trials until --trials, a stop or a fatal error, then close what is
     still running (queued for the next run) and shut down what this call started."""
     quiet_ray_env()
@@ -400,15 +483,24 @@ def _run_tune(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: Ch
             bar.close()
         raise
     bridge.threads = max(1, math.floor(cpus))  # each trial's torch and k-means threads
-    tuner = _tuner(spec, study.study_name, bridge, cpus, gpus,
-                   callbacks=[EpochTicker(echo, time_left=time_left, bar=bar)])
+    tuner = _tuner(
+        spec,
+        study.study_name,
+        bridge,
+        cpus,
+        gpus,
+        callbacks=[EpochTicker(echo, time_left=time_left, bar=bar)],
+    )
     try:
         with stop.on_ctrl_c(echo), warnings.catch_warnings(), heartbeat, tolerate_state_sync(echo):
             warnings.simplefilter("ignore")
             tuner.fit()
     finally:
-        closed = bridge.close_open(stop.outcome() or bridge.fatal or
-                                   "interrupted: the search ended before this trial finished")
+        closed = bridge.close_open(
+            stop.outcome()
+            or bridge.fatal
+            or "interrupted: the search ended before this trial finished"
+        )
         if not bridge.storage_lost:
             publish.finish()
             try:
@@ -430,9 +522,16 @@ def _run_tune(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: Ch
         raise RuntimeFailure(bridge.fatal)
 
 
-def _bridge(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: CheckpointStore, stop: _Stop,
-            time_left: TimeLeft, bar: SearchBar | None,
-            echo: Callable[[str], None]) -> tuple[OptunaBridge, Heartbeat, DashboardPublisher]:
+def _bridge(
+    spec: SearchSpec,
+    plan: SearchPlan,
+    study: optuna.Study,
+    store: CheckpointStore,
+    stop: _Stop,
+    time_left: TimeLeft,
+    bar: SearchBar | None,
+    echo: Callable[[str], None],
+) -> tuple[OptunaBridge, Heartbeat, DashboardPublisher]:
     """The Optuna side of the run: the bridge that asks and tells, its progress lines, the dashboard's
     notes and artifacts, the heartbeat of its trials, and the experiment tracker."""
     from drltune.search.bridge import OptunaBridge
@@ -440,7 +539,9 @@ def _bridge(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: Chec
     from drltune.search.liveness import Heartbeat, SharedBudget
     from drltune.search.progress import Outcome, Progress
 
-    progress = Progress(study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left)
+    progress = Progress(
+        study, spec.trials, echo, running=lambda: len(bridge.live), bar=bar, time_left=time_left
+    )
     publish = DashboardPublisher(study, spec.storage, warn=echo)
     heartbeat = Heartbeat(study, lambda: [trial_id_of(t.trial) for t in list(bridge.live.values())])
 
@@ -448,11 +549,20 @@ def _bridge(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: Chec
         progress(outcome)
         publish(outcome.number)
 
-    bridge = OptunaBridge(study, plan.space, plan.base, SharedBudget(study, spec.trials, spec.max_retries),
-                          on_outcome=on_outcome,
-                          stop_reason=stop.reason, checkpoints=store, checkpoint_every=spec.checkpoint_every,
-                          max_failed=failure_limit(spec.max_failed_trials, spec.trials),
-                          heartbeat_age=heartbeat.failing_for, note=echo, objective=plan.objective)
+    bridge = OptunaBridge(
+        study,
+        plan.space,
+        plan.base,
+        SharedBudget(study, spec.trials, spec.max_retries),
+        on_outcome=on_outcome,
+        stop_reason=stop.reason,
+        checkpoints=store,
+        checkpoint_every=spec.checkpoint_every,
+        max_failed=failure_limit(spec.max_failed_trials, spec.trials),
+        heartbeat_age=heartbeat.failing_for,
+        note=echo,
+        objective=plan.objective,
+    )
     bridge.before_tell = publish.attach_artifacts
     if spec.tracker == "mlflow":
         from drltune.search.tracked import SearchTracking
@@ -461,24 +571,41 @@ def _bridge(spec: SearchSpec, plan: SearchPlan, study: optuna.Study, store: Chec
         tracker = MlflowTracker(spec.tracker_uri, study.study_name, warn=echo)
         bridge.tracking = SearchTracking(tracker, study.study_name)
         echo(f"tracking: MLflow {tracker.uri}, experiment {study.study_name!r} (one run per trial)")
-    heartbeat.on_lost = bridge.halt  # cut off from the storage: stop the trials before others retry them
+    heartbeat.on_lost = (
+        bridge.halt
+    )  # cut off from the storage: stop the trials before others retry them
     return bridge, heartbeat, publish
 
 
-def _trial_resources(spec: SearchSpec, plan: SearchPlan, ray: Any, echo: Callable[[str], None]) -> tuple[float, float]:
+def _trial_resources(
+    spec: SearchSpec, plan: SearchPlan, ray: Any, echo: Callable[[str], None]
+) -> tuple[float, float]:
     """Each trial's CPUs and GPUs on the Ray that is up, checked against what it offers; says them."""
     _check_checkpoint_reach(ray, spec.checkpoint_every, spec.storage_path)
-    gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else auto_gpus(ray, spec.concurrent)
+    gpus = (
+        spec.gpus_per_trial if spec.gpus_per_trial is not None else auto_gpus(ray, spec.concurrent)
+    )
     cpus, cpus_note = trial_cpus(spec.cpus_per_trial, spec.concurrent, ray, gpus)
-    check_fits({"CPU": cpus, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec.address), warn=echo)
+    check_fits(
+        {"CPU": cpus, "GPU": gpus}, ray.nodes(), cluster=_joins_cluster(spec.address), warn=echo
+    )
     if gpus and not _joins_cluster(spec.address):
         check_gpu_memory(plan.space, plan.base, gpus, spec.concurrent, ray)
-    echo(f"each trial gets {cpus:g} CPU{cpus_note} and {gpus:g} GPU"
-         + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else ""))
+    echo(
+        f"each trial gets {cpus:g} CPU{cpus_note} and {gpus:g} GPU"
+        + (f" (of {ray.cluster_resources().get('GPU', 0):g} GPUs)" if gpus else "")
+    )
     return cpus, gpus
 
 
-def _tuner(spec: SearchSpec, name: str, bridge: OptunaBridge, cpus: float, gpus: float, callbacks: list[Any]) -> Any:
+def _tuner(
+    spec: SearchSpec,
+    name: str,
+    bridge: OptunaBridge,
+    cpus: float,
+    gpus: float,
+    callbacks: list[Any],
+) -> Any:
     """Ray Tune's side of the run: trials asked of the bridge, stopped by it, retried on worker deaths."""
     from ray import tune
 
@@ -488,13 +615,24 @@ def _tuner(spec: SearchSpec, name: str, bridge: OptunaBridge, cpus: float, gpus:
     trainable = tune.with_resources(run_trial, {"cpu": cpus, "gpu": gpus})
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=bridge, scheduler=PruningScheduler(bridge), num_samples=-1,
-                                    max_concurrent_trials=spec.concurrent, reuse_actors=True,
-                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        tune_config=tune.TuneConfig(
+            search_alg=bridge,
+            scheduler=PruningScheduler(bridge),
+            num_samples=-1,
+            max_concurrent_trials=spec.concurrent,
+            reuse_actors=True,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
         run_config=tune.RunConfig(
-            name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage_path(spec),
-            verbose=0, stop=StopSearch(bridge), failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            log_to_file=True, callbacks=callbacks),
+            name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=storage_path(spec),
+            verbose=0,
+            stop=StopSearch(bridge),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            log_to_file=True,
+            callbacks=callbacks,
+        ),
     )
 
 
@@ -504,10 +642,13 @@ def _check_checkpoint_reach(ray: Any, checkpoint_every: int, storage_path: str |
     if len(nodes) > 1 and checkpoint_every > 0 and not storage_path:
         raise DrltuneError(
             f"the Ray cluster has {len(nodes)} nodes: trial checkpoints need a folder that every node reaches "
-            "(--storage-path /shared/folder or s3://bucket/path), or pass --checkpoint-every 0")
+            "(--storage-path /shared/folder or s3://bucket/path), or pass --checkpoint-every 0"
+        )
 
 
-def trial_cpus(cpus_per_trial: float | None, concurrent: int, ray: Any, gpus: float) -> tuple[float, str]:
+def trial_cpus(
+    cpus_per_trial: float | None, concurrent: int, ray: Any, gpus: float
+) -> tuple[float, str]:
     """--cpus-per-trial, or its default for this cluster, and how the default was found (for the start line)."""
     if cpus_per_trial is not None:
         return cpus_per_trial, ""
@@ -515,7 +656,9 @@ def trial_cpus(cpus_per_trial: float | None, concurrent: int, ray: Any, gpus: fl
     return float(cpus), f" ({how}; --cpus-per-trial to change)" if how else ""
 
 
-def check_gpu_memory(space: SearchSpace, base: TrialConfig, gpus: float, concurrent: int, ray: Any) -> None:
+def check_gpu_memory(
+    space: SearchSpace, base: TrialConfig, gpus: float, concurrent: int, ray: Any
+) -> None:
     """Refuse, before any trial starts, trials that their GPU share cannot hold (this machine's GPUs;
     on a cluster the driver cannot see the workers' GPUs and each trial's cap alone guards them)."""
     gpu_bytes = local_gpu_bytes()
@@ -524,12 +667,20 @@ def check_gpu_memory(space: SearchSpace, base: TrialConfig, gpus: float, concurr
     resolved = resolve(base)
     data = load_dataset(base.dataset, base.data_root, resolved.dataset_params)
     batch = largest(space, "batch_size", resolved.batch_size)
-    estimate = trial_memory(data.num_classes, data.audio_shape, data.visual_shape, resolved.fusion,
-                            batch, largest(space, "encoder_width", resolved.encoder_width),
-                            # a searched optimiser: Adam's two states per weight, the most any has
-                            "adam" if _searches(space, "optimizer") else resolved.optimizer,
-                            max(batch, 256))
-    check_memory_fits(estimate, gpus, gpu_bytes, int(ray.cluster_resources().get("GPU", 0)), concurrent)
+    estimate = trial_memory(
+        data.num_classes,
+        data.audio_shape,
+        data.visual_shape,
+        resolved.fusion,
+        batch,
+        largest(space, "encoder_width", resolved.encoder_width),
+        # a searched optimiser: Adam's two states per weight, the most any has
+        "adam" if _searches(space, "optimizer") else resolved.optimizer,
+        max(batch, 256),
+    )
+    check_memory_fits(
+        estimate, gpus, gpu_bytes, int(ray.cluster_resources().get("GPU", 0)), concurrent
+    )
 
 
 def _searches(space: SearchSpace, key: str) -> bool:

@@ -1,4 +1,5 @@
 """The Optuna sampler behind `--sampler`; every argument explicit, so a study records what it ran with."""
+
 from __future__ import annotations
 
 import warnings
@@ -26,18 +27,26 @@ def check_sampler(name: str, space: SearchSpace | None) -> None:
     conditional = conditional_params(space) if name == "gp" else []
     if conditional:
         shown = ", ".join(conditional[:3]) + (", ..." if len(conditional) > 3 else "")
-        raise DrltuneError(f"--sampler gp cannot model a conditional space (method parameters {shown} exist "
-                           "only for their method); use --sampler tpe, or a space with one method")
+        raise DrltuneError(
+            f"--sampler gp cannot model a conditional space (method parameters {shown} exist "
+            "only for their method); use --sampler tpe, or a space with one method"
+        )
 
 
-def make_sampler(name: str, seed: int, n_trials: int,
-                 space: SearchSpace | None = None) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
+def make_sampler(
+    name: str, seed: int, n_trials: int, space: SearchSpace | None = None
+) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
     """The sampler and its arguments. TPE models each method's branch jointly (`group`) and, with
     `constant_liar`, steers away from configurations that are still running (concurrent trials)."""
     n_startup = max(4, min(10, n_trials // 4))
     if name == "tpe":
-        args: dict[str, Any] = {"seed": seed, "n_startup_trials": n_startup, "multivariate": True, "group": True,
-                                "constant_liar": True}
+        args: dict[str, Any] = {
+            "seed": seed,
+            "n_startup_trials": n_startup,
+            "multivariate": True,
+            "group": True,
+            "constant_liar": True,
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(**args)
@@ -55,9 +64,13 @@ def make_sampler(name: str, seed: int, n_trials: int,
     return sampler, {"name": name, **args}
 
 
-def search_sampler(name: str, seed: int, n_trials: int, space: SearchSpace | None = None,
-                   wrap: Callable[[optuna.samplers.BaseSampler], optuna.samplers.BaseSampler] | None = None
-                   ) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
+def search_sampler(
+    name: str,
+    seed: int,
+    n_trials: int,
+    space: SearchSpace | None = None,
+    wrap: Callable[[optuna.samplers.BaseSampler], optuna.samplers.BaseSampler] | None = None,
+) -> tuple[optuna.samplers.BaseSampler, dict[str, Any]]:
     """The sampler `drltune search` runs, and its arguments: every trial samples with its own seeded
     sampler (seeding.py); `wrap` lets the search benchmark try a variant of that inner sampler."""
     from drltune.search.seeding import TrialSeededSampler
@@ -69,4 +82,3 @@ def search_sampler(name: str, seed: int, n_trials: int, space: SearchSpace | Non
         return inner if wrap is None else wrap(inner)
 
     return TrialSeededSampler(make, seed), {**args, "seed_per_trial": True}
-

@@ -12,6 +12,7 @@ The study is seeded at most once, by whichever driver first writes the study sys
 `drltune:seeded_with` (a unique key: drivers resuming together get one winner); a driver killed
 between that write and the enqueues leaves the study unseeded, never seeded twice.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -26,7 +27,9 @@ from drltune.published import Published, published, scale_epochs
 from drltune.search.optuna_private import backend_of, storage_of, study_id_of
 from drltune.search.space import Dimension, SearchSpace
 
-SEEDED_WITH = "drltune:seeded_with"  # study system attr: {"source", "token", "trials"} of the one seeding
+SEEDED_WITH = (
+    "drltune:seeded_with"  # study system attr: {"source", "token", "trials"} of the one seeding
+)
 
 
 def _fit(dim: Dimension, value: Any, key: str, params: dict[str, Any], notes: list[str]) -> None:
@@ -46,11 +49,15 @@ def _fit(dim: Dimension, value: Any, key: str, params: dict[str, Any], notes: li
         fitted = dim.low + round((fitted - dim.low) / dim.step) * dim.step
     fitted = round(fitted) if dim.kind == "int" else float(fitted)
     if fitted != value:
-        notes.append(f"{key}: published {value!r} -> {fitted!r} (the space searches [{dim.low:g}, {dim.high:g}])")
+        notes.append(
+            f"{key}: published {value!r} -> {fitted!r} (the space searches [{dim.low:g}, {dim.high:g}])"
+        )
     params[dim.name] = fitted
 
 
-def seed_params(space: SearchSpace, entry: Published, max_epochs: int) -> tuple[dict[str, Any], list[str]]:
+def seed_params(
+    space: SearchSpace, entry: Published, max_epochs: int
+) -> tuple[dict[str, Any], list[str]]:
     """The Optuna params that enqueue `entry` into a study of `space`, and what could not be kept."""
     from drltune.methods import METHODS
 
@@ -59,8 +66,10 @@ def seed_params(space: SearchSpace, entry: Published, max_epochs: int) -> tuple[
     published_epochs = values.pop("epochs", None)
     factor = max_epochs / published_epochs if published_epochs else 1.0
     if published_epochs and published_epochs != max_epochs:
-        notes.append(f"epochs: published {published_epochs} -> the search's {max_epochs}; epoch-valued settings "
-                     f"scaled x{factor:.3g}")
+        notes.append(
+            f"epochs: published {published_epochs} -> the search's {max_epochs}; epoch-valued settings "
+            f"scaled x{factor:.3g}"
+        )
     own = values.pop("params", {}) or {}
     params: dict[str, Any] = {"method": entry.method}
     top = {d.name: d for d in space.top}
@@ -74,7 +83,7 @@ def seed_params(space: SearchSpace, entry: Published, max_epochs: int) -> tuple[
                 notes.append(f"{key}: the space fixes {space.fixed[key]!r} (published {value!r})")
         else:
             notes.append(f"{key}: published {value!r} not applied (the space does not search it)")
-    dims = {d.name[len(entry.method) + 1:]: d for d in space.methods[entry.method]}
+    dims = {d.name[len(entry.method) + 1 :]: d for d in space.methods[entry.method]}
     declared = {p.name: p for p in METHODS.get(entry.method).params}
     for pname, value in own.items():
         if declared[pname].is_epoch:
@@ -82,7 +91,9 @@ def seed_params(space: SearchSpace, entry: Published, max_epochs: int) -> tuple[
         if pname in dims:
             _fit(dims[pname], value, f"{entry.method}.{pname}", params, notes)
         else:
-            notes.append(f"{entry.method}.{pname}: published {value!r} not applied (the space does not search it)")
+            notes.append(
+                f"{entry.method}.{pname}: published {value!r} not applied (the space does not search it)"
+            )
     return params, notes
 
 
@@ -98,24 +109,39 @@ def claim_seeding(study: optuna.Study, value: dict[str, Any]) -> dict[str, Any]:
     return attrs[SEEDED_WITH]
 
 
-def enqueue_published(study: optuna.Study, space: SearchSpace, source: str, max_epochs: int, limit: int,
-                      echo: Callable[[str], None]) -> int:
+def enqueue_published(
+    study: optuna.Study,
+    space: SearchSpace,
+    source: str,
+    max_epochs: int,
+    limit: int,
+    echo: Callable[[str], None],
+) -> int:
     """Enqueue the published configuration of each method in `space` (at most `limit`, in the
     file's order) unless the study was seeded before; returns how many were enqueued."""
     entries = published(source)
     eligible = len([m for m in entries if m in space.methods])
-    chosen = [entries[m] for m in entries if m in space.methods][:max(0, limit)]
+    chosen = [entries[m] for m in entries if m in space.methods][: max(0, limit)]
     missing = [m for m in space.methods if m not in entries]
     token = uuid.uuid4().hex
-    won = claim_seeding(study, {"source": source, "token": token, "trials": [e.method for e in chosen]})
+    won = claim_seeding(
+        study, {"source": source, "token": token, "trials": [e.method for e in chosen]}
+    )
     if won.get("token") != token:
-        echo(f"--seed-with {source}: the study was seeded with {won.get('source')} configurations before "
-             f"({', '.join(won.get('trials', [])) or 'none'}); not again")
+        echo(
+            f"--seed-with {source}: the study was seeded with {won.get('source')} configurations before "
+            f"({', '.join(won.get('trials', [])) or 'none'}); not again"
+        )
         return 0
-    echo(f"--seed-with {source}: {len(chosen)} published configurations enqueued as the first trials"
-         + (f" ({limit} trials left to run: {eligible - len(chosen)} more not enqueued)"
-            if len(chosen) < eligible else "")
-         + (f"; none published for {', '.join(missing)}" if missing else ""))
+    echo(
+        f"--seed-with {source}: {len(chosen)} published configurations enqueued as the first trials"
+        + (
+            f" ({limit} trials left to run: {eligible - len(chosen)} more not enqueued)"
+            if len(chosen) < eligible
+            else ""
+        )
+        + (f"; none published for {', '.join(missing)}" if missing else "")
+    )
     for entry in chosen:
         params, notes = seed_params(space, entry, max_epochs)
         study.enqueue_trial(params, user_attrs={record.SEEDED_FROM: f"{source}:{entry.method}"})

@@ -4,6 +4,7 @@ A `SearchSpace` (read from a file by drltune.search.space_file) samples one tria
 define-by-run; a method's parameters are named `<method>.<param>` in the Optuna study so that
 equal names of two methods never collide.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 
-if TYPE_CHECKING:  # `drltune search` reads a space file before it loads Optuna (space_file.read_space)
+if (
+    TYPE_CHECKING
+):  # `drltune search` reads a space file before it loads Optuna (space_file.read_space)
     import optuna
 
 
@@ -41,7 +44,9 @@ class Dimension:
             return trial.suggest_categorical(self.name, list(self.choices))
         assert self.low is not None and self.high is not None  # an int or float dimension has both
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
 
     def describe(self) -> str:
@@ -70,12 +75,14 @@ class SearchSpace:
         values = {d.name: d.suggest(trial) for d in self.top}
         method = trial.suggest_categorical("method", list(self.methods))
         prefix = f"{method}."
-        values["params"] = {d.name[len(prefix):]: d.suggest(trial) for d in self.methods[method]}
+        values["params"] = {d.name[len(prefix) :]: d.suggest(trial) for d in self.methods[method]}
         return {**values, "method": method}
 
     def config_for(self, trial: optuna.Trial, base: TrialConfig) -> TrialConfig:
         """`base` (dataset, epochs, seed, fixed keys) with this trial's sampled values applied."""
-        return TrialConfig.from_dict({**base.to_dict(), **self.sample(trial)}, where=f"trial {trial.number}")
+        return TrialConfig.from_dict(
+            {**base.to_dict(), **self.sample(trial)}, where=f"trial {trial.number}"
+        )
 
     def check_values(self, base: TrialConfig) -> None:
         """Every choice and range end of a TrialConfig key must be a value a trial can run with
@@ -83,14 +90,22 @@ class SearchSpace:
         from drltune.resolve import resolve
 
         for d in self.top:
-            values = d.choices if d.kind == "categorical" else (d.low, d.high) if d.searched else (d.value,)
+            values = (
+                d.choices
+                if d.kind == "categorical"
+                else (d.low, d.high)
+                if d.searched
+                else (d.value,)
+            )
             for value in values:
                 if d.kind == "int":
                     value = int(value)
                 try:
                     resolve(base.replace(**{d.name: value}))
                 except DrltuneError as exc:
-                    raise DrltuneError(f"{self.path}: space.{d.name}: {value!r} cannot be used ({exc})") from None
+                    raise DrltuneError(
+                        f"{self.path}: space.{d.name}: {value!r} cannot be used ({exc})"
+                    ) from None
         self.notes.extend(self.inert_warnings(base))
 
     def inert_warnings(self, base: TrialConfig) -> list[str]:
@@ -102,19 +117,24 @@ class SearchSpace:
         lines = []
         for method, dims in self.methods.items():
             prefix = f"{method}."
-            fixed = {d.name[len(prefix):]: d.value for d in dims if d.kind == "fixed"}
+            fixed = {d.name[len(prefix) :]: d.value for d in dims if d.kind == "fixed"}
             try:
                 defaults = resolve(base.replace(method=method, params=fixed)).params
             except DrltuneError:
                 continue  # e.g. a fusion this method cannot run with: check_values / the trials say so
-            ranges = {k: (v, v, False) for k, v in defaults.items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            ranges = {
+                k: (v, v, False)
+                for k, v in defaults.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             for d in dims:
                 if d.kind in ("int", "float"):
                     assert d.low is not None and d.high is not None
-                    ranges[d.name[len(prefix):]] = (d.low, d.high, True)
-                elif d.kind == "categorical" and all(isinstance(c, (int, float)) for c in d.choices):
-                    ranges[d.name[len(prefix):]] = (min(d.choices), max(d.choices), True)
+                    ranges[d.name[len(prefix) :]] = (d.low, d.high, True)
+                elif d.kind == "categorical" and all(
+                    isinstance(c, (int, float)) for c in d.choices
+                ):
+                    ranges[d.name[len(prefix) :]] = (min(d.choices), max(d.choices), True)
             lines.extend(space_warnings(method, ranges, base.epochs or 1))
         return lines
 
@@ -123,27 +143,42 @@ class SearchSpace:
         silently replace it in every trial): a top key, `method`, or `params.NAME` of any method
         that searches NAME. `base` holds the parsed values. Returns one note per fixed key."""
         keys = list(dict.fromkeys(item.split("=", 1)[0].strip() for item in overrides))
-        keys.sort(key=lambda key: key != "method")  # methods narrowed first: params notes name only those left
+        keys.sort(
+            key=lambda key: key != "method"
+        )  # methods narrowed first: params notes name only those left
         notes = []
         for key in keys:
             if key == "method":
                 if base.method not in self.methods:
-                    raise DrltuneError(f"--set method={base.method}: not among {self.path}'s methods "
-                                       f"({', '.join(self.methods)})")
+                    raise DrltuneError(
+                        f"--set method={base.method}: not among {self.path}'s methods "
+                        f"({', '.join(self.methods)})"
+                    )
                 self.methods = {base.method: self.methods[base.method]}
                 notes.append(f"--set method={base.method}: the only method searched")
             elif key.startswith("params."):
-                name = key[len("params."):]
-                searched = [m for m, dims in self.methods.items() if any(
-                    d.searched and d.name == f"{m}.{name}" for d in dims)]
+                name = key[len("params.") :]
+                searched = [
+                    m
+                    for m, dims in self.methods.items()
+                    if any(d.searched and d.name == f"{m}.{name}" for d in dims)
+                ]
                 for m in searched:
-                    self.methods[m] = [Dimension(d.name, "fixed", value=base.params[name])
-                                       if d.name == f"{m}.{name}" else d for d in self.methods[m]]
+                    self.methods[m] = [
+                        Dimension(d.name, "fixed", value=base.params[name])
+                        if d.name == f"{m}.{name}"
+                        else d
+                        for d in self.methods[m]
+                    ]
                 if searched:
-                    notes.append(f"--set {key}={base.params[name]!r}: fixed for {', '.join(searched)}")
+                    notes.append(
+                        f"--set {key}={base.params[name]!r}: fixed for {', '.join(searched)}"
+                    )
             elif any(d.searched and d.name == key for d in self.top):
                 value = getattr(base, key)
-                self.top = [Dimension(key, "fixed", value=value) if d.name == key else d for d in self.top]
+                self.top = [
+                    Dimension(key, "fixed", value=value) if d.name == key else d for d in self.top
+                ]
                 notes.append(f"--set {key}={value!r}: fixed, not searched")
         return notes
 

@@ -14,6 +14,7 @@ File format (documented for users at the top of search_spaces/default.yaml):
 SPEC is a scalar (a fixed value), `{choices: [...]}`, `{low, high, log?, step?}`, or, for a
 method parameter, `declared` (the range the method declares).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,9 @@ def read_space(path: Path) -> tuple[str, dict[str, Any]]:
     except FileNotFoundError:
         raise DrltuneError(f"search space file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DrltuneError(f"cannot read search space {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise DrltuneError(
+            f"cannot read search space {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     try:
         data = safe_yaml.load(text)
     except (yaml.YAMLError, RecursionError) as exc:
@@ -71,35 +74,52 @@ def _check_file_keys(data: Any) -> None:
         raise DrltuneError(f"unknown key(s) {', '.join(unknown)}; valid: {', '.join(FILE_KEYS)}")
 
 
-def parse_space(data: Any, max_epochs: int, path: Path = Path("<space>"), text: str = "") -> SearchSpace:
+def parse_space(
+    data: Any, max_epochs: int, path: Path = Path("<space>"), text: str = ""
+) -> SearchSpace:
     """load_space after the reading: `data` is the file's YAML (compare and tests build it in memory)."""
     _check_file_keys(data)
     epochs = data.get("epochs")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+    ):
         raise DrltuneError(f"epochs: expected a positive integer, got {epochs!r}")
     scaler = _EpochScaler(epochs, max_epochs)
     fixed = _mapping(data.get("fixed"), "fixed")
     for key in fixed:
         if key in NOT_FIXABLE or key not in _CONFIG_TYPES:
-            raise DrltuneError(f"fixed.{key}: not a TrialConfig key that a space may fix "
-                               f"(valid: {', '.join(sorted(set(_CONFIG_TYPES) - NOT_FIXABLE))})")
+            raise DrltuneError(
+                f"fixed.{key}: not a TrialConfig key that a space may fix "
+                f"(valid: {', '.join(sorted(set(_CONFIG_TYPES) - NOT_FIXABLE))})"
+            )
         if isinstance(fixed[key], list):
-            raise DrltuneError(f"fixed.{key}: a list fixes no single value; to search these values move it "
-                               f"under space: as {key}: {{choices: [{', '.join(map(str, fixed[key]))}]}}")
+            raise DrltuneError(
+                f"fixed.{key}: a list fixes no single value; to search these values move it "
+                f"under space: as {key}: {{choices: [{', '.join(map(str, fixed[key]))}]}}"
+            )
         if key in EPOCH_KEYS:
             fixed[key] = scaler.value(f"fixed.{key}", fixed[key])
     top = []
     for key, spec in _mapping(data.get("space"), "space").items():
         if key in NOT_SEARCHABLE or key not in _CONFIG_TYPES:
-            raise DrltuneError(f"space.{key}: not a searchable TrialConfig key "
-                               f"(valid: {', '.join(sorted(set(_CONFIG_TYPES) - NOT_SEARCHABLE))})")
+            raise DrltuneError(
+                f"space.{key}: not a searchable TrialConfig key "
+                f"(valid: {', '.join(sorted(set(_CONFIG_TYPES) - NOT_SEARCHABLE))})"
+            )
         if key in fixed:
             raise DrltuneError(f"space.{key}: also given under fixed; keep one")
         dim = _dimension(key, spec, _CONFIG_TYPES[key], where=f"space.{key}")
         top.append(scaler.dimension(dim, f"space.{key}") if key in EPOCH_KEYS else dim)
     methods = _methods(data.get("methods"), scaler)
-    return SearchSpace(path=path, text=text, epochs=epochs, fixed=fixed, top=top, methods=methods,
-                       notes=scaler.notes)
+    return SearchSpace(
+        path=path,
+        text=text,
+        epochs=epochs,
+        fixed=fixed,
+        top=top,
+        methods=methods,
+        notes=scaler.notes,
+    )
 
 
 # ---- parsing helpers -----------------------------------------------------------------------------
@@ -149,14 +169,18 @@ def _dimension(name: str, spec: Any, kind: str, where: str) -> Dimension:
     """Parse one SPEC; `kind` is the value type ("int", "float", "bool", "str" or "choice")."""
     if isinstance(spec, list):
         shown = ", ".join(map(str, spec))
-        raise DrltuneError(f"{where}: a bare list is not a search spec; to search these values write "
-                           f"{{choices: [{shown}]}}")
+        raise DrltuneError(
+            f"{where}: a bare list is not a search spec; to search these values write "
+            f"{{choices: [{shown}]}}"
+        )
     if not isinstance(spec, dict):
         return Dimension(name, "fixed", value=_scalar(spec, kind, where))
     keys = set(spec)
     if "choices" in keys:
         if keys != {"choices"}:
-            raise DrltuneError(f"{where}: `choices` cannot be combined with {', '.join(sorted(keys - {'choices'}))}")
+            raise DrltuneError(
+                f"{where}: `choices` cannot be combined with {', '.join(sorted(keys - {'choices'}))}"
+            )
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise DrltuneError(f"{where}.choices: expected a non-empty list")
@@ -167,7 +191,9 @@ def _dimension(name: str, spec: Any, kind: str, where: str) -> Dimension:
     allowed = {"low", "high", "log", "step"}
     if not keys <= allowed or not {"low", "high"} <= keys:
         bad = sorted(keys - allowed) or ["low/high missing"]
-        raise DrltuneError(f"{where}: a range needs low and high (optional log, step); got {', '.join(bad)}")
+        raise DrltuneError(
+            f"{where}: a range needs low and high (optional log, step); got {', '.join(bad)}"
+        )
     if kind not in ("int", "float"):
         raise DrltuneError(f"{where}: a {kind} value cannot take a low/high range; use choices")
     low = _number(spec["low"], kind, f"{where}.low")
@@ -206,8 +232,10 @@ def _methods(value: Any, scaler: "_EpochScaler") -> dict[str, list[Dimension]]:
         block = _mapping(block, where)
         unknown = sorted(set(block) - set(declared))
         if unknown:
-            raise DrltuneError(f"{where}: unknown parameter(s) {', '.join(unknown)}; "
-                               f"valid: {', '.join(declared) or 'none'}")
+            raise DrltuneError(
+                f"{where}: unknown parameter(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(declared) or 'none'}"
+            )
         dims = []
         for pname, spec in block.items():
             param, pwhere = declared[pname], f"{where}.{pname}"
@@ -230,15 +258,19 @@ def _param_dimension(name: str, param: Param, spec: Any, where: str) -> Dimensio
         if low is None or high is None:
             raise DrltuneError(f"{where}: declares no range; give low and high")
         if param.log and low <= 0:
-            raise DrltuneError(f"{where}: the declared range [{low}, {high}] is log-scaled "
-                               "but starts at 0; give low > 0 and high")
+            raise DrltuneError(
+                f"{where}: the declared range [{low}, {high}] is log-scaled "
+                "but starts at 0; give low > 0 and high"
+            )
         return Dimension(name, param.kind, low=low, high=high, log=param.log)
     return _dimension(name, spec, param.kind, where)
 
 
 def _check_against(param: Param, dim: Dimension, where: str) -> None:
     """Every value a trial could get must pass the method's own validation (names the bad key)."""
-    values: Sequence[Any] = {"fixed": (dim.value,), "categorical": dim.choices}.get(dim.kind, (dim.low, dim.high))
+    values: Sequence[Any] = {"fixed": (dim.value,), "categorical": dim.choices}.get(
+        dim.kind, (dim.low, dim.high)
+    )
     for v in values:
         try:
             param.validate(v, "")
@@ -254,8 +286,11 @@ class _EpochScaler:
         self.max_epochs = max_epochs
         self.notes: list[str] = []
         clip = f"kept within [1, {max_epochs}] (0 stays 0)"
-        self.how = (f"scaled x{self.factor:.3g} ({space_epochs} -> {max_epochs} epochs), rounded, {clip}"
-                    if space_epochs else f"{clip}; no `epochs` in the space, so not scaled")
+        self.how = (
+            f"scaled x{self.factor:.3g} ({space_epochs} -> {max_epochs} epochs), rounded, {clip}"
+            if space_epochs
+            else f"{clip}; no `epochs` in the space, so not scaled"
+        )
 
     def scale(self, value: float) -> int:
         """At least 1 epoch, except that 0 ("from the first epoch") stays 0."""
@@ -278,6 +313,9 @@ class _EpochScaler:
         step = None if dim.step is None else max(1, round(dim.step * self.factor))
         if step is not None:
             high = low + (high - low) // step * step
-        self.notes.append(f"{where}: [{dim.low:g}, {dim.high:g}] -> [{low}, {high}]"
-                          + (f" step {step}" if step else "") + f" ({self.how})")
+        self.notes.append(
+            f"{where}: [{dim.low:g}, {dim.high:g}] -> [{low}, {high}]"
+            + (f" step {step}" if step else "")
+            + f" ({self.how})"
+        )
         return Dimension(dim.name, "int", low=low, high=high, step=step, log=dim.log and low > 0)

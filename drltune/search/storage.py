@@ -13,6 +13,7 @@ A search's storage outlives faults of the database: every call that fails on a t
 `StorageUnavailable` says so in one line. The patience is bounded by the heartbeat's grace: a
 driver gives up on the storage (and stops its trials) before other drivers call it dead.
 """
+
 from __future__ import annotations
 
 import copy
@@ -59,11 +60,17 @@ from drltune.search.optuna_private import rdb_models as models
 SCHEMA_RACE_RETRIES = 3
 PATIENCE_ENV = "DRLTUNE_STORAGE_PATIENCE_S"
 HEARTBEAT_S = 10  # Optuna's heartbeat: each running trial's row is refreshed this often ...
-GRACE_S = 90  # ... and a trial whose heartbeat is older than this (on the database's clock) is stale
+GRACE_S = (
+    90  # ... and a trial whose heartbeat is older than this (on the database's clock) is stale
+)
 HALT_S = GRACE_S - HEARTBEAT_S  # a driver that could not beat for this long stops its trials ...
-MAX_PATIENCE_S = float(HALT_S - HEARTBEAT_S)  # ... as does one whose beat, due up to HEARTBEAT_S after
+MAX_PATIENCE_S = float(
+    HALT_S - HEARTBEAT_S
+)  # ... as does one whose beat, due up to HEARTBEAT_S after
 # its last, outlasted the patience: either way before the others' grace runs out
-STATE_CHANGE_ATTR = "drltune:state_change"  # trial system attr: the token of the state change that won
+STATE_CHANGE_ATTR = (
+    "drltune:state_change"  # trial system attr: the token of the state change that won
+)
 RETRIED_ATTR = "drltune:retried"  # trial system attr: set on a cut trial in the transaction that queues its retry
 
 
@@ -105,10 +112,13 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
                     raise
                 if time.monotonic() + delay > deadline:
                     first = first_line(exc.__cause__ or exc)
-                    raise StorageUnavailable(f"storage {display_url(self.url)} unreachable for "
-                                             f"{patience_s():.0f} s ({first})") from None
+                    raise StorageUnavailable(
+                        f"storage {display_url(self.url)} unreachable for "
+                        f"{patience_s():.0f} s ({first})"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
     return call
 
 
@@ -132,13 +142,27 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
     #: that nobody owns.
     new_trial_user_attrs: dict[str, Any] = {}
 
-    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
         if template_trial is None and self.new_trial_user_attrs:
             template_trial = FrozenTrial(
-                number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(),
-                datetime_complete=None, params={}, distributions={}, user_attrs=dict(self.new_trial_user_attrs),
-                system_attrs={}, intermediate_values={}, trial_id=-1)
-        history = template_trial.system_attrs.get("retry_history") if template_trial is not None else None
+                number=-1,
+                state=TrialState.RUNNING,
+                value=None,
+                values=None,
+                datetime_start=datetime.now(),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs=dict(self.new_trial_user_attrs),
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
+            )
+        history = (
+            template_trial.system_attrs.get("retry_history") if template_trial is not None else None
+        )
         if not history or template_trial is None or template_trial.state != TrialState.WAITING:
             return super()._create_new_trial(study_id, template_trial)
         return self._create_retry(study_id, template_trial, history[-1])
@@ -150,11 +174,21 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         AlreadyQueued. (Optuna's insert-or-update of attrs would let both pass.)"""
         try:
             with rdb_session(self) as session:
-                models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers, as Optuna
-                parent_id = session.query(models.TrialModel.trial_id).filter(
-                    models.TrialModel.study_id == study_id, models.TrialModel.number == parent).scalar()
-                session.add(models.TrialSystemAttributeModel(trial_id=parent_id, key=RETRIED_ATTR,
-                                                             value_json=json.dumps(True)))
+                models.StudyModel.find_or_raise_by_id(
+                    study_id, session, for_update=True
+                )  # numbers, as Optuna
+                parent_id = (
+                    session.query(models.TrialModel.trial_id)
+                    .filter(
+                        models.TrialModel.study_id == study_id, models.TrialModel.number == parent
+                    )
+                    .scalar()
+                )
+                session.add(
+                    models.TrialSystemAttributeModel(
+                        trial_id=parent_id, key=RETRIED_ATTR, value_json=json.dumps(True)
+                    )
+                )
                 session.flush()
                 trial = prepared_new_trial(self, study_id, template_trial, session)
                 frozen = copy.deepcopy(template_trial)  # as Optuna's _create_new_trial returns it
@@ -164,12 +198,19 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         except IntegrityError:
             raise AlreadyQueued(f"the retry of trial #{parent} is queued already") from None
 
-    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
         """Optuna's, as a change only one writer can win (see `change_trial_state`)."""
         return self.change_trial_state(trial_id, state, values)
 
-    def change_trial_state(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None,
-                           user_attrs: dict[str, Any] | None = None) -> bool:
+    def change_trial_state(
+        self,
+        trial_id: int,
+        state: TrialState,
+        values: Sequence[float] | None = None,
+        user_attrs: dict[str, Any] | None = None,
+    ) -> bool:
         """Set the state (and values, and `user_attrs`) of a trial in one transaction that only one
         writer can win.
 
@@ -182,19 +223,35 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         another driver's."""
         return self._change_state(trial_id, state, values, user_attrs or {}, uuid.uuid4().hex)
 
-    def _change_state(self, trial_id: int, state: TrialState, values: Sequence[float] | None,
-                      user_attrs: dict[str, Any], token: str) -> bool:
+    def _change_state(
+        self,
+        trial_id: int,
+        state: TrialState,
+        values: Sequence[float] | None,
+        user_attrs: dict[str, Any],
+        token: str,
+    ) -> bool:
         try:
             with rdb_session(self) as session:
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
                 read = trial.state
-                if not read.is_finished() and (state != TrialState.RUNNING or read == TrialState.WAITING):
+                if not read.is_finished() and (
+                    state != TrialState.RUNNING or read == TrialState.WAITING
+                ):
                     for objective, value in enumerate(values or ()):
                         set_trial_value_in_session(self, session, trial, objective, value)
                     for key, value in user_attrs.items():
-                        set_trial_attr_in_session(self, session, models.TrialUserAttributeModel, trial_id, key, value)
-                    set_trial_attr_in_session(self, session, models.TrialSystemAttributeModel, trial_id,
-                                              STATE_CHANGE_ATTR, token)
+                        set_trial_attr_in_session(
+                            self, session, models.TrialUserAttributeModel, trial_id, key, value
+                        )
+                    set_trial_attr_in_session(
+                        self,
+                        session,
+                        models.TrialSystemAttributeModel,
+                        trial_id,
+                        STATE_CHANGE_ATTR,
+                        token,
+                    )
                     changes: dict[str, Any] = {"state": state}
                     if state == TrialState.RUNNING:
                         changes["datetime_start"] = datetime.now()
@@ -202,8 +259,12 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                         changes["datetime_complete"] = datetime.now()
                     done = session.execute(
                         update(models.TrialModel)
-                        .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == read)
-                        .values(**changes).execution_options(synchronize_session=False))
+                        .where(
+                            models.TrialModel.trial_id == trial_id, models.TrialModel.state == read
+                        )
+                        .values(**changes)
+                        .execution_options(synchronize_session=False)
+                    )
                     if done.rowcount == 1:
                         return True
                 raise _Lost(read)  # rolls back everything this transaction wrote
@@ -211,10 +272,19 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             return False
         except _Lost as lost:
             with rdb_session(self) as session:
-                mine = session.query(models.TrialSystemAttributeModel.value_json).filter(
-                    models.TrialSystemAttributeModel.trial_id == trial_id,
-                    models.TrialSystemAttributeModel.key == STATE_CHANGE_ATTR).scalar()
-                now = session.query(models.TrialModel).filter(models.TrialModel.trial_id == trial_id).one()
+                mine = (
+                    session.query(models.TrialSystemAttributeModel.value_json)
+                    .filter(
+                        models.TrialSystemAttributeModel.trial_id == trial_id,
+                        models.TrialSystemAttributeModel.key == STATE_CHANGE_ATTR,
+                    )
+                    .scalar()
+                )
+                now = (
+                    session.query(models.TrialModel)
+                    .filter(models.TrialModel.trial_id == trial_id)
+                    .one()
+                )
                 number, now_state = now.number, now.state
             if mine is not None and json.loads(mine) == token:
                 return True  # this call's earlier attempt landed before its connection dropped
@@ -222,7 +292,8 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 return False  # another driver popped this WAITING trial first
             raise UpdateFinishedTrialError(
                 f"Trial#{number} is already {now_state.name} (read {lost.read.name}): another writer changed "
-                f"its state first; {state.name} not written") from None
+                f"its state first; {state.name} not written"
+            ) from None
 
     def setdefault_study_system_attr(self, study_id: int, key: str, value: Any) -> Any:
         """The study's system attr `key`, `value` written first when it has none; drivers racing to
@@ -230,9 +301,15 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         try:
             with rdb_session(self) as session:
                 study = models.StudyModel.find_or_raise_by_id(study_id, session)
-                if models.StudySystemAttributeModel.find_by_study_and_key(study, key, session) is None:
-                    session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
-                                                                 value_json=json.dumps(value)))
+                if (
+                    models.StudySystemAttributeModel.find_by_study_and_key(study, key, session)
+                    is None
+                ):
+                    session.add(
+                        models.StudySystemAttributeModel(
+                            study_id=study_id, key=key, value_json=json.dumps(value)
+                        )
+                    )
         except IntegrityError:
             pass
         with rdb_session(self) as session:
@@ -260,41 +337,73 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         with rdb_session(self, True) as session:
             heartbeat = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
             if heartbeat is None:
-                session.add(models.TrialHeartbeatModel(trial_id=trial_id, heartbeat=self._utc_now()))
+                session.add(
+                    models.TrialHeartbeatModel(trial_id=trial_id, heartbeat=self._utc_now())
+                )
             else:
                 heartbeat.heartbeat = self._utc_now()
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """Optuna's, on the database's UTC clock (see `_utc_now`)."""
         assert self.heartbeat_interval is not None
-        grace = timedelta(seconds=self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval)
+        grace = timedelta(
+            seconds=self.grace_period
+            if self.grace_period is not None
+            else 2 * self.heartbeat_interval
+        )
         with rdb_session(self, True) as session:
             now = session.execute(select(self._utc_now())).scalar_one()
             heartbeat = models.TrialHeartbeatModel
-            beats = (session.query(models.TrialModel.trial_id, heartbeat.heartbeat)
-                     .join(heartbeat, heartbeat.trial_id == models.TrialModel.trial_id)
-                     .filter(models.TrialModel.state == TrialState.RUNNING, models.TrialModel.study_id == study_id)
-                     .all())
+            beats = (
+                session.query(models.TrialModel.trial_id, heartbeat.heartbeat)
+                .join(heartbeat, heartbeat.trial_id == models.TrialModel.trial_id)
+                .filter(
+                    models.TrialModel.state == TrialState.RUNNING,
+                    models.TrialModel.study_id == study_id,
+                )
+                .all()
+            )
             return [trial_id for trial_id, beat in beats if now - beat > grace]
 
     def running_trial_ids_without_heartbeat(self, study_id: int) -> set[int]:
         """RUNNING trials that never recorded a heartbeat (their driver never claimed them)."""
         with rdb_session(self) as session:
-            running = (session.query(models.TrialModel)
-                       .options(selectinload(models.TrialModel.heartbeats))
-                       .filter(models.TrialModel.state == TrialState.RUNNING,
-                               models.TrialModel.study_id == study_id).all())
+            running = (
+                session.query(models.TrialModel)
+                .options(selectinload(models.TrialModel.heartbeats))
+                .filter(
+                    models.TrialModel.state == TrialState.RUNNING,
+                    models.TrialModel.study_id == study_id,
+                )
+                .all()
+            )
             return {t.trial_id for t in running if not t.heartbeats}
 
 
 for _name in RDB_PRIVATE_ROUND_TRIPS + (
-        "running_trial_ids_without_heartbeat", "setdefault_study_system_attr", "create_new_study", "delete_study",
-        "get_all_studies", "get_study_directions",
-        "get_study_id_from_name", "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
-        "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_user_attrs",
-        "get_trial_system_attrs", "get_trial_param", "record_heartbeat", "set_study_system_attr",
-        "set_study_user_attr", "set_trial_intermediate_value", "_change_state", "set_trial_system_attr",
-        "set_trial_user_attr"):
+    "running_trial_ids_without_heartbeat",
+    "setdefault_study_system_attr",
+    "create_new_study",
+    "delete_study",
+    "get_all_studies",
+    "get_study_directions",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_system_attrs",
+    "get_study_user_attrs",
+    "get_trial",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_trial_param",
+    "record_heartbeat",
+    "set_study_system_attr",
+    "set_study_user_attr",
+    "set_trial_intermediate_value",
+    "_change_state",
+    "set_trial_system_attr",
+    "set_trial_user_attr",
+):
     setattr(ResilientRDBStorage, _name, _retrying(getattr(ResilientRDBStorage, _name)))
 
 
@@ -312,8 +421,14 @@ def display_url(url: str) -> str:
 
 
 # The package a storage URL's missing driver module comes from (SQLAlchemy names the module only).
-DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "pymysql", "mysql": "mysql-connector-python",
-                   "psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'", "pg8000": "pg8000"}
+DRIVER_PACKAGES = {
+    "MySQLdb": "mysqlclient",
+    "pymysql": "pymysql",
+    "mysql": "mysql-connector-python",
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "'psycopg[binary]'",
+    "pg8000": "pg8000",
+}
 
 
 def cause_text(exc: BaseException) -> str:
@@ -324,7 +439,9 @@ def cause_text(exc: BaseException) -> str:
         if isinstance(seen, ModuleNotFoundError) and seen.name:
             top = seen.name.split(".")[0]
             package = DRIVER_PACKAGES.get(top, top)
-            return f"its database driver is not installed (no module {top!r}): pip install {package}"
+            return (
+                f"its database driver is not installed (no module {top!r}): pip install {package}"
+            )
         if isinstance(seen, (OperationalError, InterfaceError, DisconnectionError)):
             return first_line(getattr(seen, "orig", None) or seen)
         seen = seen.__cause__ or seen.__context__
@@ -350,7 +467,9 @@ def _existing_file(storage: str) -> Path | None:
     """The file a storage reads (None: a server), which must exist: opening never makes one here."""
     path = database_file(storage)
     if path is not None and not path.is_file():
-        raise DrltuneError(f"storage: {path} does not exist (no search has written to {shown(storage)})")
+        raise DrltuneError(
+            f"storage: {path} does not exist (no search has written to {shown(storage)})"
+        )
     return path
 
 
@@ -364,7 +483,9 @@ def _open_existing(storage: str) -> optuna.storages.BaseStorage:
     # A running search writes to the same SQLite file: wait for its lock instead of failing.
     engine_kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
     try:
-        return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, skip_table_creation=True)
+        return optuna.storages.RDBStorage(
+            storage, engine_kwargs=engine_kwargs, skip_table_creation=True
+        )
     except Exception as exc:  # SQLAlchemy / driver errors: report the cause, one line
         raise RuntimeFailure(f"storage: cannot open {shown(storage)}: {cause_text(exc)}") from None
 
@@ -375,7 +496,9 @@ def open_reader(url: str) -> optuna.storages.BaseStorage:
     return _open_existing(url)
 
 
-def open_writer(url: str, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
+def open_writer(
+    url: str, heartbeat: bool = False, create: bool = True
+) -> optuna.storages.BaseStorage:
     """A storage for writing, every round trip retried on transient errors (see the module docstring),
     with `heartbeat` Optuna's trial heartbeats (liveness judged on the database's clock).
 
@@ -384,13 +507,19 @@ def open_writer(url: str, heartbeat: bool = False, create: bool = True) -> optun
     Optuna's journal storage."""
     if "://" not in url:
         if create:
-            raise DrltuneError(f"{url}: not a database URL; a search writes to a database (e.g. "
-                               "sqlite:///studies/drltune.db or postgresql://user@host/db), a journal file is "
-                               "only read")
+            raise DrltuneError(
+                f"{url}: not a database URL; a search writes to a database (e.g. "
+                "sqlite:///studies/drltune.db or postgresql://user@host/db), a journal file is "
+                "only read"
+            )
         return _open_existing(url)
     path = sqlite_path(url) if create else _existing_file(url)
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a connection that died with the server is replaced
-    kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
+    engine_kwargs: dict[str, Any] = {
+        "pool_pre_ping": True
+    }  # a connection that died with the server is replaced
+    kwargs: dict[str, Any] = (
+        {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
+    )
     if not create:
         kwargs["skip_table_creation"] = True
     lock = None
@@ -419,13 +548,19 @@ def open_writer(url: str, heartbeat: bool = False, create: bool = True) -> optun
             # (duplicate key / table exists / database is locked): the loser retries.
             racing = not isinstance(exc, OperationalError) or "locked" in str(exc)
             if not racing or attempt == SCHEMA_RACE_RETRIES:
-                raise RuntimeFailure(f"cannot open storage {display_url(url)}: {cause_text(exc)}") from None
+                raise RuntimeFailure(
+                    f"cannot open storage {display_url(url)}: {cause_text(exc)}"
+                ) from None
             time.sleep(0.5 + attempt)
         except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
-            raise RuntimeFailure(f"cannot open storage {display_url(url)}: {cause_text(exc)}") from None
+            raise RuntimeFailure(
+                f"cannot open storage {display_url(url)}: {cause_text(exc)}"
+            ) from None
     raise AssertionError("unreachable")
 
 
-def open_storage(url: str, heartbeat: bool = False, create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, heartbeat: bool = False, create: bool = True
+) -> optuna.storages.BaseStorage:
     """`open_writer(url, heartbeat)` with `create`, else `open_reader(url)` (tests and benchmarks)."""
     return open_writer(url, heartbeat=heartbeat) if create else open_reader(url)

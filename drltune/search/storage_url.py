@@ -4,13 +4,16 @@ Light on purpose (SQLAlchemy loads only when a URL is resolved): the commands' s
 option reads its default and environment variable here without loading Optuna. Everything below
 the command receives the resolved string and never resolves it again.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from drltune.errors import DrltuneError
 
-DEFAULT_URL = "sqlite:///studies/drltune.db"  # relative: resolved against the directory a command starts in
+DEFAULT_URL = (
+    "sqlite:///studies/drltune.db"  # relative: resolved against the directory a command starts in
+)
 STORAGE_ENV = "OPTUNA_STORAGE"  # read when --storage is not given, as Optuna's own CLI does
 
 
@@ -28,14 +31,22 @@ def resolve_storage_url(raw: str | None, cwd: Path | None = None, named: str = "
     try:
         parsed = make_url(raw)
     except ArgumentError:
-        raise DrltuneError(f"{named} {raw!r}: not a database URL (e.g. sqlite:///studies/drltune.db "
-                           "or postgresql://user@host/db)") from None
+        raise DrltuneError(
+            f"{named} {raw!r}: not a database URL (e.g. sqlite:///studies/drltune.db "
+            "or postgresql://user@host/db)"
+        ) from None
     if parsed.get_backend_name() != "sqlite":
         return raw
     database = parsed.database
     if database in (None, "", ":memory:"):
-        raise DrltuneError(f"{named}: an in-memory SQLite database would lose the study; give a file path")
+        raise DrltuneError(
+            f"{named}: an in-memory SQLite database would lose the study; give a file path"
+        )
     assert database is not None
-    if database.startswith("file:") or Path(database).is_absolute():  # SQLite's URI form, or absolute: as written
+    if (
+        database.startswith("file:") or Path(database).is_absolute()
+    ):  # SQLite's URI form, or absolute: as written
         return raw
-    return parsed.set(database=str(base / Path(database).expanduser())).render_as_string(hide_password=False)
+    return parsed.set(database=str(base / Path(database).expanduser())).render_as_string(
+        hide_password=False
+    )

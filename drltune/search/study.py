@@ -8,6 +8,7 @@ stopped is closed as FAIL (user attrs `error`, `interrupted`) and queued again b
 `retry_of`), a bounded number of times; the retry resumes from the checkpoint of its lineage
 (the first trial of the chain). Only COMPLETE and PRUNED trials count toward `--trials`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,44 +28,73 @@ from drltune.search.optuna_private import backend_of, storage_of, study_id_of
 from drltune.search.storage import RETRIED_ATTR, STATE_CHANGE_ATTR, AlreadyQueued
 
 FINISHED_OK = (TrialState.COMPLETE, TrialState.PRUNED)
-STUDY_ID = "drltune:study_id"  # study system attr: this study's own id (its checkpoints' folder and owner)
+STUDY_ID = (
+    "drltune:study_id"  # study system attr: this study's own id (its checkpoints' folder and owner)
+)
 
 
-def create_or_resume(name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
-               pruner: optuna.pruners.BasePruner, attrs: dict[str, Any],
-               objective: Objective | None = None) -> tuple[optuna.Study, bool]:
+def create_or_resume(
+    name: str,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    attrs: dict[str, Any],
+    objective: Objective | None = None,
+) -> tuple[optuna.Study, bool]:
     """Create the study or resume it (same name); a resumed one must match `attrs` on record.RESUME_CHECKED
     and be searched for the same `objective` (default: val_acc)."""
     objective = objective or parse_objective(DEFAULT)
-    existed = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if existed:  # checked before create_study, whose own refusal of other directions names no metric
+    existed = name in {
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
+    if (
+        existed
+    ):  # checked before create_study, whose own refusal of other directions names no metric
         _check_objective(name, optuna.load_study(study_name=name, storage=storage), objective)
     try:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                    directions=objective.directions, load_if_exists=True)
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            directions=objective.directions,
+            load_if_exists=True,
+        )
     except ValueError as exc:  # e.g. an existing study with another direction
         raise DrltuneError(f"study {name!r}: {exc}") from None
     if study.directions != objective.directions:
-        raise DrltuneError(f"study {name!r} exists and does not optimise {objective.describe()}; use another --study")
+        raise DrltuneError(
+            f"study {name!r} exists and does not optimise {objective.describe()}; use another --study"
+        )
     if existed and study.user_attrs:
         for key in record.RESUME_CHECKED:
             old, new = study.user_attrs.get(key), attrs[key]
             if old != new:
-                what = "the search space file changed" if key == record.SPACE else f"{key} was {old!r}, now {new!r}"
-                raise DrltuneError(f"study {name!r} cannot be resumed: {what}; use another --study "
-                                   "(or the original settings)")
+                what = (
+                    "the search space file changed"
+                    if key == record.SPACE
+                    else f"{key} was {old!r}, now {new!r}"
+                )
+                raise DrltuneError(
+                    f"study {name!r} cannot be resumed: {what}; use another --study "
+                    "(or the original settings)"
+                )
     if not existed or not study.user_attrs:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
     # written once the resume is accepted (a refused one writes nothing)
-    if study.metric_names != objective.names:  # what optuna-dashboard labels the values (and its Pareto plot) by
+    if (
+        study.metric_names != objective.names
+    ):  # what optuna-dashboard labels the values (and its Pareto plot) by
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             study.set_metric_names(objective.names)
     if study.user_attrs.get(record.OBJECTIVE) is None:
         study.set_user_attr(record.OBJECTIVE, objective.names)
     if not existed:
-        study_uid(study)  # made with the study (one from before ids gets its own in runner.checkpoint_store)
+        study_uid(
+            study
+        )  # made with the study (one from before ids gets its own in runner.checkpoint_store)
     return study, existed
 
 
@@ -74,8 +104,10 @@ def _check_objective(name: str, study: optuna.Study, objective: Objective) -> No
         return  # made but never written to (an interrupted first start): any objective may take it
     stored = study.user_attrs.get(record.OBJECTIVE) or [DEFAULT]
     if stored != objective.names:
-        raise DrltuneError(f"study {name!r} was searched with --objective {','.join(stored)}, not "
-                           f"{objective.text}; resume it with --objective {','.join(stored)} or use another --study")
+        raise DrltuneError(
+            f"study {name!r} was searched with --objective {','.join(stored)}, not "
+            f"{objective.text}; resume it with --objective {','.join(stored)} or use another --study"
+        )
 
 
 def study_uid(study: optuna.Study) -> str:
@@ -145,12 +177,17 @@ def retire(study: optuna.Study, trial_id: int, reason: str, max_retries: int | N
     if trial.state != TrialState.RUNNING:
         return False
     retried = max_retries is None or attempts(trial) < max_retries
-    labels = {record.ERROR: reason if retried else
-              f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)",
-              record.INTERRUPTED: retried}
+    labels = {
+        record.ERROR: reason
+        if retried
+        else f"{reason}; not retried: cut off {attempts(trial) + 1} times (--max-retries)",
+        record.INTERRUPTED: retried,
+    }
     backend = backend_of(study)
     try:
-        if hasattr(backend, "change_trial_state"):  # labels and FAIL in one transaction that one driver wins
+        if hasattr(
+            backend, "change_trial_state"
+        ):  # labels and FAIL in one transaction that one driver wins
             won = backend.change_trial_state(trial_id, TrialState.FAIL, user_attrs=labels)
         else:  # a storage without it (e.g. in memory: one process, no race)
             for key, value in labels.items():
@@ -172,7 +209,17 @@ def requeue_lost(study: optuna.Study) -> int:
     promised retry unqueued, and with it the trial's checkpoint. Run when a search resumes. A trial
     closed unrun past --trials is no interrupted one (`record.is_not_run`, old studies included)."""
     trials = study.get_trials(deepcopy=False)
-    queued = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
-    lost = [t for t in trials if t.state == TrialState.FAIL and record.is_interrupted(t) and t.number not in queued
-            and RETRIED_ATTR not in t.system_attrs]
-    return sum(_queue_retry(study, trial) for trial in lost)  # a driver retiring it or resuming too may be first
+    queued = {
+        t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")
+    }
+    lost = [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL
+        and record.is_interrupted(t)
+        and t.number not in queued
+        and RETRIED_ATTR not in t.system_attrs
+    ]
+    return sum(
+        _queue_retry(study, trial) for trial in lost
+    )  # a driver retiring it or resuming too may be first

@@ -4,12 +4,21 @@ Keyed by the first trial number of the retry chain (Optuna's retry of a cut-off 
 trial resuming the old one's checkpoint): the chain is one run, reopened by its tags after a
 resume, so no trial is logged as two runs and no epoch twice.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from drltune import record
-from drltune.tracking import TAG_DATASET, TAG_METHOD, TAG_OPTUNA_TRIAL, TAG_STATE, TAG_STUDY, TAG_TRIAL, MlflowTracker
+from drltune.tracking import (
+    TAG_DATASET,
+    TAG_METHOD,
+    TAG_OPTUNA_TRIAL,
+    TAG_STATE,
+    TAG_STUDY,
+    TAG_TRIAL,
+    MlflowTracker,
+)
 
 LiveTrial = Any  # drltune.search.bridge.LiveTrial (the bridge imports this module)
 
@@ -23,9 +32,16 @@ class SearchTracking:
             return
         cfg = live.config
         chain = {TAG_STUDY: self.study_name, TAG_TRIAL: str(live.root)}
-        tags = {**chain, TAG_OPTUNA_TRIAL: str(live.trial.number), TAG_METHOD: cfg.method, TAG_DATASET: cfg.dataset,
-                TAG_STATE: "running"}
-        self.tracker.open_run(live.root, cfg.to_dict(), tags, find=chain, name=f"{self.study_name}-trial{live.root}")
+        tags = {
+            **chain,
+            TAG_OPTUNA_TRIAL: str(live.trial.number),
+            TAG_METHOD: cfg.method,
+            TAG_DATASET: cfg.dataset,
+            TAG_STATE: "running",
+        }
+        self.tracker.open_run(
+            live.root, cfg.to_dict(), tags, find=chain, name=f"{self.study_name}-trial{live.root}"
+        )
 
     def epochs(self, live: LiveTrial, records: list[dict[str, Any]]) -> None:
         self._open(live)

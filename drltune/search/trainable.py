@@ -10,6 +10,7 @@ records), so that the driver's record, the pruner and the re-init marks cover th
 Checkpoints do not go through Ray: `config["checkpoint"]` names the trial's folder in the search's
 CheckpointStore (see checkpoints.py), which a retry of the trial, on any node, resumes from.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,15 +25,21 @@ RESTORED = "restored"  # in a resumed trial's first result: the epoch records it
 
 
 def epoch_result(record: dict[str, Any]) -> dict[str, Any]:
-    return {"epoch": int(record["epoch"]), "val_acc": float(record["val_acc"]),
-            "record": json.dumps(record, default=float)}
+    return {
+        "epoch": int(record["epoch"]),
+        "val_acc": float(record["val_acc"]),
+        "record": json.dumps(record, default=float),
+    }
 
 
 def _node() -> dict[str, str]:
     import ray
 
     try:
-        return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),
+        }
     except Exception:  # outside Ray (unit tests)
         return {}
 
@@ -70,7 +77,9 @@ def _run_trial(config: dict[str, Any]) -> None:
     from drltune.train.trainer import pick_device
 
     resolved = resolve(TrialConfig.from_dict(config["trial"]))
-    cuda_settings.prepare_process(bool(resolved.deterministic))  # before this worker's first CUDA use
+    cuda_settings.prepare_process(
+        bool(resolved.deterministic)
+    )  # before this worker's first CUDA use
     ckpt: dict[str, Any] = config.get("checkpoint") or {}
     store = CheckpointStore(ckpt["root"]) if ckpt else None
     node = _node()
@@ -79,7 +88,11 @@ def _run_trial(config: dict[str, Any]) -> None:
 
     def send(result: dict[str, Any]) -> None:
         """Report to Ray; the first result of a resumed trial also carries the restored epochs."""
-        earlier = [] if sent or trainer is None else [r for r in trainer.restored if r["epoch"] < result["epoch"]]
+        earlier = (
+            []
+            if sent or trainer is None
+            else [r for r in trainer.restored if r["epoch"] < result["epoch"]]
+        )
         sent.append(result["epoch"])
         tune.report({**result, RESTORED: json.dumps(earlier, default=float)} if earlier else result)
 
@@ -97,24 +110,43 @@ def _run_trial(config: dict[str, Any]) -> None:
             def report(epoch: int, record: dict[str, Any]) -> bool:
                 saved = trainer.last_checkpoint
                 if saved is not None:
-                    assert store is not None and folder is not None  # checkpoints go to the store's folder only
+                    assert (
+                        store is not None and folder is not None
+                    )  # checkpoints go to the store's folder only
                     if not store.direct:
                         store.upload(ckpt["key"], folder, saved.files)
-                    record = {**record, "checkpoint_s": saved.seconds}  # kept in the trial's history
+                    record = {
+                        **record,
+                        "checkpoint_s": saved.seconds,
+                    }  # kept in the trial's history
                 result = {**epoch_result(record), **node}
                 if epoch < resolved.epochs - 1:
                     send(result)
                 return False  # Ray stops a pruned trial itself
 
-            result = trainer.fit(report=report, checkpoint_dir=folder, checkpoint_every=ckpt["every"] if ckpt else 0,
-                                 checkpoint_owner=ckpt.get("owner") if ckpt else None)
-        except Exception as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
+            result = trainer.fit(
+                report=report,
+                checkpoint_dir=folder,
+                checkpoint_every=ckpt["every"] if ckpt else 0,
+                checkpoint_owner=ckpt.get("owner") if ckpt else None,
+            )
+        except (
+            Exception
+        ) as exc:  # NaN loss, CUDA OOM, a data error: the trial FAILs with this message
             traceback.print_exc()  # the whole story in the worker's log
-            tune.report({"error": f"{type(exc).__name__}: {exc}"[:2000], "val_acc": float("nan"),
-                         RESUMED_FROM_EPOCH: _resumed(trainer), **node})
+            tune.report(
+                {
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "val_acc": float("nan"),
+                    RESUMED_FROM_EPOCH: _resumed(trainer),
+                    **node,
+                }
+            )
             return
     final = {**epoch_result(result.history[-1]), **node}
-    final.update({key: getattr(result, key) for key in FINAL_KEYS}, **{RESUMED_FROM_EPOCH: _resumed(trainer)})
+    final.update(
+        {key: getattr(result, key) for key in FINAL_KEYS}, **{RESUMED_FROM_EPOCH: _resumed(trainer)}
+    )
     send(final)
 
 

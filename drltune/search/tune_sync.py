@@ -48,6 +48,12 @@ def tolerate_state_sync(warn: Callable[[str], None]) -> Iterator[None]:
         for logger in loggers:
             logger.removeFilter(failures)
         if failures.reason is not None:
-            reason = failures.reason.strip().splitlines()[0] if failures.reason.strip() else "no reason given"
-            warn(f"warning: Ray Tune could not copy its own experiment state ({reason}); "
-                 "every trial result is in the study storage, nothing is lost")
+            reason = (
+                failures.reason.strip().splitlines()[0]
+                if failures.reason.strip()
+                else "no reason given"
+            )
+            warn(
+                f"warning: Ray Tune could not copy its own experiment state ({reason}); "
+                "every trial result is in the study storage, nothing is lost"
+            )

@@ -8,6 +8,7 @@ rebuilds from the seed (DR's initial weights) is never stored.
 Everything stored is a tensor or a plain type: RNG states become tensors, the history and the
 config become JSON strings. Loading never unpickles arbitrary objects.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,9 @@ def _plain(value: Any) -> Any:
 def rng_states() -> dict[str, Any]:
     """The global torch / numpy / python RNG states, as tensors and plain lists, and the CUDA
     generators' (one per visible GPU) when this process has used CUDA."""
-    numpy_state = np.random.get_state(legacy=True)  # the default at run time (numpy's stubs say legacy=False)
+    numpy_state = np.random.get_state(
+        legacy=True
+    )  # the default at run time (numpy's stubs say legacy=False)
     assert isinstance(numpy_state, tuple), "the global RandomState is always MT19937"
     kind, keys, pos, has_gauss, cached = numpy_state
     version, internal, gauss_next = random.getstate()
@@ -52,8 +55,13 @@ def rng_states() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": list(torch.cuda.get_rng_state_all()) if cuda_used else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
 
@@ -65,10 +73,12 @@ def set_rng_states(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     cuda_states = state.get("cuda") or []
     if cuda_states and torch.cuda.is_available():
-        for index, cuda_state in enumerate(cuda_states[:torch.cuda.device_count()]):
+        for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda_state, index)
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
@@ -84,8 +94,11 @@ def _write(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save(directory: str | os.PathLike, state: dict[str, Any],
-         best_state: dict[str, torch.Tensor] | None = None) -> list[Path]:
+def save(
+    directory: str | os.PathLike,
+    state: dict[str, Any],
+    best_state: dict[str, torch.Tensor] | None = None,
+) -> list[Path]:
     """Write `state` (tensors / plain types; `history` and `config` may be any JSON data; `owner`, the
     study's id, optional) and, when
     given, the selected model's weights (those of epoch `state["best_epoch"]`). The best file is
@@ -97,9 +110,12 @@ def save(directory: str | os.PathLike, state: dict[str, Any],
     if best_state is not None:
         written.append(best_path(directory, int(state["best_epoch"])))
         _write(written[-1], {"format": FORMAT, "weights": best_state})
-    payload = {**state, "format": FORMAT,
-               "history": json.dumps(state["history"], default=_plain),
-               "config": json.dumps(state["config"], sort_keys=True, default=_plain)}
+    payload = {
+        **state,
+        "format": FORMAT,
+        "history": json.dumps(state["history"], default=_plain),
+        "config": json.dumps(state["config"], sort_keys=True, default=_plain),
+    }
     _write(checkpoint_path(directory), payload)
     written.append(checkpoint_path(directory))
     keep = best_path(directory, int(state["best_epoch"])).name
@@ -109,7 +125,9 @@ def save(directory: str | os.PathLike, state: dict[str, Any],
     return written
 
 
-def load(directory: str | os.PathLike, config: dict[str, Any], owner: str | None = None) -> dict[str, Any] | None:
+def load(
+    directory: str | os.PathLike, config: dict[str, Any], owner: str | None = None
+) -> dict[str, Any] | None:
     """The state saved in `directory`, or None when there is none; refuses another config's checkpoint,
     and with `owner` (a study's id, see search/study.py) one that another study saved (one saved
     without an owner, before studies had ids, is taken)."""
@@ -125,19 +143,29 @@ def load(directory: str | os.PathLike, config: dict[str, Any], owner: str | None
         state["best_state"] = None
         if state["best_epoch"] >= 0:
             best_file = best_path(directory, state["best_epoch"])
-            state["best_state"] = torch.load(best_file, map_location="cpu", weights_only=True)["weights"]
+            state["best_state"] = torch.load(best_file, map_location="cpu", weights_only=True)[
+                "weights"
+            ]
     except Exception as exc:  # a truncated or foreign file: say so, do not guess
-        raise DrltuneError(f"checkpoint {path} cannot be read ({typed_line(exc)}); "
-                           "delete its folder to start the trial over") from None
+        raise DrltuneError(
+            f"checkpoint {path} cannot be read ({typed_line(exc)}); "
+            "delete its folder to start the trial over"
+        ) from None
     saved_owner = state.get("owner")
     if owner is not None and saved_owner is not None and saved_owner != owner:
-        raise DrltuneError(f"checkpoint {path} belongs to another study (id {saved_owner}, this one is {owner}); "
-                           "delete its folder to start the trial over")
+        raise DrltuneError(
+            f"checkpoint {path} belongs to another study (id {saved_owner}, this one is {owner}); "
+            "delete its folder to start the trial over"
+        )
     expected = json.loads(json.dumps(config, sort_keys=True, default=_plain))
     # an unset key (None) equals an absent one: a checkpoint from before a setting existed still fits
     saved_config = {k: v for k, v in saved_config.items() if v is not None}
     expected = {k: v for k, v in expected.items() if v is not None}
     if saved_config != expected:
-        changed = sorted(k for k in set(saved_config) | set(expected) if saved_config.get(k) != expected.get(k))
-        raise DrltuneError(f"checkpoint {path} belongs to another config (differs in {', '.join(changed)})")
+        changed = sorted(
+            k for k in set(saved_config) | set(expected) if saved_config.get(k) != expected.get(k)
+        )
+        raise DrltuneError(
+            f"checkpoint {path} belongs to another config (differs in {', '.join(changed)})"
+        )
     return state

@@ -4,6 +4,7 @@ allocator configuration that lets several trial processes share one GPU.
 They are global to the process, and Ray reuses a worker for the next trial: every CUDA trial sets
 each of them, on or off, so nothing leaks from the trial before. A CPU trial touches none of them.
 """
+
 from __future__ import annotations
 
 import gc

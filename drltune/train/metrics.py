@@ -1,4 +1,5 @@
 """Classification metrics computed once per evaluation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,4 +11,6 @@ def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
 
 
 def macro_f1(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    return float(f1_score(labels, pred, labels=list(range(num_classes)), average="macro", zero_division=0))
+    return float(
+        f1_score(labels, pred, labels=list(range(num_classes)), average="macro", zero_division=0)
+    )

@@ -10,6 +10,7 @@ holds tensors only, so loading runs no pickled code.
     model = load_model("model.safetensors")          # eval mode, on the CPU
     labels = predict(model, split)                   # a Split of the config's dataset
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,9 @@ def check_writable(path: str | os.PathLike) -> None:
     if not folder.is_dir():
         raise DrltuneError(f"--save-model {path}: directory {folder} does not exist")
     if Path(path).is_dir():
-        raise DrltuneError(f"--save-model {path}: is a directory; give a file name such as model.safetensors")
+        raise DrltuneError(
+            f"--save-model {path}: is a directory; give a file name such as model.safetensors"
+        )
 
 
 def save_model(trainer: Trainer, result: TrainResult, path: str | os.PathLike) -> tuple[Path, Path]:
@@ -53,11 +56,18 @@ def save_model(trainer: Trainer, result: TrainResult, path: str | os.PathLike) -
     from safetensors.torch import save_model as save_tensors
 
     weights, cfg_file = Path(path), config_path(path)
-    meta = {"format": FORMAT, "num_classes": trainer.model.num_classes,
-            "audio_channels": trainer.data.audio_shape[0], "best_epoch": result.best_epoch,
-            "test_acc": result.test_acc, "test_f1": result.test_f1}
+    meta = {
+        "format": FORMAT,
+        "num_classes": trainer.model.num_classes,
+        "audio_channels": trainer.data.audio_shape[0],
+        "best_epoch": result.best_epoch,
+        "test_acc": result.test_acc,
+        "test_f1": result.test_f1,
+    }
     try:
-        save_tensors(trainer.model, str(weights), metadata={"format": FORMAT})  # shared tensors stored once
+        save_tensors(
+            trainer.model, str(weights), metadata={"format": FORMAT}
+        )  # shared tensors stored once
         cfg_file.write_text(trainer.cfg.config.to_yaml(meta), encoding="utf-8")
     except OSError as exc:
         raise DrltuneError(f"cannot write {exc.filename or weights}: {exc.strerror}") from None
@@ -69,15 +79,21 @@ def _read_meta(path: str | os.PathLike) -> tuple[TrialConfig, dict[str, Any]]:
     if not Path(path).is_file():
         raise DrltuneError(f"saved model not found: {path}")
     if not cfg_file.is_file():
-        raise DrltuneError(f"{path}: its config {cfg_file} is missing (written beside it by --save-model)")
+        raise DrltuneError(
+            f"{path}: its config {cfg_file} is missing (written beside it by --save-model)"
+        )
     try:
         doc = safe_yaml.load(cfg_file.read_text(encoding="utf-8"))
     except Exception as exc:  # a YAML error or an unreadable file: one line either way
         raise DrltuneError(f"{cfg_file}: cannot read it: {exc}") from None
     meta = doc.get("meta") if isinstance(doc, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DrltuneError(f"{cfg_file}: not a drltune saved-model config (meta.format {FORMAT!r} expected)")
-    return TrialConfig.from_dict({k: v for k, v in doc.items() if k != "meta"}, where=str(cfg_file)), meta
+        raise DrltuneError(
+            f"{cfg_file}: not a drltune saved-model config (meta.format {FORMAT!r} expected)"
+        )
+    return TrialConfig.from_dict(
+        {k: v for k, v in doc.items() if k != "meta"}, where=str(cfg_file)
+    ), meta
 
 
 def load_saved_config(path: str | os.PathLike) -> TrialConfig:
@@ -92,9 +108,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
 
     cfg, meta = _read_meta(path)
     resolved = resolve(cfg)
-    model = AVClassifier(int(meta["num_classes"]), resolved.fusion, resolved.encoder_width, resolved.modality,
-                         audio_channels=int(meta["audio_channels"]))
-    METHODS.get(resolved.method)(resolved.params, None).extend_model(model)  # no trainer: extend_model needs none
+    model = AVClassifier(
+        int(meta["num_classes"]),
+        resolved.fusion,
+        resolved.encoder_width,
+        resolved.modality,
+        audio_channels=int(meta["audio_channels"]),
+    )
+    METHODS.get(resolved.method)(resolved.params, None).extend_model(
+        model
+    )  # no trainer: extend_model needs none
     try:
         load_tensors(model, os.fspath(path), strict=True, device="cpu")
     except Exception as exc:  # a truncated file, or weights of another architecture

@@ -1,4 +1,5 @@
 """One trial: build data, model, optimiser and method, then the epoch loop (read it top to bottom)."""
+
 from __future__ import annotations
 
 import math
@@ -81,23 +82,38 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, config: TrialConfig | ResolvedConfig, data: DataBundle | None = None) -> None:
+    def __init__(
+        self, config: TrialConfig | ResolvedConfig, data: DataBundle | None = None
+    ) -> None:
         self.cfg = config if isinstance(config, ResolvedConfig) else resolve(config)
         c = self.cfg
         self.device = pick_device(c.device)
-        if c.threads is not None:  # on every device: a GPU trial's k-means and data work use them too
+        if (
+            c.threads is not None
+        ):  # on every device: a GPU trial's k-means and data work use them too
             torch.set_num_threads(c.threads)
-        self.cpu_threads = torch.get_num_threads()  # the trial's CPU share (DR's k-means runs on it)
-        self.data = data if data is not None else load_dataset(c.dataset, c.data_root, c.dataset_params)
+        self.cpu_threads = (
+            torch.get_num_threads()
+        )  # the trial's CPU share (DR's k-means runs on it)
+        self.data = (
+            data if data is not None else load_dataset(c.dataset, c.data_root, c.dataset_params)
+        )
         seed_everything(c.seed)
         cuda_settings.apply(self.device, bool(c.deterministic), bool(c.cudnn_benchmark))
-        self.model = AVClassifier(self.data.num_classes, c.fusion, c.encoder_width, c.modality,
-                                  audio_channels=self.data.audio_shape[0]).to(self.device)
+        self.model = AVClassifier(
+            self.data.num_classes,
+            c.fusion,
+            c.encoder_width,
+            c.modality,
+            audio_channels=self.data.audio_shape[0],
+        ).to(self.device)
         self.method = METHODS.get(c.method)(c.params, self)
         self.method.extend_model(self.model)
         self.model.to(self.device)
         if c.channels_last:
-            self.model.to(memory_format=torch.channels_last)  # 4-d weights; conv outputs follow them
+            self.model.to(
+                memory_format=torch.channels_last
+            )  # 4-d weights; conv outputs follow them
         self.optimizer = self._build_optimizer()
         self.scheduler = self._build_scheduler()
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
@@ -107,7 +123,9 @@ class Trainer:
         self._unchecked_losses: list[tuple[int, torch.Tensor]] = []
         self._eval_cache: dict[int, tuple[Split, tuple[int, ...], Any]] = {}  # see _forward_split
         self.last_checkpoint: SavedCheckpoint | None = None
-        self.restored: list[dict[str, Any]] = []  # the epochs a checkpoint held when fit began (report skips them)
+        self.restored: list[
+            dict[str, Any]
+        ] = []  # the epochs a checkpoint held when fit began (report skips them)
 
     # ---- construction -------------------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -116,14 +134,21 @@ class Trainer:
     def _build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
         c = self.cfg
         if c.lr_schedule == "step":
-            return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step, gamma=c.lr_gamma)
+            return torch.optim.lr_scheduler.StepLR(
+                self.optimizer, step_size=c.lr_step, gamma=c.lr_gamma
+            )
         if c.lr_schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
         return None
 
     # ---- the loop -----------------------------------------------------------------
-    def fit(self, report: Report | None = None, checkpoint_dir: str | os.PathLike | None = None,
-            checkpoint_every: int = 1, checkpoint_owner: str | None = None) -> TrainResult:
+    def fit(
+        self,
+        report: Report | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        checkpoint_owner: str | None = None,
+    ) -> TrainResult:
         """Train `epochs` epochs. With `checkpoint_dir`, the state is saved there after every
         `checkpoint_every`-th epoch (before `report` sees it: `last_checkpoint`
         then says what that epoch wrote), and a checkpoint already there is resumed after its epoch
@@ -133,8 +158,11 @@ class Trainer:
         history: list[dict[str, Any]] = []
         best_acc, best_epoch, best_state = -1.0, -1, None
         stopped = False
-        saved = (checkpoint.load(checkpoint_dir, c.config.to_dict(), checkpoint_owner)
-                 if checkpoint_dir is not None else None)
+        saved = (
+            checkpoint.load(checkpoint_dir, c.config.to_dict(), checkpoint_owner)
+            if checkpoint_dir is not None
+            else None
+        )
         if saved is not None:
             history, best_acc, best_epoch, best_state = self._restore(saved)
             self.restored = list(history)
@@ -144,10 +172,17 @@ class Trainer:
             faults.inject("epoch_start", epoch, self.model)
             train_loss, train_acc = self.train_epoch(epoch)
             val = self.evaluate(self.data.val)
-            record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-                      "val_acc": val["acc"], "val_f1": val["f1"], "val_loss": val["loss"],
-                      "val_acc_audio": val["acc_audio"], "val_acc_visual": val["acc_visual"],
-                      "lr": self.optimizer.param_groups[0]["lr"]}
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "val_acc": val["acc"],
+                "val_f1": val["f1"],
+                "val_loss": val["loss"],
+                "val_acc_audio": val["acc_audio"],
+                "val_acc_visual": val["acc_visual"],
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
             selected_acc = val["acc"]
             if c.selection == "test":  # paper-faithful (and optimistic): select on test
                 selected_acc = record["test_acc"] = self.evaluate(self.data.test)["acc"]
@@ -160,41 +195,77 @@ class Trainer:
             record["val_acc_best"] = max(r["val_acc"] for r in [*history, record])
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
-            if checkpoint_dir is not None and checkpoint_every > 0 and (epoch + 1) % checkpoint_every == 0:
+            if (
+                checkpoint_dir is not None
+                and checkpoint_every > 0
+                and (epoch + 1) % checkpoint_every == 0
+            ):
                 t_save = time.perf_counter()
-                written = self._save(checkpoint_dir, history, best_acc, best_epoch,
-                                     best_state if best_epoch != best_on_disk else None, checkpoint_owner)
+                written = self._save(
+                    checkpoint_dir,
+                    history,
+                    best_acc,
+                    best_epoch,
+                    best_state if best_epoch != best_on_disk else None,
+                    checkpoint_owner,
+                )
                 best_on_disk = best_epoch
                 self.last_checkpoint = SavedCheckpoint(epoch, written, time.perf_counter() - t_save)
             if report is not None and report(epoch, record):
                 stopped = True
                 break
             faults.inject("epoch_end", epoch)
-        assert best_state is not None, "set by the first epoch (any accuracy beats -1) or by the checkpoint"
+        assert best_state is not None, (
+            "set by the first epoch (any accuracy beats -1) or by the checkpoint"
+        )
         self.model.load_state_dict(best_state)
         test = self.evaluate(self.data.test)
         return TrainResult(
-            history=history, best_val_acc=history[best_epoch]["val_acc"], best_epoch=best_epoch,
-            test_acc=test["acc"], test_f1=test["f1"], test_acc_audio=test["acc_audio"],
-            test_acc_visual=test["acc_visual"], stopped_early=stopped,
-            seconds=time.perf_counter() - start, config=c.config.to_dict())
+            history=history,
+            best_val_acc=history[best_epoch]["val_acc"],
+            best_epoch=best_epoch,
+            test_acc=test["acc"],
+            test_f1=test["f1"],
+            test_acc_audio=test["acc_audio"],
+            test_acc_visual=test["acc_visual"],
+            stopped_early=stopped,
+            seconds=time.perf_counter() - start,
+            config=c.config.to_dict(),
+        )
 
     # ---- checkpoints ---------------------------------------------------------------
-    def _save(self, directory: str | os.PathLike, history: list[dict[str, Any]], best_acc: float,
-              best_epoch: int, new_best_state: dict[str, torch.Tensor] | None, owner: str | None = None) -> list[Path]:
+    def _save(
+        self,
+        directory: str | os.PathLike,
+        history: list[dict[str, Any]],
+        best_acc: float,
+        best_epoch: int,
+        new_best_state: dict[str, torch.Tensor] | None,
+        owner: str | None = None,
+    ) -> list[Path]:
         """The epoch's state; the selected weights only when they changed since the last save."""
-        return checkpoint.save(directory, {
-            **({"owner": owner} if owner is not None else {}),
-            "config": self.cfg.config.to_dict(), "history": history,
-            "best_acc": best_acc, "best_epoch": best_epoch,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "method": self.method.state_dict(),
-            "shuffle_gen": self.shuffle_gen.get_state(), "augment_gen": self.augment_gen.get_state(),
-            "rng": checkpoint.rng_states(),
-        }, new_best_state)
+        return checkpoint.save(
+            directory,
+            {
+                **({"owner": owner} if owner is not None else {}),
+                "config": self.cfg.config.to_dict(),
+                "history": history,
+                "best_acc": best_acc,
+                "best_epoch": best_epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "method": self.method.state_dict(),
+                "shuffle_gen": self.shuffle_gen.get_state(),
+                "augment_gen": self.augment_gen.get_state(),
+                "rng": checkpoint.rng_states(),
+            },
+            new_best_state,
+        )
 
-    def _restore(self, saved: dict[str, Any]) -> tuple[list[dict[str, Any]], float, int, dict[str, torch.Tensor]]:
+    def _restore(
+        self, saved: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], float, int, dict[str, torch.Tensor]]:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None:
@@ -215,7 +286,8 @@ class Trainer:
         seen = 0
         rows = self.data.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen)
         for step, (audio, visual, labels) in enumerate(
-                device_batches(self.data.train, rows, self.device, c.augment, self.augment_gen)):
+            device_batches(self.data.train, rows, self.device, c.augment, self.augment_gen)
+        ):
             loss, logits = self.method.train_step(audio, visual, labels, epoch, step)
             n = len(labels)
             total_loss += (loss.detach().double() if isinstance(loss, torch.Tensor) else loss) * n
@@ -227,8 +299,9 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.train) / self.cfg.batch_size)
 
-    def joint_step(self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def joint_step(
+        self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The usual step: both encoders forward, the method's loss, one backward, one optimiser step.
         Returns the loss (a detached tensor: reading it would wait for the GPU) and the fused logits
         (for the epoch's training accuracy)."""
@@ -250,7 +323,9 @@ class Trainer:
             self._unchecked_losses.append((step, loss.detach()))
             return
         if not math.isfinite(loss.item()):
-            raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr")
+            raise NonFiniteLoss(
+                f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr"
+            )
 
     def raise_deferred_nonfinite(self, epoch: int) -> None:
         """The deferred check: the first non-finite loss of the epoch, named as the immediate check does."""
@@ -261,7 +336,9 @@ class Trainer:
         bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()  # one read for the whole epoch
         if bad:
             step, loss = pending[bad[0]]
-            raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr")
+            raise NonFiniteLoss(
+                f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the lr"
+            )
 
     def optimizer_step(self) -> None:
         """Clip (the config's `grad_clip`), then step."""
@@ -296,12 +373,20 @@ class Trainer:
         return result
 
     @torch.inference_mode()
-    def _forward_split_uncached(self, split: Split) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+    def _forward_split_uncached(
+        self, split: Split
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
         """In float32 whatever the training precision: autocast is switched off here (also one a
         caller opened), so DR's k-means sees the features the official fp32 code sees, and a GPU's
         validation accuracy is a CPU's. Outputs stay on the device until the split is done."""
         self.model.eval()
-        outs: dict[str, list[torch.Tensor]] = {"a": [], "v": [], "logits": [], "logits_a": [], "logits_v": []}
+        outs: dict[str, list[torch.Tensor]] = {
+            "a": [],
+            "v": [],
+            "logits": [],
+            "logits_a": [],
+            "logits_v": [],
+        }
         loss = torch.zeros((), dtype=torch.float64, device=self.device)
         labels_all = []
         rows = split.batches(self.eval_batch_size(), shuffle=False)
@@ -310,8 +395,13 @@ class Trainer:
                 out = self.model(audio, visual)
                 logits_a, logits_v = self.model.fusion.probe_logits(out.feat_a, out.feat_v)
             loss += F.cross_entropy(out.logits.float(), labels, reduction="sum").double()
-            for key, t in (("a", out.feat_a), ("v", out.feat_v), ("logits", out.logits),
-                           ("logits_a", logits_a), ("logits_v", logits_v)):
+            for key, t in (
+                ("a", out.feat_a),
+                ("v", out.feat_v),
+                ("logits", out.logits),
+                ("logits_a", logits_a),
+                ("logits_v", logits_v),
+            ):
                 outs[key].append(t.float())
             labels_all.append(labels)
         feats = {k: torch.cat(v).cpu().numpy() for k, v in outs.items()}
@@ -323,9 +413,13 @@ class Trainer:
         out, labels, loss = self._forward_split(split)
         k = self.data.num_classes
         pred = out["logits"].argmax(1)
-        return {"acc": accuracy(pred, labels), "f1": macro_f1(pred, labels, k), "loss": loss,
-                "acc_audio": accuracy(out["logits_a"].argmax(1), labels),
-                "acc_visual": accuracy(out["logits_v"].argmax(1), labels)}
+        return {
+            "acc": accuracy(pred, labels),
+            "f1": macro_f1(pred, labels, k),
+            "loss": loss,
+            "acc_audio": accuracy(out["logits_a"].argmax(1), labels),
+            "acc_visual": accuracy(out["logits_v"].argmax(1), labels),
+        }
 
     def features(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pooled audio and visual encoder features of a split (no augmentation), with labels."""
