@@ -1,6 +1,11 @@
 """Shared fixtures: tiny data and one CPU thread, so the suite fits 2 cores."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,15 +43,10 @@ def pytest_collection_modifyitems(config, items):
 def _postgres_one_test_at_a_time(request):
     """Tests on the PostgreSQL server run one at a time, also across pytest-xdist workers and
     other runs on the same server: two of them stop the server while they run."""
-    params = getattr(request.node, "callspec", None)
-    if "postgres_url" not in request.fixturenames and "postgresql" not in (params.params.values() if params else ()):
+    params = request.node.callspec.params.values() if hasattr(request.node, "callspec") else ()
+    if "postgres_url" not in request.fixturenames and "postgresql" not in params:
         yield
         return
-    import fcntl
-    import hashlib
-    import tempfile
-    from pathlib import Path
-
     url = request.getfixturevalue("postgres_url")  # skips the test when there is no server
     lock = Path(tempfile.gettempdir()) / f"drltune-test-postgres-{hashlib.sha256(url.encode()).hexdigest()[:12]}.lock"
     with open(lock, "a") as held:
