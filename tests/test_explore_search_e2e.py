@@ -17,6 +17,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from test_explore_study import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -41,21 +42,6 @@ methods:
 def drltune(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "drltune.cli", *args], cwd=cwd, check=True,
                           capture_output=True, text=True, timeout=600)
-
-
-def in_process(cwd: Path, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`drltune ARGS` run by `drltune.cli.main` in this process from `cwd`: (exit code, stdout, stderr)."""
-    from drltune.cli import main
-
-    monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +109,8 @@ def test_dashboard_api_shows_notes_artifacts_and_the_metric_name(searched):
 
 def test_tables_match_what_the_search_stored(searched, monkeypatch, capsys):
     root, study = searched
-    code, out, err = in_process(root, monkeypatch, capsys, "explore", "--study", "e2e", "--format", "json", "--no-html")
+    monkeypatch.chdir(root)
+    code, out, err = run_cli(capsys, "explore", "--study", "e2e", "--format", "json", "--no-html")
     assert code == 0, err
     data = json.loads(out)
     trials = study.trials
@@ -144,7 +131,8 @@ def test_tables_match_what_the_search_stored(searched, monkeypatch, capsys):
 
 def test_html_report_holds_every_plot(searched, monkeypatch, capsys):
     root, study = searched
-    code, out, err = in_process(root, monkeypatch, capsys, "explore", "--study", "e2e")
+    monkeypatch.chdir(root)
+    code, out, err = run_cli(capsys, "explore", "--study", "e2e")
     assert code == 0, err
     page = (root / "studies" / "e2e" / "report.html").read_text()
     assert "report: studies/e2e/report.html" in out
@@ -158,7 +146,8 @@ def test_html_report_holds_every_plot(searched, monkeypatch, capsys):
 
 def test_export_then_train_reproduces_every_trial(searched, monkeypatch, capsys):
     root, study = searched
-    code, _, err = in_process(root, monkeypatch, capsys, "export", "--study", "e2e", "--top", "4", "-o", "best.yaml")
+    monkeypatch.chdir(root)
+    code, _, err = run_cli(capsys, "export", "--study", "e2e", "--top", "4", "-o", "best.yaml")
     assert code == 0, err
     docs = list(yaml.safe_load_all((root / "best.yaml").read_text()))
     drltune(root, "train", "--config", "best.yaml", "--quiet", "--metrics-out", "runs.json")
@@ -173,6 +162,7 @@ def test_export_then_train_reproduces_every_trial(searched, monkeypatch, capsys)
 
 def test_missing_study_lists_the_stored_ones(searched, monkeypatch, capsys):
     root, _ = searched
-    code, _, err = in_process(root, monkeypatch, capsys, "explore", "--study", "nope")
+    monkeypatch.chdir(root)
+    code, _, err = run_cli(capsys, "explore", "--study", "nope")
     assert code == 2
     assert err.strip() == "error: no study named 'nope' in sqlite:///studies/drltune.db; existing studies: e2e"
