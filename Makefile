@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 search: $(STAMP)
 	$(BIN)/drltune search --dataset synthetic --trials 16 --max-epochs 8 --concurrent 2
 
+# Two workers (pytest-xdist): a serial run keeps 0.6-0.7 cores of 2 busy on average (measured);
+# its unit tests are single-threaded. --dist loadfile: each file on one worker (its module fixtures, e.g.
+# a two-node Ray cluster, are built once); files with end-to-end tests first; the PostgreSQL tests
+# take turns through a lock (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check drltune

@@ -1,7 +1,11 @@
 """Shared fixtures: tiny data and one CPU thread, so the suite fits 2 cores."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,12 +30,30 @@ def tiny_config():
 
 
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("dist", "no") != "no":  # pytest-xdist: files with end-to-end tests first, none left for last
+        slow_files = {item.path for item in items if "slow" in item.keywords}
+        items.sort(key=lambda item: item.path not in slow_files)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _postgres_one_test_at_a_time(request):
+    """Tests on the PostgreSQL server run one at a time, also across pytest-xdist workers and
+    other runs on the same server: two of them stop the server while they run."""
+    params = request.node.callspec.params.values() if hasattr(request.node, "callspec") else ()
+    if "postgres_url" not in request.fixturenames and "postgresql" not in params:
+        yield
+        return
+    url = request.getfixturevalue("postgres_url")  # skips the test when there is no server
+    lock = Path(tempfile.gettempdir()) / f"drltune-test-postgres-{hashlib.sha256(url.encode()).hexdigest()[:12]}.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed, also if this process dies
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 Slow (starts Ray). The tables are checked against the storage the search wrote, and every
 exported trial, trained again by `drltune train` in a fresh process, must give back exactly
-the accuracy the search stored for it.
+the accuracy the search stored for it. `explore` and `export` run in this process (their output,
+not their process, is checked: a fresh interpreter would import torch and plotly again each time).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from test_explore_study import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +39,8 @@ methods:
 """
 
 
-def drltune(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "drltune.cli", *args], cwd=cwd, check=check,
+def drltune(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drltune.cli", *args], cwd=cwd, check=True,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -105,9 +107,12 @@ def test_dashboard_api_shows_notes_artifacts_and_the_metric_name(searched):
         assert len(rows) == 1 + len(trial["intermediate_values"])  # every epoch, none cut
 
 
-def test_tables_match_what_the_search_stored(searched):
+def test_tables_match_what_the_search_stored(searched, monkeypatch, capsys):
     root, study = searched
-    data = json.loads(drltune(root, "explore", "--study", "e2e", "--format", "json", "--no-html").stdout)
+    monkeypatch.chdir(root)
+    code, out, err = run_cli(capsys, "explore", "--study", "e2e", "--format", "json", "--no-html")
+    assert code == 0, err
+    data = json.loads(out)
     trials = study.trials
     counts = {label: sum(t.state.name == state for t in trials)
               for state, label in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed"),
@@ -120,12 +125,15 @@ def test_tables_match_what_the_search_stored(searched):
         assert row["value"] == trial.value and row["method"] == trial.params["method"]
         assert row["fusion"] == trial.params["fusion"] and row["epochs_run"] == trial.user_attrs["epochs_run"]
         assert row["test_acc"] == trial.user_attrs["test_acc"]
-    assert {r["method"] for r in data["best_by_method"]} == {t.params["method"] for t in trials if t.intermediate_values}
+    methods = {t.params["method"] for t in trials if t.intermediate_values}
+    assert {r["method"] for r in data["best_by_method"]} == methods
 
 
-def test_html_report_holds_every_plot(searched):
+def test_html_report_holds_every_plot(searched, monkeypatch, capsys):
     root, study = searched
-    out = drltune(root, "explore", "--study", "e2e").stdout
+    monkeypatch.chdir(root)
+    code, out, err = run_cli(capsys, "explore", "--study", "e2e")
+    assert code == 0, err
     page = (root / "studies" / "e2e" / "report.html").read_text()
     assert "report: studies/e2e/report.html" in out
     for title in ("Optimisation history", "Learning curves", "Accuracy of the complete trials by method",
@@ -136,9 +144,11 @@ def test_html_report_holds_every_plot(searched):
     assert page.count("plotly.js v") == 1
 
 
-def test_export_then_train_reproduces_every_trial(searched):
+def test_export_then_train_reproduces_every_trial(searched, monkeypatch, capsys):
     root, study = searched
-    drltune(root, "export", "--study", "e2e", "--top", "4", "-o", "best.yaml")
+    monkeypatch.chdir(root)
+    code, _, err = run_cli(capsys, "export", "--study", "e2e", "--top", "4", "-o", "best.yaml")
+    assert code == 0, err
     docs = list(yaml.safe_load_all((root / "best.yaml").read_text()))
     drltune(root, "train", "--config", "best.yaml", "--quiet", "--metrics-out", "runs.json")
     runs = json.loads((root / "runs.json").read_text())
@@ -150,9 +160,10 @@ def test_export_then_train_reproduces_every_trial(searched):
         assert run["test_acc"] == trial.user_attrs["test_acc"]
 
 
-def test_missing_study_lists_the_stored_ones(searched):
+def test_missing_study_lists_the_stored_ones(searched, monkeypatch, capsys):
     root, _ = searched
-    result = drltune(root, "explore", "--study", "nope", check=False)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: no study named 'nope' in sqlite:///{root.resolve()}/studies/drltune.db; "
-                                     "existing studies: e2e")  # the default, resolved against the cwd
+    monkeypatch.chdir(root)
+    code, _, err = run_cli(capsys, "explore", "--study", "nope")
+    assert code == 2
+    assert err.strip() == (f"error: no study named 'nope' in sqlite:///{root.resolve()}/studies/drltune.db; "
+                           "existing studies: e2e")  # the default, resolved against the cwd

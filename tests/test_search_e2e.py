@@ -112,7 +112,9 @@ def ray_cluster(reaper):
     token = Path(temp) / "token"
     token.write_text(uuid.uuid4().hex)
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
+    # No drain on SIGTERM: `ray start --block` would otherwise wait up to 30 s per node at teardown
+    # for Serve-style draining (Ray's RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S), which nothing here uses.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", **auth}
     log = open(Path(temp) / "nodes.log", "w")
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
               f"--dashboard-agent-listen-port={_free_port()}"]
@@ -130,13 +132,15 @@ def ray_cluster(reaper):
             [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}", *common,
              f"--metrics-export-port={_free_port()}"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
-        count = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-                 "print(sum(n['Alive'] for n in ray.nodes()))")
-        while subprocess.run([sys.executable, "-c", count, f"127.0.0.1:{port}"], env=env, capture_output=True,
-                             text=True, timeout=120).stdout.strip() != "2":
-            assert all(n.poll() is None for n in nodes) and time.time() < deadline, \
-                (Path(temp) / "nodes.log").read_text()[-3000:]
-            time.sleep(1)
+        # One process joins once and watches the node table (Ray has no event for a node joining);
+        # a process per look would import Ray and connect again each time.
+        both = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR')\n"
+                "while sum(n['Alive'] for n in ray.nodes()) < 2 and time.time() < float(sys.argv[2]):\n"
+                "    time.sleep(0.2)\n"
+                "print(sum(n['Alive'] for n in ray.nodes()))")
+        joined = subprocess.run([sys.executable, "-c", both, f"127.0.0.1:{port}", str(deadline)], env=env,
+                                capture_output=True, text=True, timeout=180).stdout.strip()
+        assert joined == "2" and all(n.poll() is None for n in nodes), (Path(temp) / "nodes.log").read_text()[-3000:]
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", auth
     finally:  # stopped by their own process groups (the reaper kills what is left), never `ray stop`
         for node in reversed(nodes):

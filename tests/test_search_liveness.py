@@ -101,8 +101,6 @@ def test_a_trial_is_born_claimed_by_the_driver_that_asks_for_it(tmp_path):
 
 
 def test_a_trial_nobody_claimed_is_stale_once_watched_long_enough(tmp_path, monkeypatch):
-    import time
-
     study, _ = _study(tmp_path)
     claimed = study.ask(LR)
     SharedBudget(study, 10, max_retries=2).claim(claimed)
@@ -112,9 +110,10 @@ def test_a_trial_nobody_claimed_is_stale_once_watched_long_enough(tmp_path, monk
     study._storage.set_trial_user_attr(unclaimed._trial_id, liveness.DRIVER_ATTR, other.driver)
     study._storage.set_trial_user_attr(unclaimed._trial_id, liveness.DRIVER_NS_ATTR, "another-kernel")
     phantom = study.ask(LR)  # born with this driver's id, never claimed (a retried insert that had landed)
-    monkeypatch.setattr(liveness, "ORPHAN_S", 1.0)
+    clock = [1000.0]  # this process's clock, moved on by hand instead of waited out
+    monkeypatch.setattr(liveness.time, "monotonic", lambda: clock[0])
     assert stale_trials(study) == []  # first seen now: its driver may be claiming it this very moment
-    time.sleep(1.5)
+    clock[0] += liveness.ORPHAN_S
     mine = phantom.user_attrs[liveness.DRIVER_ATTR]
     assert [t.number for t in stale_trials(study, me=mine)] == [unclaimed.number, phantom.number]
     assert claimed.number not in [t.number for t in stale_trials(study)]  # never one with a heartbeat
