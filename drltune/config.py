@@ -221,7 +221,8 @@ class TrialConfig:
 
     # ---- overrides ----------------------------------------------------------------
     def with_overrides(self, assignments: list[str]) -> "TrialConfig":
-        """Apply `key=value` strings (`params.alpha=2`, `dataset_params.audio_snr=1`); values are YAML."""
+        """Apply `key=value` strings (`params.alpha=2`, `dataset_params.audio_snr=1`); values are
+        YAML."""
         data = self.to_dict()
         for item in assignments:
             if "=" not in item:

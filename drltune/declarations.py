@@ -1,4 +1,5 @@
-"""The registered methods, datasets and fusions as their source declares them, read without importing it.
+"""The registered methods, datasets and fusions as their source declares them, read without
+importing it.
 
 Importing a method or dataset module loads torch (seconds), yet `drltune methods` and the checks
 that refuse a misspelt `--dataset` or `--methods` need only what each registered class declares
@@ -24,7 +25,8 @@ from typing import Any, Callable, Iterable, TypeVar
 from drltune.params import Param
 from drltune.registry import unknown_name
 
-# kind -> (the package whose modules register that kind, where its Registry lives, the Registry's name)
+# kind -> (the package whose modules register that kind, where its Registry lives, the Registry's
+# name)
 SOURCES: dict[str, tuple[str, str, str]] = {
     "method": ("drltune.methods", "drltune.methods", "METHODS"),
     "dataset": ("drltune.data", "drltune.data", "DATASETS"),
@@ -53,12 +55,14 @@ def declarations(kind: str) -> list[Declaration]:
 
 
 def names(kind: str) -> list[str]:
-    """The registered names: only the `name` literals are read, so other declarations may be computed."""
+    """The registered names: only the `name` literals are read, so other declarations may be
+    computed."""
     return _read(kind, _name, lambda cls: cls.name)
 
 
 def check_names(kind: str, given: Iterable[str], option: str | None = None) -> None:
-    """Refuse the first name nothing registers, with the message `Registry.get` gives (led by `option`)."""
+    """Refuse the first name nothing registers, with the message `Registry.get` gives (led by
+    `option`)."""
     valid = names(kind)
     for name in given:
         if name not in valid:
@@ -68,7 +72,8 @@ def check_names(kind: str, given: Iterable[str], option: str | None = None) -> N
 def _read(
     kind: str, read_node: Callable[[ast.ClassDef], T], read_class: Callable[[Any], T]
 ) -> list[T]:
-    """From the source while the registry is not imported and what is read is literal; else from the registry."""
+    """From the source while the registry is not imported and what is read is literal; else from the
+    registry."""
     package, home, registry_name = SOURCES[kind]
     if home not in sys.modules:
         try:
@@ -84,7 +89,8 @@ def _read(
 
 
 def _class_nodes(package: str, registry_name: str) -> list[ast.ClassDef]:
-    """The classes decorated `@<registry_name>.register` in the package's own modules (not its subpackages)."""
+    """The classes decorated `@<registry_name>.register` in the package's own modules (not its
+    subpackages)."""
     folder = Path(__file__).resolve().parent.joinpath(*package.split(".")[1:])
     marker = f"@{registry_name}.register"
     found = []

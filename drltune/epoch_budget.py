@@ -29,7 +29,8 @@ def _limits(method: str) -> list[tuple[str, Any, str]]:
 def inert_values(
     method: str, values: dict[str, Iterable[float]], epochs: int
 ) -> list[tuple[str, str, int, list]]:
-    """(parameter, what, largest acting value, the given values that cannot act) for each rule broken."""
+    """(parameter, what, largest acting value, the given values that cannot act) for each rule
+    broken."""
     out = []
     for param, limit, what in _limits(method):
         given = sorted(values.get(param, ()))

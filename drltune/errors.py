@@ -8,7 +8,8 @@ class DrltuneError(Exception):
 
 
 class RuntimeFailure(DrltuneError):
-    """Valid input that failed while running: a database down, a training that diverged, a halted search."""
+    """Valid input that failed while running: a database down, a training that diverged, a halted
+    search."""
 
     exit_code = 1
 
@@ -21,7 +22,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def typed_line(exc: BaseException) -> str:
-    """ "Type: first line" for a reason shown beside a file's name (a bare type when it says nothing):
-    a decoder's or loader's type name tells more than its message alone."""
+    """ "Type: first line" for a reason shown beside a file's name (a bare type when it says
+    nothing): a decoder's or loader's type name tells more than its message alone."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -1,4 +1,5 @@
-"""Declared parameters: one declaration feeds config validation, search spaces and `drltune methods`."""
+"""Declared parameters: one declaration feeds config validation, search spaces and
+`drltune methods`."""
 
 from __future__ import annotations
 

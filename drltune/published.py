@@ -44,7 +44,8 @@ class Published:
 
 def scale_epochs(value: int, factor: float, max_epochs: int) -> int:
     """A published epoch count (lr_step, a method's window) moved to a budget of `max_epochs`:
-    multiplied by max_epochs / published epochs (`factor`), at least 1 (0 stays 0), at most max_epochs."""
+    multiplied by max_epochs / published epochs (`factor`), at least 1 (0 stays 0), at most
+    max_epochs."""
     return int(min(max_epochs, max(1 if value > 0 else 0, round(value * factor))))
 
 

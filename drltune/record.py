@@ -37,7 +37,7 @@ COMPARE_SEEDS = (
 )
 RACE = "race"  # the search's race (racing.py): {"top", "seeds", "ranking": [{"trial", "mean_val_acc", ...}]}
 
-# ---- trial user attributes ------------------------------------------------------------------------
+# ---- trial user attributes ----------------------------------------------------------------------
 CONFIG = "config"  # the TrialConfig the trial trained, as a dict (what `export` writes back)
 HISTORY = "history"  # one record per epoch (the trainer's epoch records)
 ERROR = "error"  # why it failed (one line)
@@ -91,8 +91,9 @@ HISTORY_KEYS = (
 
 
 def trial_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The attributes a finished trial gets from its epochs: best_epoch (the first maximum of val_acc,
-    as the trainer selects), epochs_run, per-modality accuracy at the best epoch, the history."""
+    """The attributes a finished trial gets from its epochs: best_epoch (the first maximum of
+    val_acc, as the trainer selects), epochs_run, per-modality accuracy at the best epoch, the
+    history."""
     if not history:
         return {EPOCHS_RUN: 0, HISTORY: []}
     best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
@@ -105,7 +106,7 @@ def trial_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# ---- reading a stored trial -------------------------------------------------------------------------
+# ---- reading a stored trial ---------------------------------------------------------------------
 def stored_config(trial: FrozenTrial) -> dict[str, Any]:
     """The trial's stored config dict ({} for a trial that never got one)."""
     config = trial.user_attrs.get(CONFIG)
@@ -121,14 +122,16 @@ def trial_fusion(trial: FrozenTrial) -> str:
 
 
 def epochs(trial: FrozenTrial) -> list[dict[str, Any]]:
-    """The stored per-epoch records, else the intermediate val_acc alone (studies without `history`)."""
+    """The stored per-epoch records, else the intermediate val_acc alone (studies without
+    `history`)."""
     return trial.user_attrs.get(HISTORY) or [
         {"epoch": s, "val_acc": v} for s, v in sorted(trial.intermediate_values.items())
     ]
 
 
 def reinits_fired(trial: FrozenTrial) -> int:
-    """How many DR re-inits happened: from the per-epoch records, else the search's `reinit_epochs` list."""
+    """How many DR re-inits happened: from the per-epoch records, else the search's `reinit_epochs`
+    list."""
     history = trial.user_attrs.get(HISTORY)
     if history:
         return sum(1 for record in history if record.get("reinit"))
@@ -136,7 +139,8 @@ def reinits_fired(trial: FrozenTrial) -> int:
 
 
 def is_not_run(trial: FrozenTrial) -> bool:
-    """Closed unrun past --trials; read from the error too, for studies that marked it interrupted."""
+    """Closed unrun past --trials; read from the error too, for studies that marked it
+    interrupted."""
     return bool(trial.user_attrs.get(NOT_RUN)) or str(trial.user_attrs.get(ERROR, "")).startswith(
         NOT_RUN_ERROR
     )
@@ -147,10 +151,11 @@ def is_interrupted(trial: FrozenTrial) -> bool:
     return bool(trial.user_attrs.get(INTERRUPTED)) and not is_not_run(trial)
 
 
-# ---- counting trials by state ------------------------------------------------------------------------
-# The one way every command counts a study's trials (studies, explore, export, the search's progress):
-# Optuna's FAIL is split by why (a real failure; cut off and queued again; closed unrun past --trials)
-# and WAITING (a queued retry) is "queued". The keys, in this order, are also explore's JSON `counts`.
+# ---- counting trials by state -------------------------------------------------------------------
+# The one way every command counts a study's trials (studies, explore, export, the search's
+# progress): Optuna's FAIL is split by why (a real failure; cut off and queued again; closed unrun
+# past --trials) and WAITING (a queued retry) is "queued". The keys, in this order, are also
+# explore's JSON `counts`.
 STATE_COUNT_KEYS = ("complete", "pruned", "failed", "interrupted", "not_run", "running", "queued")
 
 
@@ -174,7 +179,8 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
 
 
 def counts_text(counts: dict[str, int]) -> str:
-    """`1 complete, 2 interrupted, 2 queued`: the states that have trials, in STATE_COUNT_KEYS order."""
+    """`1 complete, 2 interrupted, 2 queued`: the states that have trials, in STATE_COUNT_KEYS
+    order."""
     return (
         ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in counts.items() if n) or "no trials"
     )

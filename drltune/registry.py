@@ -55,7 +55,7 @@ class Registry(Generic[T]):
 def unknown_name(
     kind: str, name: object, valid: Iterable[str], option: str | None = None
 ) -> DrltuneError:
-    """The one message for a name nothing registers (the registries and drltune.declarations give it),
-    led by the option that named it where there is one."""
+    """The one message for a name nothing registers (the registries and drltune.declarations give
+    it), led by the option that named it where there is one."""
     what = f"{option} {name!r}: unknown {kind}" if option else f"unknown {kind} {name!r}"
     return DrltuneError(f"{what}; valid: {', '.join(sorted(valid))}")

@@ -1,4 +1,5 @@
-"""Resolution: a TrialConfig with its defaults filled in and every value checked against the registries.
+"""Resolution: a TrialConfig with its defaults filled in and every value checked against the
+registries.
 
 It sits above the registries (datasets, methods, fusions), which `config.py` (a leaf) must not
 import: a method's own checks may read a config, and the config stays free of what it names.
@@ -35,7 +36,8 @@ class ResolvedConfig:
 
 
 def check_range(knob: Param, value: Any) -> None:
-    """A declared TrialConfig value within its choices or [low, high] (lr: above 0); None is unset."""
+    """A declared TrialConfig value within its choices or [low, high] (lr: above 0); None is
+    unset."""
     key = knob.name
     if value is None or knob.kind == "bool":
         return
@@ -79,7 +81,8 @@ def resolve(cfg: TrialConfig) -> ResolvedConfig:
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
-    """A stored trial's config, resolved and written out whole (what `export` writes, `verify` re-trains)."""
+    """A stored trial's config, resolved and written out whole (what `export` writes, `verify`
+    re-trains)."""
     data = trial.user_attrs.get(record.CONFIG)
     if data is None:
         raise DrltuneError(

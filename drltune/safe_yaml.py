@@ -30,7 +30,8 @@ def load_all(text: str) -> Iterator[Any]:
 
 
 def describe(exc: BaseException) -> str:
-    """A YAML error as one line with its place: `line 3, column 9: mapping values are not allowed here`."""
+    """A YAML error as one line with its place:
+    `line 3, column 9: mapping values are not allowed here`."""
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

@@ -1,8 +1,9 @@
-"""Where the search spaces shipped with drltune lie: the one folder `search_spaces/` at the repository's top.
+"""Where the search spaces shipped with drltune lie: the one folder `search_spaces/` at the
+repository's top.
 
-A wheel installs that folder as package data, drltune/search_spaces/ (pyproject.toml maps the package
-`drltune.search_spaces` onto it); a checkout, run from its folder or installed with `pip install -e`,
-has no such folder inside the package and reads the top-level one beside it.
+A wheel installs that folder as package data, drltune/search_spaces/ (pyproject.toml maps the
+package `drltune.search_spaces` onto it); a checkout, run from its folder or installed with
+`pip install -e`, has no such folder inside the package and reads the top-level one beside it.
 """
 
 from __future__ import annotations

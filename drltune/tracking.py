@@ -72,7 +72,8 @@ def tracking_uri(uri: str | None) -> str:
 
 
 def config_params(config: dict[str, Any]) -> dict[str, str]:
-    """A TrialConfig dict as MLflow params: nested mappings flattened as `params.alpha`; unset keys left out."""
+    """A TrialConfig dict as MLflow params: nested mappings flattened as `params.alpha`; unset keys
+    left out."""
     out = {}
     for key, value in config.items():
         if isinstance(value, dict):
@@ -200,7 +201,8 @@ class MlflowTracker:
     def finish(
         self, key: Any, state: str, summary: dict[str, Any] | None = None, error: str | None = None
     ) -> None:
-        """The final summary and the outcome (`state`: complete, pruned, failed, interrupted); closes the run."""
+        """The final summary and the outcome (`state`: complete, pruned, failed, interrupted);
+        closes the run."""
         if key not in self._runs:
             return
         run_id, _ = self._runs.pop(key)

@@ -77,7 +77,8 @@ T975 = (
 
 @dataclass(frozen=True)
 class Run:
-    """One training run of the plan: trial `trial`'s config (or a reference built on it) at `seed`."""
+    """One training run of the plan: trial `trial`'s config (or a reference built on it) at
+    `seed`."""
 
     trial: int
     label: str
@@ -144,7 +145,8 @@ def plan(
 
 
 def train_run(config: dict[str, Any]) -> dict[str, Any]:
-    """What a Ray worker runs: one TrialConfig trained and tested (the test on the selected epoch)."""
+    """What a Ray worker runs: one TrialConfig trained and tested (the test on the selected
+    epoch)."""
     from drltune.train import Trainer
 
     result = Trainer(resolve(TrialConfig.from_dict(config))).fit()
@@ -200,7 +202,8 @@ class Verified:
 
 
 def summarize_runs(runs: dict[str, dict[str, Any]]) -> list[Verified]:
-    """Group stored runs by trial; compare each trial's own runs with each reference, seed by seed."""
+    """Group stored runs by trial; compare each trial's own runs with each reference, seed by
+    seed."""
     by_trial: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
     for rec in runs.values():
         by_trial.setdefault(rec["trial"], {}).setdefault(rec["label"], {})[rec["seed"]] = rec

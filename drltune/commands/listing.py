@@ -1,4 +1,5 @@
-"""`drltune methods`, `datasets`, `fusions` and `config`: what is registered or declared, with parameters.
+"""`drltune methods`, `datasets`, `fusions` and `config`: what is registered or declared, with
+parameters.
 
 Read from the declarations (drltune.declarations), not by importing the methods: a listing takes
 no torch.

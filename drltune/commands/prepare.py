@@ -1,4 +1,5 @@
-"""`drltune prepare DATASET`: turn a downloaded dataset into the folder training reads (--data-root)."""
+"""`drltune prepare DATASET`: turn a downloaded dataset into the folder training reads
+(--data-root)."""
 
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def cremad_cmd(
 
 
 def _finish(out: Path, dataset: str, summary, extra: str = "") -> None:
-    """Print the statistics (also in OUT/stats.json), then check the folder as training will read it."""
+    """Print the statistics (also in OUT/stats.json), then check the folder as training will read
+    it."""
     from drltune.data.prepare_common import REPORT, STATS, stats_lines
     from drltune.data.prepared_check import check_prepared
 
@@ -162,7 +164,8 @@ _JOBS = click.option(
 def kinetics_sounds_cmd(
     raw: Path, classes: str, out: Path, min_seconds: float, seed: int, jobs: int
 ) -> None:
-    """Kinetics-Sounds: fbank audio (1,024 x 128), 1 fps frames and split lists (see docs/datasets.md)."""
+    """Kinetics-Sounds: fbank audio (1,024 x 128), 1 fps frames and split lists (see
+    docs/datasets.md)."""
     from drltune.data.ks_prepare import prepare_kinetics_sounds
 
     summary = prepare_kinetics_sounds(
@@ -251,7 +254,8 @@ def ucf101_cmd(
 @prepare_group.command("check")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def check_cmd(folder: Path) -> None:
-    """Check that a prepared folder holds what training reads (layout, splits, labels, every clip's files)."""
+    """Check that a prepared folder holds what training reads (layout, splits, labels, every clip's
+    files)."""
     from drltune.data.prepared_check import check_prepared
 
     click.echo(check_prepared(folder))

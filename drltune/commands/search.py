@@ -360,7 +360,8 @@ def dashboard_cmd(storage, study_name, artifact_dir, host, port) -> None:
 
 
 def study_page(storage, study_name: str | None) -> str:
-    """`/dashboard/studies/<id>` of the named study, or of the only one; `` when there are several."""
+    """`/dashboard/studies/<id>` of the named study, or of the only one; `` when there are
+    several."""
     from drltune.errors import DrltuneError
     from drltune.search.optuna_private import study_id_of
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 
 def epoch_line(record: dict[str, Any], method: type[Method]) -> str:
-    """One epoch as `drltune train` prints it; the method adds its own metrics (Method.epoch_text)."""
+    """One epoch as `drltune train` prints it; the method adds its own metrics
+    (Method.epoch_text)."""
     line = (
         f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  val_acc {record['val_acc']:.4f}  "
         f"val_f1 {record['val_f1']:.4f}  audio {record['val_acc_audio']:.3f}  "
@@ -42,7 +43,8 @@ def run_one(
     save_model: str | None = None,
     tracker: MlflowTracker | None = None,
 ) -> dict[str, Any]:
-    """Train and test one config; `save_model`: write the selected weights there; `tracker`: one run."""
+    """Train and test one config; `save_model`: write the selected weights there; `tracker`: one
+    run."""
     from drltune.methods import METHODS
     from drltune.train import Trainer
 
@@ -91,7 +93,8 @@ def run_one(
 
 
 def warn_inert(cfg: TrialConfig) -> None:
-    """Say so when an epoch-valued setting cannot act within the run (e.g. DR's re-init interval)."""
+    """Say so when an epoch-valued setting cannot act within the run (e.g. DR's re-init
+    interval)."""
     from drltune.epoch_budget import config_warnings
     from drltune.resolve import resolve
 

@@ -1,8 +1,9 @@
-"""Audio front-ends of the papers (docs/methods.md §7.1), in torch: a Kaldi fbank and the OGM-GE STFT.
+"""Audio front-ends of the papers (docs/methods.md §7.1), in torch: a Kaldi fbank and the OGM-GE
+STFT.
 
-torchaudio is not a dependency, so the Kaldi-compatible fbank (what torchaudio.compliance.kaldi.fbank
-computes with the AST/BalanceMM options) is written out here with torch.fft; reading uses soundfile and
-resampling scipy's polyphase filter.
+torchaudio is not a dependency, so the Kaldi-compatible fbank (what
+torchaudio.compliance.kaldi.fbank computes with the AST/BalanceMM options) is written out here with
+torch.fft; reading uses soundfile and resampling scipy's polyphase filter.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ FBANK_STD = 5.141276
 
 
 def read_audio(path: str, sample_rate: int) -> np.ndarray:
-    """Mono float32 waveform in [-1, 1] at `sample_rate` (averaging channels, resampling if needed)."""
+    """Mono float32 waveform in [-1, 1] at `sample_rate` (averaging channels, resampling if
+    needed)."""
     import soundfile  # the `media` extra; only `prepare` reads audio files
 
     wave, sr = soundfile.read(path, dtype="float32", always_2d=True)
@@ -43,7 +45,8 @@ def _mel(freq: torch.Tensor | float) -> torch.Tensor | float:
 def kaldi_mel_banks(
     num_bins: int, n_fft: int, sample_rate: int, low_freq: float = 20.0
 ) -> torch.Tensor:
-    """(num_bins, n_fft//2 + 1) triangular filters, equally spaced on Kaldi's mel scale (as in Kaldi)."""
+    """(num_bins, n_fft//2 + 1) triangular filters, equally spaced on Kaldi's mel scale (as in
+    Kaldi)."""
     high_freq = sample_rate / 2
     mel_low, mel_high = _mel(low_freq), _mel(high_freq)
     delta = (mel_high - mel_low) / (num_bins + 1)
@@ -95,7 +98,8 @@ def fbank_feature(wave: np.ndarray, sample_rate: int, target_frames: int = 256) 
 
 def ogm_stft_feature(wave: np.ndarray, sample_rate: int, seconds: float = 3.0) -> np.ndarray:
     """OGM-GE/ARL input: wave tiled x3 and cut to 3 s, clipped to [-1, 1]; STFT n_fft 512, hop 353,
-    periodic Hann, centred with reflect padding (librosa < 0.10); log(|S| + 1e-7). Shape (257, 188) at 22,050 Hz."""
+    periodic Hann, centred with reflect padding (librosa < 0.10); log(|S| + 1e-7). Shape (257, 188)
+    at 22,050 Hz."""
     n = int(sample_rate * seconds)
     reps = max(3, math.ceil(n / len(wave)))  # OGM tiles x3; a clip under 1 s needs more to fill 3 s
     tiled = np.clip(np.tile(wave, reps)[:n], -1.0, 1.0)

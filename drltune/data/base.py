@@ -1,4 +1,5 @@
-"""What every dataset hands the trainer: in-memory or memory-mapped arrays, and the dataset registry."""
+"""What every dataset hands the trainer: in-memory or memory-mapped arrays, and the dataset
+registry."""
 
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ def finish_batch(
     augment: bool,
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Host tensors to the device (asynchronously from pinned memory), normalised and augmented there."""
+    """Host tensors to the device (asynchronously from pinned memory), normalised and augmented
+    there."""
     non_blocking = device.type == "cuda"
     audio = audio.to(device, non_blocking=non_blocking).float()
     visual = visual.to(device, non_blocking=non_blocking)
@@ -120,7 +121,8 @@ def _random_crops(
     scale: tuple[float, float],
     ratio: tuple[float, float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per clip a crop box (x0, y0, width, height) in pixels and a flip decision, drawn on the CPU."""
+    """Per clip a crop box (x0, y0, width, height) in pixels and a flip decision, drawn on the
+    CPU."""
     draw = lambda n: torch.rand(n, generator=generator)  # noqa: E731
     area = h * w * (scale[0] + (scale[1] - scale[0]) * draw(b))
     log_r = torch.log(torch.tensor(ratio))

@@ -1,4 +1,5 @@
-"""Decode once: each split's audio features and frames as memory-mapped .npy files, shared by every trial.
+"""Decode once: each split's audio features and frames as memory-mapped .npy files, shared by every
+trial.
 
 A cache lives in `<data_root>/cache/<dataset>-<key>/`, where the key hashes everything that changes
 its content (preprocessing parameters, split lists, what `prepare` recorded). The first trial that
@@ -45,7 +46,8 @@ def cached_splits(
     read_clip: ClipReader,
     audio_dtype: str = "float16",
 ) -> dict[str, Split]:
-    """Memory-mapped Splits for `splits` ({split: [(clip, label id), ...]}), building the cache if absent.
+    """Memory-mapped Splits for `splits` ({split: [(clip, label id), ...]}), building the cache if
+    absent.
 
     `read_clip` decodes one clip (only called while building); `key_parts` must name every
     parameter that changes what it returns. Audio is stored as `audio_dtype`: float16 halves the
@@ -91,7 +93,8 @@ def _build(
     read_clip: ClipReader,
     audio_dtype: np.dtype,
 ) -> None:
-    """Write every split into a fresh temporary folder, then rename it to `final` (atomic on POSIX)."""
+    """Write every split into a fresh temporary folder, then rename it to `final` (atomic on
+    POSIX)."""
     for stale in final.parent.glob(
         f".{final.name}.tmp-*"
     ):  # left by a crashed builder; we hold the lock

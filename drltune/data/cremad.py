@@ -1,4 +1,5 @@
-"""CREMA-D (docs/methods.md §7.1): 6 emotions, audio + frames, the DR split (my_train 5,954 / val 744 / test 744).
+"""CREMA-D (docs/methods.md §7.1): 6 emotions, audio + frames, the DR split (my_train 5,954 / val
+744 / test 744).
 
 Read from the folder `drltune prepare cremad` writes (see prepared.py). `splits/train.csv` is DR's
 `my_train`: DR trains on it and diagnoses / selects on `val`, and drltune reports `test` once.
@@ -52,7 +53,8 @@ class CremaD(DatasetSpec):
         "CREMA-D (6 emotions; DR split 5,954/744/744); prepare it with `drltune prepare cremad`"
     )
     needs_data_root = True
-    # Literal choices: `drltune datasets` reads them from this file without importing it (declarations.py).
+    # Literal choices: `drltune datasets` reads them from this file without importing it
+    # (declarations.py).
     params = (
         Param(
             "frames", "int", 2, "frames per clip (DR 2; segment middles of the 1 fps frames)", 1, 16
@@ -82,8 +84,8 @@ class CremaD(DatasetSpec):
             choices=("float16", "float32"),
         ),
     )
-    # DR's official CREMA-D run: SGD lr 2e-3, momentum 0.9, wd 1e-4, batch 64, 90 epochs, no schedule,
-    # no augmentation (its my_train mode skips the train transform), full-width ResNet-18.
+    # DR's official CREMA-D run: SGD lr 2e-3, momentum 0.9, wd 1e-4, batch 64, 90 epochs, no
+    # schedule, no augmentation (its my_train mode skips the train transform), full-width ResNet-18.
     defaults = {
         "epochs": 90,
         "batch_size": 64,

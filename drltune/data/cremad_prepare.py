@@ -132,7 +132,8 @@ def _source_layout(raw: Path) -> str:
 
 
 def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tuple[Path, Path]]:
-    """{clip: (audio path, video path or frame folder)}; badly named or one-modality clips go to `skipped`."""
+    """{clip: (audio path, video path or frame folder)}; badly named or one-modality clips go to
+    `skipped`."""
 
     def entries(folder: str, keep: Callable[[Path], bool]) -> dict[str, Path]:
         return {
@@ -168,7 +169,8 @@ def _raw_clips(raw: Path, source: str, summary: PrepareSummary) -> dict[str, tup
 
 
 def _try_clip(args: tuple) -> tuple[str, str | None]:
-    """(clip, None) when prepared, else (clip, one-line reason): a corrupt clip must not stop the run."""
+    """(clip, None) when prepared, else (clip, one-line reason): a corrupt clip must not stop the
+    run."""
     clip = args[0]
     try:
         _prepare_clip(*args)
@@ -185,7 +187,8 @@ def _prepare_clip(
     frontend: str,
     partial_seconds: bool = False,
 ) -> None:
-    """Decode one clip into OUT: frames first, the audio feature last (its presence marks the clip done)."""
+    """Decode one clip into OUT: frames first, the audio feature last (its presence marks the clip
+    done)."""
     audio_src, video_src = paths
     tmp_frames = out / "frames" / f".{clip}.tmp"
     shutil.rmtree(tmp_frames, ignore_errors=True)
@@ -207,7 +210,8 @@ def _prepare_clip(
 
 
 def _copy_frames(files: list[Path], folder: Path) -> None:
-    """Copy a clip's frame images as they are (no second JPEG encoding), after checking each decodes."""
+    """Copy a clip's frame images as they are (no second JPEG encoding), after checking each
+    decodes."""
     if not files:
         raise ValueError("no frame images")
     folder.mkdir(parents=True)
@@ -222,7 +226,8 @@ def _label(clip: str) -> str:
 
 
 def _name_part(clip: str, part: str) -> str:
-    """One group of CLIP_NAME ("actor", "emotion") of a clip name that `_clips` has already checked."""
+    """One group of CLIP_NAME ("actor", "emotion") of a clip name that `_clips` has already
+    checked."""
     match = CLIP_NAME.match(clip)
     assert match is not None, clip
     return match[part]
@@ -231,7 +236,8 @@ def _name_part(clip: str, part: str) -> str:
 def _default_splits(
     raw_names: set[str], done: set[str], by_actor: bool, seed: int
 ) -> tuple[dict[str, Rows], str]:
-    """The papers' split (DR's my_train/val/test) when its clips are all in RAW, else a stratified one."""
+    """The papers' split (DR's my_train/val/test) when its clips are all in RAW, else a stratified
+    one."""
     splits = _shipped_splits()
     if all(clip in raw_names for rows in splits.values() for clip, _ in rows):
         return splits, "paper (DR my_train/val/test)"

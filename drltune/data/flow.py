@@ -43,7 +43,8 @@ def frames_and_flow(
                 image = frame.to_ndarray(format="rgb24")
                 grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
                 if previous is not None:
-                    # OpenCV allocates an output array passed as None; its stubs type `flow` as required
+                    # OpenCV allocates an output array passed as None; its stubs type `flow` as
+                    # required
                     flows.append((total - 1, tvl1.calc(previous, grey, None)))  # type: ignore[call-overload]
                 previous = grey if is_kept else None
                 if is_kept:

@@ -1,13 +1,14 @@
 """`drltune prepare kinetics_sounds`: Kinetics videos -> the layout kinetics_sounds.py reads.
 
-    RAW/<class>/<video>                       one folder per class (the Kinetics downloaders' layout), or
-    RAW/{train,val,test}/<class>/<video>      the same per Kinetics split
+    RAW/<class>/<video>                   one folder per class (the Kinetics downloaders' layout), or
+    RAW/{train,val,test}/<class>/<video>  the same per Kinetics split
 
-Each video gives OUT/audio/<stem>.npy (the OGM-GE Kinetics-Sounds recipe, data/KineticSound/process_audio.py:
-16 kHz mono, de-meaned, Kaldi fbank 128 bins, padded or cut to 1,024 frames, AudioSet-normalised, the
-same front-end as `prepare cremad --audio-frontend fbank`) and OUT/frames/<stem>/ (1 fps, as the
-OGM-GE video_preprocessing.py). Only the classes of the chosen list are prepared. A clip with no audio
-track, too short, or undecodable is skipped and reported; a clip already in OUT is reused.
+Each video gives OUT/audio/<stem>.npy (the OGM-GE Kinetics-Sounds recipe,
+data/KineticSound/process_audio.py: 16 kHz mono, de-meaned, Kaldi fbank 128 bins, padded or cut to
+1,024 frames, AudioSet-normalised, the same front-end as `prepare cremad --audio-frontend fbank`)
+and OUT/frames/<stem>/ (1 fps, as the OGM-GE video_preprocessing.py). Only the classes of the chosen
+list are prepared. A clip with no audio track, too short, or undecodable is skipped and reported; a
+clip already in OUT is reused.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class KsSummary:
 
 
 def norm(name: str) -> str:
-    """Class names compare without case, `_` or repeated spaces ('playing_bagpipes' = 'Playing bagpipes')."""
+    """Class names compare without case, `_` or repeated spaces ('playing_bagpipes' = 'Playing
+    bagpipes')."""
     return " ".join(name.replace("_", " ").split()).lower()
 
 
@@ -98,8 +100,8 @@ def prepare_kinetics_sounds(
     seed: int = 0,
     echo: Callable[[str], None] = print,
 ) -> KsSummary:
-    """Make OUT (audio/, frames/, splits/train.csv and test.csv [, val.csv], prepare.json, stats.json,
-    prepare_report.txt) from the videos in RAW; resumable."""
+    """Make OUT (audio/, frames/, splits/train.csv and test.csv [, val.csv], prepare.json,
+    stats.json, prepare_report.txt) from the videos in RAW; resumable."""
     common.require_media()
     raw, out = common.existing_folder(raw, "--raw"), out.expanduser().resolve()
     names, source = class_list(classes)
@@ -199,7 +201,8 @@ def _raw_videos(
 
 
 def _try_clip(args: tuple) -> tuple[str, tuple[str, object]]:
-    """(clip, ("ok", seconds of audio)) or (clip, ("skip", "kind: why")): one bad video must not stop the run."""
+    """(clip, ("ok", seconds of audio)) or (clip, ("skip", "kind: why")): one bad video must not
+    stop the run."""
     clip = args[0]
     try:
         return clip, ("ok", _prepare_clip(*args))
@@ -216,7 +219,8 @@ class _TooShort(ValueError):
 
 
 def _prepare_clip(clip: str, video: str, out_dir: str, min_seconds: float) -> float:
-    """Decode one video into OUT: frames first, the audio feature last (its presence marks the clip done)."""
+    """Decode one video into OUT: frames first, the audio feature last (its presence marks the clip
+    done)."""
     out = Path(out_dir)
     wave = video_audio(video, SAMPLE_RATE)
     seconds = wave.size / SAMPLE_RATE
@@ -237,7 +241,8 @@ def _splits(
     by_split: dict[str, Rows], videos: dict, done: set[str], seed: int
 ) -> tuple[dict[str, Rows], str]:
     """train/test (and val) from the split folders, else a class-stratified 80/20 train/test split.
-    Kinetics' own test labels were long withheld, so without a test/ folder its val/ is the test set."""
+    Kinetics' own test labels were long withheld, so without a test/ folder its val/ is the test
+    set."""
     keep = {name: [(c, label) for c, label in rows if c in done] for name, rows in by_split.items()}
     if "" in keep:
         rows = keep[""]

@@ -1,4 +1,5 @@
-"""A video file's audio track as a waveform (PyAV), for datasets that ship videos only (Kinetics)."""
+"""A video file's audio track as a waveform (PyAV), for datasets that ship videos only
+(Kinetics)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ def device_batches(
     augment: bool,
     generator: torch.Generator | None,
 ) -> Iterator[Batch]:
-    """(audio, visual, labels) on `device` for each row set, in order; prefetched one ahead on CUDA."""
+    """(audio, visual, labels) on `device` for each row set, in order; prefetched one ahead on
+    CUDA."""
     if device.type != "cuda":
         for r in rows:
             yield to_device_batch(split, r, device, augment, generator)

@@ -55,8 +55,8 @@ def existing_folder(path: Path, option: str) -> Path:
 def start_out(
     out: Path, options: dict, subdirs: Sequence[str], optional: Sequence[str] = ()
 ) -> None:
-    """Create OUT, refusing to resume into a folder prepared with other options (it would mix features).
-    Keys in `optional` may be absent from an older prepare.json when unset."""
+    """Create OUT, refusing to resume into a folder prepared with other options (it would mix
+    features). Keys in `optional` may be absent from an older prepare.json when unset."""
     previous = out / "prepare.json"
     if previous.is_file():
         try:
@@ -95,7 +95,8 @@ def pool(jobs: int, n: int) -> ProcessPoolExecutor | contextlib.nullcontext:
 def run_clips(
     work: Callable[[Any], tuple[str, Any]], todo: list, jobs: int, desc: str
 ) -> Iterator[tuple[str, Any]]:
-    """`work` over `todo` in `jobs` processes, with a progress bar; yields what each call returns."""
+    """`work` over `todo` in `jobs` processes, with a progress bar; yields what each call
+    returns."""
     with pool(jobs, len(todo)) as workers:
         results = workers.map(work, todo, chunksize=2) if workers else map(work, todo)
         yield from tqdm(results, total=len(todo), desc=desc, unit="clip")

@@ -82,7 +82,8 @@ def carve_val(
 def label_ids(
     rows: dict[str, Rows], class_names: Sequence[str], known: set[str], where: Path
 ) -> dict[str, list[tuple[str, int]]]:
-    """{split: [(clip, label id)]}, each label checked against the class list and each clip to exist."""
+    """{split: [(clip, label id)]}, each label checked against the class list and each clip to
+    exist."""
     ids = {name: i for i, name in enumerate(class_names)}
     out = {}
     for split, split_rows in rows.items():
@@ -98,7 +99,8 @@ def label_ids(
 
 
 def prepare_record(root: Path) -> dict[str, Any]:
-    """What `drltune prepare` recorded (front-end, sources), or {} for a folder prepared elsewhere."""
+    """What `drltune prepare` recorded (front-end, sources), or {} for a folder prepared
+    elsewhere."""
     path = root / "prepare.json"
     if not path.is_file():
         return {}

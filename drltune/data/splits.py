@@ -1,4 +1,5 @@
-"""Split lists: `clip,LABEL` rows (the papers' CSVs), read tolerantly and split deterministically."""
+"""Split lists: `clip,LABEL` rows (the papers' CSVs), read tolerantly and split
+deterministically."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ Rows = list[tuple[str, str]]
 
 
 def read_split(path: Path) -> Rows:
-    """(clip, label) rows of a split CSV; a `name,label` header, a UTF-8 BOM and CRLF are accepted."""
+    """(clip, label) rows of a split CSV; a `name,label` header, a UTF-8 BOM and CRLF are
+    accepted."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]

@@ -1,4 +1,5 @@
-"""The built-in dataset: audio-visual clips generated from a seed, shaped like CREMA-D, with its imbalance.
+"""The built-in dataset: audio-visual clips generated from a seed, shaped like CREMA-D, with its
+imbalance.
 
 Each class has an audio template (a few frequency bands with a temporal rhythm) and a visual
 template (a coloured, oriented grating). A clip carries its class's templates plus Gaussian
@@ -111,7 +112,8 @@ def _audio_templates(rng: np.random.Generator, k: int, f: int, t: int) -> np.nda
 
 
 def _visual_templates(rng: np.random.Generator, k: int, size: int) -> np.ndarray:
-    """Per class a 3-channel grating patch of half the frame size (orientation, frequency, colour)."""
+    """Per class a 3-channel grating patch of half the frame size (orientation, frequency,
+    colour)."""
     half = size // 2
     yy, xx = np.mgrid[0:half, 0:half] / half
     out = np.zeros((k, 3, half, half), np.float32)

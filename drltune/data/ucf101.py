@@ -135,7 +135,8 @@ def _group(clip: str) -> str:
 
 
 def _split_rows(root: Path, split: int) -> tuple[dict[str, Rows], list[str], str]:
-    """Rows from the official lists (class order of classInd.txt) or from splits/*.csv (sorted labels)."""
+    """Rows from the official lists (class order of classInd.txt) or from splits/*.csv (sorted
+    labels)."""
     lists = root / LIST_DIR
     if lists.is_dir():
         class_names = _class_index(lists / "classInd.txt")
@@ -178,7 +179,8 @@ def _class_index(path: Path) -> list[str]:
 
 
 def _official_list(path: Path) -> Rows:
-    """trainlist/testlist lines `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi [label]` -> (clip, class)."""
+    """trainlist/testlist lines `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi [label]` -> (clip,
+    class)."""
     rows = []
     for line in _read_lines(path):
         video = line.split()[0]

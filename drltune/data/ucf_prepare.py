@@ -1,7 +1,10 @@
-"""`drltune prepare ucf101`: the UCF-101 videos and official split lists -> the layout ucf101.py reads.
+"""`drltune prepare ucf101`: the UCF-101 videos and official split lists -> the layout ucf101.py
+reads.
 
-    RAW/<Class>/v_<Class>_gNN_cMM.avi     as UCF101.rar unpacks (any folder depth; any container PyAV reads)
-    SPLITS/classInd.txt, trainlist0N.txt, testlist0N.txt   as UCF101TrainTestSplits-RecognitionTask.zip unpacks
+    RAW/<Class>/v_<Class>_gNN_cMM.avi
+        as UCF101.rar unpacks (any folder depth; any container PyAV reads)
+    SPLITS/classInd.txt, trainlist0N.txt, testlist0N.txt
+        as UCF101TrainTestSplits-RecognitionTask.zip unpacks
 
 Each clip of the chosen official split gives OUT/frames/<clip>/ (RGB, 1 fps), OUT/flow_u/<clip>/ and
 OUT/flow_v/<clip>/ (TV-L1, see flow.py). OUT/splits/{train,val,test}.csv hold the official train and
@@ -56,7 +59,8 @@ def prepare_ucf101(
     flow_bound: float = BOUND,
     echo: Callable[[str], None] = print,
 ) -> UcfSummary:
-    """Make OUT (frames/, flow_u/, flow_v/, splits/, prepare.json, stats.json, prepare_report.txt); resumable."""
+    """Make OUT (frames/, flow_u/, flow_v/, splits/, prepare.json, stats.json, prepare_report.txt);
+    resumable."""
     common.require_media("cv2")
     try:
         import cv2
@@ -79,8 +83,8 @@ def prepare_ucf101(
             f"--raw {raw}: none of the {len(wanted)} videos of split {split} is there "
             f"(expected RAW/<Class>/v_<Class>_gNN_cMM.avi); found {listing(raw)}"
         )
-    # val is carved from the listed train videos before decoding: a bad --val-fraction fails at once,
-    # and a video that fails to decode later does not move others between train and val
+    # val is carved from the listed train videos before decoding: a bad --val-fraction fails at
+    # once, and a video that fails to decode later does not move others between train and val
     train, val = _carve(lists["train"], present, val_fraction, seed)
     options = {
         "dataset": "ucf101",

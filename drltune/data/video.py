@@ -1,4 +1,5 @@
-"""Frames as the papers take them: 1 fps from the video (PyAV), segment-middle picks, Resize((s, s)) (PIL)."""
+"""Frames as the papers take them: 1 fps from the video (PyAV), segment-middle picks, Resize((s, s))
+(PIL)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def frames_per_second(
 
 
 def video_fps(stream) -> int:
-    """A PyAV video stream's whole frame rate (the OpenCV `int(CAP_PROP_FPS)` the papers' scripts use)."""
+    """A PyAV video stream's whole frame rate (the OpenCV `int(CAP_PROP_FPS)` the papers' scripts
+    use)."""
     fps = int(round(float(stream.average_rate or stream.guessed_rate or 0)))
     if fps <= 0:
         raise ValueError("unknown frame rate")
@@ -52,13 +54,15 @@ def kept(index: int, fps: int, per_second: int = 1) -> bool:
 
 
 def frame_files(folder: Path) -> list[Path]:
-    """The frame images of one clip folder, in name order (frame_00000.jpg, frame_00001.jpg, ...)."""
+    """The frame images of one clip folder, in name order (frame_00000.jpg, frame_00001.jpg,
+    ...)."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
 
 
 def segment_middles(available: int, wanted: int) -> list[int]:
     """DR's eval pick: split the frames into `wanted` equal segments and take each one's middle
-    (seg = n // T; index seg // 2 + i * seg). With fewer frames than wanted, frames repeat in order."""
+    (seg = n // T; index seg // 2 + i * seg). With fewer frames than wanted, frames repeat in
+    order."""
     if available >= wanted:
         seg = available // wanted
         return [i * seg + seg // 2 for i in range(wanted)]
@@ -66,7 +70,8 @@ def segment_middles(available: int, wanted: int) -> list[int]:
 
 
 def load_resized(path: Path, size: int, channels: int = 3) -> np.ndarray:
-    """One image as (C, size, size) uint8 after Resize((size, size)) (bilinear, as torchvision on PIL)."""
+    """One image as (C, size, size) uint8 after Resize((size, size)) (bilinear, as torchvision on
+    PIL)."""
     with Image.open(path) as img:
         img = img.convert("RGB" if channels == 3 else "L").resize(
             (size, size), Image.Resampling.BILINEAR
@@ -86,7 +91,8 @@ def pick_frames(folder: Path, wanted: int, size: int, channels: int = 3) -> np.n
 
 
 def save_frames(frames: list[np.ndarray], folder: Path, quality: int = 95) -> None:
-    """Write frames as frame_00000.jpg, frame_00001.jpg, ... (the DR naming; JPEG quality of OpenCV's default)."""
+    """Write frames as frame_00000.jpg, frame_00001.jpg, ... (the DR naming; JPEG quality of
+    OpenCV's default)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
         Image.fromarray(frame).save(folder / f"frame_{i:05d}.jpg", quality=quality)

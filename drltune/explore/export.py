@@ -23,7 +23,8 @@ def select_trials(
 ) -> list[FrozenTrial]:
     """The trials named by number, else the `top` best complete ones (1 when nothing is asked):
     in a raced study (racing.py) the raced ones first, by their mean over seeds, then the rest.
-    A two-objective study's best are its Pareto front, best first objective first (`pareto_front`)."""
+    A two-objective study's best are its Pareto front, best first objective first
+    (`pareto_front`)."""
     trials = study.get_trials(deepcopy=False)
     if numbers:
         by_number = {t.number: t for t in trials}
@@ -76,7 +77,8 @@ def trial_meta(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
 
 
 def export_yaml(study: optuna.Study, trials: list[FrozenTrial]) -> str:
-    """One YAML document per trial: a comment line, the `meta` mapping, then the TrialConfig keys."""
+    """One YAML document per trial: a comment line, the `meta` mapping, then the TrialConfig
+    keys."""
     docs = []
     for trial in trials:
         cfg, meta = trial_config(study, trial), trial_meta(study, trial)

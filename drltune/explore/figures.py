@@ -26,7 +26,8 @@ def _score(trial: FrozenTrial) -> float | None:
 
 
 def best_by_method(trials: Sequence[FrozenTrial]) -> dict[str, FrozenTrial]:
-    """Each method's best trial: the best complete one, else (labelled by its state) the best so far."""
+    """Each method's best trial: the best complete one, else (labelled by its state) the best so
+    far."""
     best: dict[str, FrozenTrial] = {}
     for trial in trials:
         if _score(trial) is None or trial.state not in (

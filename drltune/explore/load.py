@@ -90,7 +90,8 @@ def _number(value: Any) -> float | None:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, method, fusion, results, then `params_<name>` columns."""
+    """One row per trial: number, state, value, method, fusion, results, then `params_<name>`
+    columns."""
     rows = []
     objective = study_objective(study)
     names, multi = objective.names, objective.multi
@@ -139,7 +140,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def history_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per (trial, epoch): the stored per-epoch record, or the intermediate val_acc alone."""
+    """One row per (trial, epoch): the stored per-epoch record, or the intermediate val_acc
+    alone."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         for rec in record.epochs(t):

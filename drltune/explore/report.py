@@ -67,7 +67,8 @@ def _colours(methods: list[str]) -> dict[str, str]:
 
 
 def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure | None:
-    """Each complete trial's value by trial number, pruned ones at their best before the stop, best so far."""
+    """Each complete trial's value by trial number, pruned ones at their best before the stop, best
+    so far."""
     scored = trials[trials["value"].notna() | trials["best_val_acc"].notna()]
     if scored.empty:
         return None
@@ -115,7 +116,8 @@ def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
 
 
 def curves_figure(history: pd.DataFrame, colours: dict[str, str]) -> go.Figure | None:
-    """Per-epoch val_acc of every trial; pruned trials dashed and ending in a cross where they were stopped."""
+    """Per-epoch val_acc of every trial; pruned trials dashed and ending in a cross where they were
+    stopped."""
     if history.empty:
         return None
     fig, shown = go.Figure(), set()
@@ -215,7 +217,8 @@ def _padded_range(values: pd.Series) -> tuple[float, float]:
 
 
 def _dimension(label: str, values: pd.Series) -> dict:
-    """A parallel-coordinates axis; few distinct values get exactly those ticks (no 1.2 re-inits)."""
+    """A parallel-coordinates axis; few distinct values get exactly those ticks (no 1.2
+    re-inits)."""
     low, high = _padded_range(values)
     dim = dict(label=label, values=values, range=[low, high])
     distinct = sorted(values.unique())
@@ -227,7 +230,8 @@ def _dimension(label: str, values: pd.Series) -> dict:
 def method_figure(trials: pd.DataFrame, method: type[Method]) -> go.Figure | None:
     """Parallel coordinates: the parameters a method's report plots (Method.report_axes, e.g. DR's
     re-init interval, alpha and count) against its complete trials' accuracy."""
-    # The search names a method's parameter `<method>.<param>`: a frame column `params_<method>.<param>`.
+    # The search names a method's parameter `<method>.<param>`: a frame column
+    # `params_<method>.<param>`.
     labels = {f"params_{method.name}.{param}": label for param, label in method.report_axes.items()}
     axes = [c for c in labels if c in trials]
     mine = trials[(trials["state"] == "COMPLETE") & (trials["method"] == method.name)].dropna(
@@ -287,7 +291,8 @@ def importance_figure(importances: dict[str, float]) -> go.Figure | None:
 
 
 def modality_figure(top: pd.DataFrame) -> go.Figure | None:
-    """Fused vs audio-only vs visual-only validation accuracy at the best epoch of the best trials."""
+    """Fused vs audio-only vs visual-only validation accuracy at the best epoch of the best
+    trials."""
     best = top[(top["state"] == "COMPLETE") & top["val_acc_audio"].notna()]
     if best.empty:
         return None

@@ -37,7 +37,8 @@ def _started(trials: list[FrozenTrial]) -> str:
 
 
 def overview(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
-    """Each study: name, dataset, started, counts, and its best trial's value, number, method, fusion."""
+    """Each study: name, dataset, started, counts, and its best trial's value, number, method,
+    fusion."""
     rows = []
     for frozen in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
         trials = storage.get_all_trials(study_id_of(frozen), deepcopy=False)
@@ -131,7 +132,8 @@ def _facts(study: optuna.Study) -> dict[str, str]:
 
 
 def compare_lines(a: optuna.Study, b: optuna.Study) -> list[str]:
-    """Two studies side by side, one row per fact (a row only one study has shows `-` for the other)."""
+    """Two studies side by side, one row per fact (a row only one study has shows `-` for the
+    other)."""
     fa, fb = _facts(a), _facts(b)
     keys = list(fa) + [k for k in fb if k not in fa]
     label = max(len(k) for k in keys) + 2
@@ -147,8 +149,8 @@ def compare_lines(a: optuna.Study, b: optuna.Study) -> list[str]:
 
 
 def live_trials(storage: optuna.storages.BaseStorage, study_id: int) -> int:
-    """RUNNING trials whose driver still beats (a search is running on the study). Without heartbeats
-    (a journal file, a study from another tool) every RUNNING trial counts."""
+    """RUNNING trials whose driver still beats (a search is running on the study). Without
+    heartbeats (a journal file, a study from another tool) every RUNNING trial counts."""
     running = {
         trial_id_of(t)
         for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
@@ -160,7 +162,8 @@ def live_trials(storage: optuna.storages.BaseStorage, study_id: int) -> int:
 
 
 def delete(storage: optuna.storages.BaseStorage, storage_text: str, name: str) -> int:
-    """Delete the study (Optuna's delete_study); refused while a search runs on it. Returns its trial count."""
+    """Delete the study (Optuna's delete_study); refused while a search runs on it. Returns its
+    trial count."""
     names = {s.study_name: s for s in storage.get_all_studies()}
     if name not in names:
         raise DrltuneError(

@@ -1,4 +1,5 @@
-"""What a finished (or running) study says: top trials, best per method and fusion, counts, importances."""
+"""What a finished (or running) study says: top trials, best per method and fusion, counts,
+importances."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ MIN_TRIALS_FOR_IMPORTANCES = 20  # below this, PED-ANOVA's ranking moves with ev
 
 @dataclass
 class Summary:
-    """Everything `drltune explore` prints; `score` is the value of a complete trial, else its best so far."""
+    """Everything `drltune explore` prints; `score` is the value of a complete trial, else its best
+    so far."""
 
     study: str
     dataset: str | None
@@ -83,7 +85,8 @@ def key_params(row: pd.Series) -> str:
 
 
 def ranked(frame: pd.DataFrame) -> pd.DataFrame:
-    """Trials that have a score, complete ones first, each group best first; failed trials are left out."""
+    """Trials that have a score, complete ones first, each group best first; failed trials are left
+    out."""
     if frame.empty:
         return frame.assign(score=pd.Series(dtype=float), params=pd.Series(dtype=str))
     frame = frame.assign(
@@ -134,8 +137,8 @@ def validation_size(values: Iterable[float], limit: int = 1_000_000) -> int | No
 def noise_line(
     trials: pd.DataFrame, history: Iterable[float], verified: Sequence[dict[str, Any]] = ()
 ) -> str | None:
-    """`one validation clip = 0.42 points (240 clips); the top 3 complete trials lie within 3 clips`,
-    and the seed spread that `drltune verify` measured, where it did."""
+    """`one validation clip = 0.42 points (240 clips); the top 3 complete trials lie within 3
+    clips`, and the seed spread that `drltune verify` measured, where it did."""
     n = validation_size(history)
     if n is None:
         return None
@@ -384,7 +387,8 @@ def render_table(s: Summary) -> str:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain dicts with missing values as None (pandas' to_json rounds floats to 15 digits)."""
+    """Rows as plain dicts with missing values as None (pandas' to_json rounds floats to 15
+    digits)."""
     rows = frame.drop(columns=["params"], errors="ignore").astype(object)
     return rows.where(rows.notna(), None).to_dict(orient="records")
 

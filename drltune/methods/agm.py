@@ -1,4 +1,5 @@
-"""AGM: adaptive gradient modulation (Li et al., ICCV 2023), as BalanceBenchmark's AGM trainer does it.
+"""AGM: adaptive gradient modulation (Li et al., ICCV 2023), as BalanceBenchmark's AGM trainer does
+it.
 
 Why: OGM-GE only ever slows the dominant modality. AGM measures each modality's contribution with
 Shapley-style zero-padding passes and *both* boosts the lagging encoder and slows the leading one,

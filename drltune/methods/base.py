@@ -1,4 +1,5 @@
-"""The hooks a balancing method gives the trainer. A method is one file: a subclass + `@METHODS.register`."""
+"""The hooks a balancing method gives the trainer. A method is one file: a subclass +
+`@METHODS.register`."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ class TrialView(Protocol):
     """What a method may use of the trial it balances (the Trainer provides it); a method needs
     nothing else, so it can be built and tested on any object with these members."""
 
-    # A drltune.resolve.ResolvedConfig (a layer above): TrialConfig's fields with every default filled
-    # in, so none is None; it reads them through __getattr__, typed Any.
+    # A drltune.resolve.ResolvedConfig (a layer above): TrialConfig's fields with every default
+    # filled in, so none is None; it reads them through __getattr__, typed Any.
     cfg: Any
     model: AVClassifier
     data: DataBundle
@@ -76,8 +77,8 @@ class Method:
     windows: ClassVar[
         tuple[tuple[str, str], ...]
     ] = ()  # (starts, ends) params: an empty window is an error
-    # (epoch param, the largest value that still acts in a run of E epochs, what it is): beyond it the
-    # param changes nothing, which `epoch_budget` says out loud
+    # (epoch param, the largest value that still acts in a run of E epochs, what it is): beyond it
+    # the param changes nothing, which `epoch_budget` says out loud
     epoch_limits: ClassVar[tuple[tuple[str, Callable[[int], int], str], ...]] = ()
     # How reports name it, and the parameters `drltune explore`'s report plots against accuracy
     # (parameter -> axis label; none: no such figure).
@@ -94,7 +95,8 @@ class Method:
 
     @classmethod
     def epoch_text(cls, record: dict[str, Any]) -> str:
-        """What `drltune train` adds to an epoch's line from this method's metrics ("" for nothing)."""
+        """What `drltune train` adds to an epoch's line from this method's metrics ("" for
+        nothing)."""
         return ""
 
     @classmethod
@@ -124,8 +126,8 @@ class Method:
     def train_step(
         self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
     ) -> tuple[float | torch.Tensor, torch.Tensor]:
-        """One batch of training: (its loss, a float or a detached tensor, and logits for the training
-        accuracy). A tensor is summed on the device: no wait for the GPU every step."""
+        """One batch of training: (its loss, a float or a detached tensor, and logits for the
+        training accuracy). A tensor is summed on the device: no wait for the GPU every step."""
         return self.trainer.joint_step(audio, visual, labels, epoch, step)
 
     def loss(self, out: "ModelOutput", labels: torch.Tensor, epoch: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Joint training with cross-entropy on the fused logits: the reference every method is compared with."""
+"""Joint training with cross-entropy on the fused logits: the reference every method is compared
+with."""
 
 from drltune.methods.base import METHODS, Method
 

@@ -60,15 +60,16 @@ class StepMeans:
 def grads_in_scope(
     params: Iterable[tuple[str, torch.nn.Parameter]], scope: str
 ) -> list[torch.Tensor]:
-    """Encoder gradients a modulation touches: 4-D conv weights only ("conv") or every one ("all")."""
+    """Encoder gradients a modulation touches: 4-D conv weights only ("conv") or every one
+    ("all")."""
     grads = [p.grad for _, p in params if p.grad is not None]
     return [g for g in grads if g.dim() == 4] if scope == "conv" else grads
 
 
 def build_optimizer(cfg: Any, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The trial's optimiser from its config: the trainer's, and a fresh one for a method that trains
-    copies of the model (G-Blending); `type(opt)(**opt.defaults)` fails for AdamW, whose defaults
-    carry Adam's `decoupled_weight_decay`."""
+    """The trial's optimiser from its config: the trainer's, and a fresh one for a method that
+    trains copies of the model (G-Blending); `type(opt)(**opt.defaults)` fails for AdamW, whose
+    defaults carry Adam's `decoupled_weight_decay`."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay

@@ -5,8 +5,8 @@ at most `reinit_num` times) each encoder is diagnosed: k-means (k = classes) on 
 features of the training and the validation split, purity of each, gap = |P_train - P_val|,
 w = tanh(alpha * gap); then every encoder *parameter* becomes w * initial + (1 - w) * current.
 Faithful defaults (docs/methods.md §2.2): BN buffers, the fusion head and the optimiser state are
-left alone; float32 features min-max scaled to [-1, 1] per matrix; KMeans(n_init=10, random_state=0);
-diagnosis without augmentation. Each quirk is a parameter (docs/methods.md §2.3).
+left alone; float32 features min-max scaled to [-1, 1] per matrix; KMeans(n_init=10,
+random_state=0); diagnosis without augmentation. Each quirk is a parameter (docs/methods.md §2.3).
 """
 
 from __future__ import annotations
@@ -235,7 +235,8 @@ class DiagnosingRelearning(Method):
         self.count = 0
 
     def due(self, epoch: int) -> bool:
-        """Official schedule: the counter ticks on every multiple, re-init only while count <= reinit_num."""
+        """Official schedule: the counter ticks on every multiple, re-init only while count <=
+        reinit_num."""
         return epoch > 0 and epoch % self.p["reinit_epoch"] == 0
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def blend_weights(estimates: dict[str, tuple[float, float, float, float]]) -> di
 
 
 def due(epoch: int, mode: str, super_epoch: int) -> bool:
-    """Whether the weights are (re-)estimated before this epoch (BalanceBenchmark: epoch % super_epoch == 0)."""
+    """Whether the weights are (re-)estimated before this epoch (BalanceBenchmark: epoch %
+    super_epoch == 0)."""
     return epoch == 0 if mode == "offline" else epoch % super_epoch == 0
 
 

@@ -62,7 +62,8 @@ def regulation_strengths(
 
 @torch.no_grad()
 def pull_towards_(params: list[nn.Parameter], anchor: list[torch.Tensor], beta: float) -> None:
-    """In place: grad += beta * (theta - theta_bar), the gradient of (beta/2) |theta - theta_bar|^2."""
+    """In place: grad += beta * (theta - theta_bar), the gradient of (beta/2) |theta -
+    theta_bar|^2."""
     if beta == 0.0:
         return
     for p, ref in zip(params, anchor):
@@ -71,7 +72,8 @@ def pull_towards_(params: list[nn.Parameter], anchor: list[torch.Tensor], beta: 
 
 
 def weight_layers(encoder: nn.Module) -> list[torch.Tensor]:
-    """The conv and linear weights whose squared gradients make the Fisher trace (as in the code)."""
+    """The conv and linear weights whose squared gradients make the Fisher trace (as in the
+    code)."""
     return [m.weight for m in encoder.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear))]
 
 
@@ -163,7 +165,8 @@ class InfoReg(Method):
         return f"window k {record['inforeg_k']:.3f} pull a {beta_a:.2f} v {beta_v:.2f}"
 
     def _start_epoch(self, epoch: int) -> None:
-        """Snapshot theta_bar before the epoch's first step and fix the epoch's k (official L237-259)."""
+        """Snapshot theta_bar before the epoch's first step and fix the epoch's k (official
+        L237-259)."""
         model = self.trainer.model
         self.epoch = epoch
         self.k = window_signal(self.traces, self.p["trace_window"])

@@ -1,4 +1,5 @@
-"""LFM: "Dynamically Learning Modality Gap" (NeurIPS 2024), as njustkmg/NeurIPS24-LFM @ ad44fa0 trains.
+"""LFM: "Dynamically Learning Modality Gap" (NeurIPS 2024), as njustkmg/NeurIPS24-LFM @ ad44fa0
+trains.
 
 Why: a classification loss alone lets one modality's predictions run ahead; LFM adds a loss that
 pulls the two modalities' predictions together and moves the balance between the two losses
@@ -57,7 +58,8 @@ ALIGN_CLIP = (0.05, 0.95)
 
 
 def fitted_alpha_cls(t: float) -> float:
-    """The code's fitted a_cls at (possibly fractional) epoch t, held at its epoch-199 value after it."""
+    """The code's fitted a_cls at (possibly fractional) epoch t, held at its epoch-199 value after
+    it."""
     t = min(max(t, 0.0), FITTED_LAST_EPOCH)
     return sum(c * t**i for i, c in enumerate(FITTED_COEFFS))
 
@@ -111,7 +113,8 @@ def alpha_hypergrad(
     scope: str,
 ) -> float:
     """mean(H_tot g_cls) as getAlpha_Learnable computes it: the Hessian of L_tot (no factor 2)
-    times the gradient of L_cls, averaged over the first parameter tensor ("first") or all ("all")."""
+    times the gradient of L_cls, averaged over the first parameter tensor ("first") or all
+    ("all")."""
     params = [p for p in model.parameters() if p.requires_grad]
     out = model(audio, visual)
     logits_a, logits_v = model.unimodal_logits(out)
@@ -271,9 +274,9 @@ class LFM(Method):
             model.fusion = LateAverageHead(model.audio_net.out_dim, model.num_classes)
 
     def setup(self) -> None:
-        """Learned schedule: hold `holdout` training clips out of training, drawn from the seed (as the
-        code's randperm), so a resumed trial holds out the same ones; the trainer's bundle is replaced,
-        never changed, because it may be shared with other trials."""
+        """Learned schedule: hold `holdout` training clips out of training, drawn from the seed (as
+        the code's randperm), so a resumed trial holds out the same ones; the trainer's bundle is
+        replaced, never changed, because it may be shared with other trials."""
         self.means.reset()
         if self.p["schedule"] != "learned" or self.holdout_batch is not None:
             return

@@ -63,7 +63,8 @@ def combined_grad(
     gamma: float,
     rescale: bool = True,
 ) -> torch.Tensor:
-    """One tensor's new gradient: 2 (k_mm g_mm + k_uni g_uni), lifted to |g_sum| if it is shorter, x gamma."""
+    """One tensor's new gradient: 2 (k_mm g_mm + k_uni g_uni), lifted to |g_sum| if it is shorter, x
+    gamma."""
     new = 2 * k_mm * g_mm + 2 * k_uni * g_uni
     if rescale:
         new_norm = new.norm()
@@ -110,7 +111,8 @@ class MMPareto(Method):
         self.grads: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
     def extend_model(self, model: AVClassifier) -> None:
-        """The official model's unimodal heads (Linear 512 -> K each), trained by their own losses."""
+        """The official model's unimodal heads (Linear 512 -> K each), trained by their own
+        losses."""
         dim, k = model.audio_net.out_dim, model.num_classes
         model.add_module(
             "unimodal_heads", nn.ModuleDict({m: nn.Linear(dim, k) for m in MODALITIES})

@@ -10,7 +10,8 @@ Per step, after backward (as the OGM repo's main.py does it):
   k     = 1 - tanh(alpha * rho) for the dominant modality (rho > 1), 1 for the other
   inside [modulation_starts, modulation_ends] (inclusive), for each encoder gradient in `scope`:
     OGM:    g <- k * g
-    OGM_GE: g <- k * g + N(0, (std(g) + 1e-8)^2)  -- std of the *unscaled* g, noise on BOTH encoders.
+    OGM_GE: g <- k * g + N(0, (std(g) + 1e-8)^2)  -- std of the *unscaled* g, noise on BOTH
+            encoders.
 
 Unimodal logits come from `AVClassifier.unimodal_logits`: the concat halves with bias/2 and the
 sum branches (the repo's own decomposition); for film and gated fusion, which have none, the

@@ -21,7 +21,8 @@ on its own features — so it can catch up without slowing the fused head (docs/
   no meaning for audio-visual pairs and is not declared.
 
 Features are the pooled encoder outputs for every fusion (the repo uses gated fusion's
-projections; drltune's fusions do not expose them). PMR needs no unimodal head, so every fusion works.
+projections; drltune's fusions do not expose them). PMR needs no unimodal head, so every fusion
+works.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def boosting_loss(
     weight1: float,
     weight2: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the batch's reconcilement loss, per-sample weights (w1 - w2 q_y) / K) of a new learner's logits.
+    """(the batch's reconcilement loss, per-sample weights (w1 - w2 q_y) / K) of a new learner's
+    logits.
 
     The code writes -w1 mean_c(y_c log p_c) + w2 mean_c(y_c q_c log p_c) with one-hot y; both terms
     only keep the true class, so this is the per-sample CE reweighted. `other` is the ensemble
@@ -297,7 +298,8 @@ class ReconBoost(Method):
         stage: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Phase 1: the new learner's reweighted CE; the other encoder runs in train mode under
-        no_grad, as the code's ensemble forward (its BatchNorm statistics move, its weights do not)."""
+        no_grad, as the code's ensemble forward (its BatchNorm statistics move, its weights do
+        not)."""
         model, fusion = self.trainer.model, self.trainer.model.fusion
         inputs = {"audio": (model.audio_net, audio), "visual": (model.visual_net, visual)}
         other = MODALITIES[1 - MODALITIES.index(modality)]

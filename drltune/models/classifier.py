@@ -21,7 +21,8 @@ class ModelOutput:
 
 
 class AVClassifier(nn.Module):
-    """`modality` "audio"/"visual" trains a unimodal model: the other encoder is skipped and fed as zeros."""
+    """`modality` "audio"/"visual" trains a unimodal model: the other encoder is skipped and fed as
+    zeros."""
 
     def __init__(
         self,

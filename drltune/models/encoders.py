@@ -1,4 +1,5 @@
-"""ResNet-18 encoders as in every DR/OGM/PMR/ARL repo, built on torchvision's ResNet, with a width knob."""
+"""ResNet-18 encoders as in every DR/OGM/PMR/ARL repo, built on torchvision's ResNet, with a width
+knob."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ class AudioEncoder(nn.Module):
 
 
 class VisualEncoder(nn.Module):
-    """(B,T,3,H,W) frames -> (B,D): frames folded into the batch, then one mean over time and space."""
+    """(B,T,3,H,W) frames -> (B,D): frames folded into the batch, then one mean over time and
+    space."""
 
     def __init__(self, width: int = 64) -> None:
         super().__init__()

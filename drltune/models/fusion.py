@@ -33,7 +33,8 @@ class Fusion(nn.Module):
 
     def probe_logits(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What evaluation's per-modality accuracies read: the fused head with the other modality
-        zeroed, for every fusion of the papers; a head with its own unimodal outputs overrides it."""
+        zeroed, for every fusion of the papers; a head with its own unimodal outputs overrides
+        it."""
         return self(a, torch.zeros_like(v)), self(torch.zeros_like(a), v)
 
 

@@ -22,7 +22,8 @@ BEST_GLOB = (
 
 
 def weights_file(path: str | Path) -> Path:
-    """The file a saved-run path names: itself, or the one selected-weights file of a checkpoint folder."""
+    """The file a saved-run path names: itself, or the one selected-weights file of a checkpoint
+    folder."""
     path = Path(path).expanduser()
     if path.is_dir():
         found = sorted(path.glob(BEST_GLOB))

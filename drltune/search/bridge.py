@@ -4,8 +4,9 @@ Ray's own `OptunaSearch` neither forwards intermediate values nor asks Optuna's 
 stores early-stopped trials as COMPLETE. Here:
 
 * `OptunaBridge` (a Ray `Searcher`) asks the study for each new trial (define-by-run over the
-  conditional space), and tells it the outcome: COMPLETE (values = the objective's, at the selected epoch), PRUNED,
-  or FAIL with the error message; the trial's user attributes get what explore/export need.
+  conditional space), and tells it the outcome: COMPLETE (values = the objective's, at the
+  selected epoch), PRUNED, or FAIL with the error message; the trial's user attributes get what
+  explore/export need.
 * `PruningScheduler` (a FIFO scheduler) forwards every epoch's raw value of the first objective
   (val_acc by default; objective.py) to the Optuna trial at step = epoch (0-based) and stops the
   Ray trial when the study's pruner says so. A two-objective study takes no intermediate values
@@ -302,7 +303,8 @@ class OptunaBridge(Searcher):
                 self.on_outcome(Outcome(live.trial.number, "pruned", epochs, best))
         elif result and all(key in result for key in record.FINAL_KEYS) and not result.get("error"):
             final = {key: result[key] for key in record.FINAL_KEYS if key != "best_val_acc"}
-            # val_acc's value stays the trainer's best_val_acc; the others are read at that same epoch
+            # val_acc's value stays the trainer's best_val_acc; the others are read at that same
+            # epoch
             values = (
                 [float(result["best_val_acc"])]
                 if self.objective.names == [DEFAULT]
@@ -334,7 +336,8 @@ class OptunaBridge(Searcher):
     # ---- called by PruningScheduler ---------------------------------------------------------
     @_halting_on_storage_loss(True)
     def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
-        """Forward one epoch's first-objective value (step = 0-based epoch); True when the trial should stop.
+        """Forward one epoch's first-objective value (step = 0-based epoch); True when the trial
+        should stop.
 
         A resumed trial's first result also carries the epochs its checkpoint restored: they are
         recorded first, so that its history, the pruner's view and the re-init grace (a dip right
@@ -389,8 +392,8 @@ class OptunaBridge(Searcher):
 
     # ---- shutdown -------------------------------------------------------------------------------
     def close_open(self, reason: str) -> int:
-        """Close every trial still running in Optuna (Ctrl-C, --timeout, a halt) so it is retried next
-        run; with the storage gone they stay RUNNING and the next run retires them."""
+        """Close every trial still running in Optuna (Ctrl-C, --timeout, a halt) so it is retried
+        next run; with the storage gone they stay RUNNING and the next run retires them."""
         n = len(self.live)
         for trial_id in list(self.live):
             live = self.live.pop(trial_id)
@@ -478,7 +481,8 @@ class OptunaBridge(Searcher):
 
 
 class StopSearch(Stopper):
-    """Ends the whole run (no new trials, running ones stopped) once the bridge has a stop reason."""
+    """Ends the whole run (no new trials, running ones stopped) once the bridge has a stop
+    reason."""
 
     def __init__(self, bridge: OptunaBridge) -> None:
         self.bridge = bridge

@@ -20,8 +20,8 @@ TRIAL_PREFIX = "trial-"
 
 
 def study_folder_name(study_name: str, study_id: str | None = None) -> str:
-    """A file-system-safe folder name for a study: its name cleaned, then its id (see study.study_uid).
-    Without the id, the folder name studies had before they had ids."""
+    """A file-system-safe folder name for a study: its name cleaned, then its id (see
+    study.study_uid). Without the id, the folder name studies had before they had ids."""
     clean = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name) or "study"
     return clean if study_id is None else f"{clean}-{study_id}"
 
@@ -63,7 +63,8 @@ class CheckpointStore:
         return len(infos)
 
     def upload(self, key: str, folder: Path, written: list[Path]) -> None:
-        """Upload what the trainer just wrote, then drop remote files it no longer has (old best weights)."""
+        """Upload what the trainer just wrote, then drop remote files it no longer has (old best
+        weights)."""
         import pyarrow.fs
 
         fs, base = self._fs()
@@ -90,7 +91,8 @@ class CheckpointStore:
             pass
 
     def adopt(self, other: "CheckpointStore", key: str) -> bool:
-        """Move `key`'s folder from `other` here (nothing when `other` lacks it or this store has it)."""
+        """Move `key`'s folder from `other` here (nothing when `other` lacks it or this store has
+        it)."""
         if key not in other.keys() or key in self.keys():
             return False
         if self.direct and other.direct:

@@ -1,4 +1,5 @@
-"""A trial's learning curve as a small standalone SVG (optuna-dashboard shows image artifacts inline).
+"""A trial's learning curve as a small standalone SVG (optuna-dashboard shows image artifacts
+inline).
 
 Written by hand so that a search needs no image backend (plotly's static export needs kaleido).
 """

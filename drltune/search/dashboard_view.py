@@ -196,7 +196,7 @@ def history_csv(history: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-# ---- writing ---------------------------------------------------------------------------------------
+# ---- writing -----------------------------------------------------------------------------------
 def describe_study(study: optuna.Study) -> None:
     """Name the objective and write the study Note once (a Note a user edited is kept)."""
     from optuna_dashboard import get_note, save_note

@@ -59,7 +59,8 @@ def running_text(running: RunningTrials) -> str:
 
 
 class SearchBar:
-    """One tqdm bar over --trials: `synthetic-default  40%|####      | 2/5 trials [00:31, running #3 1/2
+    """One tqdm bar over --trials:
+    `synthetic-default  40%|####      | 2/5 trials [00:31, running #3 1/2
     #4 2/2 · best 0.8123 (#1) · about 0:40 left]`."""
 
     def __init__(

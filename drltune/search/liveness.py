@@ -249,7 +249,8 @@ class SharedBudget:
         return "open"
 
     def claim(self, trial: optuna.Trial) -> bool:
-        """Mark a freshly asked trial as ours; False (and the trial closed) when it is past the budget."""
+        """Mark a freshly asked trial as ours; False (and the trial closed) when it is past the
+        budget."""
         storage = storage_of(self.study)
         storage.set_trial_user_attr(trial_id_of(trial), DRIVER_ATTR, self.driver)
         storage.set_trial_user_attr(trial_id_of(trial), DRIVER_NS_ATTR, self.namespace)

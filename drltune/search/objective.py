@@ -119,7 +119,8 @@ def study_objective(study: optuna.Study) -> Objective:
 
 
 def primary(trial: FrozenTrial) -> float | None:
-    """The trial's first objective value (None when it has none), for single- and multi-objective studies."""
+    """The trial's first objective value (None when it has none), for single- and multi-objective
+    studies."""
     return float(trial.values[0]) if trial.values else None
 
 
@@ -131,8 +132,8 @@ def complete_primary(trial: FrozenTrial) -> float:
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    """The complete trials that no other complete trial beats on every objective, by first objective.
-    A single-objective study's front is its best trial."""
+    """The complete trials that no other complete trial beats on every objective, by first
+    objective. A single-objective study's front is its best trial."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return []
     front = study.best_trials

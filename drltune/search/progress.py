@@ -34,7 +34,8 @@ def params_text(params: dict) -> str:
 
 
 def best_complete(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial on the first objective (of a two-objective study: the front's first)."""
+    """The best complete trial on the first objective (of a two-objective study: the front's
+    first)."""
     front = pareto_front(study)
     return front[0] if front else None
 
@@ -45,8 +46,9 @@ def values_text(objective: Objective, values: tuple[float, ...] | list[float]) -
 
 
 class Progress:
-    """After each trial: `#N <outcome>`, then `[finished/--trials] complete, pruned, failed, running`,
-    and the best trial's parameters only when the best changed."""
+    """After each trial: `#N <outcome>`, then
+    `[finished/--trials] complete, pruned, failed, running`, and the best trial's parameters only
+    when the best changed."""
 
     def __init__(
         self,
@@ -223,7 +225,8 @@ def _at_best(trial: FrozenTrial, key: str) -> float | None:
 
 
 def next_steps(study_name: str, storage_url: str) -> list[str]:
-    """The commands a user runs after a search, with this study and storage (they work from any folder)."""
+    """The commands a user runs after a search, with this study and storage (they work from any
+    folder)."""
     import shlex
 
     storage = f" --storage {shlex.quote(storage_url)}"

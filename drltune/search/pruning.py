@@ -57,7 +57,8 @@ def running_best(trial: FrozenTrial, direction: StudyDirection) -> FrozenTrial:
 
 
 def grace(reinits: list[int], min_grace: int) -> int:
-    """Half the re-init interval (DR re-inits at multiples of it, so the first one is the interval)."""
+    """Half the re-init interval (DR re-inits at multiples of it, so the first one is the
+    interval)."""
     interval = min(b - a for a, b in zip([0, *reinits], reinits)) if reinits else 0
     return max(min_grace, math.ceil(interval / 2))
 
@@ -177,9 +178,9 @@ def pruner_defaults(name: str, max_epochs: int, n_trials: int) -> tuple[int | No
 
     Chosen by replaying unpruned searches (`benchmarks/pruning_replay.py`): a first verdict at
     max-epochs/15 kept every replayed search's best trial at 25-40 % of the epochs. The search
-    benchmark (`benchmarks/search_sim.py`, docs/benchmarks.md "Can you trust the answer?") tried a verdict at
-    max-epochs/3 with a race: it won on the world it was chosen on and lost on the other, so these
-    stay. Three peers are enough for a median to mean something; more only delay the first
+    benchmark (`benchmarks/search_sim.py`, docs/benchmarks.md "Can you trust the answer?") tried a
+    verdict at max-epochs/3 with a race: it won on the world it was chosen on and lost on the other,
+    so these stay. Three peers are enough for a median to mean something; more only delay the first
     wave's verdicts."""
     warmup = max(1, max_epochs // 15)
     if name == "median":

@@ -57,7 +57,8 @@ def run_race(
     echo: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Race the `top` best complete trials on `n_seeds` fresh seeds (Ray, `concurrent` at a time);
-    store and return the ranking. Runs already stored (an earlier, cut-off race) are not trained again."""
+    store and return the ranking. Runs already stored (an earlier, cut-off race) are not trained
+    again."""
     from drltune.explore.export import select_trials
     from drltune.verify import SEEDS_ATTR, execute, fresh_seeds, plan, stored_runs
 

@@ -48,7 +48,8 @@ def shortfall(request: Mapping[str, float], nodes: list[dict[str, float]]) -> st
 
 
 def machine_cpus() -> int:
-    """The CPUs this process may run on (its affinity: a container's or taskset's limit, not the host's)."""
+    """The CPUs this process may run on (its affinity: a container's or taskset's limit, not the
+    host's)."""
     return (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     )
@@ -56,7 +57,8 @@ def machine_cpus() -> int:
 
 def check_local_cpus(cpus_per_trial: float, cpus: int | None = None) -> None:
     """Before a local Ray starts (it is given at least --concurrent x --cpus-per-trial CPUs, so that
-    trials may share cores, and would accept any request): one trial cannot use more than the machine."""
+    trials may share cores, and would accept any request): one trial cannot use more than the
+    machine."""
     cpus = cpus if cpus is not None else machine_cpus()
     if cpus_per_trial > cpus:
         raise DrltuneError(
@@ -71,7 +73,8 @@ def check_fits(
     cluster: bool,
     warn: Callable[[str], None] = print,
 ) -> None:
-    """Refuse (local Ray) or warn (a cluster that an autoscaler may grow) when no node holds one trial."""
+    """Refuse (local Ray) or warn (a cluster that an autoscaler may grow) when no node holds one
+    trial."""
     missing = shortfall(request, node_resources(nodes))
     if missing is None:
         return

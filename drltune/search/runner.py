@@ -1,4 +1,5 @@
-"""`drltune search`: one study, Optuna deciding, Ray Tune executing (see bridge.py for the split)."""
+"""`drltune search`: one study, Optuna deciding, Ray Tune executing (see bridge.py for the
+split)."""
 
 from __future__ import annotations
 
@@ -147,7 +148,8 @@ def _pending(study: optuna.Study) -> set[str]:
 
 
 def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
-    """Delete the checkpoint folders (of this study's own folder) that no running or queued trial will resume from."""
+    """Delete the checkpoint folders (of this study's own folder) that no running or queued trial
+    will resume from."""
     pending = _pending(study)
     gone = [key for key in store.keys() if key not in pending]
     for key in gone:
@@ -246,7 +248,8 @@ def prepare(spec: SearchSpec, stored_space: str | None = None) -> SearchPlan:
 def open_if_resumable(url: str, space_file: Path) -> optuna.storages.BaseStorage | None:
     """The search's storage, opened before its input is checked only where it may hold the space a
     study began with (`stored_space`): without --space, on a server or a database file that exists.
-    Elsewhere it opens once the input is checked, so that a mistake creates nothing; either way once."""
+    Elsewhere it opens once the input is checked, so that a mistake creates nothing; either way
+    once."""
     db = database_file(url)
     if Path(space_file) != DEFAULT_SPACE or (db is not None and not db.is_file()):
         return None
@@ -429,7 +432,8 @@ class _Stop:
 
     @contextmanager
     def on_ctrl_c(self, echo: Callable[[str], None]) -> Iterator[None]:
-        """While inside: the first Ctrl-C stops the search cleanly, a second one aborts (main thread only)."""
+        """While inside: the first Ctrl-C stops the search cleanly, a second one aborts (main thread
+        only)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -456,8 +460,8 @@ def _run_tune(
     store: CheckpointStore,
     echo: Callable[[str], None],
 ) -> None:
-    """Start (or join) Ray, run the trials until --trials, a stop or a fatal error, then close what is
-    still running (queued for the next run) and shut down what this call started."""
+    """Start (or join) Ray, run the trials until --trials, a stop or a fatal error, then close what
+    is still running (queued for the next run) and shut down what this call started."""
     quiet_ray_env()
     import ray
 
@@ -532,8 +536,8 @@ def _bridge(
     bar: SearchBar | None,
     echo: Callable[[str], None],
 ) -> tuple[OptunaBridge, Heartbeat, DashboardPublisher]:
-    """The Optuna side of the run: the bridge that asks and tells, its progress lines, the dashboard's
-    notes and artifacts, the heartbeat of its trials, and the experiment tracker."""
+    """The Optuna side of the run: the bridge that asks and tells, its progress lines, the
+    dashboard's notes and artifacts, the heartbeat of its trials, and the experiment tracker."""
     from drltune.search.bridge import OptunaBridge
     from drltune.search.dashboard_view import DashboardPublisher
     from drltune.search.liveness import Heartbeat, SharedBudget
@@ -580,7 +584,8 @@ def _bridge(
 def _trial_resources(
     spec: SearchSpec, plan: SearchPlan, ray: Any, echo: Callable[[str], None]
 ) -> tuple[float, float]:
-    """Each trial's CPUs and GPUs on the Ray that is up, checked against what it offers; says them."""
+    """Each trial's CPUs and GPUs on the Ray that is up, checked against what it offers; says
+    them."""
     _check_checkpoint_reach(ray, spec.checkpoint_every, spec.storage_path)
     gpus = (
         spec.gpus_per_trial if spec.gpus_per_trial is not None else auto_gpus(ray, spec.concurrent)
@@ -606,7 +611,8 @@ def _tuner(
     gpus: float,
     callbacks: list[Any],
 ) -> Any:
-    """Ray Tune's side of the run: trials asked of the bridge, stopped by it, retried on worker deaths."""
+    """Ray Tune's side of the run: trials asked of the bridge, stopped by it, retried on worker
+    deaths."""
     from ray import tune
 
     from drltune.search.bridge import PruningScheduler, StopSearch, trial_name
@@ -637,7 +643,8 @@ def _tuner(
 
 
 def _check_checkpoint_reach(ray: Any, checkpoint_every: int, storage_path: str | None) -> None:
-    """On several nodes, a retried trial may land on another node: its checkpoint must be reachable there."""
+    """On several nodes, a retried trial may land on another node: its checkpoint must be reachable
+    there."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if len(nodes) > 1 and checkpoint_every > 0 and not storage_path:
         raise DrltuneError(
@@ -649,7 +656,8 @@ def _check_checkpoint_reach(ray: Any, checkpoint_every: int, storage_path: str |
 def trial_cpus(
     cpus_per_trial: float | None, concurrent: int, ray: Any, gpus: float
 ) -> tuple[float, str]:
-    """--cpus-per-trial, or its default for this cluster, and how the default was found (for the start line)."""
+    """--cpus-per-trial, or its default for this cluster, and how the default was found (for the
+    start line)."""
     if cpus_per_trial is not None:
         return cpus_per_trial, ""
     cpus, how = cpus_split(ray_nodes(ray), gpus, concurrent)
@@ -659,8 +667,9 @@ def trial_cpus(
 def check_gpu_memory(
     space: SearchSpace, base: TrialConfig, gpus: float, concurrent: int, ray: Any
 ) -> None:
-    """Refuse, before any trial starts, trials that their GPU share cannot hold (this machine's GPUs;
-    on a cluster the driver cannot see the workers' GPUs and each trial's cap alone guards them)."""
+    """Refuse, before any trial starts, trials that their GPU share cannot hold (this machine's
+    GPUs; on a cluster the driver cannot see the workers' GPUs and each trial's cap alone guards
+    them)."""
     gpu_bytes = local_gpu_bytes()
     if gpu_bytes is None or not 0 < gpus < 1:
         return

@@ -1,4 +1,5 @@
-"""The Optuna sampler behind `--sampler`; every argument explicit, so a study records what it ran with."""
+"""The Optuna sampler behind `--sampler`; every argument explicit, so a study records what it ran
+with."""
 
 from __future__ import annotations
 

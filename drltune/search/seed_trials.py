@@ -1,4 +1,5 @@
-"""`search --seed-with papers|balancebenchmark`: the published configurations as a study's first trials.
+"""`search --seed-with papers|balancebenchmark`: the published configurations as a study's first
+trials.
 
 Each method of the space that has a published configuration is enqueued once (Optuna's
 `enqueue_trial`), so the search starts from what is known and TPE models those results with the
@@ -58,7 +59,8 @@ def _fit(dim: Dimension, value: Any, key: str, params: dict[str, Any], notes: li
 def seed_params(
     space: SearchSpace, entry: Published, max_epochs: int
 ) -> tuple[dict[str, Any], list[str]]:
-    """The Optuna params that enqueue `entry` into a study of `space`, and what could not be kept."""
+    """The Optuna params that enqueue `entry` into a study of `space`, and what could not be
+    kept."""
     from drltune.methods import METHODS
 
     notes: list[str] = []

@@ -86,7 +86,8 @@ class SearchSpace:
 
     def check_values(self, base: TrialConfig) -> None:
         """Every choice and range end of a TrialConfig key must be a value a trial can run with
-        (e.g. batch_size 0 or optimizer lbfgs is an error now, not a study full of failed trials)."""
+        (e.g. batch_size 0 or optimizer lbfgs is an error now, not a study full of failed
+        trials)."""
         from drltune.resolve import resolve
 
         for d in self.top:
@@ -109,8 +110,9 @@ class SearchSpace:
         self.notes.extend(self.inert_warnings(base))
 
     def inert_warnings(self, base: TrialConfig) -> list[str]:
-        """Epoch-valued method settings (searched, fixed or left at the method's default) that cannot
-        act within the trials' epochs, e.g. DR's default re-init interval in a 4-epoch search."""
+        """Epoch-valued method settings (searched, fixed or left at the method's default) that
+        cannot act within the trials' epochs, e.g. DR's default re-init interval in a 4-epoch
+        search."""
         from drltune.epoch_budget import space_warnings
         from drltune.resolve import resolve
 

@@ -1,4 +1,5 @@
-"""Search space files: read and check the YAML, fit its epoch counts to the budget, build a SearchSpace.
+"""Search space files: read and check the YAML, fit its epoch counts to the budget, build a
+SearchSpace.
 
 Every mistake in a file is one DrltuneError line that names the file and the key.
 
@@ -6,7 +7,8 @@ File format (documented for users at the top of search_spaces/default.yaml):
 
     epochs: 90            # the epoch budget the epoch-valued numbers below were written for
     fixed: {KEY: VALUE}   # TrialConfig keys every trial gets, not searched
-    space:                # TrialConfig keys that are searched (lr, batch_size, optimizer, fusion, ...)
+    space:                # TrialConfig keys that are searched
+                          # (lr, batch_size, optimizer, fusion, ...)
       KEY: SPEC
     methods:              # the categorical `method`; a block holds that method's parameters
       NAME: {PARAM: SPEC} # or `defaults` / {} (declared defaults), or `declared` (declared ranges)
@@ -46,7 +48,8 @@ def load_space(path: str | Path, max_epochs: int) -> SearchSpace:
 
 def read_space(path: Path) -> tuple[str, dict[str, Any]]:
     """A space file's text and mapping, checked as far as needs neither the epoch budget nor the
-    methods (both load torch): readable, YAML, known top-level keys. `drltune search` calls it first."""
+    methods (both load torch): readable, YAML, known top-level keys. `drltune search` calls it
+    first."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -77,7 +80,8 @@ def _check_file_keys(data: Any) -> None:
 def parse_space(
     data: Any, max_epochs: int, path: Path = Path("<space>"), text: str = ""
 ) -> SearchSpace:
-    """load_space after the reading: `data` is the file's YAML (compare and tests build it in memory)."""
+    """load_space after the reading: `data` is the file's YAML (compare and tests build it in
+    memory)."""
     _check_file_keys(data)
     epochs = data.get("epochs")
     if epochs is not None and (

@@ -75,7 +75,8 @@ RETRIED_ATTR = "drltune:retried"  # trial system attr: set on a cut trial in the
 
 
 class StorageUnavailable(RuntimeFailure):
-    """The storage kept failing for longer than the patience: the search stops (and resumes later)."""
+    """The storage kept failing for longer than the patience: the search stops (and resumes
+    later)."""
 
 
 class AlreadyQueued(DrltuneError):
@@ -214,13 +215,13 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         """Set the state (and values, and `user_attrs`) of a trial in one transaction that only one
         writer can win.
 
-        Optuna reads the row and then writes it (its FOR UPDATE is a no-op on SQLite), so two drivers
-        retiring one trial both "won", and an owner's COMPLETE could land on top of another driver's
-        FAIL. Here the state changes by `UPDATE ... WHERE state = <the state read>`, checked by its
-        row count. The loser gets UpdateFinishedTrialError (False for a WAITING -> RUNNING pop, as
-        in Optuna) and none of its writes. Each change carries a token (a trial system attr written
-        in the same transaction): a retry after a dropped connection knows its own commit from
-        another driver's."""
+        Optuna reads the row and then writes it (its FOR UPDATE is a no-op on SQLite), so two
+        drivers retiring one trial both "won", and an owner's COMPLETE could land on top of another
+        driver's FAIL. Here the state changes by `UPDATE ... WHERE state = <the state read>`,
+        checked by its row count. The loser gets UpdateFinishedTrialError (False for a WAITING ->
+        RUNNING pop, as in Optuna) and none of its writes. Each change carries a token (a trial
+        system attr written in the same transaction): a retry after a dropped connection knows its
+        own commit from another driver's."""
         return self._change_state(trial_id, state, values, user_attrs or {}, uuid.uuid4().hex)
 
     def _change_state(
@@ -297,7 +298,8 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
 
     def setdefault_study_system_attr(self, study_id: int, key: str, value: Any) -> Any:
         """The study's system attr `key`, `value` written first when it has none; drivers racing to
-        write it all get the first one's (the key is unique: a later insert fails and is dropped)."""
+        write it all get the first one's (the key is unique: a later insert fails and is
+        dropped)."""
         try:
             with rdb_session(self) as session:
                 study = models.StudyModel.find_or_raise_by_id(study_id, session)
@@ -432,8 +434,9 @@ DRIVER_PACKAGES = {
 
 
 def cause_text(exc: BaseException) -> str:
-    """The real cause of a storage error in one line: the driver's own message (`Connection refused`)
-    instead of Optuna's wrapper ("invalid data in the commit"), or the package a missing driver needs."""
+    """The real cause of a storage error in one line: the driver's own message
+    (`Connection refused`) instead of Optuna's wrapper ("invalid data in the commit"), or the
+    package a missing driver needs."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ModuleNotFoundError) and seen.name:
@@ -499,12 +502,13 @@ def open_reader(url: str) -> optuna.storages.BaseStorage:
 def open_writer(
     url: str, heartbeat: bool = False, create: bool = True
 ) -> optuna.storages.BaseStorage:
-    """A storage for writing, every round trip retried on transient errors (see the module docstring),
-    with `heartbeat` Optuna's trial heartbeats (liveness judged on the database's clock).
+    """A storage for writing, every round trip retried on transient errors (see the module
+    docstring), with `heartbeat` Optuna's trial heartbeats (liveness judged on the database's
+    clock).
 
     `create` (a search): the tables (and SQLite file and folder) are made when missing. Without it
-    (verify, studies --delete): the storage must exist already, and a journal file is written through
-    Optuna's journal storage."""
+    (verify, studies --delete): the storage must exist already, and a journal file is written
+    through Optuna's journal storage."""
     if "://" not in url:
         if create:
             raise DrltuneError(
@@ -531,8 +535,9 @@ def open_writer(
                 raise DrltuneError(f"cannot create {path.parent}: {exc.strerror}") from None
         # The dashboard may read while the driver writes: wait for the lock instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 30}}
-        # Drivers opening a new file at the same moment race to create Optuna's tables: one at a time
-        # (the lock file lives in the temp folder, so a study's folder holds only what the user made).
+        # Drivers opening a new file at the same moment race to create Optuna's tables: one at a
+        # time (the lock file lives in the temp folder, so a study's folder holds only what the user
+        # made).
         digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
         lock = FileLock(os.path.join(tempfile.gettempdir(), f"drltune-sqlite-{digest}.lock"))
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
@@ -562,5 +567,6 @@ def open_writer(
 def open_storage(
     url: str, heartbeat: bool = False, create: bool = True
 ) -> optuna.storages.BaseStorage:
-    """`open_writer(url, heartbeat)` with `create`, else `open_reader(url)` (tests and benchmarks)."""
+    """`open_writer(url, heartbeat)` with `create`, else `open_reader(url)` (tests and
+    benchmarks)."""
     return open_writer(url, heartbeat=heartbeat) if create else open_reader(url)

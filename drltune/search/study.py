@@ -41,8 +41,8 @@ def create_or_resume(
     attrs: dict[str, Any],
     objective: Objective | None = None,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study or resume it (same name); a resumed one must match `attrs` on record.RESUME_CHECKED
-    and be searched for the same `objective` (default: val_acc)."""
+    """Create the study or resume it (same name); a resumed one must match `attrs` on
+    record.RESUME_CHECKED and be searched for the same `objective` (default: val_acc)."""
     objective = objective or parse_objective(DEFAULT)
     existed = name in {
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -127,7 +127,8 @@ def has_uid(study: optuna.Study) -> bool:
 
 
 def counted(study: optuna.Study) -> int:
-    """Trials that count toward --trials: COMPLETE and PRUNED (a failure does not use up the budget)."""
+    """Trials that count toward --trials: COMPLETE and PRUNED (a failure does not use up the
+    budget)."""
     return len(study.get_trials(deepcopy=False, states=FINISHED_OK))
 
 

@@ -48,7 +48,8 @@ class SearchTracking:
         self.tracker.log_epochs(live.root, records)
 
     def end(self, live: LiveTrial, state: str, attrs: dict[str, Any]) -> None:
-        """The outcome (complete, pruned, failed, interrupted) closes the run; a retry reopens it."""
+        """The outcome (complete, pruned, failed, interrupted) closes the run; a retry reopens
+        it."""
         if state == "failed":
             self._open(live)  # a trial that failed before its first epoch still gets its run
         self.tracker.log_epochs(live.root, attrs.get(record.HISTORY) or [])

@@ -1,4 +1,5 @@
-"""What a Ray worker runs for one trial: a TrialConfig through the drltune Trainer, one report per epoch.
+"""What a Ray worker runs for one trial: a TrialConfig through the drltune Trainer, one report per
+epoch.
 
 Each epoch goes to Ray as `{"epoch", "val_acc", "record", "node_id", "node_ip"}` (the record as
 JSON, so that nested or None values arrive unchanged; the node says where the trial runs). The
@@ -56,10 +57,10 @@ def _gpu_share() -> float:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable; `config["trial"]` is the TrialConfig dict (threads included) and
-    `config["checkpoint"]` (root, key, every, owner: the study's id) where its checkpoints live, or None for none.
-    Ray reuses the worker for the next trial: what the trial before cached on the GPU is given back
-    first (here, not at that trial's end: Ray gives a finished trial 2 s before it calls the worker
-    not reusable and starts another)."""
+    `config["checkpoint"]` (root, key, every, owner: the study's id) where its checkpoints live, or
+    None for none. Ray reuses the worker for the next trial: what the trial before cached on the GPU
+    is given back first (here, not at that trial's end: Ray gives a finished trial 2 s before it
+    calls the worker not reusable and starts another)."""
     from drltune.train import cuda_settings
 
     cuda_settings.release_cached_memory()  # nothing on a CPU, or in a fresh worker

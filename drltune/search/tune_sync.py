@@ -37,7 +37,8 @@ class _SyncFailures(logging.Filter):
 
 @contextmanager
 def tolerate_state_sync(warn: Callable[[str], None]) -> Iterator[None]:
-    """Within the block, a failed Tune state sync prints no traceback; after it, one warning line."""
+    """Within the block, a failed Tune state sync prints no traceback; after it, one warning
+    line."""
     failures = _SyncFailures()
     loggers = [logging.getLogger(name) for name in SYNC_LOGGERS]
     for logger in loggers:

@@ -99,8 +99,8 @@ def save(
     state: dict[str, Any],
     best_state: dict[str, torch.Tensor] | None = None,
 ) -> list[Path]:
-    """Write `state` (tensors / plain types; `history` and `config` may be any JSON data; `owner`, the
-    study's id, optional) and, when
+    """Write `state` (tensors / plain types; `history` and `config` may be any JSON data; `owner`,
+    the study's id, optional) and, when
     given, the selected model's weights (those of epoch `state["best_epoch"]`). The best file is
     written first under its epoch's name and older ones are removed only after the state file that
     names the new one: a crash at any point leaves a state file whose best file exists.
@@ -128,9 +128,9 @@ def save(
 def load(
     directory: str | os.PathLike, config: dict[str, Any], owner: str | None = None
 ) -> dict[str, Any] | None:
-    """The state saved in `directory`, or None when there is none; refuses another config's checkpoint,
-    and with `owner` (a study's id, see search/study.py) one that another study saved (one saved
-    without an owner, before studies had ids, is taken)."""
+    """The state saved in `directory`, or None when there is none; refuses another config's
+    checkpoint, and with `owner` (a study's id, see search/study.py) one that another study saved
+    (one saved without an owner, before studies had ids, is taken)."""
     path = checkpoint_path(directory)
     if not path.exists():
         return None
@@ -158,7 +158,8 @@ def load(
             "delete its folder to start the trial over"
         )
     expected = json.loads(json.dumps(config, sort_keys=True, default=_plain))
-    # an unset key (None) equals an absent one: a checkpoint from before a setting existed still fits
+    # an unset key (None) equals an absent one: a checkpoint from before a setting existed still
+    # fits
     saved_config = {k: v for k, v in saved_config.items() if v is not None}
     expected = {k: v for k, v in expected.items() if v is not None}
     if saved_config != expected:

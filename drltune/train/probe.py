@@ -1,4 +1,5 @@
-"""Linear probes: how much class information an encoder's features hold, whatever head sits on top."""
+"""Linear probes: how much class information an encoder's features hold, whatever head sits on
+top."""
 
 from __future__ import annotations
 

@@ -97,7 +97,8 @@ def _read_meta(path: str | os.PathLike) -> tuple[TrialConfig, dict[str, Any]]:
 
 
 def load_saved_config(path: str | os.PathLike) -> TrialConfig:
-    """The TrialConfig the saved model was trained with (what `drltune train --config` reads too)."""
+    """The TrialConfig the saved model was trained with (what `drltune train --config` reads
+    too)."""
     return _read_meta(path)[0]
 
 
@@ -127,8 +128,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
 
 @torch.inference_mode()
 def predict(model: AVClassifier, split: Split, batch_size: int = 64) -> np.ndarray:
-    """The model's class for each clip of `split` (eval mode, no augmentation, inputs normalised as in
-    training; on CUDA under bf16 autocast, as `train` evaluates there)."""
+    """The model's class for each clip of `split` (eval mode, no augmentation, inputs normalised as
+    in training; on CUDA under bf16 autocast, as `train` evaluates there)."""
     device = next(model.parameters()).device
     model.eval()
     out = []

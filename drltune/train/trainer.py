@@ -1,4 +1,5 @@
-"""One trial: build data, model, optimiser and method, then the epoch loop (read it top to bottom)."""
+"""One trial: build data, model, optimiser and method, then the epoch loop (read it top to
+bottom)."""
 
 from __future__ import annotations
 
@@ -302,9 +303,9 @@ class Trainer:
     def joint_step(
         self, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor, epoch: int, step: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The usual step: both encoders forward, the method's loss, one backward, one optimiser step.
-        Returns the loss (a detached tensor: reading it would wait for the GPU) and the fused logits
-        (for the epoch's training accuracy)."""
+        """The usual step: both encoders forward, the method's loss, one backward, one optimiser
+        step. Returns the loss (a detached tensor: reading it would wait for the GPU) and the fused
+        logits (for the epoch's training accuracy)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(audio, visual)
             loss = self.method.loss(out, labels, epoch)
@@ -328,7 +329,8 @@ class Trainer:
             )
 
     def raise_deferred_nonfinite(self, epoch: int) -> None:
-        """The deferred check: the first non-finite loss of the epoch, named as the immediate check does."""
+        """The deferred check: the first non-finite loss of the epoch, named as the immediate check
+        does."""
         pending, self._unchecked_losses = self._unchecked_losses, []
         if not pending:
             return
@@ -354,7 +356,8 @@ class Trainer:
 
     def _weights_version(self) -> tuple[int, ...]:
         """Changes whenever any parameter or buffer is modified in place (optimiser step, BN
-        statistics, a DR blend, load_state_dict) or replaced: tensors count their in-place writes."""
+        statistics, a DR blend, load_state_dict) or replaced: tensors count their in-place
+        writes."""
         tensors = [*self.model.parameters(), *self.model.buffers()]
         return tuple(t._version for t in tensors) + tuple(t.data_ptr() for t in tensors)
 
