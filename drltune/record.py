@@ -35,19 +35,22 @@ COMPARE = (
 COMPARE_SEEDS = (
     "compare_seeds"  # the fresh seeds that compare verified every method's best trial on
 )
-RACE = "race"  # the search's race (racing.py): {"top", "seeds", "ranking": [{"trial", "mean_val_acc", ...}]}
+# the search's race (racing.py): {"top", "seeds", "ranking": [{"trial", "mean_val_acc", ...}]}
+RACE = "race"
 
 # ---- trial user attributes ----------------------------------------------------------------------
 CONFIG = "config"  # the TrialConfig the trial trained, as a dict (what `export` writes back)
 HISTORY = "history"  # one record per epoch (the trainer's epoch records)
 ERROR = "error"  # why it failed (one line)
 INTERRUPTED = "interrupted"  # cut off by a stop or a dead driver, queued again (not a real failure)
-NOT_RUN = "not_run"  # asked past --trials (another driver was first) and closed at once: never run, never retried
+# asked past --trials (another driver was first) and closed at once: never run, never retried
+NOT_RUN = "not_run"
 NOT_RUN_ERROR = (
     "not run:"  # how its error begins (studies from before NOT_RUN marked it INTERRUPTED)
 )
 RETRY_OF = "retry_of"  # the number of the cut-off trial this one retries
-SEEDED_FROM = "seeded_from"  # `search --seed-with`: SOURCE:METHOD of the published config it was enqueued from
+# `search --seed-with`: SOURCE:METHOD of the published config it was enqueued from
+SEEDED_FROM = "seeded_from"
 REINIT_EPOCHS = "reinit_epochs"  # epochs after which DR re-initialised (the pruner's grace)
 DRIVER = "driver"  # host:pid:token of the search process that runs the trial
 DRIVER_NS = "driver_ns"  # that process's PID namespace

@@ -1,7 +1,9 @@
 """`drltune prepare kinetics_sounds`: Kinetics videos -> the layout kinetics_sounds.py reads.
 
-    RAW/<class>/<video>                   one folder per class (the Kinetics downloaders' layout), or
-    RAW/{train,val,test}/<class>/<video>  the same per Kinetics split
+    RAW/<class>/<video>
+        one folder per class (the Kinetics downloaders' layout), or
+    RAW/{train,val,test}/<class>/<video>
+        the same per Kinetics split
 
 Each video gives OUT/audio/<stem>.npy (the OGM-GE Kinetics-Sounds recipe,
 data/KineticSound/process_audio.py: 16 kHz mono, de-meaned, Kaldi fbank 128 bins, padded or cut to

@@ -65,7 +65,8 @@ def prepare_ucf101(
     try:
         import cv2
 
-        cv2.optflow.DualTVL1OpticalFlow.create  # noqa: B018  (plain opencv lacks the contrib modules)
+        # plain opencv lacks the contrib modules
+        cv2.optflow.DualTVL1OpticalFlow.create  # noqa: B018
     except AttributeError:
         raise DrltuneError(
             "prepare ucf101 needs OpenCV's contrib modules (cv2.optflow): "

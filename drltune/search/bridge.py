@@ -453,7 +453,8 @@ class OptunaBridge(Searcher):
         ) as exc:  # closed elsewhere while this one was cut off
             stored = storage_of(self.study).get_trial(trial_id_of(trial))
             if isinstance(exc, ValueError) and not stored.state.is_finished():
-                raise  # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
+                # Optuna's "Cannot tell a FAIL trial" is the race; any other ValueError is a bug
+                raise
             if isinstance(live, LiveTrial):
                 self.live.pop(live.ray_id, None)
                 self._dropped(live)

@@ -106,7 +106,8 @@ class Progress:
         )  # the count studies and explore show
         line = (
             f"[{counted(self.study)}/{self.total}] complete {n['complete']}, pruned {n['pruned']}, "
-            f"failed {n['failed']}, running {self.running()}"  # this driver's (others' are RUNNING too)
+            # running: this driver's (others' are RUNNING too)
+            f"failed {n['failed']}, running {self.running()}"
             + "".join(
                 f", {key.replace('_', ' ')} {n[key]}"
                 for key in ("interrupted", "not_run", "queued")

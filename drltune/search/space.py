@@ -123,7 +123,8 @@ class SearchSpace:
             try:
                 defaults = resolve(base.replace(method=method, params=fixed)).params
             except DrltuneError:
-                continue  # e.g. a fusion this method cannot run with: check_values / the trials say so
+                # e.g. a fusion this method cannot run with: check_values / the trials say so
+                continue
             ranges = {
                 k: (v, v, False)
                 for k, v in defaults.items()

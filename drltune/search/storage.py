@@ -71,7 +71,8 @@ MAX_PATIENCE_S = float(
 STATE_CHANGE_ATTR = (
     "drltune:state_change"  # trial system attr: the token of the state change that won
 )
-RETRIED_ATTR = "drltune:retried"  # trial system attr: set on a cut trial in the transaction that queues its retry
+# trial system attr: set on a cut trial in the transaction that queues its retry
+RETRIED_ATTR = "drltune:retried"
 
 
 class StorageUnavailable(RuntimeFailure):

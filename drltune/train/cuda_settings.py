@@ -44,7 +44,8 @@ def release_cached_memory() -> None:
     """Give the cached blocks of a finished trial back to the GPU, so that the next trial on this
     (reused) worker, or another process on the same GPU, can have them."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        gc.collect()  # the finished trainer's reference cycles, so that its blocks are free to give back
+        # the finished trainer's reference cycles, so that its blocks are free to give back
+        gc.collect()
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
 
