@@ -299,7 +299,8 @@ def execute(
                     continue
                 study.set_user_attr(run.key, record(run, result))
                 echo(
-                    f"  trial {run.trial} {run.label} seed {run.seed}: test_acc {result['test_acc']:.4f}"
+                    f"  trial {run.trial} {run.label} seed {run.seed}: test_acc "
+                    f"{result['test_acc']:.4f}"
                 )
     finally:
         if started:
@@ -361,7 +362,8 @@ def verified_lines(rows: list[dict[str, Any]]) -> list[str]:
         (a, a_sd), (v, v_sd) = r["audio"], r["visual"]
         lines.append(
             f"  trial {r['trial']} ({r['method']}): {search}; verified test_acc "
-            f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over {len(r['seeds'])} seeds {r['seeds']} "
+            f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over {len(r['seeds'])} seeds "
+            f"{r['seeds']} "
             f"(audio {a:.3f} ± {a_sd:.3f}, visual {v:.3f} ± {v_sd:.3f})"
         )
         for ref, d in r["references"].items():
@@ -371,7 +373,8 @@ def verified_lines(rows: list[dict[str, Any]]) -> list[str]:
                 else "-"
             )
             lines.append(
-                f"    vs {ref}: {d['test_acc_mean']:.4f} ± {d['test_acc_std']:.4f}, paired difference "
+                f"    vs {ref}: {d['test_acc_mean']:.4f} ± {d['test_acc_std']:.4f}, paired "
+                "difference "
                 f"{diff}: {d['verdict']}"
             )
     return lines

@@ -56,7 +56,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     type=click.IntRange(1, 30),
     default=3,
     show_default=True,
-    help="Fresh seeds each best config (and published config) is trained on; the same for every method.",
+    help="Fresh seeds each best config (and published config) is trained on; the same for every "
+    "method.",
 )
 @click.option(
     "--space",
@@ -192,8 +193,10 @@ def compare_cmd(
     )
     rows = run_compare(spec, echo=click.echo)
     click.echo(
-        f"\nleaderboard of {spec.name}: each method's best trial re-trained on {seeds} fresh seeds;\n"
-        "test accuracy at the epoch selected on validation; published: the method's published config"
+        f"\nleaderboard of {spec.name}: each method's best trial re-trained on {seeds} fresh "
+        "seeds;\n"
+        "test accuracy at the epoch selected on validation; published: the method's published "
+        "config"
     )
     for line in leaderboard_lines(rows):
         click.echo(line)

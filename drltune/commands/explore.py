@@ -32,7 +32,8 @@ STUDY = click.option(
     type=click.Choice(["table", "csv", "json"]),
     default="table",
     show_default=True,
-    help="table for reading; csv (the top-trials table, every column) or json (everything) for scripts.",
+    help="table for reading; csv (the top-trials table, every column) or json (everything) for "
+    "scripts.",
 )
 @click.option(
     "--html",
@@ -117,10 +118,12 @@ def export_cmd(
         front = ", ".join(f"#{t.number}" for t in pareto_front(loaded))
         click.echo(
             f"Pareto front ({', '.join(loaded.metric_names or [])}): {front}; written: the first "
-            f"{len(trials)} by {(loaded.metric_names or ['the first objective'])[0]} (--trial N picks others)"
+            f"{len(trials)} by {(loaded.metric_names or ['the first objective'])[0]} (--trial N "
+            "picks others)"
         )
     click.echo(
-        f"wrote {len(trials)} config(s) (trial {listed}) to {output}; run: drltune train --config {output}"
+        f"wrote {len(trials)} config(s) (trial {listed}) to {output}; run: drltune train "
+        f"--config {output}"
     )
 
 

@@ -50,7 +50,8 @@ def config_cmd() -> None:
     for p in SETTINGS:
         click.echo(f"    {p.describe()}")
     click.echo(
-        "and: dataset, data_root, method, fusion, device (auto | cpu | cuda[:N]), params, dataset_params"
+        "and: dataset, data_root, method, fusion, device (auto | cpu | cuda[:N]), params, "
+        "dataset_params"
     )
 
 

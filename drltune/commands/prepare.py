@@ -20,7 +20,8 @@ def prepare_group() -> None:
     "raw",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="The dataset as published (AudioWAV/, VideoFlash/) or preprocessed (audio/*.npy, frames/<clip>/).",
+    help="The dataset as published (AudioWAV/, VideoFlash/) or preprocessed (audio/*.npy, "
+    "frames/<clip>/).",
 )
 @click.option(
     "--out",
@@ -33,7 +34,8 @@ def prepare_group() -> None:
     "--splits",
     "splits_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Your split CSVs (train.csv or my_train.csv, val.csv, test.csv). Default: the papers' split "
+    help="Your split CSVs (train.csv or my_train.csv, val.csv, test.csv). Default: the papers' "
+    "split "
     "when the clip names match, else a deterministic 80/10/10 split stratified by class.",
 )
 @click.option(
@@ -46,12 +48,14 @@ def prepare_group() -> None:
     type=click.Choice(["fbank", "stft"]),
     default="fbank",
     show_default=True,
-    help="fbank: DR/BalanceMM Kaldi fbank 256x128, AudioSet-normalised; stft: OGM-GE log-STFT 257x188.",
+    help="fbank: DR/BalanceMM Kaldi fbank 256x128, AudioSet-normalised; stft: OGM-GE log-STFT "
+    "257x188.",
 )
 @click.option(
     "--partial-seconds",
     is_flag=True,
-    help="Also keep a frame of a clip's last, partial second (a 1.5 s clip gets 2 frames, not 1 used "
+    help="Also keep a frame of a clip's last, partial second (a 1.5 s clip gets 2 frames, not 1 "
+    "used "
     "twice); default: whole seconds only, as the OGM-GE preprocessing script.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fallback split.")
@@ -88,7 +92,8 @@ def cremad_cmd(
     )
     sizes = ", ".join(f"{name} {n}" for name, n in summary.split_sizes.items())
     click.echo(
-        f"prepared {summary.prepared} clip(s), reused {summary.reused}, skipped {len(summary.skipped)} "
+        f"prepared {summary.prepared} clip(s), reused {summary.reused}, skipped "
+        f"{len(summary.skipped)} "
         f"(listed in {out / REPORT}); splits: {summary.split_source}: {sizes}"
     )
     click.echo(f"train with: --set dataset=cremad --set data_root={out}")
@@ -101,7 +106,8 @@ def _finish(out: Path, dataset: str, summary, extra: str = "") -> None:
     from drltune.data.prepared_check import check_prepared
 
     click.echo(
-        f"prepared {summary.prepared} clip(s), reused {summary.reused}, skipped {len(summary.skipped)} "
+        f"prepared {summary.prepared} clip(s), reused {summary.reused}, skipped "
+        f"{len(summary.skipped)} "
         f"(listed in {out / REPORT}){extra}"
     )
     for line in stats_lines(summary.stats):
@@ -129,7 +135,8 @@ _JOBS = click.option(
     "raw",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Kinetics videos in one folder per class (RAW/<class>/*.mp4), optionally under train/, val/, "
+    help="Kinetics videos in one folder per class (RAW/<class>/*.mp4), optionally under train/, "
+    "val/, "
     "test/; class folder names may use _ for spaces. Any container PyAV reads.",
 )
 @click.option(
@@ -189,7 +196,8 @@ def kinetics_sounds_cmd(
     "splits_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="The official split folder (ucfTrainTestlist: classInd.txt, trainlist0N.txt, testlist0N.txt).",
+    help="The official split folder (ucfTrainTestlist: classInd.txt, trainlist0N.txt, "
+    "testlist0N.txt).",
 )
 @click.option(
     "--out",

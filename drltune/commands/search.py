@@ -53,7 +53,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     default="val_acc",
     show_default=True,
     metavar="METRIC[,METRIC]",
-    help="What the search optimises, at each trial's selected epoch: val_acc or val_f1 (maximised), "
+    help="What the search optimises, at each trial's selected epoch: val_acc or val_f1 "
+    "(maximised), "
     "or two for a Pareto front, e.g. val_acc,modality_gap (the audio/visual accuracy gap, "
     "minimised; runs unpruned). A study keeps the objective it began with.",
 )
@@ -142,7 +143,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option(
     "--max-failed-trials",
     type=click.IntRange(1, 1_000_000),
-    help="Stop after this many failed trials (sooner when one error repeats) [default: max(10, trials/10)]. "
+    help="Stop after this many failed trials (sooner when one error repeats) [default: max(10, "
+    "trials/10)]. "
     "Failed trials do not count toward --trials.",
 )
 @click.option(
@@ -163,7 +165,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     type=click.IntRange(0, 1000),
     default=0,
     show_default=True,
-    help="Once the trials are done, re-train the K best on --race-seeds fresh seeds and rank them by "
+    help="Once the trials are done, re-train the K best on --race-seeds fresh seeds and rank "
+    "them by "
     "their mean val_acc (export then writes the raced winner first); 0: rank by one seed.",
 )
 @click.option(
@@ -315,7 +318,8 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--artifact-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the SQLite file, "
+    help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the "
+    "SQLite file, "
     "else ./studies/artifacts].",
 )
 @click.option(
@@ -370,7 +374,8 @@ def study_page(storage, study_name: str | None) -> str:
         return f"/dashboard/studies/{next(iter(studies.values()))}" if len(studies) == 1 else ""
     if study_name not in studies:
         raise DrltuneError(
-            f"no study named {study_name!r}; existing studies: {', '.join(sorted(studies)) or 'none'}"
+            f"no study named {study_name!r}; existing studies: "
+            f"{', '.join(sorted(studies)) or 'none'}"
         )
     return f"/dashboard/studies/{studies[study_name]}"
 

@@ -17,7 +17,8 @@ from drltune.search.storage_url import DEFAULT_URL, STORAGE_ENV
 F = TypeVar("F", bound=Callable[..., Any])
 
 HELP = (
-    "Optuna storage: a database URL (e.g. postgresql://user@host/db) or, to read, an Optuna journal file; "
+    "Optuna storage: a database URL (e.g. postgresql://user@host/db) or, to read, an Optuna "
+    "journal file; "
     "a relative SQLite path is taken from the current directory."
 )
 

@@ -29,7 +29,8 @@ def epoch_line(record: dict[str, Any], method: type[Method]) -> str:
     """One epoch as `drltune train` prints it; the method adds its own metrics
     (Method.epoch_text)."""
     line = (
-        f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  val_acc {record['val_acc']:.4f}  "
+        f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  val_acc "
+        f"{record['val_acc']:.4f}  "
         f"val_f1 {record['val_f1']:.4f}  audio {record['val_acc_audio']:.3f}  "
         f"visual {record['val_acc_visual']:.3f}"
     )
@@ -79,8 +80,10 @@ def run_one(
         tracker.finish(key, "complete", result.to_dict())
     click.echo(
         f"{cfg.method}/{cfg.fusion} seed {cfg.seed}: best_val_acc {result.best_val_acc:.4f} "
-        f"(epoch {result.best_epoch})  test_acc {result.test_acc:.4f}  test_f1 {result.test_f1:.4f}  "
-        f"audio {result.test_acc_audio:.3f}  visual {result.test_acc_visual:.3f}  {result.seconds:.1f}s"
+        f"(epoch {result.best_epoch})  test_acc {result.test_acc:.4f}  test_f1 "
+        f"{result.test_f1:.4f}  "
+        f"audio {result.test_acc_audio:.3f}  visual {result.test_acc_visual:.3f}  "
+        f"{result.seconds:.1f}s"
     )
     if save_model:
         from drltune.train.saved_model import save_model as write_model
@@ -138,7 +141,8 @@ KNOBS_HELP = (
     "--save-model",
     metavar="PATH",
     type=click.Path(),
-    help="Write the selected epoch's weights here (safetensors) and the config beside it as PATH.yaml; "
+    help="Write the selected epoch's weights here (safetensors) and the config beside it as "
+    "PATH.yaml; "
     "drltune.train.load_model(PATH) loads them. One config and --seeds 1 only.",
 )
 @click.option(
@@ -146,7 +150,8 @@ KNOBS_HELP = (
     type=click.Choice(TRACKERS),
     default="none",
     show_default=True,
-    help=f"Experiment tracker: mlflow logs one run per trained seed to experiment {TRAIN_EXPERIMENT!r} "
+    help="Experiment tracker: mlflow logs one run per trained seed to experiment "
+    f"{TRAIN_EXPERIMENT!r} "
     "(needs pip install 'drltune[mlflow]').",
 )
 @click.option(
@@ -196,7 +201,8 @@ def train_cmd(
         if seeds > 1:
             accs = [r["test_acc"] for r in seed_runs]
             click.echo(
-                f"test_acc over {seeds} seeds: {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}"
+                f"test_acc over {seeds} seeds: {statistics.mean(accs):.4f} ± "
+                f"{statistics.stdev(accs):.4f}"
             )
         runs.extend(seed_runs)
     if metrics_out:

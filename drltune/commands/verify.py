@@ -122,7 +122,8 @@ def verify_cmd(
         SEEDS_ATTR, sorted(set(loaded.user_attrs.get(SEEDS_ATTR, [])) | set(seed_list))
     )
     click.echo(
-        f"verifying trial(s) {', '.join(str(t.number) for t in trials)} of study {loaded.study_name!r} on seeds "
+        f"verifying trial(s) {', '.join(str(t.number) for t in trials)} of study "
+        f"{loaded.study_name!r} on seeds "
         f"{seed_list}"
         + (f" against {', '.join(references)}" if references else "")
         + f": {len(runs)} runs, {len(runs) - len(todo)} already stored, {len(todo)} to train"

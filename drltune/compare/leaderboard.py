@@ -173,7 +173,8 @@ def _f(value: float | None, spec: str = ".4f") -> str:
 def leaderboard_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The table (within 100 columns), then one line per paired comparison."""
     header = (
-        f"{'method':<10}{'trials':>6}  {'test acc mean ± std':<19} {'95 % interval':<17} {'audio':>6} "
+        f"{'method':<10}{'trials':>6}  {'test acc mean ± std':<19} {'95 % interval':<17} "
+        f"{'audio':>6} "
         f"{'visual':>6} {'a - v':>7}  {'published':<15}"
     )
     lines = [header.rstrip()]
@@ -190,7 +191,8 @@ def leaderboard_lines(rows: list[dict[str, Any]]) -> list[str]:
             else "none"
         )
         lines.append(
-            f"{r['method'][:10]:<10}{r['trials']:>6}  {acc:<19} {ci:<17} {_f(r['audio_acc_mean'], '.3f'):>6} "
+            f"{r['method'][:10]:<10}{r['trials']:>6}  {acc:<19} {ci:<17} "
+            f"{_f(r['audio_acc_mean'], '.3f'):>6} "
             f"{_f(r['visual_acc_mean'], '.3f'):>6} {_f(r['imbalance_mean'], '+.3f'):>7}  {pub:<15}"
         )
     lines.append("")

@@ -154,8 +154,8 @@ def _verify(
         done = stored_runs(study)
         todo = [r for r in runs if r.key not in done]
         echo(
-            f"\n== {spec.name}: verify {method}, trial {top.number} (val_acc {top.value:.4f}), seeds {seeds}"
-            + ("" if method in entries else " (no published config)")
+            f"\n== {spec.name}: verify {method}, trial {top.number} (val_acc {top.value:.4f}), "
+            f"seeds {seeds}" + ("" if method in entries else " (no published config)")
         )
         echo(f"   {len(runs)} runs: {len(runs) - len(todo)} already stored, {len(todo)} to train")
         if todo:
@@ -170,6 +170,7 @@ def _verify(
             )
     if failed:
         raise DrltuneError(
-            f"{failed} verification run(s) failed (see above); run the same command again to retry them"
+            f"{failed} verification run(s) failed (see above); run the same command again to "
+            "retry them"
         )
     return leaderboard({m: studies[m] for m in best}, best, seeds)

@@ -33,7 +33,10 @@ from drltune.data.video import pick_frames
 from drltune.params import Param
 
 PAPER_CLASSES = 31
-LAYOUT = "audio/<clip>.npy, frames/<clip>/*.jpg and splits/train.csv, splits/test.csv (splits/val.csv optional)"
+LAYOUT = (
+    "audio/<clip>.npy, frames/<clip>/*.jpg and splits/train.csv, splits/test.csv "
+    "(splits/val.csv optional)"
+)
 
 
 @DATASETS.register

@@ -67,7 +67,8 @@ def start_out(
         changed = {k: old.get(k) for k in keys if old.get(k) != options.get(k)}
         if changed:
             raise DrltuneError(
-                f"--out {out} was prepared with {', '.join(f'{k}={v}' for k, v in changed.items())}; "
+                f"--out {out} was prepared with "
+                f"{', '.join(f'{k}={v}' for k, v in changed.items())}; "
                 f"use the same options to resume, or a new --out"
             )
     try:

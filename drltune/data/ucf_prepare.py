@@ -151,7 +151,8 @@ def _read_lists(folder: Path, split: int) -> dict:
         bad = sorted({label for _, label in split_rows if label not in known})
         if bad:
             raise DrltuneError(
-                f"{folder}/{name}list0{split}.txt: class(es) not in classInd.txt: {', '.join(bad[:5])}"
+                f"{folder}/{name}list0{split}.txt: class(es) not in classInd.txt: "
+                f"{', '.join(bad[:5])}"
             )
     return {**rows, "classes": classes}
 

@@ -31,7 +31,8 @@ def select_trials(
         missing = [n for n in numbers if n not in by_number]
         if missing:
             raise DrltuneError(
-                f"study {study.study_name!r} has no trial {missing[0]} (trials 0..{len(trials) - 1})"
+                f"study {study.study_name!r} has no trial {missing[0]} (trials "
+                f"0..{len(trials) - 1})"
             )
         return [by_number[n] for n in numbers]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -99,6 +100,7 @@ def export_yaml(study: optuna.Study, trials: list[FrozenTrial]) -> str:
                 f"{meta['epochs_run']} epoch(s); this config trains all {cfg.epochs}"
             )
         docs.append(
-            f"{head}\n# run it: drltune train --config FILE  (meta is ignored by train)\n{cfg.to_yaml(meta)}"
+            f"{head}\n# run it: drltune train --config FILE  (meta is ignored by "
+            f"train)\n{cfg.to_yaml(meta)}"
         )
     return "---\n".join(docs)

@@ -111,7 +111,9 @@ def method_curves_figure(trials: Sequence[FrozenTrial], per_method: int = 3) -> 
                     legendgroup="re-init",
                     showlegend=not reinit_shown,
                     marker=dict(symbol="x", size=10, color="#d62728"),
-                    hovertemplate=f"trial {trial.number}: re-init after epoch %{{x}}<extra></extra>",
+                    hovertemplate=(
+                        f"trial {trial.number}: re-init after epoch %{{x}}<extra></extra>"
+                    ),
                 )
                 reinit_shown = True
     fig.update_layout(

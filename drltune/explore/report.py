@@ -81,7 +81,9 @@ def history_figure(trials: pd.DataFrame, colours: dict[str, str]) -> go.Figure |
             name=f"{method} (complete)",
             marker=dict(color=colours[method], size=10),
             customdata=group[["fusion"]],
-            hovertemplate="trial %{x}<br>val_acc %{y:.4f}<br>fusion %{customdata[0]}<extra></extra>",
+            hovertemplate=(
+                "trial %{x}<br>val_acc %{y:.4f}<br>fusion %{customdata[0]}<extra></extra>"
+            ),
         )
     other = scored[(scored["state"] != "COMPLETE") & scored["best_val_acc"].notna()]
     if not other.empty:
@@ -424,11 +426,15 @@ PAGE = """<!DOCTYPE html>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 16px;color:#222}}
 pre{{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}}
 table.trials{{border-collapse:collapse;font-size:13px;width:100%}}
-table.trials th,table.trials td{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}}
-table.trials th{{background:#f0f0f0}} table.trials td.num{{text-align:right;font-variant-numeric:tabular-nums}}
-table.trials td.params{{font-size:12px;color:#444;word-break:break-word}} tr.incomplete td{{color:#777}}
+table.trials th,table.trials td{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;\
+vertical-align:top}}
+table.trials th{{background:#f0f0f0}} \
+table.trials td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+table.trials td.params{{font-size:12px;color:#444;word-break:break-word}} \
+tr.incomplete td{{color:#777}}
 .noise{{background:#fff7e0;padding:6px 10px;border-left:4px solid #e0a800}}
-.note{{color:#a33;font-weight:bold}} section{{margin-bottom:28px}} .missing{{color:#666;font-style:italic}}</style>
+.note{{color:#a33;font-weight:bold}} section{{margin-bottom:28px}} \
+.missing{{color:#666;font-style:italic}}</style>
 </head><body>
 <h1>drltune study <code>{title}</code></h1>
 {body}
@@ -471,7 +477,10 @@ def trials_html(frame: pd.DataFrame, first: str | None = None) -> str:
     for _, row in frame.iterrows():
         css = "" if row["state"] == "COMPLETE" else ' class="incomplete"'
         rows.append(f"<tr{css}>" + "".join(_cell(c, row[c]) for c in cols) + "</tr>")
-    return f'<table class="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (
+        "<table "
+        f'class="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 def pareto_figure(trials: pd.DataFrame, names: list[str]) -> go.Figure | None:
@@ -527,7 +536,8 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     if summary.choice:
         parts.append(f'<p class="noise">{html.escape(summary.choice)}.</p>')
     parts.append(
-        f"<section><h2>Best trial per method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>"
+        "<section><h2>Best trial per "
+        f"method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>"
         f"{trials_html(summary.best_by_method, 'method')}</section>"
     )
     parts.append(f"<section><h2>Top trials</h2>{trials_html(summary.top)}</section>")
@@ -582,7 +592,8 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     for heading, fig, why in plots:
         if fig is None:
             parts.append(
-                f'<section><h2>{heading}</h2><p class="missing">Not shown: {html.escape(why)}.</p></section>'
+                f'<section><h2>{heading}</h2><p class="missing">Not shown: '
+                f"{html.escape(why)}.</p></section>"
             )
             continue
         div = pio.to_html(

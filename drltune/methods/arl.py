@@ -72,7 +72,10 @@ class ARL(Method):
     epoch_limits = (
         ("start", lambda e: e - 2, "warm-up end"),
     )  # scaling starts after epoch `start`
-    description = "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size x inverse entropy"
+    description = (
+        "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size "
+        "x inverse entropy"
+    )
     params = (
         Param(
             "gamma",

@@ -86,7 +86,10 @@ class DiagnosingRelearning(Method):
     epoch_limits = (
         ("reinit_epoch", lambda e: e - 2, "re-init interval"),
     )  # after the last epoch: no effect
-    description = "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init toward initial weights"
+    description = (
+        "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init "
+        "toward initial weights"
+    )
     params = (
         Param(
             "reinit_epoch",
@@ -127,14 +130,16 @@ class DiagnosingRelearning(Method):
             "kmeans_dtype",
             "choice",
             "float32",
-            "float type of the scaling and k-means (float32 = the official code; float64 = earlier drltune)",
+            "float type of the scaling and k-means (float32 = the official code; float64 = "
+            "earlier drltune)",
             choices=("float32", "float64"),
         ),
         Param(
             "kmeans_rows",
             "choice",
             "fixed",
-            "row order k-means sees for train: fixed (split order) or shuffled (a fresh permutation, "
+            "row order k-means sees for train: fixed (split order) or shuffled (a fresh "
+            "permutation, "
             "like the official shuffled loader; k-means++ depends on it)",
             choices=("fixed", "shuffled"),
         ),
@@ -186,7 +191,8 @@ class DiagnosingRelearning(Method):
         if not record.get("reinit"):
             return ""
         return (
-            f"re-init w_a {record['reinit_weight_audio']:.3f} w_v {record['reinit_weight_visual']:.3f}"
+            f"re-init w_a {record['reinit_weight_audio']:.3f} w_v "
+            f"{record['reinit_weight_visual']:.3f}"
             f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
             f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})"
         )
@@ -203,7 +209,8 @@ class DiagnosingRelearning(Method):
             "**DR re-inits** (purity: k-means purity of train / val features; weight: how far the "
             "encoder is pulled back to its initial weights)",
             "",
-            "| after epoch | purity audio (train / val) | purity visual (train / val) | weight audio "
+            "| after epoch | purity audio (train / val) | purity visual (train / val) | weight "
+            "audio "
             "| weight visual |",
             "|---|---|---|---|---|",
         ]

@@ -90,7 +90,8 @@ class InfoReg(Method):
             "unimodal_loss",
             "bool",
             True,
-            "add CE of each modality's head slice (released code: on; off = InfoReg without unimodal loss)",
+            "add CE of each modality's head slice (released code: on; off = InfoReg without "
+            "unimodal loss)",
         ),
         Param(
             "threshold",

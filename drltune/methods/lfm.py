@@ -258,7 +258,8 @@ class LFM(Method):
         super().check(params, cfg)
         if params["head"] == "fusion" and cfg.fusion in ("film", "gated"):
             raise DrltuneError(
-                f"params.head: fusion needs unimodal logits, which fusion {cfg.fusion} does not have; "
+                f"params.head: fusion needs unimodal logits, which fusion {cfg.fusion} does not "
+                "have; "
                 "use head late or fusion concat/sum"
             )
 

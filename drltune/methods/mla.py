@@ -116,7 +116,8 @@ class MLA(Method):
             "head_projection",
             "choice",
             "add",
-            "shared head's gradient: add g P^T (BalanceBenchmark), replace by g P^T (official text), "
+            "shared head's gradient: add g P^T (BalanceBenchmark), replace by g P^T (official "
+            "text), "
             "off (the official code as it runs)",
             choices=("add", "replace", "off"),
         ),
@@ -124,7 +125,8 @@ class MLA(Method):
             "fusion_weights",
             "choice",
             "batch_entropy",
-            "inference weights: batch_entropy (official code), sample_entropy, fixed (audio_weight)",
+            "inference weights: batch_entropy (official code), sample_entropy, fixed "
+            "(audio_weight)",
             choices=("batch_entropy", "sample_entropy", "fixed"),
         ),
         Param(

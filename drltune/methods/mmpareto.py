@@ -78,7 +78,10 @@ def combined_grad(
 @METHODS.register
 class MMPareto(Method):
     name = "mmpareto"
-    description = "MMPareto: fused + unimodal losses, per-encoder gradients combined by a Pareto rule and enlarged"
+    description = (
+        "MMPareto: fused + unimodal losses, per-encoder gradients combined by a Pareto "
+        "rule and enlarged"
+    )
     params = (
         Param(
             "gamma",

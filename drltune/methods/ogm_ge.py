@@ -57,7 +57,10 @@ def modulate_(grads: list[torch.Tensor], coeff: float, noise: bool) -> None:
 @METHODS.register
 class OGMGE(Method):
     name = "ogm_ge"
-    description = "OGM-GE: slow the dominant encoder's grads by 1 - tanh(alpha * score ratio), plus Gaussian noise"
+    description = (
+        "OGM-GE: slow the dominant encoder's grads by 1 - tanh(alpha * score ratio), "
+        "plus Gaussian noise"
+    )
     params = (
         Param(
             "alpha",

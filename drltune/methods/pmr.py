@@ -72,7 +72,10 @@ def pmr_coefficients(ratio: float, alpha: float, mode: str = "hard") -> tuple[fl
 @METHODS.register
 class PMR(Method):
     name = "pmr"
-    description = "PMR: prototype (nearest class-mean) CE on the weaker modality, prototypes refreshed each epoch"
+    description = (
+        "PMR: prototype (nearest class-mean) CE on the weaker modality, prototypes "
+        "refreshed each epoch"
+    )
     params = (
         Param(
             "alpha",

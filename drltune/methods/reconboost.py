@@ -230,7 +230,8 @@ class ReconBoost(Method):
         super().check(params, cfg)
         if params["weight2"] > params["weight1"]:
             raise DrltuneError(
-                f"params.weight2: {params['weight2']} is above params.weight1 ({params['weight1']}), "
+                f"params.weight2: {params['weight2']} is above params.weight1 "
+                f"({params['weight1']}), "
                 "which makes some clips' loss weights negative"
             )
         for key in ("init_audio", "init_visual"):

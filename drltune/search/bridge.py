@@ -223,8 +223,10 @@ class OptunaBridge(Searcher):
                 self._told_waiting = True
                 held = ", ".join(f"#{n}" for n in self.shared.held_by_others)
                 self.note(
-                    f"waiting: the last places of --trials {self.shared.target} are held by {held}, run by "
-                    f"another driver; if it is gone they are retried here within {math.ceil(ORPHAN_S / 60)} min"
+                    f"waiting: the last places of --trials {self.shared.target} are held by "
+                    f"{held}, run by "
+                    "another driver; if it is gone they are retried here within "
+                    f"{math.ceil(ORPHAN_S / 60)} min"
                 )
             if state != "open":
                 return Searcher.FINISHED if state == "done" else None  # None: ask again later

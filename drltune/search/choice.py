@@ -48,10 +48,13 @@ def benchmark_clause(figures: dict[str, Any] | None, settings: dict[str, Any]) -
         + "), which this search did not run,"
     )
     return (
-        f"; on {figures['benchmark']} ({figures['trials']} trials x {figures['epochs']} epochs, built-in data, "
+        f"; on {figures['benchmark']} ({figures['trials']} trials x {figures['epochs']} epochs, "
+        "built-in data, "
         f"{figures['searches']} search seeds not used to choose it) {ran} picked a config "
-        f"{figures['median_regret']:.1f} points (median) and {figures['p90_regret']:.1f} (90th percentile) of "
-        f"fresh-seed test accuracy below the best one, with {100 * figures['epochs_share']:.0f} % of the "
+        f"{figures['median_regret']:.1f} points (median) and {figures['p90_regret']:.1f} (90th "
+        "percentile) of "
+        f"fresh-seed test accuracy below the best one, with {100 * figures['epochs_share']:.0f} "
+        "% of the "
         "unpruned epochs"
     )
 
@@ -65,19 +68,25 @@ def choice_line(study: optuna.Study) -> str | None:
         win = ranking[0]
         single = max(ranking, key=lambda r: (r["search_val_acc"], -r["trial"]))
         line = (
-            f"how the best was chosen: raced, the top {race['top']} re-trained on {len(race['seeds'])} fresh "
-            f"seeds and ranked by mean val_acc; #{win['trial']} wins with {win['mean_val_acc']:.4f} over "
+            f"how the best was chosen: raced, the top {race['top']} re-trained on "
+            f"{len(race['seeds'])} fresh "
+            f"seeds and ranked by mean val_acc; #{win['trial']} wins with "
+            f"{win['mean_val_acc']:.4f} over "
             f"{win['seeds']} seeds"
         )
         if single["trial"] != win["trial"]:
-            line += f" (on its one search seed #{single['trial']} looked best, {single['search_val_acc']:.4f})"
+            line += (
+                f" (on its one search seed #{single['trial']} looked best, "
+                f"{single['search_val_acc']:.4f})"
+            )
         return line + benchmark_clause(figures, study_settings(study))
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         return None
     seeds = {record.stored_config(t).get("seed") for t in study.get_trials(deepcopy=False)} - {None}
     seed = f"seed {seeds.pop()}" if len(seeds) == 1 else "one seed each"
     return (
-        f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), the luckiest "
-        "of noisy single-seed values; `--race K` or `drltune verify` re-train the top on fresh seeds"
-        + benchmark_clause(figures, study_settings(study))
+        f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), "
+        "the luckiest "
+        "of noisy single-seed values; `--race K` or `drltune verify` re-train the top on fresh "
+        "seeds" + benchmark_clause(figures, study_settings(study))
     )

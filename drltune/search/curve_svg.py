@@ -49,7 +49,8 @@ def curve_svg(history: Sequence[dict[str, Any]], title: str) -> str:
     for i in range(5):  # horizontal grid with accuracy labels
         acc = low + (high - low) * i / 4
         out.append(
-            f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(acc):.1f}" y2="{y(acc):.1f}" stroke="#ddd"/>'
+            f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(acc):.1f}" y2="{y(acc):.1f}" '
+            'stroke="#ddd"/>'
         )
         out.append(f'<text x="{LEFT - 6}" y="{y(acc) + 4:.1f}" text-anchor="end">{acc:.2f}</text>')
     step = max(1, round(span / 10))
@@ -58,14 +59,17 @@ def curve_svg(history: Sequence[dict[str, Any]], title: str) -> str:
             f'<text x="{x(epoch):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{epoch}</text>'
         )
     out.append(
-        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle">epoch (0-based)</text>'
+        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle">epoch '
+        "(0-based)</text>"
     )
     for record in history:
         if record.get("reinit"):
             ex = x(int(record["epoch"]))
             out.append(
-                f'<line x1="{ex:.1f}" x2="{ex:.1f}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#d62728" '
-                f'stroke-dasharray="4,3"><title>re-init after epoch {record["epoch"]}</title></line>'
+                f'<line x1="{ex:.1f}" x2="{ex:.1f}" y1="{TOP}" y2="{TOP + plot_h}" '
+                'stroke="#d62728" '
+                'stroke-dasharray="4,3"><title>re-init after epoch '
+                f"{record['epoch']}</title></line>"
             )
     for key, label, colour, dash in SERIES:
         points = [

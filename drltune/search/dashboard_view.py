@@ -68,8 +68,10 @@ def study_note(attrs: dict[str, Any]) -> str:
         "",
         PRUNED_VALUE,
         "",
-        "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts hold "
-        "the whole per-epoch history (`history.csv`) and its learning curve (`learning_curve.svg`).",
+        "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts "
+        "hold "
+        "the whole per-epoch history (`history.csv`) and its learning curve "
+        "(`learning_curve.svg`).",
         "",
         "| setting | value |",
         "|---|---|",
@@ -106,7 +108,8 @@ def _objective_line(names: list[str]) -> str:
         f"Objectives **{' and '.join(names)}** ("
         + ", ".join(f"{n} {'minimised' if n == 'modality_gap' else 'maximised'}" for n in names)
         + "), at each trial's "
-        "selected epoch: the Pareto front (History and Pareto-front plots) holds the trials that no other "
+        "selected epoch: the Pareto front (History and Pareto-front plots) holds the trials that "
+        "no other "
         "beats on both. A two-objective study is never pruned."
     )
 
@@ -145,7 +148,8 @@ def trial_note(
     elif trial.state == TrialState.PRUNED and steps:
         last_step = max(steps)
         lines.append(
-            f"Pruned after {epochs_run} epoch(s). The dashboard's Value **{_fmt(steps[last_step])}** is the "
+            f"Pruned after {epochs_run} epoch(s). The dashboard's Value "
+            f"**{_fmt(steps[last_step])}** is the "
             f"last epoch's (epoch {last_step}); the best so far, which drltune ranks by, is "
             f"**{_fmt(max(steps.values()))}**{at}."
         )
@@ -281,7 +285,8 @@ class DashboardPublisher:
                     upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
         except Exception as exc:
             self._warn(
-                f"dashboard artifacts of trial {trial.number} not written: {type(exc).__name__}: {exc}"
+                f"dashboard artifacts of trial {trial.number} not written: {type(exc).__name__}: "
+                f"{exc}"
             )
 
     def write_note(self, number: int) -> None:

@@ -77,7 +77,9 @@ class Progress:
         )  # at the selected epoch
         what = {
             "complete": f"complete after {outcome.epochs} epochs, {reached}",
-            "pruned": f"pruned after {outcome.epochs} epochs (best {name} {outcome.value or 0:.4f})",
+            "pruned": (
+                f"pruned after {outcome.epochs} epochs (best {name} {outcome.value or 0:.4f})"
+            ),
             "failed": f"FAILED: {outcome.detail}",
             "interrupted": "interrupted (queued for the next run)",
         }[outcome.state]
@@ -120,9 +122,8 @@ class Progress:
                 return line
             changed, self.front = front != self.front, front
             return (
-                line
-                + f" | {'new ' if changed else ''}Pareto front ({' vs '.join(self.objective.names)}): "
-                + ", ".join(f"#{n}" for n in front)
+                line + f" | {'new ' if changed else ''}Pareto front "
+                f"({' vs '.join(self.objective.names)}): " + ", ".join(f"#{n}" for n in front)
             )
         best = best_complete(self.study)
         if best is None:
@@ -161,13 +162,15 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
     for rank, t in enumerate(trials, 1):
         test = t.user_attrs.get("test_acc")
         mean = (
-            f"  mean val_acc {raced[t.number]['mean_val_acc']:.4f} over {raced[t.number]['seeds']} seeds"
+            f"  mean val_acc {raced[t.number]['mean_val_acc']:.4f} over "
+            f"{raced[t.number]['seeds']} seeds"
             if t.number in raced
             else ""
         )
         lines.append(
             f"{rank:>2}. #{t.number:<4} val_acc {t.value:.4f}{mean}  test_acc "
-            f"{'n/a' if test is None else f'{test:.4f}'}  best epoch {t.user_attrs.get('best_epoch')}  "
+            f"{'n/a' if test is None else f'{test:.4f}'}  best epoch "
+            f"{t.user_attrs.get('best_epoch')}  "
             f"{params_text(t.params)}"
         )
     line = choice_line(study)

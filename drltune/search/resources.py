@@ -22,7 +22,10 @@ def _amount(value: float, unit: str) -> str:
 
 def describe(resources: Mapping[str, float]) -> str:
     """`2 CPUs and 0 GPUs`."""
-    return f"{_amount(float(resources.get('CPU', 0)), 'CPU')} and {_amount(float(resources.get('GPU', 0)), 'GPU')}"
+    return (
+        f"{_amount(float(resources.get('CPU', 0)), 'CPU')} and "
+        f"{_amount(float(resources.get('GPU', 0)), 'GPU')}"
+    )
 
 
 def node_resources(nodes: list[dict[str, Any]]) -> list[dict[str, float]]:

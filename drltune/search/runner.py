@@ -202,7 +202,8 @@ def prepare(spec: SearchSpec, stored_space: str | None = None) -> SearchPlan:
             safe_yaml.load(stored_space), max_epochs, path=space.path, text=stored_space
         )
         space_line = (
-            f"search space: the one study {study_name(spec)!r} began with, stored in it (the default space "
+            f"search space: the one study {study_name(spec)!r} began with, stored in it (the "
+            "default space "
             "has changed since; pass --space to choose one):"
         )
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
@@ -275,7 +276,8 @@ def check_before_start(plan: SearchPlan, address: str | None, cpus_per_trial: fl
     check_device_for_ray(plan.resolved.device)
     if address and address.startswith("ray://"):
         raise DrltuneError(
-            f"--address {address}: Ray Client is not supported (the search driver keeps the study and "
+            f"--address {address}: Ray Client is not supported (the search driver keeps the "
+            "study and "
             "must run on the cluster); run it on the head node with --address auto, or submit it: "
             "ray job submit --address http://HEAD:8265 -- drltune search ..."
         )
@@ -327,7 +329,8 @@ def start_study(
         adopted = adopt_legacy_checkpoints(ray_root, study, store) if migrating else 0
         if adopted:
             echo(
-                f"checkpoints: {adopted} interrupted trials resume from their checkpoints, moved to {store.root}"
+                f"checkpoints: {adopted} interrupted trials resume from their checkpoints, moved "
+                f"to {store.root}"
             )
         sweep_checkpoints(study, store)
     return study, store
@@ -350,7 +353,8 @@ def run_trials(
         enqueue_published(study, plan.space, spec.seed_with, plan.max_epochs, remaining, echo)
     if remaining <= 0:
         echo(
-            f"the study already has {counted(study)} finished trials (--trials {spec.trials}); nothing to run"
+            f"the study already has {counted(study)} finished trials (--trials {spec.trials}); "
+            "nothing to run"
         )
         return
     pruned = (
@@ -360,7 +364,8 @@ def run_trials(
         else f"pruner {spec.pruner} (re-init aware)"
     )
     echo(
-        f"running {remaining} trials x {plan.max_epochs} epochs, {spec.concurrent} at a time, objective "
+        f"running {remaining} trials x {plan.max_epochs} epochs, {spec.concurrent} at a time, "
+        "objective "
         f"{plan.objective.describe()}, sampler {spec.sampler}, {pruned}"
     )
     _run_tune(spec, plan, study, store, echo)
@@ -441,7 +446,8 @@ class _Stop:
 
         def on_sigint(signum: int, frame: Any) -> None:
             echo(
-                "stopping: running trials will be closed and retried next time (Ctrl-C again to abort)"
+                "stopping: running trials will be closed and retried next time (Ctrl-C again to "
+                "abort)"
             )
             self.interrupted.set()
             signal.signal(signal.SIGINT, previous_handler)
@@ -648,7 +654,8 @@ def _check_checkpoint_reach(ray: Any, checkpoint_every: int, storage_path: str |
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if len(nodes) > 1 and checkpoint_every > 0 and not storage_path:
         raise DrltuneError(
-            f"the Ray cluster has {len(nodes)} nodes: trial checkpoints need a folder that every node reaches "
+            f"the Ray cluster has {len(nodes)} nodes: trial checkpoints need a folder that every "
+            "node reaches "
             "(--storage-path /shared/folder or s3://bucket/path), or pass --checkpoint-every 0"
         )
 

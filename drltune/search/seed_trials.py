@@ -51,7 +51,8 @@ def _fit(dim: Dimension, value: Any, key: str, params: dict[str, Any], notes: li
     fitted = round(fitted) if dim.kind == "int" else float(fitted)
     if fitted != value:
         notes.append(
-            f"{key}: published {value!r} -> {fitted!r} (the space searches [{dim.low:g}, {dim.high:g}])"
+            f"{key}: published {value!r} -> {fitted!r} (the space searches [{dim.low:g}, "
+            f"{dim.high:g}])"
         )
     params[dim.name] = fitted
 
@@ -69,7 +70,8 @@ def seed_params(
     factor = max_epochs / published_epochs if published_epochs else 1.0
     if published_epochs and published_epochs != max_epochs:
         notes.append(
-            f"epochs: published {published_epochs} -> the search's {max_epochs}; epoch-valued settings "
+            f"epochs: published {published_epochs} -> the search's {max_epochs}; epoch-valued "
+            "settings "
             f"scaled x{factor:.3g}"
         )
     own = values.pop("params", {}) or {}
@@ -94,7 +96,8 @@ def seed_params(
             _fit(dims[pname], value, f"{entry.method}.{pname}", params, notes)
         else:
             notes.append(
-                f"{entry.method}.{pname}: published {value!r} not applied (the space does not search it)"
+                f"{entry.method}.{pname}: published {value!r} not applied (the space does not "
+                "search it)"
             )
     return params, notes
 
@@ -131,7 +134,8 @@ def enqueue_published(
     )
     if won.get("token") != token:
         echo(
-            f"--seed-with {source}: the study was seeded with {won.get('source')} configurations before "
+            f"--seed-with {source}: the study was seeded with {won.get('source')} configurations "
+            "before "
             f"({', '.join(won.get('trials', [])) or 'none'}); not again"
         )
         return 0

@@ -183,7 +183,8 @@ def _dimension(name: str, spec: Any, kind: str, where: str) -> Dimension:
     if "choices" in keys:
         if keys != {"choices"}:
             raise DrltuneError(
-                f"{where}: `choices` cannot be combined with {', '.join(sorted(keys - {'choices'}))}"
+                f"{where}: `choices` cannot be combined with "
+                f"{', '.join(sorted(keys - {'choices'}))}"
             )
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:

@@ -293,7 +293,8 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             if state == TrialState.RUNNING and not now_state.is_finished():
                 return False  # another driver popped this WAITING trial first
             raise UpdateFinishedTrialError(
-                f"Trial#{number} is already {now_state.name} (read {lost.read.name}): another writer changed "
+                f"Trial#{number} is already {now_state.name} (read {lost.read.name}): another "
+                "writer changed "
                 f"its state first; {state.name} not written"
             ) from None
 

@@ -64,7 +64,8 @@ def create_or_resume(
         raise DrltuneError(f"study {name!r}: {exc}") from None
     if study.directions != objective.directions:
         raise DrltuneError(
-            f"study {name!r} exists and does not optimise {objective.describe()}; use another --study"
+            f"study {name!r} exists and does not optimise {objective.describe()}; use another "
+            "--study"
         )
     if existed and study.user_attrs:
         for key in record.RESUME_CHECKED:
@@ -106,7 +107,8 @@ def _check_objective(name: str, study: optuna.Study, objective: Objective) -> No
     if stored != objective.names:
         raise DrltuneError(
             f"study {name!r} was searched with --objective {','.join(stored)}, not "
-            f"{objective.text}; resume it with --objective {','.join(stored)} or use another --study"
+            f"{objective.text}; resume it with --objective {','.join(stored)} or use another "
+            "--study"
         )
 
 
