@@ -363,8 +363,7 @@ def verified_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"  trial {r['trial']} ({r['method']}): {search}; verified test_acc "
             f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} over {len(r['seeds'])} seeds "
-            f"{r['seeds']} "
-            f"(audio {a:.3f} ± {a_sd:.3f}, visual {v:.3f} ± {v_sd:.3f})"
+            f"{r['seeds']} (audio {a:.3f} ± {a_sd:.3f}, visual {v:.3f} ± {v_sd:.3f})"
         )
         for ref, d in r["references"].items():
             diff = (
@@ -374,7 +373,6 @@ def verified_lines(rows: list[dict[str, Any]]) -> list[str]:
             )
             lines.append(
                 f"    vs {ref}: {d['test_acc_mean']:.4f} ± {d['test_acc_std']:.4f}, paired "
-                "difference "
-                f"{diff}: {d['verdict']}"
+                f"difference {diff}: {d['verdict']}"
             )
     return lines

@@ -193,10 +193,10 @@ def compare_cmd(
     )
     rows = run_compare(spec, echo=click.echo)
     click.echo(
-        f"\nleaderboard of {spec.name}: each method's best trial re-trained on {seeds} fresh "
-        "seeds;\n"
-        "test accuracy at the epoch selected on validation; published: the method's published "
-        "config"
+        f"\nleaderboard of {spec.name}: each method's best trial re-trained on {seeds} "
+        "fresh seeds;\n"
+        "test accuracy at the epoch selected on validation; published: the method's "
+        "published config"
     )
     for line in leaderboard_lines(rows):
         click.echo(line)

@@ -122,8 +122,8 @@ def export_cmd(
             "picks others)"
         )
     click.echo(
-        f"wrote {len(trials)} config(s) (trial {listed}) to {output}; run: drltune train "
-        f"--config {output}"
+        f"wrote {len(trials)} config(s) (trial {listed}) to {output}; run: drltune train --config "
+        f"{output}"
     )
 
 

@@ -35,8 +35,7 @@ def prepare_group() -> None:
     "splits_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Your split CSVs (train.csv or my_train.csv, val.csv, test.csv). Default: the papers' "
-    "split "
-    "when the clip names match, else a deterministic 80/10/10 split stratified by class.",
+    "split when the clip names match, else a deterministic 80/10/10 split stratified by class.",
 )
 @click.option(
     "--by-actor",
@@ -55,8 +54,7 @@ def prepare_group() -> None:
     "--partial-seconds",
     is_flag=True,
     help="Also keep a frame of a clip's last, partial second (a 1.5 s clip gets 2 frames, not 1 "
-    "used "
-    "twice); default: whole seconds only, as the OGM-GE preprocessing script.",
+    "used twice); default: whole seconds only, as the OGM-GE preprocessing script.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fallback split.")
 @click.option(
@@ -93,8 +91,8 @@ def cremad_cmd(
     sizes = ", ".join(f"{name} {n}" for name, n in summary.split_sizes.items())
     click.echo(
         f"prepared {summary.prepared} clip(s), reused {summary.reused}, skipped "
-        f"{len(summary.skipped)} "
-        f"(listed in {out / REPORT}); splits: {summary.split_source}: {sizes}"
+        f"{len(summary.skipped)} (listed in {out / REPORT}); splits: {summary.split_source}: "
+        f"{sizes}"
     )
     click.echo(f"train with: --set dataset=cremad --set data_root={out}")
 
@@ -107,8 +105,7 @@ def _finish(out: Path, dataset: str, summary, extra: str = "") -> None:
 
     click.echo(
         f"prepared {summary.prepared} clip(s), reused {summary.reused}, skipped "
-        f"{len(summary.skipped)} "
-        f"(listed in {out / REPORT}){extra}"
+        f"{len(summary.skipped)} (listed in {out / REPORT}){extra}"
     )
     for line in stats_lines(summary.stats):
         click.echo(f"  {line}")
@@ -136,8 +133,7 @@ _JOBS = click.option(
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Kinetics videos in one folder per class (RAW/<class>/*.mp4), optionally under train/, "
-    "val/, "
-    "test/; class folder names may use _ for spaces. Any container PyAV reads.",
+    "val/, test/; class folder names may use _ for spaces. Any container PyAV reads.",
 )
 @click.option(
     "--classes",

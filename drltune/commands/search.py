@@ -54,9 +54,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     show_default=True,
     metavar="METRIC[,METRIC]",
     help="What the search optimises, at each trial's selected epoch: val_acc or val_f1 "
-    "(maximised), "
-    "or two for a Pareto front, e.g. val_acc,modality_gap (the audio/visual accuracy gap, "
-    "minimised; runs unpruned). A study keeps the objective it began with.",
+    "(maximised), or two for a Pareto front, e.g. val_acc,modality_gap (the audio/visual accuracy "
+    "gap, minimised; runs unpruned). A study keeps the objective it began with.",
 )
 @click.option(
     "--sampler",
@@ -144,8 +143,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     "--max-failed-trials",
     type=click.IntRange(1, 1_000_000),
     help="Stop after this many failed trials (sooner when one error repeats) [default: max(10, "
-    "trials/10)]. "
-    "Failed trials do not count toward --trials.",
+    "trials/10)]. Failed trials do not count toward --trials.",
 )
 @click.option(
     "--checkpoint-every",
@@ -165,9 +163,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     type=click.IntRange(0, 1000),
     default=0,
     show_default=True,
-    help="Once the trials are done, re-train the K best on --race-seeds fresh seeds and rank "
-    "them by "
-    "their mean val_acc (export then writes the raced winner first); 0: rank by one seed.",
+    help="Once the trials are done, re-train the K best on --race-seeds fresh seeds and rank them "
+    "by their mean val_acc (export then writes the raced winner first); 0: rank by one seed.",
 )
 @click.option(
     "--race-seeds",
@@ -318,9 +315,8 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--artifact-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the "
-    "SQLite file, "
-    "else ./studies/artifacts].",
+    help="Trial artifacts (history.csv, learning_curve.svg) [default: artifacts/ beside the SQLite "
+    "file, else ./studies/artifacts].",
 )
 @click.option(
     "--host",

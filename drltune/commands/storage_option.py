@@ -18,8 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 HELP = (
     "Optuna storage: a database URL (e.g. postgresql://user@host/db) or, to read, an Optuna "
-    "journal file; "
-    "a relative SQLite path is taken from the current directory."
+    "journal file; a relative SQLite path is taken from the current directory."
 )
 
 

@@ -30,9 +30,8 @@ def epoch_line(record: dict[str, Any], method: type[Method]) -> str:
     (Method.epoch_text)."""
     line = (
         f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  val_acc "
-        f"{record['val_acc']:.4f}  "
-        f"val_f1 {record['val_f1']:.4f}  audio {record['val_acc_audio']:.3f}  "
-        f"visual {record['val_acc_visual']:.3f}"
+        f"{record['val_acc']:.4f}  val_f1 {record['val_f1']:.4f}  audio "
+        f"{record['val_acc_audio']:.3f}  visual {record['val_acc_visual']:.3f}"
     )
     extra = method.epoch_text(record)
     return line + (f"  {extra}" if extra else "") + f"  {record['seconds']:.1f}s"
@@ -79,9 +78,8 @@ def run_one(
     if tracker is not None:
         tracker.finish(key, "complete", result.to_dict())
     click.echo(
-        f"{cfg.method}/{cfg.fusion} seed {cfg.seed}: best_val_acc {result.best_val_acc:.4f} "
-        f"(epoch {result.best_epoch})  test_acc {result.test_acc:.4f}  test_f1 "
-        f"{result.test_f1:.4f}  "
+        f"{cfg.method}/{cfg.fusion} seed {cfg.seed}: best_val_acc {result.best_val_acc:.4f} (epoch "
+        f"{result.best_epoch})  test_acc {result.test_acc:.4f}  test_f1 {result.test_f1:.4f}  "
         f"audio {result.test_acc_audio:.3f}  visual {result.test_acc_visual:.3f}  "
         f"{result.seconds:.1f}s"
     )
@@ -142,8 +140,7 @@ KNOBS_HELP = (
     metavar="PATH",
     type=click.Path(),
     help="Write the selected epoch's weights here (safetensors) and the config beside it as "
-    "PATH.yaml; "
-    "drltune.train.load_model(PATH) loads them. One config and --seeds 1 only.",
+    "PATH.yaml; drltune.train.load_model(PATH) loads them. One config and --seeds 1 only.",
 )
 @click.option(
     "--tracker",
@@ -151,8 +148,7 @@ KNOBS_HELP = (
     default="none",
     show_default=True,
     help="Experiment tracker: mlflow logs one run per trained seed to experiment "
-    f"{TRAIN_EXPERIMENT!r} "
-    "(needs pip install 'drltune[mlflow]').",
+    f"{TRAIN_EXPERIMENT!r} (needs pip install 'drltune[mlflow]').",
 )
 @click.option(
     "--tracker-uri",

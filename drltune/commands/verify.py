@@ -123,8 +123,7 @@ def verify_cmd(
     )
     click.echo(
         f"verifying trial(s) {', '.join(str(t.number) for t in trials)} of study "
-        f"{loaded.study_name!r} on seeds "
-        f"{seed_list}"
+        f"{loaded.study_name!r} on seeds {seed_list}"
         + (f" against {', '.join(references)}" if references else "")
         + f": {len(runs)} runs, {len(runs) - len(todo)} already stored, {len(todo)} to train"
     )

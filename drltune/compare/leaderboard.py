@@ -174,8 +174,7 @@ def leaderboard_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The table (within 100 columns), then one line per paired comparison."""
     header = (
         f"{'method':<10}{'trials':>6}  {'test acc mean ± std':<19} {'95 % interval':<17} "
-        f"{'audio':>6} "
-        f"{'visual':>6} {'a - v':>7}  {'published':<15}"
+        f"{'audio':>6} {'visual':>6} {'a - v':>7}  {'published':<15}"
     )
     lines = [header.rstrip()]
     for r in rows:
@@ -192,8 +191,8 @@ def leaderboard_lines(rows: list[dict[str, Any]]) -> list[str]:
         )
         lines.append(
             f"{r['method'][:10]:<10}{r['trials']:>6}  {acc:<19} {ci:<17} "
-            f"{_f(r['audio_acc_mean'], '.3f'):>6} "
-            f"{_f(r['visual_acc_mean'], '.3f'):>6} {_f(r['imbalance_mean'], '+.3f'):>7}  {pub:<15}"
+            f"{_f(r['audio_acc_mean'], '.3f'):>6} {_f(r['visual_acc_mean'], '.3f'):>6} "
+            f"{_f(r['imbalance_mean'], '+.3f'):>7}  {pub:<15}"
         )
     lines.append("")
     lines.append("paired differences in test accuracy (same fresh seeds), mean [95 % interval]:")

@@ -170,7 +170,7 @@ def _verify(
             )
     if failed:
         raise DrltuneError(
-            f"{failed} verification run(s) failed (see above); run the same command again to "
-            "retry them"
+            f"{failed} verification run(s) failed (see above); run the same command again to retry "
+            "them"
         )
     return leaderboard({m: studies[m] for m in best}, best, seeds)

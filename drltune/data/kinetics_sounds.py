@@ -34,8 +34,8 @@ from drltune.params import Param
 
 PAPER_CLASSES = 31
 LAYOUT = (
-    "audio/<clip>.npy, frames/<clip>/*.jpg and splits/train.csv, splits/test.csv "
-    "(splits/val.csv optional)"
+    "audio/<clip>.npy, frames/<clip>/*.jpg and splits/train.csv, splits/test.csv (splits/val.csv "
+    "optional)"
 )
 
 

@@ -37,8 +37,7 @@ CLASS_LISTS = {"ks31": "ks31.txt"}
 ALIASES = {"dr": "ks31", "ogm-ge": "ks31", "balancebenchmark": "ks31"}
 UNPUBLISHED = {
     "arl": "ARL (ICCV 2025) reads a 34-class dataset/data/KineticSound/class.txt that its "
-    "repository does not "
-    "ship, so its exact names are not known; pass your copy as --classes FILE",
+    "repository does not ship, so its exact names are not known; pass your copy as --classes FILE",
 }
 SPLIT_DIRS = ("train", "val", "test")
 FAILURES = ("decode error",)
@@ -258,8 +257,8 @@ def _splits(
         }, f"stratified by class (seed {seed}, 80/20; val carved at load time)"
     if "train" not in keep or not ({"val", "test"} & set(keep)):
         raise DrltuneError(
-            f"--raw split folders: found {', '.join(sorted(keep))}; expected train/ and test/ "
-            "(or val/)"
+            f"--raw split folders: found {', '.join(sorted(keep))}; expected train/ and test/ (or "
+            "val/)"
         )
     if "test" in keep:
         splits = {"train": keep["train"], "test": keep["test"]}

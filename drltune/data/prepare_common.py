@@ -68,8 +68,8 @@ def start_out(
         if changed:
             raise DrltuneError(
                 f"--out {out} was prepared with "
-                f"{', '.join(f'{k}={v}' for k, v in changed.items())}; "
-                f"use the same options to resume, or a new --out"
+                f"{', '.join(f'{k}={v}' for k, v in changed.items())}; use the same options to "
+                "resume, or a new --out"
             )
     try:
         for sub in subdirs:

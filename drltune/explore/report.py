@@ -478,8 +478,8 @@ def trials_html(frame: pd.DataFrame, first: str | None = None) -> str:
         css = "" if row["state"] == "COMPLETE" else ' class="incomplete"'
         rows.append(f"<tr{css}>" + "".join(_cell(c, row[c]) for c in cols) + "</tr>")
     return (
-        "<table "
-        f'class="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<table class="trials"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -536,8 +536,8 @@ def render_html(summary: Summary, trials: pd.DataFrame, history: pd.DataFrame) -
     if summary.choice:
         parts.append(f'<p class="noise">{html.escape(summary.choice)}.</p>')
     parts.append(
-        "<section><h2>Best trial per "
-        f"method</h2><p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>"
+        "<section><h2>Best trial per method</h2>"
+        f"<p>{html.escape(BEST_PER_METHOD_NOTE.capitalize())}.</p>"
         f"{trials_html(summary.best_by_method, 'method')}</section>"
     )
     parts.append(f"<section><h2>Top trials</h2>{trials_html(summary.top)}</section>")

@@ -198,8 +198,7 @@ def summarize(study: optuna.Study, top: int = 10) -> Summary:
     if incomplete:
         notes.append(
             f"no complete trial for {', '.join(incomplete)}: the best-per-method rows show the "
-            "best "
-            "pruned or running trial so far (fewer epochs), and the box plots leave them out"
+            "best pruned or running trial so far (fewer epochs), and the box plots leave them out"
         )
     accuracies = [
         rec.get("val_acc")

@@ -73,8 +73,8 @@ class ARL(Method):
         ("start", lambda e: e - 2, "warm-up end"),
     )  # scaling starts after epoch `start`
     description = (
-        "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size "
-        "x inverse entropy"
+        "ARL: unimodal auxiliary CE + encoder grads scaled by (1 + w) from logit size x inverse "
+        "entropy"
     )
     params = (
         Param(

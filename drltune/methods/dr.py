@@ -87,8 +87,8 @@ class DiagnosingRelearning(Method):
         ("reinit_epoch", lambda e: e - 2, "re-init interval"),
     )  # after the last epoch: no effect
     description = (
-        "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init "
-        "toward initial weights"
+        "Diagnosing & Re-learning: k-means purity gap per encoder -> soft re-init toward initial "
+        "weights"
     )
     params = (
         Param(
@@ -130,8 +130,8 @@ class DiagnosingRelearning(Method):
             "kmeans_dtype",
             "choice",
             "float32",
-            "float type of the scaling and k-means (float32 = the official code; float64 = "
-            "earlier drltune)",
+            "float type of the scaling and k-means (float32 = the official code; float64 = earlier "
+            "drltune)",
             choices=("float32", "float64"),
         ),
         Param(
@@ -139,8 +139,7 @@ class DiagnosingRelearning(Method):
             "choice",
             "fixed",
             "row order k-means sees for train: fixed (split order) or shuffled (a fresh "
-            "permutation, "
-            "like the official shuffled loader; k-means++ depends on it)",
+            "permutation, like the official shuffled loader; k-means++ depends on it)",
             choices=("fixed", "shuffled"),
         ),
         Param(
@@ -192,9 +191,9 @@ class DiagnosingRelearning(Method):
             return ""
         return (
             f"re-init w_a {record['reinit_weight_audio']:.3f} w_v "
-            f"{record['reinit_weight_visual']:.3f}"
-            f" (purity a {record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f}"
-            f" v {record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})"
+            f"{record['reinit_weight_visual']:.3f} (purity a "
+            f"{record['purity_train_audio']:.3f}/{record['purity_val_audio']:.3f} v "
+            f"{record['purity_train_visual']:.3f}/{record['purity_val_visual']:.3f})"
         )
 
     @classmethod
@@ -210,8 +209,7 @@ class DiagnosingRelearning(Method):
             "encoder is pulled back to its initial weights)",
             "",
             "| after epoch | purity audio (train / val) | purity visual (train / val) | weight "
-            "audio "
-            "| weight visual |",
+            "audio | weight visual |",
             "|---|---|---|---|---|",
         ]
         for r in rows:

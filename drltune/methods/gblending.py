@@ -91,8 +91,8 @@ class GBlending(Method):
             "loss_reduction",
             "choice",
             "sum",
-            "L_tr, L_val: sum of batch means (BalanceBenchmark) or mean over batches (the "
-            "paper's losses)",
+            "L_tr, L_val: sum of batch means (BalanceBenchmark) or mean over batches (the paper's "
+            "losses)",
             choices=("sum", "mean"),
         ),
     )

@@ -259,8 +259,7 @@ class LFM(Method):
         if params["head"] == "fusion" and cfg.fusion in ("film", "gated"):
             raise DrltuneError(
                 f"params.head: fusion needs unimodal logits, which fusion {cfg.fusion} does not "
-                "have; "
-                "use head late or fusion concat/sum"
+                "have; use head late or fusion concat/sum"
             )
 
     def __init__(self, params: dict[str, Any], trainer: TrialView) -> None:

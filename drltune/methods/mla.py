@@ -117,8 +117,7 @@ class MLA(Method):
             "choice",
             "add",
             "shared head's gradient: add g P^T (BalanceBenchmark), replace by g P^T (official "
-            "text), "
-            "off (the official code as it runs)",
+            "text), off (the official code as it runs)",
             choices=("add", "replace", "off"),
         ),
         Param(

@@ -79,8 +79,8 @@ def combined_grad(
 class MMPareto(Method):
     name = "mmpareto"
     description = (
-        "MMPareto: fused + unimodal losses, per-encoder gradients combined by a Pareto "
-        "rule and enlarged"
+        "MMPareto: fused + unimodal losses, per-encoder gradients combined by a Pareto rule and "
+        "enlarged"
     )
     params = (
         Param(

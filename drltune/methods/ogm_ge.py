@@ -58,8 +58,8 @@ def modulate_(grads: list[torch.Tensor], coeff: float, noise: bool) -> None:
 class OGMGE(Method):
     name = "ogm_ge"
     description = (
-        "OGM-GE: slow the dominant encoder's grads by 1 - tanh(alpha * score ratio), "
-        "plus Gaussian noise"
+        "OGM-GE: slow the dominant encoder's grads by 1 - tanh(alpha * score ratio), plus Gaussian "
+        "noise"
     )
     params = (
         Param(

@@ -73,8 +73,8 @@ def pmr_coefficients(ratio: float, alpha: float, mode: str = "hard") -> tuple[fl
 class PMR(Method):
     name = "pmr"
     description = (
-        "PMR: prototype (nearest class-mean) CE on the weaker modality, prototypes "
-        "refreshed each epoch"
+        "PMR: prototype (nearest class-mean) CE on the weaker modality, prototypes refreshed each "
+        "epoch"
     )
     params = (
         Param(

@@ -231,8 +231,7 @@ class ReconBoost(Method):
         if params["weight2"] > params["weight1"]:
             raise DrltuneError(
                 f"params.weight2: {params['weight2']} is above params.weight1 "
-                f"({params['weight1']}), "
-                "which makes some clips' loss weights negative"
+                f"({params['weight1']}), which makes some clips' loss weights negative"
             )
         for key in ("init_audio", "init_visual"):
             if params[key]:

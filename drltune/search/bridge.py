@@ -224,8 +224,7 @@ class OptunaBridge(Searcher):
                 held = ", ".join(f"#{n}" for n in self.shared.held_by_others)
                 self.note(
                     f"waiting: the last places of --trials {self.shared.target} are held by "
-                    f"{held}, run by "
-                    "another driver; if it is gone they are retried here within "
+                    f"{held}, run by another driver; if it is gone they are retried here within "
                     f"{math.ceil(ORPHAN_S / 60)} min"
                 )
             if state != "open":

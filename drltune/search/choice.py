@@ -49,13 +49,10 @@ def benchmark_clause(figures: dict[str, Any] | None, settings: dict[str, Any]) -
     )
     return (
         f"; on {figures['benchmark']} ({figures['trials']} trials x {figures['epochs']} epochs, "
-        "built-in data, "
-        f"{figures['searches']} search seeds not used to choose it) {ran} picked a config "
-        f"{figures['median_regret']:.1f} points (median) and {figures['p90_regret']:.1f} (90th "
-        "percentile) of "
-        f"fresh-seed test accuracy below the best one, with {100 * figures['epochs_share']:.0f} "
-        "% of the "
-        "unpruned epochs"
+        f"built-in data, {figures['searches']} search seeds not used to choose it) {ran} picked a "
+        f"config {figures['median_regret']:.1f} points (median) and {figures['p90_regret']:.1f} "
+        "(90th percentile) of fresh-seed test accuracy below the best one, with "
+        f"{100 * figures['epochs_share']:.0f} % of the unpruned epochs"
     )
 
 
@@ -69,10 +66,8 @@ def choice_line(study: optuna.Study) -> str | None:
         single = max(ranking, key=lambda r: (r["search_val_acc"], -r["trial"]))
         line = (
             f"how the best was chosen: raced, the top {race['top']} re-trained on "
-            f"{len(race['seeds'])} fresh "
-            f"seeds and ranked by mean val_acc; #{win['trial']} wins with "
-            f"{win['mean_val_acc']:.4f} over "
-            f"{win['seeds']} seeds"
+            f"{len(race['seeds'])} fresh seeds and ranked by mean val_acc; #{win['trial']} wins "
+            f"with {win['mean_val_acc']:.4f} over {win['seeds']} seeds"
         )
         if single["trial"] != win["trial"]:
             line += (
@@ -85,8 +80,7 @@ def choice_line(study: optuna.Study) -> str | None:
     seeds = {record.stored_config(t).get("seed") for t in study.get_trials(deepcopy=False)} - {None}
     seed = f"seed {seeds.pop()}" if len(seeds) == 1 else "one seed each"
     return (
-        f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), "
-        "the luckiest "
-        "of noisy single-seed values; `--race K` or `drltune verify` re-train the top on fresh "
-        "seeds" + benchmark_clause(figures, study_settings(study))
+        f"how the best was chosen: the highest val_acc of one training run per trial ({seed}), the "
+        "luckiest of noisy single-seed values; `--race K` or `drltune verify` re-train the top on "
+        "fresh seeds" + benchmark_clause(figures, study_settings(study))
     )

@@ -59,17 +59,16 @@ def curve_svg(history: Sequence[dict[str, Any]], title: str) -> str:
             f'<text x="{x(epoch):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{epoch}</text>'
         )
     out.append(
-        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle">epoch '
-        "(0-based)</text>"
+        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle">'
+        "epoch (0-based)</text>"
     )
     for record in history:
         if record.get("reinit"):
             ex = x(int(record["epoch"]))
             out.append(
                 f'<line x1="{ex:.1f}" x2="{ex:.1f}" y1="{TOP}" y2="{TOP + plot_h}" '
-                'stroke="#d62728" '
-                'stroke-dasharray="4,3"><title>re-init after epoch '
-                f"{record['epoch']}</title></line>"
+                'stroke="#d62728" stroke-dasharray="4,3">'
+                f"<title>re-init after epoch {record['epoch']}</title></line>"
             )
     for key, label, colour, dash in SERIES:
         points = [

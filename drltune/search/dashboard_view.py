@@ -69,8 +69,7 @@ def study_note(attrs: dict[str, Any]) -> str:
         PRUNED_VALUE,
         "",
         "Each trial's Note has its config, per-modality accuracy and DR re-inits; its artifacts "
-        "hold "
-        "the whole per-epoch history (`history.csv`) and its learning curve "
+        "hold the whole per-epoch history (`history.csv`) and its learning curve "
         "(`learning_curve.svg`).",
         "",
         "| setting | value |",
@@ -107,10 +106,8 @@ def _objective_line(names: list[str]) -> str:
     return (
         f"Objectives **{' and '.join(names)}** ("
         + ", ".join(f"{n} {'minimised' if n == 'modality_gap' else 'maximised'}" for n in names)
-        + "), at each trial's "
-        "selected epoch: the Pareto front (History and Pareto-front plots) holds the trials that "
-        "no other "
-        "beats on both. A two-objective study is never pruned."
+        + "), at each trial's selected epoch: the Pareto front (History and Pareto-front plots) "
+        "holds the trials that no other beats on both. A two-objective study is never pruned."
     )
 
 
@@ -149,9 +146,8 @@ def trial_note(
         last_step = max(steps)
         lines.append(
             f"Pruned after {epochs_run} epoch(s). The dashboard's Value "
-            f"**{_fmt(steps[last_step])}** is the "
-            f"last epoch's (epoch {last_step}); the best so far, which drltune ranks by, is "
-            f"**{_fmt(max(steps.values()))}**{at}."
+            f"**{_fmt(steps[last_step])}** is the last epoch's (epoch {last_step}); the best so "
+            f"far, which drltune ranks by, is **{_fmt(max(steps.values()))}**{at}."
         )
     elif trial.state == TrialState.FAIL:
         lines.append(

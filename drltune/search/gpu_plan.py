@@ -158,12 +158,10 @@ def check_memory_fits(
     )  # Ray takes 4 decimals
     fit = max(1, math.floor(1 / needed)) * max(gpus, 1)
     raise DrltuneError(
-        f"each trial needs {estimate.describe()}, but a {share:g} share of a "
-        f"{gpu_bytes / GiB:.0f} GiB GPU "
-        f"holds {max(cap, 0) / GiB:.1f} GiB: --concurrent {concurrent} would run out of GPU "
-        "memory; give each "
-        f"trial at least --gpus-per-trial {needed:g} (with the default share: --concurrent {fit} "
-        "at most)"
+        f"each trial needs {estimate.describe()}, but a {share:g} share of a {gpu_bytes / GiB:.0f} "
+        f"GiB GPU holds {max(cap, 0) / GiB:.1f} GiB: --concurrent {concurrent} would run out of "
+        f"GPU memory; give each trial at least --gpus-per-trial {needed:g} (with the default "
+        f"share: --concurrent {fit} at most)"
     )
 
 

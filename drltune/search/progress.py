@@ -162,16 +162,15 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
     for rank, t in enumerate(trials, 1):
         test = t.user_attrs.get("test_acc")
         mean = (
-            f"  mean val_acc {raced[t.number]['mean_val_acc']:.4f} over "
-            f"{raced[t.number]['seeds']} seeds"
+            f"  mean val_acc {raced[t.number]['mean_val_acc']:.4f} over {raced[t.number]['seeds']} "
+            "seeds"
             if t.number in raced
             else ""
         )
         lines.append(
             f"{rank:>2}. #{t.number:<4} val_acc {t.value:.4f}{mean}  test_acc "
             f"{'n/a' if test is None else f'{test:.4f}'}  best epoch "
-            f"{t.user_attrs.get('best_epoch')}  "
-            f"{params_text(t.params)}"
+            f"{t.user_attrs.get('best_epoch')}  {params_text(t.params)}"
         )
     line = choice_line(study)
     return lines + ([line] if line else [])

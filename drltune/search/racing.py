@@ -73,8 +73,7 @@ def run_race(
     stored = f", {len(runs) - len(todo)} already stored" if len(todo) < len(runs) else ""
     echo(
         f"racing the top {len(trials)} (trials {', '.join(f'#{t.number}' for t in trials)}) on "
-        f"{n_seeds} fresh "
-        f"seeds {seeds}: {len(todo)} runs to train{stored}"
+        f"{n_seeds} fresh seeds {seeds}: {len(todo)} runs to train{stored}"
     )
     failed = execute(study, todo, concurrent, cpus, gpus, address, echo) if todo else 0
     ranking = rank(study, trials, seeds)

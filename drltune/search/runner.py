@@ -203,8 +203,7 @@ def prepare(spec: SearchSpec, stored_space: str | None = None) -> SearchPlan:
         )
         space_line = (
             f"search space: the one study {study_name(spec)!r} began with, stored in it (the "
-            "default space "
-            "has changed since; pass --space to choose one):"
+            "default space has changed since; pass --space to choose one):"
         )
     base = base_config(spec, space.fixed).replace(epochs=max_epochs)
     resolved = resolve(
@@ -276,10 +275,9 @@ def check_before_start(plan: SearchPlan, address: str | None, cpus_per_trial: fl
     check_device_for_ray(plan.resolved.device)
     if address and address.startswith("ray://"):
         raise DrltuneError(
-            f"--address {address}: Ray Client is not supported (the search driver keeps the "
-            "study and "
-            "must run on the cluster); run it on the head node with --address auto, or submit it: "
-            "ray job submit --address http://HEAD:8265 -- drltune search ..."
+            f"--address {address}: Ray Client is not supported (the search driver keeps the study "
+            "and must run on the cluster); run it on the head node with --address auto, or submit "
+            "it: ray job submit --address http://HEAD:8265 -- drltune search ..."
         )
     if not _joins_cluster(address) and cpus_per_trial is not None:
         check_local_cpus(cpus_per_trial)  # before the study exists and Ray starts
@@ -365,8 +363,7 @@ def run_trials(
     )
     echo(
         f"running {remaining} trials x {plan.max_epochs} epochs, {spec.concurrent} at a time, "
-        "objective "
-        f"{plan.objective.describe()}, sampler {spec.sampler}, {pruned}"
+        f"objective {plan.objective.describe()}, sampler {spec.sampler}, {pruned}"
     )
     _run_tune(spec, plan, study, store, echo)
 
@@ -655,8 +652,8 @@ def _check_checkpoint_reach(ray: Any, checkpoint_every: int, storage_path: str |
     if len(nodes) > 1 and checkpoint_every > 0 and not storage_path:
         raise DrltuneError(
             f"the Ray cluster has {len(nodes)} nodes: trial checkpoints need a folder that every "
-            "node reaches "
-            "(--storage-path /shared/folder or s3://bucket/path), or pass --checkpoint-every 0"
+            "node reaches (--storage-path /shared/folder or s3://bucket/path), or pass "
+            "--checkpoint-every 0"
         )
 
 

@@ -71,8 +71,7 @@ def seed_params(
     if published_epochs and published_epochs != max_epochs:
         notes.append(
             f"epochs: published {published_epochs} -> the search's {max_epochs}; epoch-valued "
-            "settings "
-            f"scaled x{factor:.3g}"
+            f"settings scaled x{factor:.3g}"
         )
     own = values.pop("params", {}) or {}
     params: dict[str, Any] = {"method": entry.method}
@@ -135,8 +134,7 @@ def enqueue_published(
     if won.get("token") != token:
         echo(
             f"--seed-with {source}: the study was seeded with {won.get('source')} configurations "
-            "before "
-            f"({', '.join(won.get('trials', [])) or 'none'}); not again"
+            f"before ({', '.join(won.get('trials', [])) or 'none'}); not again"
         )
         return 0
     echo(

@@ -294,8 +294,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 return False  # another driver popped this WAITING trial first
             raise UpdateFinishedTrialError(
                 f"Trial#{number} is already {now_state.name} (read {lost.read.name}): another "
-                "writer changed "
-                f"its state first; {state.name} not written"
+                f"writer changed its state first; {state.name} not written"
             ) from None
 
     def setdefault_study_system_attr(self, study_id: int, key: str, value: Any) -> Any:
