@@ -117,7 +117,8 @@ class ReinitAwarePruner(BasePruner):
         if in_grace(trial, step, self.min_grace):
             return False
         peers = PeersBestSoFar(study, trial.number, self._finished)
-        return self.inner.prune(peers, best)  # type: ignore[arg-type]  # a Study look-alike, see PeersBestSoFar
+        # peers is a Study look-alike, see PeersBestSoFar
+        return self.inner.prune(peers, best)  # type: ignore[arg-type]
 
 
 class BracketStudy(optuna.Study):

@@ -72,7 +72,8 @@ def pick_device(name: str) -> torch.device:
 def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A snapshot of tensors in host memory (a copy even when they already live there)."""
     out = OrderedDict((k, v.detach().to("cpu", copy=True)) for k, v in state.items())
-    out._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]  # load_state_dict reads it
+    # load_state_dict reads it
+    out._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
     return out
 
 
