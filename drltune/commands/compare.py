@@ -162,8 +162,7 @@ def compare_cmd(
     csv_path,
     overrides,
 ) -> None:
-    """Tune each method on the same budget, verify the winners on fresh seeds: a leaderboard;
-    resumable."""
+    """Tune each method on the same budget, verify the winners on fresh seeds: a leaderboard; resumable."""  # noqa: E501 (click help's summary)
     check_early(dataset, space_file, methods)
     from drltune.compare.leaderboard import leaderboard_csv, leaderboard_lines
     from drltune.compare.run import CompareSpec, run_compare

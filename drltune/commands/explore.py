@@ -45,8 +45,7 @@ STUDY = click.option(
 def explore_cmd(
     study: str | None, storage: str, top: int, fmt: str, html_path: str | None, no_html: bool
 ) -> None:
-    """Summarise a study: top trials, best per method and fusion, counts, importances, HTML
-    report."""
+    """Summarise a study: top trials, best per method and fusion, counts, importances, HTML report."""  # noqa: E501 (click help's summary)
     from drltune.explore.load import history_frame, open_study, trials_frame
     from drltune.explore.report import default_report_path, write_report
     from drltune.explore.summary import render_csv, render_json, render_table, summarize

@@ -167,8 +167,7 @@ _JOBS = click.option(
 def kinetics_sounds_cmd(
     raw: Path, classes: str, out: Path, min_seconds: float, seed: int, jobs: int
 ) -> None:
-    """Kinetics-Sounds: fbank audio (1,024 x 128), 1 fps frames and split lists (see
-    docs/datasets.md)."""
+    """Kinetics-Sounds: fbank audio (1,024 x 128), 1 fps frames and split lists (see docs/datasets.md)."""  # noqa: E501 (click help's summary)
     from drltune.data.ks_prepare import prepare_kinetics_sounds
 
     summary = prepare_kinetics_sounds(
@@ -258,8 +257,7 @@ def ucf101_cmd(
 @prepare_group.command("check")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def check_cmd(folder: Path) -> None:
-    """Check that a prepared folder holds what training reads (layout, splits, labels, every clip's
-    files)."""
+    """Check that a prepared folder holds what training reads (layout, splits, labels, every clip's files)."""  # noqa: E501 (click help's summary)
     from drltune.data.prepared_check import check_prepared
 
     click.echo(check_prepared(folder))
