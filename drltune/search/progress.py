@@ -122,8 +122,12 @@ class Progress:
                 return line
             changed, self.front = front != self.front, front
             return (
-                line + f" | {'new ' if changed else ''}Pareto front "
-                f"({' vs '.join(self.objective.names)}): " + ", ".join(f"#{n}" for n in front)
+                line
+                + (
+                    f" | {'new ' if changed else ''}Pareto front "
+                    f"({' vs '.join(self.objective.names)}): "
+                )
+                + ", ".join(f"#{n}" for n in front)
             )
         best = best_complete(self.study)
         if best is None:
