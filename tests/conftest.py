@@ -42,17 +42,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _postgres_one_test_at_a_time(request):
-    """Tests on the PostgreSQL server run one at a time, also across pytest-xdist workers and
-    other runs on the same server: two of them stop the server while they run."""
+def _postgres_turns(request):
+    """Tests on the PostgreSQL server share it (each its own study), also across pytest-xdist
+    workers and other runs on the same server, except those marked `stops_postgres`, which stop
+    the server while they run and so hold it alone."""
     params = request.node.callspec.params.values() if hasattr(request.node, "callspec") else ()
     if "postgres_url" not in request.fixturenames and "postgresql" not in params:
         yield
         return
     url = request.getfixturevalue("postgres_url")  # skips the test when there is no server
     lock = Path(tempfile.gettempdir()) / f"drltune-test-postgres-{hashlib.sha256(url.encode()).hexdigest()[:12]}.lock"
+    alone = request.node.get_closest_marker("stops_postgres") is not None
     with open(lock, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed, also if this process dies
+        fcntl.flock(held, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)  # released on close, also if this process dies
         yield
 
 

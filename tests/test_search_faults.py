@@ -150,6 +150,7 @@ def _pg(action: str) -> None:
     subprocess.run(f"{ctl} {action}", shell=True, check=True, capture_output=True, timeout=120)
 
 
+@pytest.mark.stops_postgres
 def test_postgresql_restart_mid_search_loses_nothing(tmp_path, postgres_url):
     """The server goes down for 10 s while trials train and report: every storage call waits it out,
     and the search ends with exactly --trials finished trials and nothing left RUNNING."""
@@ -171,6 +172,7 @@ def test_postgresql_restart_mid_search_loses_nothing(tmp_path, postgres_url):
     assert not [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
 
 
+@pytest.mark.stops_postgres
 def test_a_storage_that_stays_down_ends_with_one_line_and_the_same_command_resumes(tmp_path, postgres_url):
     import os
 
