@@ -31,8 +31,10 @@ def tiny_config():
 
 def pytest_collection_modifyitems(config, items):
     if config.getoption("dist", "no") != "no":  # pytest-xdist: files with end-to-end tests first, none left for last
+        # ... and the tests that stop PostgreSQL first of all, while the other worker runs end-to-end
+        # files that do not use it (later, a test waiting for the server would leave a worker idle).
         slow_files = {item.path for item in items if "slow" in item.keywords}
-        items.sort(key=lambda item: item.path not in slow_files)
+        items.sort(key=lambda item: (item.path not in slow_files, "stops_postgres" not in item.keywords))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
