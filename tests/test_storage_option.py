@@ -10,20 +10,11 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from drltune.cli import COMMANDS, load_command, main
+from drltune.cli import COMMANDS, load_command
 from drltune.search.storage_url import DEFAULT_URL, STORAGE_ENV, resolve_storage_url
+from test_explore_study import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def stored(url: str, name: str) -> optuna.Study:

@@ -16,7 +16,6 @@ import yaml
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from drltune.cli import main  # noqa: E402
 from drltune.config import TrialConfig  # noqa: E402
 from drltune.search.bridge import OptunaBridge  # noqa: E402
 from drltune.search.liveness import SharedBudget  # noqa: E402
@@ -26,6 +25,7 @@ from drltune.search.storage import open_storage  # noqa: E402
 from drltune.search.tracked import SearchTracking  # noqa: E402
 from drltune.search.trainable import RESTORED, epoch_result  # noqa: E402
 from drltune.tracking import MlflowTracker  # noqa: E402
+from test_explore_study import run_cli  # noqa: E402
 
 SPACE = "space: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}\nmethods: {baseline: {}, dr: {alpha: {low: 1, high: 3}}}"
 
@@ -113,16 +113,6 @@ def test_search_logs_one_run_per_trial_through_every_outcome_and_a_resume(tmp_pa
     assert resumed.data.tags["drltune.optuna_trial"] == str(retry["optuna_trial"])
     assert steps(uri, resumed.info.run_id) == [(0, 0.5), (1, 0.52), (2, 0.58)]  # each epoch once
     assert resumed.data.metrics["final/best_val_acc"] == 0.58
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_logs_one_run_per_seed(tmp_path, capsys, monkeypatch, uri):
