@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
-	$(BIN)/ruff check drltune
+	$(BIN)/ruff check drltune tests
 	$(BIN)/ruff format --check drltune
 	$(BIN)/mypy drltune
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 import torch
+import yaml
 
 from drltune.errors import DrltuneError
 from drltune.train import Trainer

@@ -8,11 +8,10 @@ import typing
 import pytest
 
 from drltune.cli import main
-from drltune.config import FIELD_TYPES, GLOBAL_DEFAULTS, KNOBS, SETTINGS, TrialConfig
+from drltune.config import EPOCH_KEYS, FIELD_TYPES, GLOBAL_DEFAULTS, KNOBS, SETTINGS, TrialConfig
 from drltune.errors import DrltuneError
 from drltune.params import yaml_number
 from drltune.resolve import resolve
-from drltune.config import EPOCH_KEYS
 from drltune.search.space_file import parse_space
 
 DECLARED = (*KNOBS, *SETTINGS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import optuna
@@ -18,9 +17,15 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
-from drltune.search.dashboard_view import (PRUNED_VALUE, DashboardPublisher, artifact_dir, describe_study,
-                                           history_csv, trial_note)
 from drltune.search.curve_svg import curve_svg
+from drltune.search.dashboard_view import (
+    PRUNED_VALUE,
+    DashboardPublisher,
+    artifact_dir,
+    describe_study,
+    history_csv,
+    trial_note,
+)
 
 SPACE_TEXT = "epochs: 4\nspace:\n  lr: {low: 0.01, high: 0.1, log: true}\nmethods:\n  baseline: {}\n  dr: declared\n"
 

@@ -11,10 +11,11 @@ import pytest
 pytest.importorskip("av")
 pytest.importorskip("soundfile")
 
+from fake_cremad import write_cremad_raw  # noqa: E402
+
 from drltune.cli import main  # noqa: E402
 from drltune.data import load_dataset  # noqa: E402
 from drltune.data.cremad_prepare import prepare_cremad  # noqa: E402
-from fake_cremad import write_cremad_raw  # noqa: E402
 from drltune.errors import DrltuneError  # noqa: E402
 
 N_CLIPS = 24

@@ -101,7 +101,12 @@ def test_read_split_accepts_the_papers_variants(tmp_path):
 
 
 def test_shipped_paper_splits_are_used_when_the_clips_match():
-    from drltune.data.cremad_prepare import PrepareSummary, _default_splits, _leave_out_skipped, _shipped_splits
+    from drltune.data.cremad_prepare import (
+        PrepareSummary,
+        _default_splits,
+        _leave_out_skipped,
+        _shipped_splits,
+    )
 
     shipped = _shipped_splits()
     assert [len(shipped[s]) for s in ("train", "val", "test")] == [5954, 744, 744]

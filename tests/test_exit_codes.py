@@ -4,7 +4,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from test_explore_study import run_cli
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_cremad import EMOTIONS, clip_names
 from PIL import Image
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import MinMaxScaler
@@ -18,7 +19,6 @@ from sklearn.preprocessing import MinMaxScaler
 from drltune.config import TrialConfig
 from drltune.data import load_dataset
 from drltune.data.cremad_prepare import prepare_cremad
-from fake_cremad import EMOTIONS, clip_names
 from drltune.data.splits import read_split
 from drltune.methods import dr
 from drltune.train import Trainer

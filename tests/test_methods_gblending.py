@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_method_contract import final_weights
 
 from drltune.config import TrialConfig
 from drltune.data.batches import to_device_batch
 from drltune.methods.gblending import blend_weights, due
 from drltune.train import Trainer
-from test_method_contract import final_weights
 
 ABOVE_CHANCE_DATA = {"n_train": 240, "n_val": 96, "n_test": 96, "audio_freq": 16, "audio_time": 16, "image_size": 16}
 

@@ -9,8 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from drltune.data.batches import to_device_batch
-from drltune.methods.mla import (SharedHead, modality_weights, projected_grad, projection_alpha,
-                                 update_projector)
+from drltune.methods.mla import (
+    SharedHead,
+    modality_weights,
+    projected_grad,
+    projection_alpha,
+    update_projector,
+)
 from drltune.train import Trainer
 
 

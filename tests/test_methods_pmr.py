@@ -51,7 +51,7 @@ def test_loss_adds_the_prototype_ce_of_the_weaker_modality(tiny_config):
     feat_v = torch.tensor([[0.0, 0.5], [0.0, 0.5]])  # visual halfway between: scores 0.5 each
     fused = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     out = ModelOutput(fused, feat_a, feat_v)
-    pl_a = torch.tensor([[0.0, -10.0], [-10.0, 0.0]])
+    # audio's prototype logits would be [[0, -10], [-10, 0]]: dominant, so no PCE_a term
     pl_v = torch.tensor([[-0.5, -0.5], [-0.5, -0.5]])
     ce = F.cross_entropy(fused, labels)
     # later than entropy_ends: CE + alpha * PCE_v only

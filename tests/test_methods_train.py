@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
+from test_method_contract import assert_resumes_exactly, final_weights
 
 from drltune.config import TrialConfig
 from drltune.errors import DrltuneError
 from drltune.methods import METHODS
 from drltune.resolve import resolve
 from drltune.train import Trainer
-from test_method_contract import assert_resumes_exactly, final_weights
 
 # method -> (params, its two per-modality metrics, what their epoch means must satisfy)
 PEERS = {

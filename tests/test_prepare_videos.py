@@ -15,6 +15,8 @@ cv2 = pytest.importorskip("cv2")
 if not hasattr(cv2, "optflow"):
     pytest.skip("needs opencv-contrib (cv2.optflow)", allow_module_level=True)
 
+from fake_videos import write_corrupt, write_video  # noqa: E402
+
 from drltune.cli import main  # noqa: E402
 from drltune.config import TrialConfig  # noqa: E402
 from drltune.data import load_dataset  # noqa: E402
@@ -24,7 +26,6 @@ from drltune.data.ucf101 import _group  # noqa: E402
 from drltune.data.ucf_prepare import prepare_ucf101  # noqa: E402
 from drltune.errors import DrltuneError  # noqa: E402
 from drltune.train import Trainer  # noqa: E402
-from fake_videos import write_corrupt, write_video  # noqa: E402
 
 KS = ("playing bagpipes", "chopping wood", "tap dancing")
 UCF = ("ApplyEyeMakeup", "Archery", "YoYo")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from test_explore_study import new_study, record_trial
 
 from drltune import record
 from drltune.config import TrialConfig
@@ -13,7 +14,6 @@ from drltune.search.progress import summary_lines
 from drltune.search.racing import rank, run_race
 from drltune.train import Trainer
 from drltune.verify import PREFIX
-from test_explore_study import new_study, record_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

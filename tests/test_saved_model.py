@@ -8,13 +8,13 @@ import re
 import numpy as np
 import optuna
 import pytest
+from test_explore_study import new_study, record_trial, run_cli
 
 from drltune.data import load_dataset
 from drltune.errors import DrltuneError
 from drltune.resolve import resolve
 from drltune.train import Trainer, load_model, load_saved_config, predict
 from drltune.train.saved_model import config_path, save_model
-from test_explore_study import new_study, record_trial, run_cli
 
 
 def test_export_train_save_load_reproduces_the_printed_test_accuracy(tmp_path, capsys):

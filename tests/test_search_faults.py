@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-
 from search_helpers import Search, counted, finished, load_study, wait_for
 
 pytestmark = pytest.mark.slow

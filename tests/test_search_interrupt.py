@@ -18,7 +18,6 @@ import time
 
 import pytest
 from optuna.trial import TrialState
-
 from search_helpers import Search, load_study, tagged, wait_for
 
 pytestmark = pytest.mark.slow

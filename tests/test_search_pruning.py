@@ -5,7 +5,13 @@ import optuna
 import pytest
 
 from drltune.errors import DrltuneError
-from drltune.search.pruning import REINIT_ATTR, ReinitAwarePruner, make_pruner, pruner_defaults, running_best
+from drltune.search.pruning import (
+    REINIT_ATTR,
+    ReinitAwarePruner,
+    make_pruner,
+    pruner_defaults,
+    running_best,
+)
 from drltune.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

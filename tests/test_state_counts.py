@@ -7,10 +7,10 @@ import json
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from test_explore_study import run_cli
 
 from drltune import record
 from drltune.search.progress import Progress
-from test_explore_study import run_cli
 
 DIST = {"lr": FloatDistribution(1e-3, 1e-1, log=True)}
 

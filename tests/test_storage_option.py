@@ -9,10 +9,10 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
+from test_explore_study import run_cli
 
 from drltune.cli import COMMANDS, load_command
 from drltune.search.storage_url import DEFAULT_URL, STORAGE_ENV, resolve_storage_url
-from test_explore_study import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

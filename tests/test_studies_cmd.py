@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
+from test_explore_study import run_cli
 
 from drltune.search.storage import open_storage
-from test_explore_study import run_cli
 
 DIST = {"method": CategoricalDistribution(["baseline", "dr"]), "fusion": CategoricalDistribution(["concat"]),
         "lr": FloatDistribution(1e-3, 1e-1, log=True)}

@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
+from test_method_contract import check_declarations, check_training
 
 from drltune.cli import main
 from drltune.config import TrialConfig
@@ -17,7 +18,6 @@ from drltune.methods import METHODS, Method
 from drltune.params import Param
 from drltune.resolve import resolve
 from drltune.search.space_file import parse_space
-from test_method_contract import check_declarations, check_training
 
 TINY = ["--set", "encoder_width=4", "--set", "batch_size=16", "--set", "dataset_params.n_train=60",
         "--set", "dataset_params.n_val=24", "--set", "dataset_params.n_test=24",

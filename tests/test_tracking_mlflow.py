@@ -15,6 +15,7 @@ import yaml
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
+from test_explore_study import run_cli  # noqa: E402
 
 from drltune.config import TrialConfig  # noqa: E402
 from drltune.search.bridge import OptunaBridge  # noqa: E402
@@ -25,7 +26,6 @@ from drltune.search.storage import open_storage  # noqa: E402
 from drltune.search.tracked import SearchTracking  # noqa: E402
 from drltune.search.trainable import RESTORED, epoch_result  # noqa: E402
 from drltune.tracking import MlflowTracker  # noqa: E402
-from test_explore_study import run_cli  # noqa: E402
 
 SPACE = "space: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}\nmethods: {baseline: {}, dr: {alpha: {low: 1, high: 3}}}"
 

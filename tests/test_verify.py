@@ -6,12 +6,12 @@ import statistics
 
 import optuna
 import pytest
+from test_explore_study import new_study, record_trial
 
 from drltune.cli import main
 from drltune.config import TrialConfig
 from drltune.train import Trainer
 from drltune.verify import PREFIX, fresh_seeds, paired_interval, summarize_runs, verdict
-from test_explore_study import new_study, record_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
