@@ -42,8 +42,12 @@ def test_the_raced_winner_is_the_best_mean_and_export_and_summary_follow_it() ->
     lines = summary_lines(study)
     assert "raced: mean over seeds" in lines[0] and lines[1].startswith(" 1. #1 ")
     assert "mean val_acc 0.5300 over 2 seeds" in lines[1]
-    assert lines[-1].startswith("how the best was chosen: raced, the top 2 re-trained on 1 fresh seeds")
-    assert "#1 wins with 0.5300 over 2 seeds (on its one search seed #0 looked best, 0.6000)" in lines[-1]
+    chosen = next(i for i, line in enumerate(lines) if line.startswith("how the best was chosen: "))
+    assert lines[chosen].startswith("how the best was chosen: raced, the top 2 re-trained on 1 fresh seeds")
+    assert all(len(line) <= 100 for line in lines[chosen:])  # wrapped to the tables' width, the last lines
+    assert all(line.startswith("  ") for line in lines[chosen + 1:])
+    said = " ".join(line.strip() for line in lines[chosen:])
+    assert "#1 wins with 0.5300 over 2 seeds (on its one search seed #0 looked best, 0.6000)" in said
 
 
 def test_a_race_trains_fresh_seeds_through_verify_and_resumes(tmp_path) -> None:

@@ -8,6 +8,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from drltune.explore.summary import prose
 from drltune.record import raced_ranking, state_counts
 from drltune.search.choice import choice_line
 from drltune.search.display import SearchBar, TimeLeft
@@ -177,7 +178,7 @@ def summary_lines(study: optuna.Study, top: int = 5) -> list[str]:
             f"{t.user_attrs.get('best_epoch')}  {params_text(t.params)}"
         )
     line = choice_line(study)
-    return lines + ([line] if line else [])
+    return lines + (prose(line) if line else [])
 
 
 def _single_lines(study: optuna.Study, objective: Objective, top: int) -> list[str]:
