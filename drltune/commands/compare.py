@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from drltune.commands.search import check_early
+from drltune.commands.search import check_early, finite
 from drltune.commands.storage_option import storage_option
 from drltune.search.options import PRUNERS, SAMPLERS
 
@@ -21,12 +20,6 @@ def _methods(ctx: click.Context, param: click.Parameter, value: str) -> list[str
             "name at least one method, e.g. baseline,dr,ogm_ge", ctx=ctx, param=param
         )
     return names
-
-
-def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
-    return value
 
 
 @click.command("compare")
@@ -111,13 +104,13 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     type=click.FloatRange(0.0, min_open=True),
     default=1.0,
     show_default=True,
-    callback=_finite,
+    callback=finite,
     help="CPUs of each trial and verification run.",
 )
 @click.option(
     "--gpus-per-trial",
     type=click.FloatRange(0.0),
-    callback=_finite,
+    callback=finite,
     help="[default: the GPUs Ray sees / --concurrent, at most 1; 0 without GPUs].",
 )
 @click.option("--address", help="Join this Ray cluster (e.g. auto, 10.0.0.5:6379).")

@@ -16,7 +16,7 @@ from drltune.search.options import PRUNERS, SAMPLERS
 from drltune.tracking import DEFAULT_MLFLOW_URI, TRACKERS, check_tracker
 
 
-def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """click's FloatRange lets nan and inf through."""
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
@@ -98,14 +98,14 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option(
     "--cpus-per-trial",
     type=click.FloatRange(0.0, min_open=True),
-    callback=_finite,
+    callback=finite,
     help="CPUs (and torch/k-means threads) per trial [default: 1 without GPUs; with GPUs a node's "
     "cores / the trials it runs at once].",
 )
 @click.option(
     "--gpus-per-trial",
     type=click.FloatRange(0.0),
-    callback=_finite,
+    callback=finite,
     help="Fractions let several small trials share one GPU [default: the GPUs Ray sees / "
     "--concurrent, at most 1; 0 without GPUs].",
 )
@@ -123,7 +123,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     "--timeout",
     type=click.FloatRange(0.0, min_open=True),
     help="Stop after this many seconds.",
-    callback=_finite,
+    callback=finite,
 )
 @click.option(
     "--max-failures",
