@@ -1,7 +1,10 @@
-# Sourced by .ci/run: start a throw-away PostgreSQL server on loopback for the storage tests and
-# export DRLTUNE_TEST_POSTGRES_URL. Uses Debian's `postgresql` package (installed when missing and
-# we are root). Never fatal: without a server the PostgreSQL tests skip and say why.
-# Call pg_ci_stop to shut it down.
+# Sourced by .ci/run: start throw-away PostgreSQL servers on loopback for the storage tests. Uses
+# Debian's `postgresql` package (installed when missing and we are root). Never fatal: without a
+# server the PostgreSQL tests skip and say why. Call pg_ci_stop to shut them down.
+#   DRLTUNE_TEST_POSTGRES_URL   the server the storage tests share
+#   DRLTUNE_TEST_POSTGRES2_URL  a second one, for the tests that stop and restart their server
+#                               mid-search ("$DRLTUNE_TEST_POSTGRES2_CTL stop|start"), so that no
+#                               other test waits while it is down
 
 pg_ci_bindir() {
     local dir
@@ -17,33 +20,43 @@ pg_ci_bindir() {
 
 pg_ci_start() {
     [ -n "${DRLTUNE_TEST_POSTGRES_URL:-}" ] && return 0
-    local bindir port as
+    local bindir
     bindir=$(pg_ci_bindir) || { echo "ci: no PostgreSQL available; its tests will skip" >&2; return 0; }
-    PG_CI_DIR=$(mktemp -d /tmp/drltune-pg.XXXXXX)
+    PG_CI_DIRS=() PG_CI_STOPS=()
+    pg_ci_server "$bindir" "" && pg_ci_server "$bindir" 2
+}
+
+# pg_ci_server BINDIR SUFFIX: start one server, export DRLTUNE_TEST_POSTGRES${SUFFIX}_URL and _CTL.
+pg_ci_server() {
+    local bindir=$1 suffix=$2 dir port as ctl
+    dir=$(mktemp -d /tmp/drltune-pg.XXXXXX)
+    PG_CI_DIRS+=("$dir")
     # initdb refuses to run as root: run the server as the package's postgres user then.
     as=()
     if [ "$(id -u)" = 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-        chown postgres "$PG_CI_DIR"
+        chown postgres "$dir"
         as=(runuser -u postgres --)
     fi
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    if "${as[@]}" "$bindir/initdb" -D "$PG_CI_DIR/data" -U drltune --auth=trust -E UTF8 >"$PG_CI_DIR/initdb.log" 2>&1 \
-        && "${as[@]}" "$bindir/pg_ctl" -D "$PG_CI_DIR/data" -l "$PG_CI_DIR/server.log" -w -t 60 \
-            -o "-h 127.0.0.1 -p $port -k $PG_CI_DIR -c max_connections=200 -c fsync=off" start >/dev/null \
+    ctl="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -w -t 60 -m fast -o '-h 127.0.0.1 -p $port -k $dir -c max_connections=200 -c fsync=off'"
+    if "${as[@]}" "$bindir/initdb" -D "$dir/data" -U drltune --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+        && eval "$ctl start" >/dev/null \
         && "${as[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U drltune drltune_test; then
-        PG_CI_STOP=("${as[@]}" "$bindir/pg_ctl" -D "$PG_CI_DIR/data" -m fast stop)
-        export DRLTUNE_TEST_POSTGRES_URL="postgresql://drltune@127.0.0.1:$port/drltune_test"
-        # The fault tests stop and restart this server mid-search: "$DRLTUNE_TEST_POSTGRES_CTL stop|start".
-        export DRLTUNE_TEST_POSTGRES_CTL="${as[*]} $bindir/pg_ctl -D $PG_CI_DIR/data -l $PG_CI_DIR/server.log -w -t 60 -m fast -o '-h 127.0.0.1 -p $port -k $PG_CI_DIR -c max_connections=200 -c fsync=off'"
-        echo "ci: PostgreSQL at $DRLTUNE_TEST_POSTGRES_URL" >&2
+        PG_CI_STOPS+=("$ctl stop")
+        export "DRLTUNE_TEST_POSTGRES${suffix}_URL=postgresql://drltune@127.0.0.1:$port/drltune_test"
+        export "DRLTUNE_TEST_POSTGRES${suffix}_CTL=$ctl"
+        echo "ci: PostgreSQL${suffix:+ $suffix} at postgresql://drltune@127.0.0.1:$port/drltune_test" >&2
     else
-        echo "ci: PostgreSQL did not start; its tests will skip. Logs:" >&2
-        cat "$PG_CI_DIR"/*.log >&2 || true
+        echo "ci: PostgreSQL${suffix:+ $suffix} did not start; its tests will skip or share. Logs:" >&2
+        cat "$dir"/*.log >&2 || true
+        return 1
     fi
 }
 
 pg_ci_stop() {
-    if [ -n "${PG_CI_STOP:-}" ]; then "${PG_CI_STOP[@]}" >/dev/null 2>&1 || true; fi
-    if [ -n "${PG_CI_DIR:-}" ]; then rm -rf "$PG_CI_DIR"; fi
+    local cmd dir
+    for cmd in "${PG_CI_STOPS[@]}"; do eval "$cmd" >/dev/null 2>&1 || true; done
+    for dir in "${PG_CI_DIRS[@]}"; do rm -rf "$dir"; done
+    PG_CI_STOPS=() PG_CI_DIRS=()
 }

@@ -139,42 +139,38 @@ def test_two_drivers_share_one_study(tmp_path, backend, request):
         "the two drivers proposed the same first configuration"
 
 
-def _pg(action: str) -> None:
-    import os
+def _pg(ctl: str, action: str) -> None:
     import subprocess
 
-    ctl = os.environ.get("DRLTUNE_TEST_POSTGRES_CTL")
-    if not ctl:
-        pytest.skip("DRLTUNE_TEST_POSTGRES_CTL is not set (.ci/run sets it): cannot restart PostgreSQL")
     subprocess.run(f"{ctl} {action}", shell=True, check=True, capture_output=True, timeout=120)
 
 
-@pytest.mark.stops_postgres
-def test_postgresql_restart_mid_search_loses_nothing(tmp_path, postgres_url):
+def test_postgresql_restart_mid_search_loses_nothing(tmp_path, stoppable_postgres):
     """The server goes down for 10 s while trials train and report: every storage call waits it out,
     and the search ends with exactly --trials finished trials and nothing left RUNNING."""
     import time
 
+    postgres_url, ctl = stoppable_postgres
     name = f"restart-{uuid.uuid4().hex[:8]}"
     args = ["--space", str(_space(tmp_path, TWO_METHODS)), "--trials", "5", "--max-epochs", "3", "--study", name,
             "--storage", postgres_url, "--pruner", "none"]
     search = Search(tmp_path, args)
     wait_for(lambda: len(finished(postgres_url, name)) >= 1, 400, "a finished trial", search)
-    _pg("stop")
+    _pg(ctl, "stop")
     try:
         time.sleep(10)
     finally:
-        _pg("start")
+        _pg(ctl, "start")
     assert search.wait() == 0, search.output()[-3000:]
     study = load_study(postgres_url, name)
     assert len(counted(study)) == 5 and not [t for t in study.get_trials(deepcopy=False) if not t.state.is_finished()]
     assert not [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
 
 
-@pytest.mark.stops_postgres
-def test_a_storage_that_stays_down_ends_with_one_line_and_the_same_command_resumes(tmp_path, postgres_url):
+def test_a_storage_that_stays_down_ends_with_one_line_and_the_same_command_resumes(tmp_path, stoppable_postgres):
     import os
 
+    postgres_url, ctl = stoppable_postgres
     name = f"down-{uuid.uuid4().hex[:8]}"
     args = ["--space", str(_space(tmp_path, TWO_METHODS)), "--trials", "4", "--max-epochs", "3", "--study", name,
             "--storage", postgres_url, "--pruner", "none"]
@@ -184,11 +180,11 @@ def test_a_storage_that_stays_down_ends_with_one_line_and_the_same_command_resum
     finally:
         del os.environ["DRLTUNE_STORAGE_PATIENCE_S"]
     wait_for(lambda: len(finished(postgres_url, name)) >= 1, 400, "a finished trial", search)
-    _pg("stop")
+    _pg(ctl, "stop")
     try:
         code = search.wait()
     finally:
-        _pg("start")
+        _pg(ctl, "start")
     errors = [line for line in search.output().splitlines() if line.startswith("error:")]
     assert code == 1 and len(errors) == 1 and "unreachable for 8 s" in errors[0], search.output()[-3000:]
     again = Search(tmp_path, args)
