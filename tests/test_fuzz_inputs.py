@@ -218,12 +218,12 @@ def stored_study(kept_db, tmp_path, monkeypatch):
     import shutil
     import sqlite3
 
-    import drltune.search.runner as runner
+    import drltune.search.tune_run as tune_run
 
     def no_ray(*args, **kwargs):
         raise AssertionError("bad input reached Ray")
 
-    monkeypatch.setattr(runner, "_run_tune", no_ray)
+    monkeypatch.setattr(tune_run, "run_tune", no_ray)
     monkeypatch.chdir(tmp_path)  # the default storage (./studies/drltune.db) must not appear either
     db = tmp_path / "keep.db"
     shutil.copy(kept_db, db)
