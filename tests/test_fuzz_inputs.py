@@ -258,6 +258,17 @@ def test_bad_search_flag(flags, stored_study, capsys):
     assert snapshot() == before, "the storage or the folder changed"
 
 
+@pytest.mark.parametrize("command", [["search"], ["verify", "--study", "v"], ["compare"]], ids=lambda c: c[0])
+@pytest.mark.parametrize("flag", ["--cpus-per-trial", "--gpus-per-trial"])
+def test_every_command_refuses_a_non_finite_share_alike(command, flag, tmp_path, capsys):
+    """click's FloatRange lets inf through: search's check, which verify and compare reuse, refuses it
+    with one line, before anything is stored."""
+    db = tmp_path / "s.db"
+    code, lines = run_cli([*command, flag, "inf", "--storage", f"sqlite:///{db}"], capsys)
+    assert (code, lines) == (2, [f"error: Invalid value for '{flag}': inf is not a finite number"])
+    assert not db.exists()
+
+
 def test_resuming_with_another_space_is_refused_without_writing(stored_study, capsys):
     """`kept` was searched with another space and budget: a resume attempt must not touch it."""
     storage, snapshot = stored_study
