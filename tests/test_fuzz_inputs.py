@@ -218,12 +218,12 @@ def stored_study(kept_db, tmp_path, monkeypatch):
     import shutil
     import sqlite3
 
-    import drltune.search.runner as runner
+    import drltune.search.tune_run as tune_run
 
     def no_ray(*args, **kwargs):
         raise AssertionError("bad input reached Ray")
 
-    monkeypatch.setattr(runner, "_run_tune", no_ray)
+    monkeypatch.setattr(tune_run, "run_tune", no_ray)
     monkeypatch.chdir(tmp_path)  # the default storage (./studies/drltune.db) must not appear either
     db = tmp_path / "keep.db"
     shutil.copy(kept_db, db)
@@ -256,6 +256,17 @@ def test_bad_search_flag(flags, stored_study, capsys):
     before = snapshot()
     assert_one_line_error(*run_cli(_search(storage, *flags), capsys), flags)
     assert snapshot() == before, "the storage or the folder changed"
+
+
+@pytest.mark.parametrize("command", [["search"], ["verify", "--study", "v"], ["compare"]], ids=lambda c: c[0])
+@pytest.mark.parametrize("flag", ["--cpus-per-trial", "--gpus-per-trial"])
+def test_every_command_refuses_a_non_finite_share_alike(command, flag, tmp_path, capsys):
+    """click's FloatRange lets inf through: search's check, which verify and compare reuse, refuses it
+    with one line, before anything is stored."""
+    db = tmp_path / "s.db"
+    code, lines = run_cli([*command, flag, "inf", "--storage", f"sqlite:///{db}"], capsys)
+    assert (code, lines) == (2, [f"error: Invalid value for '{flag}': inf is not a finite number"])
+    assert not db.exists()
 
 
 def test_resuming_with_another_space_is_refused_without_writing(stored_study, capsys):

@@ -346,7 +346,7 @@ def test_a_resumed_cuda_trial_continues_the_gpu_noise(tiny_config, tmp_path):
 def test_the_start_line_says_how_the_cpus_were_chosen():
     from types import SimpleNamespace
 
-    from drltune.search.runner import trial_cpus
+    from drltune.search.tune_run import trial_cpus
 
     ray = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}},
                                          {"Alive": False, "Resources": {"CPU": 2.0, "GPU": 1.0}}])

@@ -140,6 +140,13 @@ def test_the_order_rejects_an_upward_import():
     assert layer("drltune.search.choice") == layer("drltune.explore")
 
 
+def test_the_recipe_calls_the_tune_run_never_the_reverse(graph):
+    """search.runner (the recipe) imports search.tune_run (Ray Tune's run); tune_run reads the spec
+    and plan through Protocols instead of importing them."""
+    assert "drltune.search.tune_run" in graph["drltune.search.runner"]
+    assert "drltune.search.runner" not in graph["drltune.search.tune_run"]
+
+
 def test_the_walk_sees_a_circle():
     """The checker itself: a two-module circle is found, a chain is not."""
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]

@@ -8,7 +8,12 @@ import optuna
 import pytest
 
 from drltune.errors import DrltuneError
-from drltune.search.checkpoints import CheckpointStore, lineage_key, study_folder_name
+from drltune.search.checkpoints import (
+    CheckpointStore,
+    lineage_key,
+    study_folder_name,
+    sweep_checkpoints,
+)
 
 
 def test_uri_store_uploads_downloads_prunes_and_deletes(tmp_path):
@@ -55,7 +60,7 @@ def _new_study(url: str, name: str) -> optuna.Study:
 
 
 def test_studies_of_one_name_never_share_a_checkpoint_folder_nor_sweep_each_other(tmp_path):
-    from drltune.search.runner import SearchSpec, checkpoint_store, storage_path, sweep_checkpoints
+    from drltune.search.runner import SearchSpec, checkpoint_store, storage_path
 
     spec_a, spec_b = (SearchSpec(storage=f"sqlite:///{tmp_path}/studies/{db}.db") for db in "ab")
     a, b = _new_study(spec_a.storage, "s"), _new_study(spec_b.storage, "s")  # one name, two databases

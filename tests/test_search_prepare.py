@@ -12,13 +12,13 @@ from drltune.search.runner import SearchSpec, prepare
 @pytest.fixture
 def no_storage_no_ray(tmp_path, monkeypatch):
     """Opening a storage or starting Ray fails the test; the current directory stays empty."""
-    from drltune.search import ray_start, storage
+    from drltune.search import ray_start, storage, tune_run
 
     def refused(*args, **kwargs):
         raise AssertionError("preparing a search touched a storage or Ray")
 
     for module, name in ((storage, "open_writer"), (storage, "open_reader"), (runner, "open_writer"),
-                         (ray_start, "init_ray"), (runner, "init_ray")):
+                         (ray_start, "init_ray"), (tune_run, "init_ray")):
         monkeypatch.setattr(module, name, refused)
     monkeypatch.chdir(tmp_path)
     yield

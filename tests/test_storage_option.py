@@ -134,10 +134,10 @@ def test_verify_opens_its_storage_once_for_writing(tmp_path, capsys, monkeypatch
 
 
 def test_search_opens_its_storage_once_new_or_resumed(tmp_path, capsys, monkeypatch, opens):
-    from drltune.search import runner
+    from drltune.search import tune_run
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(runner, "_run_tune", lambda *args: None)  # no Ray: the storage is what is counted
+    monkeypatch.setattr(tune_run, "run_tune", lambda *args: None)  # no Ray: the storage is what is counted
     for run in ("new", "resumed"):
         opens[0] = 0
         code, out, err = run_cli(capsys, "search", "--trials", "1", "--max-epochs", "1")
@@ -146,10 +146,10 @@ def test_search_opens_its_storage_once_new_or_resumed(tmp_path, capsys, monkeypa
 
 
 def test_compare_opens_its_storage_once_for_all_its_searches(tmp_path, capsys, monkeypatch, opens):
-    from drltune.search import ray_start, runner
+    from drltune.search import ray_start, tune_run
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(runner, "_run_tune", lambda *args: None)  # no trials, so nothing to verify either
+    monkeypatch.setattr(tune_run, "run_tune", lambda *args: None)  # no trials, so nothing to verify either
     monkeypatch.setattr(ray_start, "init_ray", lambda *args: None)
     code, out, err = run_cli(capsys, "compare", "--methods", "baseline,dr", "--trials-per-method", "1",
                              "--max-epochs", "1", "--published", "none")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
 from drltune.commands.explore import STUDY
+from drltune.commands.search import finite
 from drltune.commands.storage_option import storage_option
 from drltune.errors import DrltuneError
 
@@ -58,11 +57,13 @@ def _references(ctx: click.Context, param: click.Parameter, value: str) -> list[
     type=click.FloatRange(0.0, min_open=True),
     default=1.0,
     show_default=True,
+    callback=finite,
     help="CPUs Ray reserves per training run.",
 )
 @click.option(
     "--gpus-per-trial",
     type=click.FloatRange(0.0),
+    callback=finite,
     help="[default: the GPUs Ray sees / --concurrent, at most 1; 0 without GPUs].",
 )
 @click.option("--address", help="Join this Ray cluster (e.g. auto, 10.0.0.5:6379).")
@@ -95,9 +96,6 @@ def verify_cmd(
         verified_rows,
     )
 
-    for value in (cpus_per_trial, gpus_per_trial):
-        if value is not None and not math.isfinite(value):
-            raise DrltuneError(f"{value} is not a finite number")
     if top and numbers:
         raise DrltuneError("use --top K or --trial N, not both")
     unknown = [r for r in references if r not in METHODS]

@@ -15,6 +15,10 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
 
 TRIAL_PREFIX = "trial-"
 
@@ -131,3 +135,25 @@ class CheckpointStore:
             for i in infos
             if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith(TRIAL_PREFIX)
         )
+
+
+def pending_keys(study: optuna.Study) -> set[str]:
+    """The checkpoint folders that running and queued trials resume from."""
+    from optuna.trial import TrialState
+
+    from drltune.search.study import lineage
+
+    return {
+        lineage_key(lineage(t))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    }
+
+
+def sweep_checkpoints(study: optuna.Study, store: CheckpointStore) -> int:
+    """Delete the checkpoint folders (of this study's own folder) that no running or queued trial
+    will resume from."""
+    pending = pending_keys(study)
+    gone = [key for key in store.keys() if key not in pending]
+    for key in gone:
+        store.delete(key)
+    return len(gone)

@@ -62,6 +62,11 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
+def joins_cluster(address: str | None) -> bool:
+    """--address, or RAY_ADDRESS (set by `ray job submit`): a cluster, not a local Ray."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
 def init_ray(ray: Any, address: str | None, concurrent: int, cpus_per_task: float) -> None:
     """Local in-process Ray by default; `address` (or RAY_ADDRESS) joins a running cluster.
     Ray stays quiet."""
