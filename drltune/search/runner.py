@@ -298,6 +298,7 @@ def run_trials(
     plan: SearchPlan,
     study: optuna.Study,
     store: CheckpointStore,
+    ray_root: str,
     echo: Callable[[str], None],
 ) -> None:
     """Run the trials the study still lacks (--seed-with's published configs first) on Ray Tune."""
@@ -324,7 +325,7 @@ def run_trials(
         f"running {remaining} trials x {plan.max_epochs} epochs, {spec.concurrent} at a time, "
         f"objective {plan.objective.describe()}, sampler {spec.sampler}, {pruned}"
     )
-    tune_run.run_tune(spec, plan, study, store, storage_path(spec), echo)
+    tune_run.run_tune(spec, plan, study, store, ray_root, echo)
 
 
 def report(study: optuna.Study, url: str, echo: Callable[[str], None]) -> None:
@@ -360,10 +361,9 @@ def run_search(
     check_before_start(plan, spec.address, spec.cpus_per_trial)
     if storage is None:
         storage = open_writer(spec.storage, heartbeat=True)
-    study, store = start_study(
-        plan, storage, spec.storage, storage_path(spec), spec.max_retries, echo
-    )
-    run_trials(spec, plan, study, store, echo)
+    ray_root = storage_path(spec)
+    study, store = start_study(plan, storage, spec.storage, ray_root, spec.max_retries, echo)
+    run_trials(spec, plan, study, store, ray_root, echo)
     if after_trials is not None and counted(study) >= spec.trials:
         after_trials(study)
     report(study, spec.storage, echo)
