@@ -63,7 +63,7 @@ def test_nothing_listening_fails_fast():
 @pytest.mark.slow
 def test_local_workers_run_at_the_drivers_priority(monkeypatch):
     """Ray starts workers at niceness 15, where any other busy process on the machine starves the
-    trials (a search ran 16 times slower beside two CPU-bound loops)."""
+    trials (a search ran 6.5 times slower beside two CPU-bound loops)."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_worker_niceness", raising=False)
     quiet_ray_env()

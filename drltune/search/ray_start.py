@@ -37,7 +37,7 @@ RAY_QUIET_ENV = {
 
 # Ray starts its workers at niceness 15, so that they never slow its own processes. On a machine
 # that also runs other work, that starves the trials, which are the whole point here: beside two
-# busy processes a search ran 16 times slower (Ray's job server starts its drivers at 0 the same
+# busy processes a search ran 6.5 times slower (Ray's job server starts its drivers at 0 the same
 # way). Only for the Ray instance drltune starts itself (a value the user exported wins); a
 # cluster keeps its own setting.
 LOCAL_WORKER_ENV = {"RAY_worker_niceness": "0"}
